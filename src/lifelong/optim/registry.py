@@ -1,0 +1,54 @@
+"""Name -> optimizer factory registry used by every gradient method.
+
+A factory takes ``(params, lr=..., momentum=..., weight_decay=...)`` and returns a
+``torch.optim.Optimizer``. Factories ignore keyword arguments that do not apply to
+them (``momentum`` for Adam, for instance).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+from lifelong.errors import ConfigError, unknown_name
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+OPTIMIZERS: dict[str, OptimizerFactory] = {}
+
+
+def register_optimizer(name: str):
+    """Decorator registering an optimizer factory under ``name``."""
+
+    def wrap(factory: OptimizerFactory) -> OptimizerFactory:
+        if name in OPTIMIZERS:
+            raise ConfigError(f"optimizer {name!r} is registered twice")
+        OPTIMIZERS[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_optimizers() -> list[str]:
+    """Names accepted by :func:`build_optimizer`."""
+    _load_builtin()
+    return sorted(OPTIMIZERS)
+
+
+def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float,
+                    momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Create the optimizer registered as ``name`` over ``params``.
+
+    Raises :class:`ConfigError` for an unknown name or a non-positive learning rate.
+    """
+    _load_builtin()
+    if name not in OPTIMIZERS:
+        raise unknown_name("optimizer", name, OPTIMIZERS)
+    if not lr > 0:
+        raise ConfigError(f"learning rate must be > 0, got {lr}; set method.lr to a positive number")
+    return OPTIMIZERS[name](params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _load_builtin() -> None:
+    # Import the modules that register optimizers; cheap after the first call.
+    from lifelong.optim import builtin  # noqa: F401
