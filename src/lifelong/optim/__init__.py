@@ -1,5 +1,36 @@
-"""Optimizers and learning-rate schedules, selectable by name from any method's config."""
+"""Optimizers and learning-rate schedules, selectable by name from any method's config.
 
+- :class:`Lamb` (seed paper 33, registered ``"lamb"``)
+- :class:`AdaGradNorm` (registered ``"adagradnorm"``) and the adaptive batch-size
+  controllers of AdAdaGrad (seed paper 10)
+- :func:`build_schedule`: constant / linear / cosine / refined schedules (seed paper 34)
+"""
+
+from lifelong.optim.adadagrad import (
+    AdaGradNorm,
+    BatchSizeController,
+    InnerProductTestBatchController,
+    NormTestBatchController,
+    adadagrad,
+    adadagradnorm,
+    per_sample_gradients,
+)
+from lifelong.optim.lamb import Lamb, lamb_param_groups
 from lifelong.optim.registry import OPTIMIZERS, build_optimizer, list_optimizers, register_optimizer
+from lifelong.optim.schedules import (
+    MultiplierSchedule,
+    build_schedule,
+    global_grad_norm,
+    list_schedules,
+    refined_schedule,
+    schedule_multipliers,
+)
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "list_optimizers", "register_optimizer"]
+__all__ = [
+    "OPTIMIZERS", "build_optimizer", "list_optimizers", "register_optimizer",
+    "Lamb", "lamb_param_groups",
+    "AdaGradNorm", "BatchSizeController", "NormTestBatchController", "InnerProductTestBatchController",
+    "adadagrad", "adadagradnorm", "per_sample_gradients",
+    "MultiplierSchedule", "build_schedule", "global_grad_norm", "list_schedules", "refined_schedule",
+    "schedule_multipliers",
+]

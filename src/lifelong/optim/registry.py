@@ -51,4 +51,4 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: floa
 
 def _load_builtin() -> None:
     # Import the modules that register optimizers; cheap after the first call.
-    from lifelong.optim import builtin  # noqa: F401
+    from lifelong.optim import adadagrad, builtin, lamb  # noqa: F401

@@ -1,0 +1,176 @@
+"""The ``lifelong`` command: a thin layer over the Python API (DESIGN §5).
+
+Built on argparse (standard library, no extra dependency)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lifelong.errors import LifelongError
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``lifelong`` command."""
+    from lifelong.evaluation.experiment import DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO
+
+    p = argparse.ArgumentParser(prog="lifelong", description="Models that keep learning: run, compare, "
+                                "reproduce. `lifelong run` alone runs the default benchmark.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run methods over a scenario and write a report")
+    r.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario name (lifelong list scenarios)")
+    r.add_argument("--data", default=DEFAULT_DATA, help="dataset name (lifelong list data)")
+    r.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS), help="comma-separated method names")
+    r.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds, e.g. 0,1,2")
+    r.add_argument("--tasks", type=int, default=None, help="number of experiences (scenario.tasks)")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="TARGET.KEY=VALUE",
+                   help="override: method.lr=0.1, er.buffer_size=500, scenario.blurry=0.1, data.seed=1")
+    r.add_argument("--out", default="runs", help="folder for run outputs (default: runs)")
+    r.add_argument("--name", default="default", help="experiment name, the subfolder of --out")
+    r.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the experiment stored in RUN_DIR (e.g. runs/default)")
+    r.add_argument("--overwrite", action="store_true", help="replace earlier runs in the output folder")
+    r.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1; see README)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ls = sub.add_parser("list", help="list methods, scenarios, data, optimizers or papers")
+    ls.add_argument("what", choices=["methods", "scenarios", "data", "optimizers", "papers"])
+
+    sh = sub.add_parser("show", help="show a method's config keys, defaults and help")
+    sh.add_argument("method")
+
+    rep = sub.add_parser("report", help="re-render the report of a finished run from its JSON files")
+    rep.add_argument("run_dir", help="runs/<name> or runs/<name>/<scenario>-<data>")
+
+    sub.add_parser("papers", help="the status table of all 59 seed papers")
+
+    rp = sub.add_parser("reproduce", help="check one paper's claim and print the table")
+    rp.add_argument("paper", help="short name or number (lifelong papers)")
+    rp.add_argument("--scale", choices=["quick", "full"], default="quick")
+    rp.add_argument("--threads", type=int, default=None)
+    return p
+
+
+def _cmd_run(a) -> int:
+    from lifelong.evaluation.experiment import parse_sets, resume_experiment, run_experiment
+    from lifelong.evaluation.report import format_results_table, load_results, summarize
+
+    if a.resume:
+        root = Path(a.resume)
+        results = resume_experiment(root, progress=not a.quiet, threads=a.threads)
+        groups = [d for d in root.iterdir() if d.is_dir()]
+    else:
+        per_method, scen_kw, data_kw = parse_sets(a.sets, a.methods)
+        if a.tasks is not None:
+            scen_kw["tasks"] = a.tasks
+        results = run_experiment(scenario=a.scenario, data=a.data, methods=a.methods, seeds=a.seeds,
+                                 overrides=per_method, scenario_kwargs=scen_kw, data_kwargs=data_kw,
+                                 out=a.out, name=a.name, overwrite=a.overwrite, progress=not a.quiet,
+                                 threads=a.threads)
+        groups = [Path(a.out) / a.name / f"{a.scenario}-{a.data}"]
+    for g in groups:
+        print(f"\n{g.name}")
+        print(format_results_table(summarize(load_results(g))))
+        print(f"report: {g / 'report.md'}")
+    return 0 if results else 1
+
+
+def _cmd_list(a) -> int:
+    if a.what == "methods":
+        from lifelong.methods import get_method, list_methods
+
+        for m in list_methods():
+            doc = (get_method(m).__doc__ or "").strip().splitlines()[0]
+            print(f"{m:12s} {doc}")
+    elif a.what == "scenarios":
+        from lifelong.scenarios import SCENARIOS
+
+        for name, fn in sorted(SCENARIOS.items()):
+            print(f"{name:20s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+    elif a.what == "data":
+        from lifelong.data import DATASETS
+
+        for name, fn in sorted(DATASETS.items()):
+            print(f"{name:12s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+    elif a.what == "optimizers":
+        from lifelong.optim import list_optimizers
+
+        print("\n".join(list_optimizers()))
+    else:
+        return _cmd_papers(a)
+    return 0
+
+
+def _cmd_show(a) -> int:
+    from lifelong.methods import config_fields, get_method
+
+    cls = get_method(a.method)
+    print(f"{a.method}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+    for f in config_fields(cls.config_class):
+        print(f"  {f['name']:18s} {f['type']:12s} default={f['default']!r:12}  {f['help']}")
+    return 0
+
+
+def _cmd_report(a) -> int:
+    from lifelong.errors import RunDirError
+    from lifelong.evaluation.report import write_report
+
+    root = Path(a.run_dir)
+    groups = [root] if any(root.glob("*/seed*/results.json")) else \
+        sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json"))) \
+        if root.is_dir() else []
+    if not groups:
+        raise RunDirError(f"no results under {root}; point at runs/<name> or runs/<name>/<scenario>-<data>")
+    for g in groups:
+        print(f"report: {write_report(g)}")
+    return 0
+
+
+def _cmd_papers(a) -> int:
+    from lifelong.papers import format_papers_table, papers_table
+
+    print(format_papers_table(papers_table()))
+    return 0
+
+
+def _cmd_reproduce(a) -> int:
+    from lifelong.papers import format_claim, reproduce
+    from lifelong.runtime import configure_threads
+
+    configure_threads(a.threads)
+    claim = reproduce(a.paper, a.scale)
+    print(format_claim(claim))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lifelong`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "report": _cmd_report,
+                "papers": _cmd_papers, "reproduce": _cmd_reproduce}
+    try:
+        return handlers[args.command](args)
+    except LifelongError as e:
+        print(f"lifelong: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lifelong: interrupted; finished experiences are saved, continue with "
+              "`lifelong run --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Datasets: the :class:`Dataset` type and loaders by name."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from lifelong.data.dataset import Dataset, stratified_split
+from lifelong.data.embedded import load_digits, load_mnist, make_blobs
+from lifelong.errors import unknown_name
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": load_digits,
+    "mnist": load_mnist,
+    "blobs": make_blobs,
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    return sorted(DATASETS)
+
+
+def register_dataset(name: str, loader: Callable[..., Dataset]) -> None:
+    """Make ``loader`` available to :func:`load_dataset` and the CLI as ``name``."""
+    DATASETS[name] = loader
+
+
+def load_dataset(name: str, **kwargs) -> Dataset:
+    """Load the dataset registered as ``name`` (see :func:`list_datasets`)."""
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS)
+    return DATASETS[name](**kwargs)
+
+
+__all__ = ["Dataset", "DATASETS", "list_datasets", "load_dataset", "register_dataset",
+           "stratified_split", "load_digits", "load_mnist", "make_blobs"]

@@ -1,0 +1,5 @@
+"""Backbones that map inputs to feature vectors."""
+
+from lifelong.encoders.mlp import MLP
+
+__all__ = ["MLP"]

@@ -1,0 +1,190 @@
+"""``run(stream, learner)``: learn each experience, test on all, record costs, checkpoint."""
+
+from __future__ import annotations
+
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lifelong.errors import CheckpointError, DataError, LifelongError, NonFiniteLossError
+from lifelong.evaluation.checkpoint import load_checkpoint, save_checkpoint
+from lifelong.evaluation.io import append_jsonl, atomic_write_json
+from lifelong.evaluation.result import Result
+from lifelong.scenarios import Stream
+
+EVAL_BATCH = 2048
+
+
+def peak_memory_mb() -> float:
+    """Peak resident set size of this process in MB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def accuracy(learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None) -> float:
+    """Fraction of ``(x, y)`` the learner classifies right (predictions in batches)."""
+    correct = 0
+    for s in range(0, len(y), EVAL_BATCH):
+        scores = learner.predict(x[s:s + EVAL_BATCH], task_id=task_id)
+        if scores.ndim != 2 or scores.shape[0] != len(x[s:s + EVAL_BATCH]):
+            raise DataError(f"{type(learner).__name__}.predict returned shape {tuple(scores.shape)}; "
+                            "expected (batch, classes)")
+        if scores.shape[1] == 0:
+            continue
+        correct += int((scores.argmax(1) == y[s:s + EVAL_BATCH]).sum())
+    return correct / max(len(y), 1)
+
+
+def _counts(learner) -> tuple[int, int]:
+    f = getattr(learner, "parameter_counts", None)
+    return f() if f is not None else (0, 0)
+
+
+def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, config: dict | None = None,
+        run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> Result:
+    """Train ``learner`` on each experience of ``stream`` in order and evaluate on every test set.
+
+    Fills ``R[i, j]`` (accuracy on experience j after learning experience i) and the
+    costs. With ``run_dir``, writes ``metrics.jsonl`` (one line per experience),
+    ``results.json`` (atomically, after every experience) and a checkpoint of the
+    learner, the RNG states and the stream position. ``resume=True`` continues from
+    that checkpoint and ends with the same numbers as an uninterrupted run.
+
+    A NaN/inf loss stops the run: ``results.json`` keeps the finished experiences with
+    ``status: failed`` and the error is re-raised.
+    """
+    if len(stream) == 0:
+        raise DataError("the stream has no experiences")
+    method = method or getattr(learner, "name", type(learner).__name__)
+    config = config if config is not None else (learner.config.to_dict() if hasattr(learner, "config") else {})
+    T = len(stream)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    tests = [e.test_tensors() for e in stream]
+    result = Result(method, seed, stream.describe(), config, np.zeros((0, T)), np.zeros(T))
+    start = 0
+    if resume and run_dir is not None and (run_dir / "checkpoints" / "state.json").exists():
+        start = _restore(run_dir, stream, learner, result)
+    else:
+        torch.manual_seed(seed)
+        random.seed(seed)
+        prepare = getattr(learner, "prepare", None)
+        if prepare is not None:
+            prepare(stream[0].input_shape, stream.num_classes)
+        result.initial_accuracy = np.array([accuracy(learner, x, y, e.task_id)
+                                            for e, (x, y) in zip(stream, tests)])
+        if run_dir is not None and (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()
+    bar = _progress(T, start, f"{method} seed{seed}", progress)
+    try:
+        for i in range(start, T):
+            exp = stream[i]
+            t0 = time.perf_counter()
+            try:
+                learner.learn(exp)
+            except NonFiniteLossError as e:
+                result.status, result.error = "failed", str(e)
+                break
+            t1 = time.perf_counter()
+            row = np.array([accuracy(learner, x, y, e.task_id) for e, (x, y) in zip(stream, tests)])
+            t2 = time.perf_counter()
+            result.accuracy_matrix = np.vstack([result.accuracy_matrix, row[None]])
+            result.learn_seconds.append(t1 - t0)
+            result.eval_seconds.append(t2 - t1)
+            result.samples_seen.append(int(getattr(learner, "samples_seen", 0)))
+            result.trainable_parameters, result.total_parameters = _counts(learner)
+            result.peak_memory_mb = peak_memory_mb()
+            if i == T - 1:
+                result.status = "complete"
+            if run_dir is not None:
+                _record(run_dir, result, learner, i)
+            bar.update(1)
+            bar.set_postfix(acc=f"{100 * row[: i + 1].mean():.1f}%")
+    finally:
+        bar.close()
+    if result.status == "failed":
+        if run_dir is not None:
+            atomic_write_json(run_dir / "results.json", result.to_dict())
+        raise NonFiniteLossError(result.error)
+    return result
+
+
+def _record(run_dir: Path, result: Result, learner, i: int) -> None:
+    append_jsonl(run_dir / "metrics.jsonl", {
+        "experience": i, "accuracy": result.accuracy_matrix[-1].tolist(),
+        "average_accuracy_seen": float(result.accuracy_matrix[-1][: i + 1].mean()),
+        "learn_seconds": result.learn_seconds[-1], "eval_seconds": result.eval_seconds[-1],
+        "samples_seen": result.samples_seen[-1]})
+    state_fn = getattr(learner, "state_dict", None)
+    if state_fn is not None:
+        state = {"learner": state_fn(), "torch_rng": torch.get_rng_state(),
+                 "python_rng": _py_rng_state(), "result": _result_state(result)}
+        save_checkpoint(run_dir / "checkpoints", state, {"position": i + 1, "method": result.method,
+                                                         "seed": result.seed,
+                                                         "stream": result.stream})
+    atomic_write_json(run_dir / "results.json", result.to_dict())
+
+
+def _result_state(result: Result) -> dict:
+    d = result.to_dict()
+    return {k: d[k] for k in ("accuracy_matrix", "initial_accuracy", "costs")}
+
+
+def _py_rng_state() -> list:
+    v, internal, gauss = random.getstate()
+    return [v, list(internal), gauss]
+
+
+def _restore(run_dir: Path, stream: Stream, learner, result: Result) -> int:
+    state, meta = load_checkpoint(run_dir / "checkpoints")
+    if meta.get("stream") != result.stream or meta.get("method") != result.method:
+        raise CheckpointError(f"the checkpoint in {run_dir} was written for another stream or method; "
+                              "use --overwrite to start over")
+    load = getattr(learner, "load_state_dict", None)
+    if load is None:
+        raise CheckpointError(f"{result.method} cannot be resumed: it has no load_state_dict")
+    load(state["learner"])
+    attach = getattr(learner, "attach_stream", None)
+    if attach is not None:
+        attach(stream)
+    torch.set_rng_state(state["torch_rng"])
+    v, internal, gauss = state["python_rng"]
+    random.setstate((v, tuple(internal), gauss))
+    r = state["result"]
+    T = len(stream)
+    result.accuracy_matrix = np.asarray(r["accuracy_matrix"], dtype=np.float64).reshape(-1, T)
+    result.initial_accuracy = np.asarray(r["initial_accuracy"], dtype=np.float64)
+    c = r["costs"]
+    result.learn_seconds, result.eval_seconds = list(c["learn_seconds"]), list(c["eval_seconds"])
+    result.samples_seen = list(c["samples_seen"])
+    result.trainable_parameters, result.total_parameters = c["trainable_parameters"], c["total_parameters"]
+    result.peak_memory_mb = c["peak_memory_mb"]
+    position = int(meta["position"])
+    if position != len(result.accuracy_matrix):
+        raise CheckpointError(f"checkpoint in {run_dir} is inconsistent (position {position}, "
+                              f"{len(result.accuracy_matrix)} rows); use --overwrite to start over")
+    if position == T:
+        result.status = "complete"
+    return position
+
+
+class _NoBar:
+    def update(self, n): ...
+    def set_postfix(self, **kw): ...
+    def close(self): ...
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="exp", leave=False, dynamic_ncols=True,
+                disable=None)
+
+
+__all__ = ["run", "accuracy", "peak_memory_mb", "LifelongError"]

@@ -1,0 +1,405 @@
+"""AdAdaGrad / AdAdaGradNorm: adaptive gradient methods with adaptively growing batches.
+
+Seed paper 10: Lau, Liu, Kolar, *AdAdaGrad: Adaptive Batch Size Schemes for Adaptive
+Gradient Methods* (arXiv:2402.11215; official code ``timlautk/AdAdaGrad``).
+
+Two pieces that a training loop combines:
+
+- an optimizer: :class:`AdaGradNorm` (scalar AdaGrad step ``lr / b_k`` with
+  ``b_k^2 = b_0^2 + sum_j ||g_j||^2``; registered as ``"adagradnorm"``) for
+  AdAdaGradNorm, or ``torch.optim.Adagrad`` (coordinate-wise) for AdAdaGrad;
+- a batch-size controller (:class:`NormTestBatchController`,
+  :class:`InnerProductTestBatchController`) that the loop queries between steps. It
+  computes per-sample gradients of the current batch with ``torch.func``
+  (``vmap(grad(functional_call(...)))``, no Python loop over samples), runs the
+  adaptive-sampling test and returns the batch size for the next step. The batch size
+  never shrinks and is capped at ``max_batch_size``.
+
+A loop looks like::
+
+    opt, ctl = adadagradnorm(model, lr=0.5, initial_batch_size=16, max_batch_size=1024)
+    for step in range(steps):
+        idx = torch.randperm(n, generator=gen)[:ctl.batch_size]
+        ctl.update(model, F.cross_entropy, x[idx], y[idx], set_grad=True)  # grads + test
+        opt.step()
+
+With ``set_grad=True`` the controller writes the batch-mean gradient (the mean of the
+per-sample gradients it computed anyway) into ``.grad``, so no second backward pass is
+needed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping
+
+import torch
+from torch.func import functional_call, grad, vmap
+
+from lifelong.errors import ConfigError, DataError, NonFiniteLossError
+from lifelong.optim.lamb import _check_lr, _check_nonfinite_policy, _grads_are_finite, _nonfinite_error
+from lifelong.optim.registry import register_optimizer
+
+__all__ = [
+    "AdaGradNorm", "BatchSizeController", "NormTestBatchController", "InnerProductTestBatchController",
+    "per_sample_gradients", "adadagrad", "adadagradnorm",
+]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class AdaGradNorm(torch.optim.Optimizer):
+    """AdaGrad-Norm: AdaGrad with one scalar step size (Ward, Wu & Bottou 2019), the
+    optimizer of AdAdaGradNorm (seed paper 10, arXiv:2402.11215).
+
+    Update, over *all* parameters of the optimizer together::
+
+        b^2 <- b^2 + ||g||^2        (||g|| the global L2 norm of this step's gradient)
+        w   <- w - lr * g / (b + eps)
+
+    with ``b^2`` starting at ``initial_accumulator_value`` (``b_0^2``; 1e-2 as in the
+    official code's ``initial_accumulator_value``). Groups may have different ``lr``
+    and ``weight_decay`` (L2 added to the gradient before accumulation, as
+    ``torch.optim.Adagrad``) but share the one accumulator. Note: the official
+    ``adagradnorm.py`` keeps one accumulator per output row of each layer; this class
+    implements the paper's scalar (global-norm) version.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: step size ``eta`` (> 0).
+        initial_accumulator_value: ``b_0^2`` (> 0).
+        weight_decay: L2 penalty (>= 0).
+        eps: added to ``b`` (>= 0).
+        nonfinite: ``"raise"`` or ``"skip"`` on NaN/inf gradients (see
+            :data:`lifelong.optim.lamb.NONFINITE_POLICIES`).
+    """
+
+    def __init__(self, params, lr: float = 1.0, *, initial_accumulator_value: float = 1e-2,
+                 weight_decay: float = 0.0, eps: float = 1e-10, nonfinite: str = "raise"):
+        _check_lr(lr, "AdaGradNorm")
+        _check_nonfinite_policy(nonfinite, "AdaGradNorm")
+        if not (math.isfinite(initial_accumulator_value) and initial_accumulator_value > 0):
+            raise ConfigError(f"AdaGradNorm: initial_accumulator_value (b0^2) must be > 0, got "
+                              f"{initial_accumulator_value!r}; use e.g. 1e-2")
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ConfigError(f"AdaGradNorm: weight_decay must be >= 0, got {weight_decay!r}; use 0 to disable it")
+        if not (math.isfinite(eps) and eps >= 0):
+            raise ConfigError(f"AdaGradNorm: eps must be >= 0, got {eps!r}; use e.g. 1e-10")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+        for group in self.param_groups:
+            _check_lr(group["lr"], "AdaGradNorm")
+        self.nonfinite = nonfinite
+        self.eps = eps
+        first = next(p for g in self.param_groups for p in g["params"])
+        #: The scalar accumulator ``b^2`` (a 0-d tensor on the parameters' device).
+        self.accumulator = torch.full((), float(initial_accumulator_value), dtype=torch.float32,
+                                      device=first.device)
+        #: Number of steps skipped because of non-finite gradients.
+        self.skipped_steps = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One AdaGrad-Norm step; returns the closure's loss when given.
+
+        Raises:
+            NonFiniteLossError: a gradient holds NaN/inf and ``nonfinite="raise"``.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        pairs = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad if group["weight_decay"] == 0 else p.grad.add(p, alpha=group["weight_decay"])
+                pairs.append((group, p, g))
+        if not pairs:
+            return loss
+        grads = [g for _, _, g in pairs]
+        if not _grads_are_finite(grads):
+            if self.nonfinite == "raise":
+                raise _nonfinite_error("AdaGradNorm")
+            self.skipped_steps += 1
+            return loss
+        sq = torch.stack([g.float().pow(2).sum() for g in grads]).sum()
+        self.accumulator.add_(sq.to(self.accumulator.device))
+        denom = self.accumulator.sqrt().add_(self.eps)
+        for group, p, g in pairs:
+            p.add_(g / denom.to(p.device, p.dtype), alpha=-group["lr"])
+        return loss
+
+    def state_dict(self) -> dict:
+        """Standard optimizer state plus the scalar accumulator ``b^2``."""
+        sd = super().state_dict()
+        sd["accumulator"] = self.accumulator.clone()
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Load a :meth:`state_dict`; raises ConfigError if the accumulator is missing."""
+        state_dict = dict(state_dict)
+        if "accumulator" not in state_dict:
+            raise ConfigError("AdaGradNorm.load_state_dict: the state has no 'accumulator'; "
+                              "it was not saved by AdaGradNorm.state_dict()")
+        acc = state_dict.pop("accumulator")
+        super().load_state_dict(state_dict)
+        self.accumulator = torch.as_tensor(acc, dtype=torch.float32).to(self.accumulator.device).clone()
+
+
+@register_optimizer("adagradnorm")
+def _adagradnorm_factory(params, *, lr, momentum=0.0, weight_decay=0.0):
+    """AdaGrad-Norm (scalar AdaGrad; paper 10's optimizer); ``momentum`` is ignored."""
+    return AdaGradNorm(params, lr=lr, weight_decay=weight_decay)
+
+
+def per_sample_gradients(model: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor,
+                         y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample gradients ``{name: (n, *param.shape)}`` of ``loss_fn(model(x_i), y_i)``.
+
+    Vectorized with ``torch.func.vmap(torch.func.grad(...))`` over
+    ``torch.func.functional_call`` (as in the official AdAdaGrad ``tests.py``), so no
+    Python loop runs over samples. Only parameters with ``requires_grad`` get
+    gradients. ``loss_fn`` is called on a batch of one (``(1, ...)`` output, ``(1, ...)``
+    target) and must return a scalar. Models whose forward mixes samples (BatchNorm in
+    training mode) do not have per-sample gradients; put them in eval mode first.
+    """
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    frozen = {k: v.detach() for k, v in model.named_parameters() if not v.requires_grad}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    if not params:
+        raise ConfigError("per_sample_gradients: the model has no trainable parameters; "
+                          "set requires_grad=True on the parameters to train")
+
+    def one(p, xi, yi):
+        out = functional_call(model, (p, frozen, buffers), (xi.unsqueeze(0),))
+        return loss_fn(out, yi.unsqueeze(0))
+
+    return vmap(grad(one), in_dims=(None, 0, 0), randomness="different")(params, x, y)
+
+
+class BatchSizeController:
+    """Base of the adaptive batch-size controllers of AdAdaGrad (seed paper 10).
+
+    Holds the current batch size ``b_k`` (:attr:`batch_size`), which only grows and is
+    capped at ``max_batch_size``. :meth:`update` computes per-sample gradients of the
+    batch it is given, asks the subclass's test for a proposed size ``b_new`` and sets
+    ``b_{k+1} = min(max(b_k, ceil(b_new)), max_batch_size)``. The controller does not
+    touch the optimizer and works with any of them.
+
+    Args:
+        initial_batch_size: ``b_0`` (>= 2: a sample variance needs two samples).
+        max_batch_size: cap (>= ``initial_batch_size``), e.g. the training-set size.
+    """
+
+    def __init__(self, initial_batch_size: int = 16, max_batch_size: int = 4096):
+        if not (isinstance(initial_batch_size, int) and initial_batch_size >= 2):
+            raise ConfigError(f"initial_batch_size must be an integer >= 2 (the tests need a sample variance), "
+                              f"got {initial_batch_size!r}")
+        if not (isinstance(max_batch_size, int) and max_batch_size >= initial_batch_size):
+            raise ConfigError(f"max_batch_size must be an integer >= initial_batch_size ({initial_batch_size}), "
+                              f"got {max_batch_size!r}; set it to e.g. the training-set size")
+        self.initial_batch_size = initial_batch_size
+        self.max_batch_size = max_batch_size
+        self._batch_size = initial_batch_size
+        #: Batch size after each :meth:`update` call (starts with ``b_0``).
+        self.history: list[int] = [initial_batch_size]
+        #: Statistics of the last test (variance terms, squared mean-gradient norm, proposal).
+        self.last_stats: dict[str, float] = {}
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size to draw for the next step."""
+        return self._batch_size
+
+    def _propose(self, grads: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+        raise NotImplementedError
+
+    def update(self, model: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *,
+               set_grad: bool = False) -> int:
+        """Run the test on batch ``(x, y)`` and return the next batch size.
+
+        Args:
+            model: the model being trained (its current parameters are used).
+            loss_fn: ``loss_fn(output, target) -> scalar`` (mean reduction), e.g.
+                ``torch.nn.functional.cross_entropy``.
+            x, y: the current batch (at least 2 samples).
+            set_grad: also write the batch-mean gradient into each parameter's
+                ``.grad`` (replacing it), so the caller can call ``optimizer.step()``
+                without another backward pass.
+
+        Raises:
+            DataError: fewer than 2 samples or mismatched lengths.
+            NonFiniteLossError: the per-sample gradients hold NaN/inf.
+        """
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"x has {x.shape[0]} samples but y has {y.shape[0]}; pass matching batches")
+        if x.shape[0] < 2:
+            raise DataError(f"the batch-size test needs at least 2 samples, got {x.shape[0]}; "
+                            f"draw controller.batch_size samples per step")
+        grads = per_sample_gradients(model, loss_fn, x, y)
+        proposal, stats = self._propose(grads)
+        if not all(math.isfinite(v) for v in stats.values() if v is not None):
+            raise NonFiniteLossError("the per-sample gradients of the batch-size test are NaN or infinite; "
+                                     "check the loss and inputs, or lower the learning rate")
+        new = self._batch_size
+        if proposal > new:
+            new = self.max_batch_size if not math.isfinite(proposal) else min(self.max_batch_size,
+                                                                               math.ceil(proposal))
+        self._batch_size = max(self._batch_size, new)
+        self.history.append(self._batch_size)
+        self.last_stats = {**stats, "proposal": proposal}
+        if set_grad:
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name in grads:
+                        p.grad = grads[name].mean(0).to(p.dtype)
+        return self._batch_size
+
+    def state_dict(self) -> dict:
+        """Batch size and history, for checkpoints."""
+        return {"batch_size": self._batch_size, "history": list(self.history)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore :meth:`state_dict`."""
+        bs = int(state["batch_size"])
+        if not self.initial_batch_size <= bs <= self.max_batch_size:
+            raise ConfigError(f"saved batch size {bs} is outside [{self.initial_batch_size}, "
+                              f"{self.max_batch_size}] of this controller; build it with the same limits")
+        self._batch_size = bs
+        self.history = [int(b) for b in state["history"]]
+
+
+def _mean_var(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return g.mean(0), g.var(0, correction=1)
+
+
+class NormTestBatchController(BatchSizeController):
+    """Adaptive batch size by the (approximate) norm test (seed paper 10, arXiv:2402.11215).
+
+    With per-sample gradients ``g_i`` of the current batch and their mean ``g_bar``::
+
+        b_new = ||Var_i[g_i]||_1 / (eta^2 ||g_bar||^2)
+
+    (unbiased per-coordinate variance, summed over all parameters), the batch size
+    that makes the mean gradient's relative variance at most ``eta^2``. Matches the
+    official ``tests.py::norm_test``. ``eta`` examples from the paper: 0.1 (MNIST) and
+    0.5 (CIFAR-10).
+
+    ``coordinatewise=True`` is a *guess* at the paper's coordinate-wise test for
+    AdAdaGrad (only named in its abstract here): the norm test applied to every
+    coordinate separately, ``b_new = max_j Var_i[g_ij] / (eta^2 g_bar_j^2)`` over the
+    coordinates with ``g_bar_j != 0``. It is far stricter and usually reaches the cap fast.
+    """
+
+    def __init__(self, initial_batch_size: int = 16, max_batch_size: int = 4096, *, eta: float = 0.1,
+                 coordinatewise: bool = False):
+        super().__init__(initial_batch_size, max_batch_size)
+        if not (math.isfinite(eta) and eta > 0):
+            raise ConfigError(f"norm test: eta must be > 0, got {eta!r}; the paper uses 0.1-0.5")
+        self.eta = eta
+        self.coordinatewise = coordinatewise
+
+    def _propose(self, grads):
+        if self.coordinatewise:
+            worst = []
+            gsq = []
+            for g in grads.values():
+                mean, var = _mean_var(g)
+                m2 = mean.pow(2)
+                ratio = torch.where(m2 > 0, var / (self.eta ** 2 * m2), torch.zeros_like(var))
+                worst.append(ratio.max())
+                gsq.append(m2.sum())
+            b_new, gsq_v = torch.stack([torch.stack(worst).max(), torch.stack(gsq).sum()]).tolist()
+            return b_new, {"grad_norm_sq": gsq_v}
+        var_sum, gsq = [], []
+        for g in grads.values():
+            mean, var = _mean_var(g)
+            var_sum.append(var.sum())
+            gsq.append(mean.pow(2).sum())
+        var_v, gsq_v = torch.stack([torch.stack(var_sum).sum(), torch.stack(gsq).sum()]).tolist()
+        if gsq_v == 0.0:
+            return (math.inf if var_v > 0 else 0.0), {"variance_l1": var_v, "grad_norm_sq": gsq_v}
+        return var_v / (self.eta ** 2 * gsq_v), {"variance_l1": var_v, "grad_norm_sq": gsq_v}
+
+
+class InnerProductTestBatchController(BatchSizeController):
+    """Adaptive batch size by the augmented inner-product test (seed paper 10).
+
+    With ``a_i = <g_i, g_bar>`` and ``g_i_perp = g_i - a_i g_bar / ||g_bar||^2``::
+
+        b_new = max( Var_i[a_i] / (theta^2 ||g_bar||^4),
+                     ||Var_i[g_i_perp]||_1 / (nu^2 ||g_bar||^2) )
+
+    the inner-product test plus the orthogonality test, as in the official
+    ``tests.py::inner_product_orthogonality_test``; defaults ``theta=0.5, nu=1``
+    (``augmented=False`` drops the orthogonality term). Variances are unbiased.
+    """
+
+    def __init__(self, initial_batch_size: int = 16, max_batch_size: int = 4096, *, theta: float = 0.5,
+                 nu: float = 1.0, augmented: bool = True):
+        super().__init__(initial_batch_size, max_batch_size)
+        for name, v in (("theta", theta), ("nu", nu)):
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"inner-product test: {name} must be > 0, got {v!r}; paper defaults theta=0.5, nu=1")
+        self.theta, self.nu, self.augmented = theta, nu, augmented
+
+    def _propose(self, grads):
+        n = next(iter(grads.values())).shape[0]
+        means = {k: g.mean(0) for k, g in grads.items()}
+        gsq = torch.stack([m.pow(2).sum() for m in means.values()]).sum()
+        inner = sum(g.reshape(n, -1) @ means[k].reshape(-1) for k, g in grads.items())
+        var_ip = inner.var(correction=1)
+        parts = [var_ip, gsq]
+        if self.augmented:
+            coef = (inner / gsq.clamp_min(torch.finfo(gsq.dtype).tiny)).reshape(n, 1)
+            orth = torch.stack([(g.reshape(n, -1) - coef * means[k].reshape(1, -1)).var(0, correction=1).sum()
+                                for k, g in grads.items()]).sum()
+            parts.append(orth)
+        values = torch.stack(parts).tolist()
+        var_ip_v, gsq_v = values[0], values[1]
+        orth_v = values[2] if self.augmented else 0.0
+        stats = {"inner_product_variance": var_ip_v, "orthogonal_variance_l1": orth_v, "grad_norm_sq": gsq_v}
+        if gsq_v == 0.0:
+            return (math.inf if var_ip_v > 0 or orth_v > 0 else 0.0), stats
+        b_ip = var_ip_v / (self.theta ** 2 * gsq_v ** 2)
+        b_orth = orth_v / (self.nu ** 2 * gsq_v) if self.augmented else 0.0
+        return max(b_ip, b_orth), stats
+
+
+_TESTS = {"norm": NormTestBatchController, "inner_product": InnerProductTestBatchController}
+
+
+def _controller(test: str, initial_batch_size: int, max_batch_size: int, test_kwargs: dict):
+    if test not in _TESTS:
+        raise ConfigError(f"unknown batch-size test {test!r}; choose one of: {', '.join(sorted(_TESTS))}")
+    return _TESTS[test](initial_batch_size, max_batch_size, **test_kwargs)
+
+
+def adadagradnorm(params, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
+                  max_batch_size: int = 4096, weight_decay: float = 0.0, **test_kwargs
+                  ) -> tuple[AdaGradNorm, BatchSizeController]:
+    """AdAdaGradNorm (seed paper 10): an :class:`AdaGradNorm` optimizer and a controller.
+
+    ``params`` is a module or an iterable of parameters; ``test`` is ``"norm"`` or
+    ``"inner_product"``; ``test_kwargs`` go to the controller (``eta=`` for the norm
+    test, ``theta=``/``nu=`` for the inner-product test). Returns ``(optimizer, controller)``.
+    """
+    params = params.parameters() if isinstance(params, torch.nn.Module) else params
+    opt = AdaGradNorm(params, lr=lr, weight_decay=weight_decay)
+    return opt, _controller(test, initial_batch_size, max_batch_size, test_kwargs)
+
+
+def adadagrad(params, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
+              max_batch_size: int = 4096, weight_decay: float = 0.0, **test_kwargs
+              ) -> tuple[torch.optim.Adagrad, BatchSizeController]:
+    """AdAdaGrad (seed paper 10): coordinate-wise ``torch.optim.Adagrad`` and a controller.
+
+    Same arguments as :func:`adadagradnorm`. The paper pairs AdAdaGrad with a
+    coordinate-wise test; pass ``coordinatewise=True`` (our guess at it, see
+    :class:`NormTestBatchController`) to use it, otherwise the norm test is used.
+    """
+    _check_lr(lr, "AdAdaGrad")
+    params = params.parameters() if isinstance(params, torch.nn.Module) else params
+    opt = torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
+    return opt, _controller(test, initial_batch_size, max_batch_size, test_kwargs)

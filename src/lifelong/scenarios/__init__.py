@@ -1,0 +1,43 @@
+"""Scenarios turn a dataset into a :class:`Stream` of :class:`Experience` objects."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from lifelong.errors import ConfigError, unknown_name
+from lifelong.scenarios.incremental import class_incremental, domain_incremental, online, task_incremental
+from lifelong.scenarios.stream import Experience, Stream
+
+SCENARIOS: dict[str, Callable[..., Stream]] = {
+    "class-incremental": class_incremental,
+    "task-incremental": task_incremental,
+    "domain-incremental": domain_incremental,
+    "online": online,
+}
+
+
+def list_scenarios() -> list[str]:
+    """Names accepted by :func:`make_scenario`."""
+    return sorted(SCENARIOS)
+
+
+def register_scenario(name: str, fn: Callable[..., Stream]) -> None:
+    """Make a scenario function available by ``name``."""
+    SCENARIOS[name] = fn
+
+
+def make_scenario(name: str, data, **kwargs) -> Stream:
+    """Build the scenario registered as ``name`` over ``data``; unknown arguments are rejected."""
+    if name not in SCENARIOS:
+        raise unknown_name("scenario", name, SCENARIOS)
+    fn = SCENARIOS[name]
+    params = list(inspect.signature(fn).parameters)[1:]
+    bad = sorted(set(kwargs) - set(params))
+    if bad:
+        raise ConfigError(f"scenario {name!r} takes no argument(s) {bad}; valid: {', '.join(params)}")
+    return fn(data, **kwargs)
+
+
+__all__ = ["Experience", "Stream", "SCENARIOS", "list_scenarios", "make_scenario", "register_scenario",
+           "class_incremental", "task_incremental", "domain_incremental", "online"]

@@ -1,0 +1,196 @@
+"""The paper registry: catalogue, discovery of paper modules, errors, formatting, docs."""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import lifelong.papers as papers
+from lifelong.errors import ConfigError
+from lifelong.papers import (all_papers, format_claim, format_papers_table, get_paper, papers_table,
+                             reproduce)
+from lifelong.papers.base import Claim, Paper
+from lifelong.papers.catalog import CATALOG, CATEGORIES
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "papers.md"
+SHORT_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def test_catalog_has_59_numbered_uniquely_named_planned_papers():
+    assert [p.number for p in CATALOG] == list(range(1, 60))
+    names = [p.short_name for p in CATALOG]
+    assert len(set(names)) == 59
+    for p in CATALOG:
+        assert SHORT_NAME.match(p.short_name), p.short_name
+        assert p.title and p.category in CATEGORIES
+        assert p.status == "planned" and p.reproduce is None
+        assert p.arxiv == "" or re.match(r"^\d{4}\.\d{4,5}$", p.arxiv)
+
+
+def test_catalog_fixed_names():
+    by_number = {p.number: p.short_name for p in CATALOG}
+    assert by_number[1] == "intent3d" and by_number[4] == "corda" and by_number[10] == "adadagrad"
+    assert by_number[33] == "lamb" and by_number[34] == "refined-schedules"
+    assert by_number[43] == "simplecil" and by_number[47] == "lame" and by_number[48] == "cl-llm-survey"
+
+
+def test_all_papers_sorted_and_module_entries_win():
+    result = all_papers()
+    assert [p.number for p in result] == list(range(1, 60))
+    assert len({p.short_name for p in result}) == 59
+    survey = result[47]
+    assert survey.short_name == "cl-llm-survey"
+    assert survey.status == "claim checked" and survey.reproduce is not None
+
+
+def test_get_paper_by_name_and_number():
+    assert get_paper("lame").number == 47
+    assert get_paper("48").short_name == "cl-llm-survey"
+    assert get_paper(" LAMB ").number == 33
+
+
+def test_get_paper_unknown_lists_valid_names():
+    with pytest.raises(ConfigError) as err:
+        get_paper("no-such-paper")
+    message = str(err.value)
+    assert "no-such-paper" in message
+    for name in ("lame", "cl-llm-survey", "intent3d", "n2n"):
+        assert name in message
+    with pytest.raises(ConfigError):
+        get_paper("60")
+
+
+def test_reproduce_errors():
+    planned = next((p for p in all_papers() if p.status == "planned" and p.reproduce is None), None)
+    if planned is None:
+        pytest.skip("every paper has a reproduction")
+    with pytest.raises(ConfigError, match=rf"paper {planned.short_name} is planned: no reproduction yet"):
+        reproduce(planned.short_name)
+    with pytest.raises(ConfigError, match="scale"):
+        reproduce("cl-llm-survey", scale="huge")
+    with pytest.raises(ConfigError, match="unknown paper"):
+        reproduce("nope")
+
+
+def test_papers_table_rows():
+    rows = papers_table()
+    assert len(rows) == 59
+    assert set(rows[0]) == {"number", "short_name", "title", "category", "status", "implemented_by",
+                            "has_reproduction"}
+    survey = rows[47]
+    assert survey["has_reproduction"] is True
+    assert survey["implemented_by"] == "lifelong.evaluation.metrics, lifelong.scenarios.taxonomy"
+
+
+def test_format_papers_table_contains_every_name():
+    text = format_papers_table(papers_table())
+    assert isinstance(text, str)
+    for p in CATALOG:
+        assert p.short_name in text
+    assert "59 papers" in text
+    header, rule = text.splitlines()[:2]
+    assert header.split()[:3] == ["#", "short", "name"] and set(rule) <= {"-", " "}
+
+
+def test_format_claim_shows_numbers_and_verdict():
+    claim = Claim(paper="demo", statement="it works", criterion="x >= 1", measured={"x": 1.5, "n": 3},
+                  held=False, notes="a note")
+    text = format_claim(claim)
+    for part in ("demo", "it works", "x >= 1", "1.5", "NOT HELD", "a note"):
+        assert part in text
+    assert "HELD" in format_claim(Claim("demo", "s", "c", {}, True))
+    assert "NOT HELD" not in format_claim(Claim("demo", "s", "c", {}, True))
+
+
+# --- discovery of paper modules: a fake module placed on the package path ---------------
+
+
+def _add_module(monkeypatch, tmp_path, name: str, source: str) -> None:
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.setattr(papers, "__path__", [*papers.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, f"lifelong.papers.{name}", raising=False)
+
+
+def test_new_module_is_discovered_without_editing_init(monkeypatch, tmp_path):
+    _add_module(monkeypatch, tmp_path, "zz_fake_lamb", """
+        from lifelong.papers.base import Claim, Paper
+
+        def reproduce(scale="quick"):
+            return Claim("lamb", "fake", "none", {"x": 1.0}, True, scale)
+
+        PAPER = Paper(33, "lamb", "Large Batch Optimization", "optimizer", status="claim checked",
+                      implemented_by=("lifelong.optim",), reproduce=reproduce)
+        """)
+    _add_module(monkeypatch, tmp_path, "zz_helper", "VALUE = 1\n")  # no PAPER: skipped
+    try:
+        lamb = get_paper("lamb")
+        assert lamb.status == "claim checked"
+        assert reproduce("lamb", "full").scale == "full"
+        assert len(all_papers()) == 59
+    finally:
+        sys.modules.pop("lifelong.papers.zz_fake_lamb", None)
+        sys.modules.pop("lifelong.papers.zz_helper", None)
+
+
+@pytest.mark.parametrize("source, message", [
+    ('from lifelong.papers.base import Paper\nPAPER = Paper(33, "lamb-x", "t", "optimizer")\n', "catalogue names"),
+    ('from lifelong.papers.base import Paper\nPAPER = Paper(99, "extra", "t", "optimizer")\n', "not a seed paper"),
+    ('from lifelong.papers.base import Paper\nPAPER = Paper(48, "cl-llm-survey", "t", "survey")\n', "twice"),
+    ('PAPER = {"number": 33}\n', "not a lifelong.papers.base.Paper"),
+    ('from lifelong.papers.base import Paper\nPAPER = Paper(33, "lamb", "t", "optimizer", '
+     'status="claim checked")\n', "no reproduce"),
+], ids=["wrong-name", "unknown-number", "duplicate", "not-a-paper", "checked-without-reproduce"])
+def test_bad_paper_modules_are_reported(monkeypatch, tmp_path, source, message):
+    _add_module(monkeypatch, tmp_path, "zz_bad_paper", source)
+    try:
+        with pytest.raises(ConfigError, match=message):
+            all_papers()
+    finally:
+        sys.modules.pop("lifelong.papers.zz_bad_paper", None)
+
+
+def test_paper_dataclass_fields_unchanged():
+    assert [f for f in Paper.__dataclass_fields__] == ["number", "short_name", "title", "category", "status",
+                                                      "implemented_by", "arxiv", "reproduce"]
+
+
+# --- docs/papers.md cannot drift from the registry ---------------------------------------
+
+
+def _doc_rows() -> list[list[str]]:
+    rows = []
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if cells and cells[0].isdigit():
+            rows.append(cells)
+    return rows
+
+
+def test_docs_table_matches_registry():
+    rows = _doc_rows()
+    assert len(rows) == 59
+    registry = {p.short_name: p for p in all_papers()}
+    assert sorted(r[1] for r in rows) == sorted(registry)
+    for cells in rows:
+        assert len(cells) == 7, cells
+        number, name, title, category, status = cells[:5]
+        paper = registry[name]
+        assert int(number) == paper.number
+        assert status == paper.status, f"docs/papers.md says {name} is {status!r}, the registry {paper.status!r}"
+        assert category == paper.category
+        if paper.status == "planned":
+            assert cells[6].startswith("target:")
+        else:
+            assert f"lifelong reproduce {name}" in cells[6]
+
+
+def test_docs_explain_statuses_and_simplifications():
+    text = DOC.read_text(encoding="utf-8")
+    for word in ("planned", "implemented", "claim checked", "lifelong papers", "## Simplifications and guesses"):
+        assert word in text
