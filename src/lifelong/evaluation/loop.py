@@ -148,9 +148,6 @@ def _restore(run_dir: Path, stream: Stream, learner, result: Result) -> int:
     if load is None:
         raise CheckpointError(f"{result.method} cannot be resumed: it has no load_state_dict")
     load(state["learner"])
-    attach = getattr(learner, "attach_stream", None)
-    if attach is not None:
-        attach(stream)
     torch.set_rng_state(state["torch_rng"])
     v, internal, gauss = state["python_rng"]
     random.setstate((v, tuple(internal), gauss))

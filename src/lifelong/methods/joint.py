@@ -1,7 +1,7 @@
 """Joint training: at each experience, train on the union of all experiences so far.
 
-The usual upper bound (it stores everything). Stores experiences, i.e. index
-arrays into the dataset, not copies of the data.
+The usual upper bound. It keeps every training example it has seen (as tensors, so
+that a checkpoint holds everything needed to continue).
 """
 
 from dataclasses import dataclass
@@ -11,7 +11,6 @@ import torch
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
-from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -29,28 +28,26 @@ class Joint(GradientLearner):
 
     def __init__(self, config: JointConfig, seed: int = 0):
         super().__init__(config, seed)
-        self.past: list[Experience] = []
+        self.past_x: torch.Tensor | None = None
+        self.past_y: torch.Tensor | None = None
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
-        if self.config.reinit and self.past:
-            self.prepare(self.input_shape, self.num_classes)
-            self.classes.observe(experience, y)
-            for e in self.past:
-                self.classes.observe(e, e.train_tensors()[1])
-        parts = [e.train_tensors() for e in self.past] + [(x, y)]
-        self.past.append(experience)
-        xs, ys = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        super().fit(xs, ys, experience)
+    def fit(self, x, y, experience) -> None:
+        if self.past_x is not None:
+            x, y = torch.cat([self.past_x, x]), torch.cat([self.past_y, y])
+        self.past_x, self.past_y = x, y
+        if self.config.reinit and experience.index > 0:
+            seen = self.classes.seen.clone()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed + experience.index)
+                self.model = self.build_model(self.input_shape, self.num_classes)
+            self.optimizer = self.make_optimizer()
+            self.classes.seen = seen
+        super().fit(x, y, experience)
 
     def extra_state(self) -> dict:
-        # Past experiences are re-derived from the stream on resume (see load_extra_state).
-        return {"past": [e.index for e in self.past]}
+        if self.past_x is None:
+            return {}
+        return {"past_x": self.past_x, "past_y": self.past_y}
 
     def load_extra_state(self, state: dict) -> None:
-        self._past_indices = list(state["past"])
-
-    def attach_stream(self, stream) -> None:
-        """Re-link stored past experiences to ``stream`` after loading a checkpoint."""
-        idx = getattr(self, "_past_indices", None)
-        if idx is not None:
-            self.past = [stream[i] for i in idx]
+        self.past_x, self.past_y = state.get("past_x"), state.get("past_y")
