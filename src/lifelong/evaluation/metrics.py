@@ -11,10 +11,13 @@ learning of LLMs survey (seed paper 48) and its sources:
 - forgetting F = mean_{j<T-1} ( max_{k in [j, T-2]} R[k, j] - R[T-1, j] )  (Chaudhry et al. 2018)
 - backward transfer BWT = mean_{j<T-1} ( R[T-1, j] - R[j, j] )  (Lopez-Paz & Ranzato 2017)
 - forward transfer FWT = mean_{j>=1} ( R[j-1, j] - b_j ), with b_j the accuracy on
-  experience j *before any learning* (``initial``), as in Lopez-Paz & Ranzato 2017.
-  In class-incremental streams a learner cannot predict classes it has not seen,
-  so R[j-1, j] = b_j = 0 and FWT is 0 by construction; it is informative for
-  domain- and task-incremental streams.
+  experience j *before any learning* (``initial``), measured by the run loop with
+  the learner as it is before its first experience. Lopez-Paz & Ranzato use a
+  randomly initialised model for b_j; here a learner that has seen no class scores
+  no class, so b_j = 0 and FWT is the mean accuracy on each experience just before
+  training on it (zero-shot transfer). In class-incremental streams unseen classes
+  cannot be predicted, so FWT is 0 by construction; it is informative for domain-
+  and task-incremental streams.
 
 Metrics undefined for a matrix (forgetting with one experience) return ``None``.
 """

@@ -1,0 +1,132 @@
+"""Losses over embeddings and prototypes shared by prototype-based continual methods.
+
+- :func:`supcon_loss`: supervised contrastive loss (Khosla et al., NeurIPS 2020), the
+  representation loss of PRD (Asadi et al., ICML 2023) and the instance-wise
+  contrastive term OnPro inherits from OCM (Guo et al., ICML 2022).
+- :func:`prototype_contrast_loss`: OnPro's online prototype equilibrium loss (Wei et
+  al., ICCV 2023): contrast the per-class means of two augmented views.
+- :func:`class_means`: per-class mean embeddings of a batch (OnPro's online prototypes).
+- :func:`soft_cross_entropy`: cross-entropy from a teacher's softened distribution
+  (PRD's relation distillation, Hinton-style distillation).
+- :func:`mixup_cross_entropy`: cross-entropy of a mixed-up input against its two labels
+  (Zhang et al., ICLR 2018; OnPro's adaptive prototypical feedback).
+- :func:`augment`: a random view of a batch for the contrastive losses: ±``shift``
+  pixel translations for images and Gaussian noise scaled to each example's RMS.
+
+All functions are batched (no per-example Python loops) and draw randomness only
+from the ``torch.Generator`` they are given.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lifelong.errors import DataError
+
+
+def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
+                base_temperature: float | None = None) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, "all" contrast mode).
+
+    Args:
+        z: ``(n, d)`` L2-normalised embeddings; views of one example are separate rows
+            that share a label (concatenate the views and repeat the labels).
+        labels: ``(n,)`` integer labels.
+        temperature: softmax temperature tau.
+        base_temperature: the loss is scaled by ``temperature / base_temperature``
+            (0.07 in the reference implementation); ``None`` means no scaling.
+
+    Every row is an anchor; its positives are the other rows with its label, the
+    denominator runs over all other rows. Anchors without a positive are skipped;
+    returns 0 when no anchor has one.
+    """
+    if z.ndim != 2 or labels.shape != (z.shape[0],):
+        raise DataError(f"supcon_loss needs z of shape (n, d) and labels of shape (n,), "
+                        f"got {tuple(z.shape)} and {tuple(labels.shape)}")
+    n = z.shape[0]
+    logits = z @ z.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    pos = (labels[:, None] == labels[None, :]) & ~self_mask
+    n_pos = pos.sum(1)
+    has = n_pos > 0
+    if not has.any():
+        return z.sum() * 0.0
+    mean_log_prob = log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]
+    scale = 1.0 if base_temperature is None else temperature / base_temperature
+    return -scale * mean_log_prob.mean()
+
+
+def class_means(z: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class means of ``z`` (rows of absent classes are 0) and a mask of present classes."""
+    counts = torch.zeros(num_classes, dtype=z.dtype, device=z.device).index_add_(
+        0, labels, torch.ones_like(labels, dtype=z.dtype))
+    sums = torch.zeros(num_classes, z.shape[1], dtype=z.dtype, device=z.device).index_add(0, labels, z)
+    present = counts > 0
+    return sums / counts.clamp(min=1).unsqueeze(1), present
+
+
+def prototype_contrast_loss(p1: torch.Tensor, p2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """OnPro's online prototype equilibrium (OPE) loss on prototypes of two views.
+
+    ``p1`` and ``p2`` are ``(k, d)`` prototypes (per-class mean embeddings) of the same
+    ``k`` classes under two augmentations. After L2 normalisation, each of the ``2k``
+    prototypes is an anchor whose positive is its class's prototype in the other view
+    and whose negatives are all other prototypes (both views), as in a SimCLR loss over
+    prototypes (Wei et al. 2023, Eq. 3-5). With one class the loss is 0.
+    """
+    if p1.shape != p2.shape or p1.ndim != 2:
+        raise DataError(f"prototype_contrast_loss needs two (k, d) tensors of equal shape, "
+                        f"got {tuple(p1.shape)} and {tuple(p2.shape)}")
+    k = p1.shape[0]
+    if k < 2:
+        return p1.sum() * 0.0
+    p = F.normalize(torch.cat([p1, p2]), dim=1)
+    logits = p @ p.T / temperature
+    logits = logits.masked_fill(torch.eye(2 * k, dtype=torch.bool, device=p.device), float("-inf"))
+    target = torch.cat([torch.arange(k, 2 * k), torch.arange(0, k)]).to(p.device)
+    return F.cross_entropy(logits, target)
+
+
+def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                       temperature: float = 1.0) -> torch.Tensor:
+    """``mean_i sum_c -softmax(t_i / T)_c * log_softmax(s_i / T)_c`` (teacher targets are detached)."""
+    q = F.softmax(teacher_logits.detach() / temperature, dim=1)
+    return -(q * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
+
+
+def mixup_cross_entropy(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor,
+                        lam: torch.Tensor) -> torch.Tensor:
+    """``mean((1 - lam) * CE(logits, y_a) + lam * CE(logits, y_b))`` for inputs mixed as ``(1-lam) x_a + lam x_b``."""
+    ce_a = F.cross_entropy(logits, y_a, reduction="none")
+    ce_b = F.cross_entropy(logits, y_b, reduction="none")
+    return ((1 - lam) * ce_a + lam * ce_b).mean()
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, *, noise: float = 0.0, shift: int = 0) -> torch.Tensor:
+    """A random view of ``x`` for contrastive losses.
+
+    Images (``x`` of shape ``(n, C, H, W)``) are translated by independent integer
+    offsets in ``[-shift, shift]`` per axis (zero padding); every input then gets
+    Gaussian noise with standard deviation ``noise`` times the example's RMS value,
+    so the same setting suits pixels and unit-norm sentence embeddings alike.
+    """
+    if shift < 0 or noise < 0:
+        raise DataError(f"augment needs shift >= 0 and noise >= 0, got shift={shift}, noise={noise}")
+    out = x
+    if shift > 0 and x.ndim == 4:
+        n, c, h, w = x.shape
+        padded = F.pad(x, (shift, shift, shift, shift))
+        dy = torch.randint(-shift, shift + 1, (n,), generator=generator)
+        dx = torch.randint(-shift, shift + 1, (n,), generator=generator)
+        rows = torch.arange(h)[None, :] + shift + dy[:, None]
+        cols = torch.arange(w)[None, :] + shift + dx[:, None]
+        out = padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+                     rows[:, None, :, None], cols[:, None, None, :]]
+    if noise > 0:
+        flat = out.reshape(len(out), -1)
+        rms = flat.pow(2).mean(1).sqrt().reshape(-1, *([1] * (out.ndim - 1)))
+        out = out + noise * rms * torch.randn(out.shape, generator=generator, dtype=out.dtype)
+    return out

@@ -1,0 +1,124 @@
+"""The run loop and experiment folders: results, errors, refusal, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lifelong.data import Dataset, make_blobs
+from lifelong.errors import DataError, NonFiniteLossError, RunDirError
+from lifelong.evaluation import run, run_experiment
+from lifelong.methods import make_learner
+from lifelong.scenarios import class_incremental, domain_incremental, task_incremental
+
+FAST = {"epochs": "1", "hidden": "16"}
+
+
+def test_run_fills_matrix_and_costs(blobs):
+    stream = class_incremental(blobs, tasks=2, seed=0)
+    r = run(stream, make_learner("finetune", FAST), progress=False)
+    assert r.accuracy_matrix.shape == (2, 2) and r.status == "complete"
+    assert r.initial_accuracy.tolist() == [0.0, 0.0]  # nothing seen: nothing predictable
+    assert r.accuracy_matrix[0, 1] == 0.0  # future classes cannot be predicted
+    assert len(r.learn_seconds) == 2 and all(t > 0 for t in r.learn_seconds)
+    assert r.samples_seen == [len(stream[0]), len(stream[0]) + len(stream[1])]
+    assert r.trainable_parameters == r.total_parameters > 0 and r.peak_memory_mb > 0
+    assert set(r.metrics) == {"final_average_accuracy", "average_incremental_accuracy", "forgetting",
+                              "backward_transfer", "forward_transfer"}
+
+
+def test_task_incremental_masks_to_task(blobs):
+    stream = task_incremental(blobs, tasks=2, seed=0)
+    learner = make_learner("finetune", FAST)
+    r = run(stream, learner, progress=False)
+    x, _ = stream[0].test_tensors()
+    s = learner.predict(x, task_id=0)
+    assert torch.isinf(s[:, stream[1].classes]).all()
+    # task-incremental accuracy on old task is at least class-incremental accuracy
+    ci = run(class_incremental(blobs, tasks=2, seed=0), make_learner("finetune", FAST), progress=False)
+    assert r.accuracy_matrix[1, 0] >= ci.accuracy_matrix[1, 0]
+
+
+def test_domain_incremental_forward_transfer_defined():
+    data = make_blobs(num_classes=3, per_class=40, dim=6, seed=1)
+    stream = domain_incremental(data, tasks=2)
+    r = run(stream, make_learner("finetune", FAST), progress=False)
+    # Before learning, a learner scores no class, so b_j = 0 and FWT is the accuracy on the
+    # next domain before training on it (zero-shot transfer across domains).
+    assert r.initial_accuracy.tolist() == [0.0, 0.0]
+    assert r.metrics["forward_transfer"] == pytest.approx(r.accuracy_matrix[0, 1])
+    assert r.metrics["forward_transfer"] > 0.2
+
+
+def test_nan_loss_stops_and_keeps_finished_experiences(blobs, tmp_path):
+    stream = class_incremental(blobs, tasks=2, seed=0)
+    learner = make_learner("finetune", FAST)
+    original = stream[1].train_tensors
+
+    def poisoned():
+        x, y = original()
+        return torch.full_like(x, float("nan")), y
+
+    stream[1].train_tensors = poisoned
+    with pytest.raises(NonFiniteLossError, match="lower method.lr"):
+        run(stream, learner, run_dir=tmp_path, progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "failed" and "loss became" in saved["error"]
+    assert len(saved["accuracy_matrix"]) == 1
+
+
+def test_labels_out_of_range_and_shape_mismatch(blobs):
+    stream = class_incremental(blobs, tasks=2, seed=0)
+    learner = make_learner("finetune", FAST)
+    learner.prepare(stream[0].input_shape, 3)  # too few classes for the stream
+    with pytest.raises(DataError, match="labels outside"):
+        learner.learn(stream[1])
+    other = class_incremental(make_blobs(num_classes=4, per_class=20, dim=5), tasks=2)
+    learner = make_learner("finetune", FAST)
+    learner.learn(stream[0])
+    with pytest.raises(DataError, match="shape"):
+        learner.learn(other[1])
+
+
+def test_empty_experience_is_refused():
+    data = Dataset("tiny", torch.randn(4, 2), torch.tensor([0, 0, 0, 0]), torch.randn(2, 2),
+                   torch.tensor([0, 1]), ["a", "b"])
+    with pytest.raises(DataError, match="no training examples"):
+        class_incremental(data, tasks=2, seed=-1)
+
+
+def _exp(tmp_path, **kw):
+    args = dict(data="blobs", methods=["finetune", "ncm"], seeds=[0, 1], out=tmp_path, name="t",
+                overrides={"finetune": FAST}, progress=False, scenario_kwargs={"tasks": 2})
+    args.update(kw)
+    return run_experiment(**args)
+
+
+def test_experiment_writes_folder_and_report(tmp_path):
+    res = _exp(tmp_path)
+    group = tmp_path / "t" / "class-incremental-blobs"
+    for m in ("finetune", "ncm"):
+        for s in (0, 1):
+            d = group / m / f"seed{s}"
+            assert {"config.json", "results.json", "metrics.jsonl", "checkpoints"} <= {p.name for p in d.iterdir()}
+            assert len((d / "metrics.jsonl").read_text().splitlines()) == 2
+    assert (group / "summary.csv").exists() and (group / "report.md").exists()
+    assert (tmp_path / "t" / "experiment.json").exists()
+    assert len(res["ncm"]) == 2
+
+
+def test_folder_with_other_run_is_refused_unless_told(tmp_path):
+    _exp(tmp_path)
+    with pytest.raises(RunDirError, match="--resume"):
+        _exp(tmp_path)  # same run again without resume
+    with pytest.raises(RunDirError, match="different run"):
+        _exp(tmp_path, overrides={"finetune": {"epochs": "2", "hidden": "16"}})
+    res = _exp(tmp_path, overrides={"finetune": {"epochs": "2", "hidden": "16"}}, overwrite=True)
+    assert res["finetune"][0].config["epochs"] == 2
+
+
+def test_resume_reuses_finished_runs(tmp_path):
+    first = _exp(tmp_path)
+    again = _exp(tmp_path, resume=True)
+    np.testing.assert_array_equal(first["finetune"][0].accuracy_matrix, again["finetune"][0].accuracy_matrix)
