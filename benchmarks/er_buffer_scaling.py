@@ -46,15 +46,11 @@ def repeated_stream(passes: int = 3) -> Stream:
     return Stream(base.scenario, exps, base.class_order, base.class_names, {**base.params, "passes": passes})
 
 
-def er_per_experience(stream, buffer, size, repeats):
-    """Median learn seconds per experience over ``repeats`` runs of ER."""
-    runs = []
-    for r in range(repeats):
-        learner = make_learner("er", {"buffer": buffer, "buffer_size": size}, seed=r)
-        res = run(stream, learner, seed=r, progress=False)
-        runs.append(res.learn_seconds)
-        fill = len(learner.buffer)
-    return np.median(np.array(runs), axis=0), fill
+def er_learn_seconds(stream, buffer, size, seed):
+    """Learn seconds per experience of one ER run, and the buffer's final fill."""
+    learner = make_learner("er", {"buffer": buffer, "buffer_size": size}, seed=seed)
+    res = run(stream, learner, seed=seed, progress=False)
+    return res.learn_seconds, len(learner.buffer)
 
 
 def micro(buf_cls, capacity, num_classes, calls=300):
@@ -101,18 +97,25 @@ def main(argv=None):
         offered = np.cumsum([len(e) * epochs for e in stream])
         print(f"stream: class-incremental mnist, 10 tasks x 3 passes = {len(stream)} experiences of "
               f"~{len(stream[0])} examples; ER defaults (3 epochs, batch 32, replay 32)")
-        for buffer, size in (("reservoir", 200), ("reservoir", 2000), ("reservoir", 20000),
-                             ("class-balanced", 200), ("class-balanced", 2000)):
-            if True:
-                t0 = time.perf_counter()
-                per_exp, fill = er_per_experience(stream, buffer, size, args.repeats)
-                early, late = float(np.median(per_exp[1:5])), float(np.median(per_exp[-10:]))
-                full_at = int(np.argmax(offered >= size))
-                print(f"ER {buffer:14s} buffer {size:5d} (final fill {fill}): learn s/experience "
-                      f"(median of {args.repeats}), buffer full during experience {full_at}:")
-                print("    " + " ".join(f"{t:.3f}" for t in per_exp))
-                print(f"    exp 0 {per_exp[0]:.3f} | median exps 1-4 {early:.3f} | median last 10 {late:.3f}"
-                      f" | late/early {late / early:.3f} | {time.perf_counter() - t0:.1f} s wall", flush=True)
+        configs = [("reservoir", 200), ("reservoir", 2000), ("reservoir", 20000),
+                   ("class-balanced", 200), ("class-balanced", 2000)]
+        runs = {c: [] for c in configs}
+        fills = {}
+        t0 = time.perf_counter()
+        for r in range(args.repeats):  # interleave the configurations, repeat r uses seed r
+            for c in configs:
+                secs, fills[c] = er_learn_seconds(stream, *c, seed=r)
+                runs[c].append(secs)
+        print(f"({time.perf_counter() - t0:.1f} s for {args.repeats} x {len(configs)} runs)")
+        for (buffer, size) in configs:
+            per_exp = np.median(np.array(runs[(buffer, size)]), axis=0)
+            early, late = float(np.median(per_exp[1:5])), float(np.median(per_exp[-10:]))
+            full_at = int(np.argmax(offered >= size))
+            print(f"ER {buffer:14s} buffer {size:5d} (final fill {fills[(buffer, size)]}, full during experience "
+                  f"{full_at}): learn s per experience, median of {args.repeats}:")
+            print("    " + " ".join(f"{t:.3f}" for t in per_exp))
+            print(f"    exp 0 {per_exp[0]:.3f} | median exps 1-4 {early:.3f} | median last 10 {late:.3f}"
+                  f" | late/early {late / early:.3f}", flush=True)
 
     print("buffer microbenchmarks (batch 32 of 1x28x28, full buffer; µs per call, median of 15 blocks of 20)")
     print(f"{'buffer':16s} {'classes':>7s} {'capacity':>9s} {'add µs':>9s} {'sample µs':>10s}")

@@ -121,8 +121,8 @@ class KeyValueBottleneck(nn.Module):
         return self.values[heads, idx].mean(dim=(1, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not bool(self.initialised):
-            raise DataError("DKVB keys are not initialised; call learn() on an experience first")
+        if not bool(self.initialised):  # nothing learned yet: uniform scores
+            return torch.zeros(len(x), self.values.shape[-1])
         return self.decode(self.lookup(x))
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.errors import CheckpointError, ConfigError
+from lifelong.heads.prototype import PrototypeHead
 from lifelong.methods.base import ClassTracker
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
@@ -44,14 +45,13 @@ class NCM:
         self.seed = seed
         self.feature_fn = feature_fn or (lambda x: x.reshape(len(x), -1))
         self.classes = ClassTracker()
-        self.sums: torch.Tensor | None = None
-        self.counts: torch.Tensor | None = None
+        self.head: PrototypeHead | None = None
         self.samples_seen = 0
 
     def prepare(self, input_shape, num_classes: int) -> None:
         """Allocate per-class sums for ``num_classes`` classes."""
         self.classes.prepare(num_classes)
-        self.sums, self.counts = None, torch.zeros(num_classes, dtype=torch.float64)
+        self.head = PrototypeHead(num_classes)
 
     @torch.inference_mode()
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,53 +61,42 @@ class NCM:
 
     def learn(self, experience) -> None:
         """Add the experience's training features to the class sums."""
-        if self.counts is None:
+        if self.head is None:
             self.prepare(experience.input_shape, experience.num_classes)
         x, y = experience.train_tensors()
         self.classes.observe(experience, y)
-        f = self._features(x)
-        if self.sums is None:
-            self.sums = torch.zeros(len(self.counts), f.shape[1], dtype=torch.float64)
-        self.sums.index_add_(0, y, f)
-        self.counts.index_add_(0, y, torch.ones(len(y), dtype=torch.float64))
+        self.head.update(self._features(x), y)
         self.samples_seen += len(y)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         """Negative distance to each seen class mean."""
-        if self.sums is None:
+        if self.head is None or self.head.sums is None:
             return torch.empty(len(x), 0)
-        means = self.sums / self.counts.clamp(min=1).unsqueeze(1)
-        f = self._features(x)
-        if self.config.metric == "cosine":
-            scores = f @ F.normalize(means, dim=1).T
-        else:
-            scores = -torch.cdist(f, means)
+        scores = self.head.scores(self._features(x), self.config.metric)
         return self.classes.mask(scores.float(), task_id)
 
     def parameter_counts(self) -> tuple[int, int]:
         """(0 trainable, stored prototype entries)."""
-        return 0, 0 if self.sums is None else self.sums.numel()
+        return 0, 0 if self.head is None or self.head.sums is None else self.head.sums.numel()
 
     def state_dict(self) -> dict:
         """Class sums, counts and seen classes."""
-        if self.counts is None:
+        if self.head is None:
             return {"built": False}
-        return {"built": True, "sums": self.sums if self.sums is not None else torch.zeros(0),
-                "counts": self.counts, "classes": self.classes.state(), "samples_seen": self.samples_seen}
+        return {"built": True, **self.head.state(), "classes": self.classes.state(),
+                "samples_seen": self.samples_seen}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         if not state.get("built", False):
             return
         try:
-            sums, counts = state["sums"].to(torch.float64), state["counts"].to(torch.float64)
+            head = PrototypeHead(len(state["counts"]))
+            head.load(state)
             tracker = ClassTracker()
             tracker.load(state["classes"])
-            if sums.numel() and sums.shape[0] != counts.shape[0]:
-                raise ValueError("sums and counts disagree in class count")
-        except (KeyError, ValueError, AttributeError) as e:
+        except (KeyError, ValueError, AttributeError, TypeError) as e:
             raise CheckpointError(f"checkpoint does not match ncm: {e}") from e
-        self.sums = sums if sums.numel() else None
-        self.counts, self.classes = counts, tracker
+        self.head, self.classes = head, tracker
         self.samples_seen = int(state["samples_seen"])
