@@ -7,14 +7,21 @@ offers its 32 stream examples to the buffer (~1,200 offers per experience), so a
 buffer of 200 is full during experience 0, one of 2,000 during experience 1 and one
 of 20,000 (reservoir only, to show the filling regime for longer) during
 experience 16. The learn seconds per experience should stay flat (each step always
-replays 32 examples, whatever the buffer size). Reported: per-experience medians
-over ``--repeats`` runs, and the ratio (median of the last 10 experiences) /
-(median of experiences 1-4).
+replays 32 examples, whatever the buffer size). The learners (plus a finetune
+control without replay) are trained side by side, each experience learned by
+every learner in turn, so load from other processes hits all of them at the same
+experience. Wall and process CPU seconds are both reported (with one intra-op
+thread, CPU time is the work done and much less sensitive to other processes).
+Reported: per-experience medians over ``--repeats`` runs, the ratio
+(median of the last 10 experiences) / (median of experiences 1-4), and each
+learner's time relative to ER with a 200-example reservoir (full from the start,
+constant work per step).
 
 Part 2 — microbenchmarks of ``ReservoirBuffer`` and ``ClassBalancedBuffer``:
-microseconds per ``add`` of a 32-example MNIST batch into a *full* buffer, and per
-``sample(32)``, for capacities 200 ... 100,000 (10 classes; class-balanced also with
-100 classes).
+CPU microseconds per ``add`` of a 32-example MNIST batch into a *full* buffer (offered
+2 x capacity beforehand, so the reservoir's acceptance rate is ~1/2 at every
+capacity), and per ``sample(32)``, for capacities 200 ... 100,000 (10 classes;
+class-balanced also with 100 classes). The buffers take turns block by block.
 
 Run: ``.venv/bin/python benchmarks/er_buffer_scaling.py [--repeats 3] [--threads 1]``
 """
@@ -31,7 +38,6 @@ import numpy as np
 import torch
 
 from lifelong.data import load_dataset
-from lifelong.evaluation import run
 from lifelong.memory.buffer import ClassBalancedBuffer, ReservoirBuffer
 from lifelong.methods import make_learner
 from lifelong.runtime import configure_threads
@@ -46,40 +52,58 @@ def repeated_stream(passes: int = 3) -> Stream:
     return Stream(base.scenario, exps, base.class_order, base.class_names, {**base.params, "passes": passes})
 
 
-def er_learn_seconds(stream, buffer, size, seed):
-    """Learn seconds per experience of one ER run, and the buffer's final fill."""
-    learner = make_learner("er", {"buffer": buffer, "buffer_size": size}, seed=seed)
-    res = run(stream, learner, seed=seed, progress=False)
-    return res.learn_seconds, len(learner.buffer)
+def interleaved_learn_seconds(stream, configs, seed):
+    """Learn seconds per experience (wall, and CPU of this process) for learners trained side by side.
+
+    At each experience every learner learns it in turn (rotating order), so load from
+    other processes hits all configurations at the same experience alike.
+    """
+    learners = [make_learner(m, kw, seed=seed) for m, kw in configs]
+    secs = np.zeros((len(configs), len(stream)))
+    cpu = np.zeros((len(configs), len(stream)))
+    for i, exp in enumerate(stream):
+        k = i % len(configs)
+        for j in list(range(k, len(configs))) + list(range(k)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            learners[j].learn(exp)
+            secs[j, i], cpu[j, i] = time.perf_counter() - t0, time.process_time() - c0
+    return secs, cpu, learners
 
 
-def micro(buf_cls, capacity, num_classes, calls=300):
-    """(µs per add of 32 into a full buffer, µs per sample(32)): medians over blocks of calls."""
-    g = torch.Generator().manual_seed(0)
+def filled_buffer(buf_cls, capacity, num_classes, g):
+    """A buffer offered 2 x ``capacity`` random MNIST-shaped examples (so it is full and, for the
+    reservoir, accepts about half of what it is offered next, whatever its capacity)."""
     buf = buf_cls(capacity)
-    bs = 32
-    fill_bs = 4096
-    # fill to capacity (and past it, so the reservoir is in its replacement regime)
-    offered = 0
-    while offered < capacity + fill_bs:
-        n = fill_bs
+    offered, chunk = 0, 4096
+    while offered < 2 * capacity:
+        n = min(chunk, 2 * capacity - offered)
         buf.add(g, x=torch.rand(n, 1, 28, 28), y=torch.randint(num_classes, (n,)))
         offered += n
-    xs = torch.rand(calls, bs, 1, 28, 28)
-    ys = torch.randint(num_classes, (calls, bs))
-    add_t, samp_t = [], []
-    block = 20
-    for s in range(0, calls, block):
-        t0 = time.perf_counter()
-        for i in range(s, s + block):
-            buf.add(g, x=xs[i], y=ys[i])
-        add_t.append((time.perf_counter() - t0) / block)
-        t0 = time.perf_counter()
-        for _ in range(block):
-            buf.sample(bs, g)
-        samp_t.append((time.perf_counter() - t0) / block)
     assert len(buf) == capacity
-    return statistics.median(add_t) * 1e6, statistics.median(samp_t) * 1e6
+    return buf
+
+
+def micro(specs, blocks=15, block=20, bs=32):
+    """CPU µs per ``add`` of a 32-batch and per ``sample(32)``, median over blocks; the buffers take
+    turns block by block so machine load affects them alike."""
+    g = torch.Generator().manual_seed(0)
+    bufs = [filled_buffer(cls, cap, classes, g) for cls, classes, cap in specs]
+    add_t = [[] for _ in specs]
+    samp_t = [[] for _ in specs]
+    for b in range(blocks):
+        xs = torch.rand(block, bs, 1, 28, 28)
+        for j, ((_, classes, _), buf) in enumerate(zip(specs, bufs)):
+            ys = torch.randint(classes, (block, bs))
+            t0 = time.process_time()
+            for i in range(block):
+                buf.add(g, x=xs[i], y=ys[i])
+            add_t[j].append((time.process_time() - t0) / block)
+            t0 = time.process_time()
+            for _ in range(block):
+                buf.sample(bs, g)
+            samp_t[j].append((time.process_time() - t0) / block)
+    return [(statistics.median(a) * 1e6, min(a) * 1e6, max(a) * 1e6, statistics.median(s) * 1e6,
+             min(s) * 1e6, max(s) * 1e6) for a, s in zip(add_t, samp_t)]
 
 
 def main(argv=None):
@@ -97,32 +121,45 @@ def main(argv=None):
         offered = np.cumsum([len(e) * epochs for e in stream])
         print(f"stream: class-incremental mnist, 10 tasks x 3 passes = {len(stream)} experiences of "
               f"~{len(stream[0])} examples; ER defaults (3 epochs, batch 32, replay 32)")
-        configs = [("reservoir", 200), ("reservoir", 2000), ("reservoir", 20000),
-                   ("class-balanced", 200), ("class-balanced", 2000)]
-        runs = {c: [] for c in configs}
-        fills = {}
+        configs = [("finetune", {}), ("er", {"buffer": "reservoir", "buffer_size": 200}),
+                   ("er", {"buffer": "reservoir", "buffer_size": 2000}),
+                   ("er", {"buffer": "reservoir", "buffer_size": 20000}),
+                   ("er", {"buffer": "class-balanced", "buffer_size": 200}),
+                   ("er", {"buffer": "class-balanced", "buffer_size": 2000})]
+        runs, cpus = [], []
         t0 = time.perf_counter()
-        for r in range(args.repeats):  # interleave the configurations, repeat r uses seed r
-            for c in configs:
-                secs, fills[c] = er_learn_seconds(stream, *c, seed=r)
-                runs[c].append(secs)
-        print(f"({time.perf_counter() - t0:.1f} s for {args.repeats} x {len(configs)} runs)")
-        for (buffer, size) in configs:
-            per_exp = np.median(np.array(runs[(buffer, size)]), axis=0)
-            early, late = float(np.median(per_exp[1:5])), float(np.median(per_exp[-10:]))
-            full_at = int(np.argmax(offered >= size))
-            print(f"ER {buffer:14s} buffer {size:5d} (final fill {fills[(buffer, size)]}, full during experience "
-                  f"{full_at}): learn s per experience, median of {args.repeats}:")
-            print("    " + " ".join(f"{t:.3f}" for t in per_exp))
-            print(f"    exp 0 {per_exp[0]:.3f} | median exps 1-4 {early:.3f} | median last 10 {late:.3f}"
-                  f" | late/early {late / early:.3f}", flush=True)
+        for r in range(args.repeats):
+            secs, cpu, learners = interleaved_learn_seconds(stream, configs, seed=r)
+            runs.append(secs)
+            cpus.append(cpu)
+        print(f"({time.perf_counter() - t0:.1f} s for {args.repeats} repeats of {len(configs)} learners side by side)")
+        for label, data in (("wall", runs), ("CPU", cpus)):
+            med = np.median(np.array(data), axis=0)  # (config, experience)
+            ref = med[1]  # ER reservoir 200: full from experience 0, constant work per step
+            print(f"-- {label} seconds --")
+            for j, ((m, kw), learner) in enumerate(zip(configs, learners)):
+                per_exp = med[j]
+                name = "finetune (no replay)" if m == "finetune" else f"ER {kw['buffer']} {kw['buffer_size']}"
+                size = kw.get("buffer_size")
+                full = f", full during experience {int(np.argmax(offered >= size))}" if size else ""
+                fill = f", final fill {len(learner.buffer)}" if size else ""
+                early, late = float(np.median(per_exp[1:5])), float(np.median(per_exp[-10:]))
+                rel = per_exp / ref
+                print(f"{name}{fill}{full}: learn {label} s per experience (median of {args.repeats}):")
+                print("    " + " ".join(f"{t:.3f}" for t in per_exp))
+                print(f"    exp 0 {per_exp[0]:.3f} | median exps 1-4 {early:.3f} | median last 10 {late:.3f} | "
+                      f"late/early {late / early:.3f} | relative to ER reservoir 200: exps 1-4 "
+                      f"{np.median(rel[1:5]):.3f}, last 10 {np.median(rel[-10:]):.3f}", flush=True)
 
-    print("buffer microbenchmarks (batch 32 of 1x28x28, full buffer; µs per call, median of 15 blocks of 20)")
-    print(f"{'buffer':16s} {'classes':>7s} {'capacity':>9s} {'add µs':>9s} {'sample µs':>10s}")
-    for cls, classes in ((ReservoirBuffer, 10), (ClassBalancedBuffer, 10), (ClassBalancedBuffer, 100)):
-        for cap in (200, 2000, 20000, 100000):
-            a, s = micro(cls, cap, classes)
-            print(f"{cls.__name__:16s} {classes:7d} {cap:9d} {a:9.1f} {s:10.1f}", flush=True)
+    print("buffer microbenchmarks: batch 32 of 1x28x28 into a full buffer that was offered 2 x capacity;"
+          " CPU µs per call (process time), median [min-max] of 15 blocks of 20 calls")
+    print(f"{'buffer':20s} {'classes':>7s} {'capacity':>9s} {'add µs':>22s} {'sample(32) µs':>22s}")
+    specs = [(cls, classes, cap) for cls, classes in ((ReservoirBuffer, 10), (ClassBalancedBuffer, 10),
+                                                      (ClassBalancedBuffer, 100))
+             for cap in (200, 2000, 20000, 100000)]
+    for (cls, classes, cap), (a, a0, a1, s, s0, s1) in zip(specs, micro(specs)):
+        print(f"{cls.__name__:20s} {classes:7d} {cap:9d} {a:8.1f} [{a0:6.1f}-{a1:6.1f}] "
+              f"{s:8.1f} [{s0:6.1f}-{s1:6.1f}]", flush=True)
     return 0
 
 

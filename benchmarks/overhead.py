@@ -13,7 +13,9 @@ Both sides do the same work on the default stream (class-incremental MNIST subse
 
 The two are interleaved in one process (order alternating A B / B A), each timed
 ``--repeats`` times; the script prints the medians, the spread, the wall-time
-ratio library / bare, and checks that both reach the same accuracy matrix.
+ratio library / bare, and checks that both reach the same accuracy matrix. It also
+gives the process CPU time of each run (with one intra-op thread this is the work
+done, much less sensitive than wall time to other processes sharing the cores).
 ``--profile`` adds a cProfile of one library run (top functions by own time).
 
 Run: ``.venv/bin/python benchmarks/overhead.py [--repeats 11] [--threads 1] [--profile]``
@@ -114,9 +116,10 @@ def library_run(stream, seed=0):
 
 
 def timed(fn, *args):
-    t0 = time.perf_counter()
+    """(wall seconds, CPU seconds of this process, fn's result)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args)
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def spread(xs):
@@ -144,26 +147,34 @@ def main(argv=None):
           f"library {m_lib[-1].mean():.4f}, bare {m_bare[-1].mean():.4f}")
 
     lib_t, bare_t, lib_learn, bare_learn, ratios = [], [], [], [], []
+    lib_cpu, bare_cpu, cpu_ratios = [], [], []
     for r in range(args.repeats):
         order = [("lib", library_run), ("bare", bare_loop)]
         if r % 2:
             order.reverse()
         got = {}
         for name, fn in order:
-            t, (_, learn) = timed(fn, stream)
-            got[name] = (t, sum(learn))
+            t, c, (_, learn) = timed(fn, stream)
+            got[name] = (t, sum(learn), c)
         lib_t.append(got["lib"][0]); bare_t.append(got["bare"][0])
         lib_learn.append(got["lib"][1]); bare_learn.append(got["bare"][1])
+        lib_cpu.append(got["lib"][2]); bare_cpu.append(got["bare"][2])
         ratios.append(got["lib"][0] / got["bare"][0])
+        cpu_ratios.append(got["lib"][2] / got["bare"][2])
         print(f"  repeat {r:2d}: library {got['lib'][0]:.3f} s  bare {got['bare'][0]:.3f} s  "
-              f"ratio {ratios[-1]:.3f}", flush=True)
+              f"ratio {ratios[-1]:.3f} | CPU s library {got['lib'][2]:.3f}  bare {got['bare'][2]:.3f}  "
+              f"ratio {cpu_ratios[-1]:.3f}", flush=True)
     print(f"library wall s : {spread(lib_t)}")
     print(f"bare    wall s : {spread(bare_t)}")
     print(f"library learn s: {spread(lib_learn)}")
     print(f"bare    learn s: {spread(bare_learn)}")
-    print(f"per-repeat ratio library/bare: {spread(ratios)}")
+    print(f"library CPU s  : {spread(lib_cpu)}")
+    print(f"bare    CPU s  : {spread(bare_cpu)}")
+    print(f"per-repeat wall ratio library/bare: {spread(ratios)}")
+    print(f"per-repeat CPU  ratio library/bare: {spread(cpu_ratios)}")
     print(f"ratio of medians (wall) : {statistics.median(lib_t) / statistics.median(bare_t):.3f}")
     print(f"ratio of medians (learn): {statistics.median(lib_learn) / statistics.median(bare_learn):.3f}")
+    print(f"ratio of medians (CPU)  : {statistics.median(lib_cpu) / statistics.median(bare_cpu):.3f}")
 
     if args.profile:
         pr = cProfile.Profile()

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS), help="comma-separated method names")
     r.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds, e.g. 0,1,2")
     r.add_argument("--tasks", type=int, default=None, help="number of experiences (scenario.tasks)")
+    r.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding the dataset's files (data.data_root; default LIFELONG_DATA)")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="TARGET.KEY=VALUE",
                    help="override: method.lr=0.1, er.buffer_size=500, scenario.blurry=0.1, data.seed=1")
     r.add_argument("--out", default="runs", help="folder for run outputs (default: runs)")
@@ -76,6 +78,8 @@ def _cmd_run(a) -> int:
         per_method, scen_kw, data_kw = parse_sets(a.sets, a.methods)
         if a.tasks is not None:
             scen_kw["tasks"] = a.tasks
+        if a.data_root is not None:
+            _set_data_root(a.data, a.data_root, data_kw)
         results = run_experiment(scenario=a.scenario, data=a.data, methods=a.methods, seeds=a.seeds,
                                  overrides=per_method, scenario_kwargs=scen_kw, data_kwargs=data_kw,
                                  out=a.out, name=a.name, overwrite=a.overwrite, progress=not a.quiet,
@@ -86,6 +90,20 @@ def _cmd_run(a) -> int:
         print(format_results_table(summarize(load_results(g))))
         print(f"report: {g / 'report.md'}")
     return 0 if results else 1
+
+
+def _set_data_root(data: str, root: str, data_kw: dict) -> None:
+    """Pass ``--data-root`` as ``data_root`` to a dataset loader that takes it; refuse it otherwise."""
+    import inspect
+
+    from lifelong.data import DATASETS
+    from lifelong.errors import ConfigError
+
+    loader = DATASETS.get(data)
+    if loader is not None and "data_root" not in inspect.signature(loader).parameters:
+        raise ConfigError(f"dataset {data!r} takes no data_root, so --data-root does not apply; drop it "
+                          "(a text file is given with --set data.path=FILE)")
+    data_kw["data_root"] = root
 
 
 def _cmd_list(a) -> int:
@@ -158,6 +176,9 @@ def _cmd_reproduce(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lifelong`` command; returns the exit status."""
+    from lifelong.runtime import configure_wait_policy
+
+    configure_wait_policy()  # must precede the first torch import (see lifelong.runtime)
     args = build_parser().parse_args(argv)
     handlers = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "report": _cmd_report,
                 "papers": _cmd_papers, "reproduce": _cmd_reproduce}

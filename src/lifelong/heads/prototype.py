@@ -162,19 +162,19 @@ class ClassGaussians:
         if len(ids) == 0:
             raise DataError("no class statistics yet; call update() after an experience")
         if self._chol is None or self._chol.shape[0] != len(ids):
-            covs = self.covs[ids].to(torch.float64)
+            covs = self.covs[ids].to(torch.float64)  # factorise in float64, sample in float32
             chol, info = torch.linalg.cholesky_ex(covs)
             if int(info.max()) > 0:  # not positive definite: add a larger ridge to those classes
                 eye = torch.eye(covs.shape[-1], dtype=torch.float64)
                 chol = torch.linalg.cholesky(covs + 1e-3 * covs.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] * eye)
-            self._chol = chol
+            self._chol = chol.float()
         means = self.means[ids]
         if mean_scale is not None:
             means = means * mean_scale[ids].to(torch.float64).unsqueeze(1)
-        eps = torch.randn(len(ids), means.shape[1], per_class, generator=generator, dtype=torch.float64)
-        x = means.unsqueeze(2) + torch.bmm(self._chol, eps)  # (k, d, per_class)
+        eps = torch.randn(len(ids), per_class, means.shape[1], generator=generator)
+        x = torch.baddbmm(means.float().unsqueeze(1), eps, self._chol.transpose(1, 2))  # (k, per_class, d)
         labels = ids.repeat_interleave(per_class)
-        return x.transpose(1, 2).reshape(-1, means.shape[1]).float(), labels
+        return x.reshape(-1, means.shape[1]), labels
 
     def state(self) -> dict:
         """Tensors for a checkpoint (empty tensors before the first update)."""
@@ -193,3 +193,21 @@ class ClassGaussians:
         self.covs = covs.to(torch.float32).clone() if covs.numel() else None
         self.known = known.clone()
         self._chol = None
+
+
+def encode_in_batches(encoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """``encoder`` applied to ``x`` in batches of ``batch_size`` rows, concatenated (no gradients).
+
+    The frozen-feature step of every prototype classifier: a pre-trained model's
+    embeddings are computed once per input, batched, without autograd.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    with torch.no_grad():  # not inference_mode: trainable modules may consume the result
+        parts = [encoder(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]
+    if not parts:
+        raise DataError("no inputs to encode; give at least one example")
+    f = torch.cat(parts)
+    if f.ndim != 2:
+        raise DataError(f"the encoder must return (batch, features), got shape {tuple(f.shape)}")
+    return f

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -179,16 +180,17 @@ class GradientLearner:
     def train_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> float:
         """One optimizer step on a batch; stops with :class:`NonFiniteLossError` on NaN/inf."""
         loss = self.loss(x, y, experience)
-        if not torch.isfinite(loss):
+        value = loss.item()  # one read of the scalar (cheaper than a torch.isfinite op per step)
+        if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"{self.name}: the loss became {loss.item()} during experience {experience.index}; "
+                f"{self.name}: the loss became {value} during experience {experience.index}; "
                 "lower method.lr or check the inputs for NaN/inf")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.samples_seen += len(y)
         self.after_step(x, y, experience)
-        return float(loss.detach())
+        return value
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Model scores with classes not seen yet set to -inf (a growing head)."""

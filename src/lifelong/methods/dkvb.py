@@ -108,17 +108,22 @@ class KeyValueBottleneck(nn.Module):
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """Indices (B, C, topk) of the nearest keys of each head."""
         out = []
+        key_sq = self.keys.pow(2).sum(-1).unsqueeze(1)  # (C, 1, M)
         for s in range(0, len(x), self.chunk):
             h = self.heads(x[s:s + self.chunk]).transpose(0, 1)  # (C, b, k)
-            d = torch.cdist(h, self.keys)  # (C, b, M)
-            out.append(d.topk(self.topk, dim=-1, largest=False).indices.permute(1, 0, 2))
+            # squared distance up to the per-query constant ||h||^2: ||k||^2 - 2 h.k
+            d = torch.baddbmm(key_sq, h, self.keys.transpose(1, 2), alpha=-2.0)  # (C, b, M)
+            if self.topk == 1:
+                out.append(d.argmin(-1).T.unsqueeze(-1))
+            else:
+                out.append(d.topk(self.topk, dim=-1, largest=False).indices.permute(1, 0, 2))
         return torch.cat(out)
 
     def decode(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits = mean over heads and top-k of the fetched values (non-parametric decoder)."""
-        C = self.values.shape[0]
-        heads = torch.arange(C).view(1, C, 1).expand_as(idx)
-        return self.values[heads, idx].mean(dim=(1, 2))
+        C, M, V = self.values.shape
+        flat = (idx + (torch.arange(C) * M).view(1, C, 1)).reshape(len(idx), -1)  # (B, C * topk)
+        return F.embedding_bag(flat, self.values.view(C * M, V), mode="mean")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not bool(self.initialised):  # nothing learned yet: uniform scores
@@ -128,7 +133,8 @@ class KeyValueBottleneck(nn.Module):
 
 def _assign(h: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """Nearest key per head: h (C, n, k), keys (C, M, k) -> (C, n)."""
-    return torch.cdist(h, keys).argmin(-1)
+    key_sq = keys.pow(2).sum(-1).unsqueeze(1)
+    return torch.baddbmm(key_sq, h, keys.transpose(1, 2), alpha=-2.0).argmin(-1)
 
 
 @torch.no_grad()
@@ -221,16 +227,33 @@ class DKVB(GradientLearner):
         else:
             init_keys_kmeans(self.model, x, epochs=c.init_epochs, generator=self.generator)
 
+    def fit(self, x: torch.Tensor, y: torch.Tensor, experience) -> None:
+        """Look the keys up once (keys and encoder are frozen, so each example's pairs never change),
+        then run the epochs of value updates on the cached indices."""
+        idx_all = self.model.lookup(x)
+        online = experience.online
+        epochs = 1 if online else self.config.epochs
+        bs = experience.batch_size if online and experience.batch_size else self.config.batch_size
+        n = len(y)
+        for _ in range(epochs):
+            order = torch.arange(n) if online else torch.randperm(n, generator=self.generator)
+            for start in range(0, n, bs):
+                b = order[start:start + bs]
+                self._value_step(idx_all[b], y[b], experience)
+
     def loss(self, x, y, experience):
         """Label-smoothed cross-entropy over the classes seen so far."""
-        logits = self.model(x)[:, self.classes.seen]
+        return self._loss_from_indices(self.model.lookup(x), y)
+
+    def _loss_from_indices(self, idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = self.model.decode(idx)[:, self.classes.seen]
         seen_ids = torch.nonzero(self.classes.seen).flatten()
         target = torch.searchsorted(seen_ids, y)
         return F.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing)
 
-    def train_step(self, x, y, experience) -> float:
-        """One SGD step on the values with the gradient clipped to ``grad_clip``."""
-        loss = self.loss(x, y, experience)
+    def _value_step(self, idx: torch.Tensor, y: torch.Tensor, experience) -> float:
+        """One SGD step on the values fetched by ``idx`` with the gradient clipped to ``grad_clip``."""
+        loss = self._loss_from_indices(idx, y)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"dkvb: the loss became {loss.item()} during experience {experience.index}; "
                                      "lower method.lr or check the inputs for NaN/inf")

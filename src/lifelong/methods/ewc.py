@@ -65,7 +65,7 @@ class EWC(GradientLearner):
         self.fisher = {n: (g * self.fisher[n] + f if n in self.fisher else f) for n, f in new.items()}
         self.anchor = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
 
-    def empirical_fisher(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 256) -> dict[str, torch.Tensor]:
+    def empirical_fisher(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 32) -> dict[str, torch.Tensor]:
         """Mean over examples of the squared per-example gradient of -log p(y|x)."""
         params = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
         buffers = dict(self.model.named_buffers())

@@ -199,21 +199,37 @@ class Lamb(torch.optim.Optimizer):
         return loss
 
 
+_NORM_LAYERS = tuple(t for t in (
+    getattr(torch.nn, "LayerNorm", None), getattr(torch.nn, "GroupNorm", None), getattr(torch.nn, "RMSNorm", None),
+    torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm,
+    torch.nn.LocalResponseNorm) if t is not None)
+
+
 def lamb_param_groups(model: torch.nn.Module | Iterable[tuple[str, torch.nn.Parameter]], *,
                       weight_decay: float,
                       exclude_from_weight_decay: Sequence[str] | None = DEFAULT_NO_DECAY,
-                      exclude_from_layer_adaptation: Sequence[str] | None = None) -> list[dict]:
+                      exclude_from_layer_adaptation: Sequence[str] | None = None,
+                      exclude_norm_layers: bool = True) -> list[dict]:
     """Parameter groups for :class:`Lamb` with TF-Addons-style exclusions (paper 33).
 
     A parameter whose name contains a match of any regex in
     ``exclude_from_weight_decay`` gets ``weight_decay=0``; one matching
     ``exclude_from_layer_adaptation`` gets ``adapt=False``. As in TF-Addons, when
     ``exclude_from_layer_adaptation`` is ``None`` it defaults to the weight-decay list.
-    The default list (biases and LayerNorm) is the BERT convention; the paper itself
-    does not spell out exclusions, so this default is a convention, not a finding.
-    Frozen parameters (``requires_grad=False``) are left out.
+    With ``exclude_norm_layers`` (and a module as ``model``), the parameters of
+    normalization layers (LayerNorm, BatchNorm, GroupNorm, ...) are excluded from both
+    whatever their names (``nn.Sequential`` names them ``"1.weight"``) — an addition to
+    TF-Addons' name matching. The defaults (biases and normalization layers) are the BERT
+    convention; the paper itself does not spell out exclusions, so they are a convention,
+    not a finding. Frozen parameters (``requires_grad=False``) are left out.
     """
-    named = model.named_parameters() if isinstance(model, torch.nn.Module) else model
+    norm_ids: set[int] = set()
+    if isinstance(model, torch.nn.Module):
+        if exclude_norm_layers:
+            norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORM_LAYERS) for p in m.parameters()}
+        named = model.named_parameters()
+    else:
+        named = model
     no_decay = [re.compile(p) for p in (exclude_from_weight_decay or ())]
     no_adapt_src = exclude_from_weight_decay if exclude_from_layer_adaptation is None else exclude_from_layer_adaptation
     no_adapt = [re.compile(p) for p in (no_adapt_src or ())]
@@ -221,7 +237,9 @@ def lamb_param_groups(model: torch.nn.Module | Iterable[tuple[str, torch.nn.Para
     for name, p in named:
         if not p.requires_grad:
             continue
-        key = (not any(r.search(name) for r in no_decay), not any(r.search(name) for r in no_adapt))
+        is_norm = id(p) in norm_ids
+        key = (not (is_norm or any(r.search(name) for r in no_decay)),
+               not (is_norm or any(r.search(name) for r in no_adapt)))
         groups.setdefault(key, []).append(p)
     return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, "adapt": adapt}
             for (decay, adapt), ps in sorted(groups.items(), reverse=True)]

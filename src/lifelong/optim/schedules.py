@@ -125,6 +125,8 @@ def _constant(total_steps: int, warmup_steps: int, **_) -> np.ndarray:
 
 def _linear(total_steps: int, warmup_steps: int, **_) -> np.ndarray:
     t = np.arange(total_steps, dtype=np.float64)
+    if total_steps == 1:  # a one-step run uses the base lr
+        return np.ones(1)
     span = max(1, total_steps - 1 - warmup_steps)
     decay = np.clip((total_steps - 1 - t) / span, 0.0, 1.0)
     return np.where(t < warmup_steps, _warmup(t, warmup_steps), decay)

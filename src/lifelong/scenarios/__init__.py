@@ -6,14 +6,20 @@ import inspect
 from typing import Callable
 
 from lifelong.errors import ConfigError, unknown_name
+from lifelong.scenarios.fewshot import few_shot_incremental
+from lifelong.scenarios.hierarchical import hierarchical
 from lifelong.scenarios.incremental import class_incremental, domain_incremental, online, task_incremental
 from lifelong.scenarios.stream import Experience, Stream
+from lifelong.scenarios.taskfree import task_free
 
 SCENARIOS: dict[str, Callable[..., Stream]] = {
     "class-incremental": class_incremental,
     "task-incremental": task_incremental,
     "domain-incremental": domain_incremental,
     "online": online,
+    "task-free": task_free,
+    "few-shot-incremental": few_shot_incremental,
+    "hierarchical": hierarchical,
 }
 
 
@@ -40,4 +46,5 @@ def make_scenario(name: str, data, **kwargs) -> Stream:
 
 
 __all__ = ["Experience", "Stream", "SCENARIOS", "list_scenarios", "make_scenario", "register_scenario",
-           "class_incremental", "task_incremental", "domain_incremental", "online"]
+           "class_incremental", "task_incremental", "domain_incremental", "online", "few_shot_incremental",
+           "hierarchical"]

@@ -1,0 +1,422 @@
+"""Continual learning with dynamic sparse training (DST-CL; Yildirim et al., CPAL 2024, seed paper 39).
+
+*Continual Learning with Dynamic Sparse Training: Exploring Algorithms for Effective
+Model Updates.* Each task trains its own sparse sub-network of one dense MLP, found by
+dynamic sparse training, and the weights earlier tasks use are frozen (parameter
+isolation), as in the official code (``muratonuryildirim/CL-with-DST``, ``core.py``
+``Masking`` and ``cifar100.py``):
+
+1. **Mask init** per task, over every weight matrix (biases are not masked): density
+   ``d`` per layer (``uniform``) or Erdős–Rényi-kernel densities ∝ (n_in + n_out) /
+   (n_in · n_out) rescaled to overall density ``d``, layers whose density would exceed
+   1 made dense (``erk``).
+2. **Prune and grow** every ``update_every`` batches: drop the fraction ``prune_rate``
+   (cosine-decayed to ``prune_rate_min`` over the task's steps) of each layer's active
+   weights with the smallest magnitude, then activate as many inactive ones by
+   ``growth``: ``random``, ``unfired`` (weights not yet active in this task's training
+   first, the official ``random_unfired``), ``gradient`` (largest |grad|, RigL) or
+   ``momentum`` (largest |Adam m / sqrt(v)|, or SGD momentum).
+3. **Isolation** (``isolate=True``): weights in earlier tasks' masks get no gradient
+   and keep their values; a new task may *reuse* them (they are in its mask, frozen) but
+   never change them. After the task its mask is stored.
+4. **Test** with the task id: the task's mask (and its head, see below) on the shared
+   weights. Earlier tasks' predictions are therefore bit-identical after later tasks:
+   backward transfer is exactly zero.
+
+Differences from the official code, all for exactness or for this library's streams:
+
+- Biases are per task (one bias vector per task and layer, ``max_tasks`` rows), so
+  isolation is exact; the official code trains shared biases with every task (and
+  BatchNorm statistics), which breaks exact isolation slightly.
+- Frozen values are written back after every optimizer step, so weight decay or
+  optimizer state can never move them; a frozen weight grown back into the current
+  mask is used with its frozen value (the official code zeroes it during training and
+  restores it only when merging, a train/test mismatch).
+- No "best epoch by training accuracy" checkpoint per task: the last epoch is kept.
+- ``fresh_init="random"`` (default): at the start of each task, the weights of its mask
+  that no earlier task uses take the network's initial random values, as the first
+  task's do. The official code zeroes them (``fresh_init="zero"``), which leaves both
+  layers of a new task's sub-network near zero and learns very slowly with few steps
+  per task (a 2-class blobs task stayed at chance after 30 Adam steps). Weights grown
+  during a task start at zero in both modes, as in the official code and RigL.
+- Multi-head as in the paper: the loss is cross-entropy over the current task's
+  classes only; one output layer over all classes is masked like the other layers.
+- Without a task id (class-incremental or domain-incremental streams, or a task not yet
+  learned) the task is inferred per example (``task_inference``): ``max-logit`` (the
+  official ``subnet_selection`` criterion, per example instead of per batch) scores
+  each class by log q(task | x) + log p(class | x, task) with q the softmax over tasks
+  of each sub-network's largest logit; ``latest`` uses the last task's sub-network.
+  A task slot is the experience's ``task_id``, or its index when the id is hidden.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong.errors import ConfigError, NonFiniteLossError
+from lifelong.methods.base import GradientConfig, GradientLearner
+from lifelong.methods.config import hp
+from lifelong.methods.registry import register
+
+INIT_MODES = ("uniform", "erk")
+GROWTH_MODES = ("random", "unfired", "gradient", "momentum")
+TASK_INFERENCE = ("max-logit", "latest")
+MASK_SEED_OFFSET = 0x5EED_D57
+
+
+def combine_task_scores(logits: torch.Tensor, class_masks: torch.Tensor, task_logq: torch.Tensor) -> torch.Tensor:
+    """log sum_s q(s|x) p_s(c|x): per-task class distributions mixed by task weights.
+
+    ``logits`` (T, n, C) are each task model's outputs, ``class_masks`` (T, C) the
+    classes each task predicts, ``task_logq`` (n, T) log q(s|x). Classes no task
+    predicts get ``-inf``. Used by :mod:`~lifelong.methods.dst` and
+    :mod:`~lifelong.methods.hypernet` when the task id is not given at test.
+    """
+    logp = torch.log_softmax(logits.masked_fill(~class_masks[:, None, :], float("-inf")), dim=2)
+    return torch.logsumexp(logp + task_logq.T[:, :, None], dim=0)
+
+
+def erk_densities(shapes: list[tuple[int, int]], density: float) -> list[float]:
+    """Per-layer densities of the Erdős–Rényi kernel init (Evci et al. 2020, as in DST-CL).
+
+    Densities are ε (n_in + n_out) / (n_in n_out), with ε chosen so that the total
+    number of active weights is ``density`` times the total; a layer whose density
+    would exceed 1 is made dense and ε is solved again for the others.
+    """
+    sizes = [a * b for a, b in shapes]
+    raw = [(a + b) / (a * b) for a, b in shapes]
+    dense: set[int] = set()
+    while True:
+        budget = density * sum(sizes) - sum(sizes[i] for i in dense)
+        divisor = sum(raw[i] * sizes[i] for i in range(len(shapes)) if i not in dense)
+        if divisor <= 0 or budget <= 0:
+            return [1.0 if i in dense else 0.0 for i in range(len(shapes))]
+        eps = budget / divisor
+        over = [i for i in range(len(shapes)) if i not in dense and raw[i] * eps > 1]
+        if not over:
+            return [1.0 if i in dense else raw[i] * eps for i in range(len(shapes))]
+        dense.add(max(over, key=lambda i: raw[i]))
+
+
+class SparseMLP(nn.Module):
+    """An MLP whose weight matrices are multiplied by a task's masks, with one bias vector per task.
+
+    ``weights[l]`` is the shared dense matrix of layer ``l``; ``bias[l]`` the trainable
+    bias of the task being learned, and buffer ``bias_bank{l}`` of shape
+    ``(max_tasks, out)`` the stored biases of every task slot. The last layer is the
+    output layer over all classes.
+    """
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], num_classes: int, max_tasks: int):
+        super().__init__()
+        dims = [in_dim, *hidden, num_classes]
+        self.weights = nn.ParameterList()
+        self.bias = nn.ParameterList()
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layer = nn.Linear(a, b)  # PyTorch's default init, as the official models
+            self.weights.append(nn.Parameter(layer.weight.detach().clone()))
+            self.bias.append(nn.Parameter(layer.bias.detach().clone()))
+            # the initial values, rebuilt from the seed (not saved): fresh weights of every task start here
+            self.register_buffer(f"init{i}", layer.weight.detach().clone(), persistent=False)
+            self.register_buffer(f"bias_bank{i}", layer.bias.detach().clone().unsqueeze(0).repeat(max_tasks, 1))
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """(out, in) of each layer."""
+        return [tuple(w.shape) for w in self.weights]
+
+    def init_weight(self, i: int) -> torch.Tensor:
+        """Initial value of layer ``i``'s weights."""
+        return getattr(self, f"init{i}")
+
+    def bank(self, i: int) -> torch.Tensor:
+        """Stored biases of layer ``i``, one row per task slot."""
+        return getattr(self, f"bias_bank{i}")
+
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor], slot: int | None = None) -> torch.Tensor:
+        """Logits with weights ``W * mask``; biases of ``slot`` from the bank, or the trainable ones if None."""
+        h = x.reshape(len(x), -1)
+        last = len(self.weights) - 1
+        for i, (w, m) in enumerate(zip(self.weights, masks)):
+            b = self.bias[i] if slot is None else self.bank(i)[slot]
+            h = F.linear(h, w * m, b)
+            if i < last:
+                h = F.relu(h)
+        return h
+
+
+@dataclass
+class DSTConfig(GradientConfig):
+    """DST-CL settings; defaults from the official ``cifar100.py`` (Adam 1e-3, batch 64, density 0.2)."""
+
+    optimizer: str = hp("adam", "optimizer name (official: adam)")
+    lr: float = hp(0.001, "learning rate (official: 1e-3)")
+    batch_size: int = hp(64, "mini-batch size (official: 64)")
+    epochs: int = hp(20, "passes over each task's data (official: 20)")
+    density: float = hp(0.2, "fraction of each task's weights that are active, in (0, 1]")
+    init: str = hp("uniform", "mask initialisation: uniform | erk")
+    growth: str = hp("random", "growth rule: random | unfired | gradient | momentum")
+    prune_rate: float = hp(0.5, "fraction of active weights pruned at an update (official death_rate 0.5)")
+    prune_rate_min: float = hp(0.005, "prune rate at the end of the task's cosine decay (official eta_min)")
+    update_every: int = hp(400, "batches between prune-and-grow updates (official update_frequency 400)")
+    fresh_init: str = hp("random", "start value of a new task's weights that no earlier task uses: random (the "
+                                   "network's initial values, as the first task) | zero (the official code)")
+    isolate: bool = hp(True, "freeze the weights of earlier tasks' masks (exact isolation)")
+    task_inference: str = hp("max-logit", "without a task id at test: max-logit | latest")
+    max_tasks: int = hp(100, "task slots (one bias row per layer each)")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.density <= 1:
+            raise ConfigError(f"density must lie in (0, 1], got {self.density}")
+        if self.init not in INIT_MODES:
+            raise ConfigError(f"init must be one of {INIT_MODES}, got {self.init!r}")
+        if self.growth not in GROWTH_MODES:
+            raise ConfigError(f"growth must be one of {GROWTH_MODES}, got {self.growth!r}")
+        if not 0 <= self.prune_rate_min <= self.prune_rate < 1:
+            raise ConfigError("need 0 <= prune_rate_min <= prune_rate < 1, got "
+                              f"{self.prune_rate_min} and {self.prune_rate}")
+        if self.update_every < 1:
+            raise ConfigError(f"update_every must be >= 1, got {self.update_every}")
+        if self.fresh_init not in ("random", "zero"):
+            raise ConfigError(f"fresh_init must be 'random' or 'zero', got {self.fresh_init!r}")
+        if self.task_inference not in TASK_INFERENCE:
+            raise ConfigError(f"task_inference must be one of {TASK_INFERENCE}, got {self.task_inference!r}")
+        if self.max_tasks < 1:
+            raise ConfigError(f"max_tasks must be >= 1, got {self.max_tasks}")
+
+
+@register("dst")
+class DST(GradientLearner):
+    """Per-task sparse masks found by dynamic sparse training, with earlier tasks' weights frozen."""
+
+    config_class = DSTConfig
+    test_config = {"epochs": 3, "batch_size": 16, "hidden": (32,), "update_every": 4, "density": 0.5}
+
+    def __init__(self, config: DSTConfig, seed: int = 0):
+        super().__init__(config, seed)
+        # masks and random growth get their own stream: the base generator starts from the same seed as
+        # the weight init, and masks drawn from it would pick the weights with the smallest init draws
+        self.mask_rng = torch.Generator().manual_seed(MASK_SEED_OFFSET + seed)
+        self.masks: dict[int, list[torch.Tensor]] = {}  # slot -> bool mask per layer
+        self.slot_classes: dict[int, list[int]] = {}
+        self.slot_order: list[int] = []
+        # per-experience working state (rebuilt by before_experience)
+        self.slot: int | None = None
+        self.mask: list[torch.Tensor] = []
+        self.frozen: list[torch.Tensor] = []
+        self.frozen_part: list[torch.Tensor] = []
+        self.not_frozen: list[torch.Tensor] = []
+        self.mask_f: list[torch.Tensor] = []
+        self.trainable_f: list[torch.Tensor] = []
+        self.fired: list[torch.Tensor] = []
+        self.class_mask: torch.Tensor | None = None
+        self.step_count = 0
+        self.total_steps = 1
+
+    # ---- construction ------------------------------------------------------------------
+    def build_model(self, input_shape, num_classes):
+        return SparseMLP(math.prod(input_shape), tuple(self.config.hidden), num_classes, self.config.max_tasks)
+
+    def _init_mask(self) -> list[torch.Tensor]:
+        shapes = self.model.shapes
+        if self.config.init == "erk":
+            densities = erk_densities([(o, i) for o, i in shapes], self.config.density)
+        else:
+            densities = [self.config.density] * len(shapes)
+        return [torch.rand(s, generator=self.mask_rng) < d for s, d in zip(shapes, densities)]
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def before_experience(self, experience):
+        c = self.config
+        slot = experience.task_id if experience.task_id is not None else experience.index
+        if not 0 <= slot < c.max_tasks:
+            raise ConfigError(f"dst has {c.max_tasks} task slots but experience {experience.index} is task {slot}; "
+                              "raise method.max_tasks")
+        self.slot = slot
+        others = [m for s, m in self.masks.items() if s != slot]
+        self.frozen = [torch.zeros(s, dtype=torch.bool) for s in self.model.shapes]
+        if c.isolate:
+            for m in others:
+                self.frozen = [f | mi for f, mi in zip(self.frozen, m)]
+        self.mask = [m.clone() for m in self.masks[slot]] if slot in self.masks else self._init_mask()
+        self.fired = [m.clone() for m in self.mask]
+        with torch.no_grad():
+            # a new task's biases start from the last task's (the official code shares biases)
+            src = slot if slot in self.masks or not self.slot_order else self.slot_order[-1]
+            for i, b in enumerate(self.model.bias):
+                b.copy_(self.model.bank(i)[src])
+            if c.fresh_init == "random" and slot not in self.masks:
+                for i, (w, f) in enumerate(zip(self.model.weights, self.frozen)):
+                    w.copy_(torch.where(f, w, self.model.init_weight(i)))
+            self.frozen_part = [w.detach() * f for w, f in zip(self.model.weights, self.frozen)]
+        self.not_frozen = [(~f).float() for f in self.frozen]
+        self._refresh_masks()
+        self._apply_mask()
+        classes = torch.zeros(self.num_classes, dtype=torch.bool)
+        classes[list(experience.classes)] = True
+        self.class_mask = classes
+        self.slot_classes[slot] = sorted(set(self.slot_classes.get(slot, [])) | set(experience.classes))
+        n = len(experience)
+        online = experience.online
+        bs = experience.batch_size if online and experience.batch_size else c.batch_size
+        self.total_steps = (1 if online else c.epochs) * math.ceil(n / bs)
+        self.step_count = 0
+
+    def after_experience(self, experience):
+        self.masks[self.slot] = [m.clone() for m in self.mask]
+        with torch.no_grad():
+            for i, b in enumerate(self.model.bias):
+                self.model.bank(i)[self.slot] = b
+        if self.slot in self.slot_order:
+            self.slot_order.remove(self.slot)
+        self.slot_order.append(self.slot)
+
+    # ---- training ----------------------------------------------------------------------------
+    def loss(self, x, y, experience):
+        out = self.model(x, self.mask_f)
+        return F.cross_entropy(out.masked_fill(~self.class_mask, float("-inf")), y)
+
+    def train_step(self, x, y, experience) -> float:
+        """One step: gradients of frozen weights zeroed, step, mask re-applied, prune-and-grow when due."""
+        loss = self.loss(x, y, experience)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"dst: the loss became {loss.item()} during experience {experience.index}; "
+                                     "lower method.lr or check the inputs for NaN/inf")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            for w, nf in zip(self.model.weights, self.not_frozen):
+                if w.grad is not None:
+                    w.grad.mul_(nf)
+        self.optimizer.step()
+        self._apply_mask()
+        self.samples_seen += len(y)
+        self.step_count += 1
+        if self.step_count % self.config.update_every == 0 and self.step_count < self.total_steps:
+            self._prune_and_grow()
+        return float(loss.detach())
+
+    def _refresh_masks(self) -> None:
+        self.mask_f = [m.float() for m in self.mask]
+        self.trainable_f = [(m & ~f).float() for m, f in zip(self.mask, self.frozen)]
+
+    @torch.no_grad()
+    def _apply_mask(self) -> None:
+        """W <- W * (mask & not frozen) + frozen values: frozen weights never move, others outside the mask are 0."""
+        for w, t, fp in zip(self.model.weights, self.trainable_f, self.frozen_part):
+            w.mul_(t).add_(fp)
+
+    def prune_rate_now(self) -> float:
+        """Cosine decay from ``prune_rate`` to ``prune_rate_min`` over the task's steps (official DeathCosineDecay)."""
+        c = self.config
+        t = min(self.step_count / max(self.total_steps, 1), 1.0)
+        return c.prune_rate_min + 0.5 * (c.prune_rate - c.prune_rate_min) * (1 + math.cos(math.pi * t))
+
+    @torch.no_grad()
+    def _prune_and_grow(self) -> None:
+        """Magnitude pruning then growth of as many weights, per layer."""
+        rate = self.prune_rate_now()
+        for i, w in enumerate(self.model.weights):
+            active = self.mask[i]
+            n_active = int(active.sum())
+            k = math.ceil(rate * n_active)
+            if k == 0 or n_active == 0:
+                continue
+            mag = w.abs().masked_fill(~active, float("inf")).flatten()
+            drop = torch.topk(mag, k, largest=False).indices
+            new = active.flatten().clone()
+            new[drop] = False
+            score = self._growth_score(i, w).flatten().masked_fill(new, float("-inf"))
+            n_free = int((~new).sum())
+            grow = torch.topk(score, min(k, n_free)).indices
+            new[grow] = True
+            self.mask[i] = new.view_as(active)
+            self.fired[i] |= self.mask[i]
+        self._refresh_masks()
+        self._apply_mask()
+
+    def _growth_score(self, i: int, w: torch.Tensor) -> torch.Tensor:
+        g = self.config.growth
+        noise = torch.rand(w.shape, generator=self.mask_rng)
+        if g == "random":
+            return noise
+        if g == "unfired":
+            return noise + 2.0 * (~self.fired[i]).float()
+        if g == "momentum":
+            state = self.optimizer.state.get(w, {})
+            if "exp_avg" in state:
+                m = (state["exp_avg"] / (state["exp_avg_sq"].sqrt() + 1e-8)).abs()
+            elif state.get("momentum_buffer") is not None:
+                m = state["momentum_buffer"].abs()
+            else:
+                m = w.grad.abs() if w.grad is not None else torch.zeros_like(w)
+            return m.masked_fill(self.frozen[i], 0.0) + 1e-12 * noise
+        grad = w.grad.abs() if w.grad is not None else torch.zeros_like(w)
+        return grad + 1e-12 * noise  # ties (zero gradients) broken at random
+
+    # ---- inference --------------------------------------------------------------------------------
+    def _slot_logits(self, x: torch.Tensor, slots: list[int]) -> torch.Tensor:
+        return torch.stack([self.model(x, [m.float() for m in self.masks[s]], s) for s in slots])
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        """Scores with the task's sub-network, or the inferred task's when the id is hidden or unknown."""
+        if self.model is None:
+            return torch.empty(len(x), 0)
+        if not self.masks:
+            return self.classes.mask(torch.zeros(len(x), self.num_classes), task_id)
+        if task_id is not None and task_id in self.masks:
+            return self.classes.mask(self._slot_logits(x, [task_id])[0], task_id)
+        if self.config.task_inference == "latest":
+            return self.classes.mask(self._slot_logits(x, [self.slot_order[-1]])[0], task_id)
+        slots = list(self.slot_order)
+        logits = self._slot_logits(x, slots)
+        class_masks = torch.zeros(len(slots), self.num_classes, dtype=torch.bool)
+        for j, s in enumerate(slots):
+            class_masks[j, self.slot_classes[s]] = True
+        best = logits.masked_fill(~class_masks[:, None, :], float("-inf")).amax(dim=2)  # (T, n)
+        scores = combine_task_scores(logits, class_masks, torch.log_softmax(best.T, dim=1))
+        return self.classes.mask(scores, task_id)
+
+    # ---- accounting and checkpoints ------------------------------------------------------------------
+    def parameter_counts(self) -> tuple[int, int]:
+        """(weights in the union of the task masks + used bias rows, dense weights + used bias rows)."""
+        if self.model is None:
+            return 0, 0
+        rows = max(len(self.masks), 1)
+        bias = rows * sum(b.numel() for b in self.model.bias)
+        dense = sum(w.numel() for w in self.model.weights)
+        union = [torch.zeros(s, dtype=torch.bool) for s in self.model.shapes]
+        for m in self.masks.values():
+            union = [u | mi for u, mi in zip(union, m)]
+        return int(sum(int(u.sum()) for u in union)) + bias, dense + bias
+
+    def density_report(self) -> dict[str, float]:
+        """Fraction of weights in each task's mask and in their union (for reports)."""
+        total = sum(w.numel() for w in self.model.weights)
+        out = {f"task{s}": sum(int(mi.sum()) for mi in m) / total for s, m in self.masks.items()}
+        union = [torch.zeros(s, dtype=torch.bool) for s in self.model.shapes]
+        for m in self.masks.values():
+            union = [u | mi for u, mi in zip(union, m)]
+        out["union"] = sum(int(u.sum()) for u in union) / total
+        return out
+
+    def extra_state(self) -> dict:
+        return {"masks": {s: list(m) for s, m in self.masks.items()},
+                "slot_classes": {str(s): list(c) for s, c in self.slot_classes.items()},
+                "slot_order": list(self.slot_order), "mask_rng": self.mask_rng.get_state()}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.masks = {int(s): [t.to(torch.bool).clone() for t in m] for s, m in state["masks"].items()}
+        if any(len(m) != len(self.model.weights) or any(t.shape != w.shape for t, w in zip(m, self.model.weights))
+               for m in self.masks.values()):
+            raise ValueError("mask shapes differ from the model's weights")
+        self.slot_classes = {int(s): list(c) for s, c in state["slot_classes"].items()}
+        self.slot_order = [int(s) for s in state["slot_order"]]
+        self.mask_rng.set_state(state["mask_rng"])

@@ -1,0 +1,173 @@
+"""DST-CL (seed paper 39): per-task sparse masks, prune-and-grow rules, exact isolation."""
+
+import math
+
+import pytest
+import torch
+
+from lifelong.data import load_digits
+from lifelong.errors import ConfigError
+from lifelong.evaluation import run
+from lifelong.methods import make_learner
+from lifelong.methods.dst import combine_task_scores, erk_densities
+from lifelong.scenarios import class_incremental, task_incremental
+
+QUICK = {"epochs": 3, "batch_size": 32, "hidden": (32,), "update_every": 10, "lr": 0.01}
+
+
+@pytest.fixture(scope="module")
+def digits_til():
+    return task_incremental(load_digits(), tasks=3, seed=0)
+
+
+def test_isolation_is_exact_and_bwt_is_zero(digits_til):
+    learner = make_learner("dst", QUICK, seed=0)
+    x0, _ = digits_til[0].test_tensors()
+    learner.learn(digits_til[0])
+    before = learner.predict(x0, task_id=0).clone()
+    weights0 = [w.detach()[m].clone() for w, m in zip(learner.model.weights, learner.masks[0])]
+    learner.learn(digits_til[1])
+    learner.learn(digits_til[2])
+    assert torch.equal(learner.predict(x0, task_id=0)[:, : before.shape[1]], before)
+    for w, m, old in zip(learner.model.weights, learner.masks[0], weights0):
+        assert torch.equal(w.detach()[m], old)
+    # later tasks reuse (share) some of task 0's frozen weights
+    assert any((m0 & m2).any() for m0, m2 in zip(learner.masks[0], learner.masks[2]))
+
+
+def test_without_isolation_old_tasks_change(digits_til):
+    learner = make_learner("dst", {**QUICK, "isolate": False}, seed=0)
+    x0, _ = digits_til[0].test_tensors()
+    learner.learn(digits_til[0])
+    before = learner.predict(x0, task_id=0).clone()
+    learner.learn(digits_til[1])
+    assert not torch.equal(learner.predict(x0, task_id=0)[:, : before.shape[1]], before)
+
+
+def test_run_gives_zero_backward_transfer_and_learns(digits_til):
+    result = run(digits_til, make_learner("dst", {**QUICK, "epochs": 8, "hidden": (64,)}, seed=1), progress=False)
+    assert result.metrics["backward_transfer"] == 0.0
+    assert result.metrics["final_average_accuracy"] > 0.85  # 3 tasks of 3-4 digit classes, task id given
+
+
+@pytest.mark.parametrize("growth", ["random", "unfired", "gradient", "momentum"])
+@pytest.mark.parametrize("init", ["uniform", "erk"])
+def test_prune_and_grow_keeps_each_layer_count(digits_til, growth, init):
+    learner = make_learner("dst", {**QUICK, "growth": growth, "init": init, "update_every": 3}, seed=0)
+    learner.prepare(digits_til[0].input_shape, digits_til.num_classes)
+    learner.classes.observe(digits_til[0], digits_til[0].train_tensors()[1])
+    learner.before_experience(digits_til[0])
+    counts = [int(m.sum()) for m in learner.mask]
+    changed = False
+    x, y = digits_til[0].train_tensors()
+    for s in range(0, 12 * 32, 32):
+        start = learner.mask[0].clone()
+        learner.train_step(x[s:s + 32], y[s:s + 32], digits_til[0])
+        changed |= not torch.equal(start, learner.mask[0])
+        assert [int(m.sum()) for m in learner.mask] == counts
+    assert changed  # the topology moved
+    # weights outside the mask are exactly zero (nothing is frozen in the first task)
+    for w, m in zip(learner.model.weights, learner.mask):
+        assert torch.count_nonzero(w.detach()[~m]) == 0
+
+
+def test_gradient_growth_picks_the_largest_inactive_gradients(digits_til):
+    learner = make_learner("dst", {**QUICK, "growth": "gradient", "prune_rate": 0.25,
+                                   "prune_rate_min": 0.25}, seed=0)
+    learner.prepare(digits_til[0].input_shape, digits_til.num_classes)
+    learner.classes.observe(digits_til[0], digits_til[0].train_tensors()[1])
+    learner.before_experience(digits_til[0])
+    w = learner.model.weights[0]
+    grad = torch.rand(w.shape, generator=torch.Generator().manual_seed(0))
+    w.grad = grad.clone()
+    old = learner.mask[0].clone()
+    learner._prune_and_grow()
+    new = learner.mask[0]
+    grown = new & ~old
+    assert int(new.sum()) == int(old.sum()) and grown.any()
+    # every grown weight has a larger gradient than every weight left inactive
+    assert grad[grown].min() > grad[~new & ~old].max()
+
+
+def test_unfired_growth_prefers_weights_never_active_in_the_task(digits_til):
+    learner = make_learner("dst", {**QUICK, "growth": "unfired"}, seed=0)
+    learner.prepare(digits_til[0].input_shape, digits_til.num_classes)
+    learner.classes.observe(digits_til[0], digits_til[0].train_tensors()[1])
+    learner.before_experience(digits_til[0])
+    fired_before = [f.clone() for f in learner.fired]
+    old = [m.clone() for m in learner.mask]
+    learner._prune_and_grow()
+    for m, o, f in zip(learner.mask, old, fired_before):
+        grown = m & ~o
+        assert not (grown & f).any()  # plenty of unfired weights: none of the grown ones had fired
+
+
+def test_erk_densities_hit_the_budget_and_cap_at_one():
+    shapes = [(256, 784), (256, 256), (10, 256)]
+    d = erk_densities(shapes, 0.2)
+    sizes = [a * b for a, b in shapes]
+    assert sum(di * s for di, s in zip(d, sizes)) == pytest.approx(0.2 * sum(sizes))
+    assert d[2] > d[1] > d[0]  # small layers denser
+    d = erk_densities([(4, 4), (1000, 1000)], 0.1)
+    assert d[0] == 1.0 and 0 < d[1] < 0.1
+
+
+def test_without_task_id_scores_are_finite_mixtures_over_tasks(digits_til):
+    from lifelong.data import make_blobs
+
+    stream = class_incremental(make_blobs(num_classes=6, per_class=60, dim=8, seed=1), tasks=3, seed=0)
+    learner = make_learner("dst", QUICK, seed=0)
+    learner.learn(stream[0])
+    x, _ = stream[0].test_tensors()
+    one = learner.predict(x)
+    # one task learned: its sub-network's log-softmax over its classes
+    logits = learner.model(x, [m.float() for m in learner.masks[0]], 0)[:, :2]
+    assert torch.allclose(one, torch.log_softmax(logits, 1), atol=1e-5)
+    learner.learn(stream[1])
+    learner.learn(stream[2])
+    scores = learner.predict(x)
+    assert scores.shape == (len(x), 6) and torch.isfinite(scores).all()
+    assert torch.allclose(scores.exp().sum(1), torch.ones(len(x)), atol=1e-4)  # a distribution over 6 classes
+    latest = make_learner("dst", {**QUICK, "task_inference": "latest"}, seed=0)
+    latest.learn(stream[0])
+    latest.learn(stream[1])
+    assert torch.isfinite(latest.predict(x)).all()
+
+
+def test_combine_task_scores_is_a_mixture():
+    logits = torch.tensor([[[2.0, 0.0, 5.0]], [[9.0, 1.0, 3.0]]])  # (T=2, n=1, C=3)
+    masks = torch.tensor([[True, True, False], [False, False, True]])
+    logq = torch.log(torch.tensor([[0.25, 0.75]]))
+    out = combine_task_scores(logits, masks, logq).exp()[0]
+    p0 = torch.softmax(torch.tensor([2.0, 0.0]), 0)
+    assert torch.allclose(out, torch.tensor([0.25 * p0[0], 0.25 * p0[1], 0.75]), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [{"density": 0.0}, {"density": 1.5}, {"growth": "magic"}, {"init": "lottery"},
+                                 {"prune_rate": 1.0}, {"update_every": 0}, {"task_inference": "oracle"},
+                                 {"fresh_init": "ones"}])
+def test_bad_config_is_rejected(bad):
+    with pytest.raises(ConfigError):
+        make_learner("dst", bad)
+
+
+def test_fresh_init_zero_starts_new_weights_at_zero(digits_til):
+    learner = make_learner("dst", {**QUICK, "fresh_init": "zero", "epochs": 1}, seed=0)
+    learner.learn(digits_til[0])
+    learner.classes.observe(digits_til[1], digits_til[1].train_tensors()[1])
+    learner.before_experience(digits_til[1])
+    for w, m, f in zip(learner.model.weights, learner.mask, learner.frozen):
+        assert torch.count_nonzero(w.detach()[m & ~f]) == 0
+    other = make_learner("dst", {**QUICK, "epochs": 1}, seed=0)
+    other.learn(digits_til[0])
+    other.classes.observe(digits_til[1], digits_til[1].train_tensors()[1])
+    other.before_experience(digits_til[1])
+    w, m, f = other.model.weights[0], other.mask[0], other.frozen[0]
+    assert torch.equal(w.detach()[m & ~f], other.model.init_weight(0)[m & ~f])
+
+
+def test_too_many_tasks_names_the_fix(digits_til):
+    learner = make_learner("dst", {**QUICK, "max_tasks": 1}, seed=0)
+    learner.learn(digits_til[0])
+    with pytest.raises(ConfigError, match="max_tasks"):
+        learner.learn(digits_til[1])

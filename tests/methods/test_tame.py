@@ -1,0 +1,152 @@
+"""TAME (seed paper 16): loss-shift detection without task labels, expert re-use, selector, pruning."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from lifelong.data import make_blobs
+from lifelong.errors import ConfigError, DataError
+from lifelong.methods import make_learner
+from lifelong.methods.tame import _Expert, global_magnitude_masks
+from lifelong.papers.tame import match_boundaries, segment_experts
+from lifelong.scenarios import class_incremental, make_scenario
+from lifelong.scenarios.taskfree import true_boundaries
+
+BS = 40
+CFG = {"hidden": (32,), "selector_hidden": (32,), "lr": 0.01, "window": 15, "buffer_size": 200,
+       "selector_epochs": 20, "selector_prune_epochs": 5, "prune_epochs": 5, "prune_buffer_size": 100}
+
+
+@pytest.fixture(scope="module")
+def stream():
+    data = make_blobs(num_classes=10, per_class=100, dim=16, spread=2.0, seed=0)
+    return make_scenario("task-free", data, tasks=5, batch_size=BS, passes=10, order=[0, 1, 2, 3, 4, 0], seed=2)
+
+
+@pytest.fixture(scope="module")
+def in_one_go(stream):
+    """TAME fed the whole stream's batches through observe() in one go: no experiences at all."""
+    learner = make_learner("tame", CFG, seed=0)
+    learner.prepare(stream[0].input_shape, stream.num_classes)
+    x = torch.cat([e.train_tensors()[0] for e in stream])
+    y = torch.cat([e.train_tensors()[1] for e in stream])
+    for s in range(0, len(y), BS):
+        learner.observe(x[s:s + BS], y[s:s + BS])
+    return learner
+
+
+def test_detects_true_boundaries_from_the_loss_alone(stream, in_one_go):
+    true = true_boundaries(stream)
+    match = match_boundaries(true, in_one_go.detected_boundaries(), BS, max_delay=2)
+    assert match["found"] == len(true), (true, in_one_go.detected_boundaries())
+    # the recurring task (segment 5 = task 0) goes back to the expert of segment 0
+    owners = segment_experts(in_one_go.switches, [len(e) for e in stream])
+    assert owners[5] == owners[0] and len(set(owners[:5])) == 5
+    assert in_one_go.switches[-1]["new"] is False
+
+
+def test_learn_reads_no_experience_metadata(stream, in_one_go):
+    """Same detections when every experience claims index 0, no classes and no task: only data counts."""
+    learner = make_learner("tame", CFG, seed=0)
+    for e in stream:
+        learner.learn(dataclasses.replace(e, index=0, classes=[], task_id=None))
+    assert learner.detected_boundaries() == in_one_go.detected_boundaries()
+    assert [s["to"] for s in learner.switches] == [s["to"] for s in in_one_go.switches]
+    x, _ = stream[3].test_tensors()
+    assert torch.equal(learner.predict(x), in_one_go.predict(x))
+
+
+def test_left_experts_are_pruned_and_stay_pruned(stream, in_one_go):
+    sparsity = CFG.get("expert_prune", 0.98)
+    for k, e in enumerate(in_one_go.experts):
+        left = any(s["from"] == k for s in in_one_go.switches)
+        if left:
+            weights = torch.cat([w.detach().flatten() for w in e.weights()])
+            assert (weights == 0).float().mean() >= sparsity - 1e-3
+    # expert 0 was re-activated for the recurring task and trained under its mask
+    assert in_one_go.active == 0 and in_one_go.experts[0].masks is not None
+    dense = sum(p.numel() for e in in_one_go.experts for p in e.model.parameters())
+    assert in_one_go.parameter_counts()[1] < dense
+
+
+def test_oracle_mode_picks_experts_by_task(stream):
+    learner = make_learner("tame", {**CFG, "expert_prune": 0.0}, seed=0)
+    learner.prepare(stream[0].input_shape, stream.num_classes)
+    for task, e in zip(stream.params["segment_tasks"], stream):
+        x, y = e.train_tensors()
+        for s in range(0, len(y), BS):
+            learner.observe(x[s:s + BS], y[s:s + BS], task=task)
+    assert learner.detected_boundaries() == true_boundaries(stream)
+    assert [s["to"] for s in learner.switches] == [1, 2, 3, 4, 0]
+    assert len(learner.experts) == 5
+
+
+def test_threshold_is_window_mean_plus_three_std():
+    learner = make_learner("tame", {}, seed=0)
+    e = _Expert(torch.nn.Linear(1, 1), None, 2)
+    e.window = [0.5, 0.3, 0.1, 0.3]
+    mean, std = 0.3, math.sqrt((0.04 + 0 + 0.04 + 0) / 4)
+    assert learner._threshold(e) == pytest.approx(mean + 3 * std)
+    e.window = [0.2, 0.2]
+    assert learner._threshold(e) == pytest.approx(0.2 + 3 * 0.005)  # the std floor
+
+
+def test_global_magnitude_masks_keep_the_largest_weights():
+    a = torch.tensor([[0.1, -5.0], [0.2, 0.3]])
+    b = torch.tensor([4.0, -0.05, 1.0, 0.0])
+    ma, mb = global_magnitude_masks([a, b], sparsity=0.5)
+    assert ma.tolist() == [[0, 1], [0, 1]] and mb.tolist() == [1, 0, 1, 0]
+
+
+@pytest.fixture
+def small(blobs):
+    return class_incremental(blobs, tasks=2, seed=0)
+
+
+def _fresh(**over):
+    return make_learner("tame", {"batch_size": 8, "epochs": 5, "hidden": (32,), "selector_hidden": (32,),
+                                 "selector_epochs": 30, "selector_prune_epochs": 5, "prune_epochs": 5,
+                                 "buffer_size": 64, "prune_buffer_size": 32, **over}, seed=1)
+
+
+def test_selector_depends_on_the_buffer_not_on_when_it_is_asked(small):
+    asked, never = _fresh(), _fresh()
+    x, _ = small[1].test_tensors()
+    asked.learn(small[0])
+    asked.predict(x)
+    never.learn(small[0])
+    asked.learn(small[1])
+    never.learn(small[1])
+    assert len(asked.experts) == 2
+    assert torch.equal(asked.predict(x), never.predict(x))
+
+
+def test_hard_and_soft_routing(small):
+    hard, soft = _fresh(), _fresh(routing="soft")
+    for learner in (hard, soft):
+        learner.learn(small[0])
+        learner.learn(small[1])
+    x = torch.cat([small[0].test_tensors()[0], small[1].test_tensors()[0]])
+    sh, ss = hard.predict(x), soft.predict(x)
+    assert sh.shape == ss.shape == (len(x), 4)
+    assert torch.isfinite(sh).all() and torch.isfinite(ss).all()
+    # hard routing: the argmax class belongs to the expert the selector picked
+    chosen = hard.route(x).argmax(1)
+    owner_ok = torch.stack([hard.experts[int(k)].seen[c] for k, c in zip(chosen, sh.argmax(1))])
+    assert owner_ok.all()
+
+
+def test_bad_input_is_refused(small):
+    with pytest.raises(ConfigError, match="smoothing"):
+        make_learner("tame", {"smoothing": 0.0})
+    with pytest.raises(ConfigError, match="routing"):
+        make_learner("tame", {"routing": "vote"})
+    learner = make_learner("tame", {})
+    with pytest.raises(ConfigError, match="prepare"):
+        learner.observe(torch.zeros(2, 8), torch.zeros(2, dtype=torch.long))
+    learner.prepare((8,), 4)
+    with pytest.raises(DataError, match="labels"):
+        learner.observe(torch.zeros(2, 8), torch.tensor([0, 7]))
+    assert learner.predict(torch.zeros(3, 8)).shape == (3, 0)
