@@ -98,7 +98,8 @@ def main() -> None:
           "CPU s (total) | trainable params | gap SimpleCIL→joint closed |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        gap = "—" if simple is None or r["method"] == "joint-lr" else f"{100 * gap_closed(r['final'], simple, joint):+.0f} %"
+        gap = ("—" if simple is None or r["method"] == "joint-lr"
+               else f"{100 * gap_closed(r['final'], simple, joint):+.0f} %")
         print(f"| {r['row']} | {fmt(r['final'])} | {fmt(r['avg_incremental'])} | {fmt(r['forgetting'])} | "
               f"{fmt(r['just_learned'])} | {fmt(r['learn_wall_s'], False)} | {fmt(r['total_cpu_s'], False)} | "
               f"{r['trainable']:,} | {gap} |")

@@ -95,3 +95,22 @@ def test_kmeans_initialisation_and_class_incremental_accuracy(stream):
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         make_learner("dkvb", bad)
+
+
+def test_quick_reproduction_returns_a_well_formed_claim():
+    import json
+
+    from lifelong.papers import format_claim, get_paper, reproduce
+
+    claim = reproduce("dkvb")
+    assert claim.paper == "dkvb" and claim.scale == "quick"
+    m = claim.measured
+    assert 0 <= m["linear_probe_final_accuracy"] <= 1 and 0 <= m["dkvb_final_accuracy"] <= 1
+    assert m["dkvb_minus_probe"] == pytest.approx(m["dkvb_final_accuracy"] - m["linear_probe_final_accuracy"],
+                                                  abs=1e-3)
+    assert m["keys_bit_identical"] is True and m["unfetched_values_bit_identical"] is True
+    assert claim.held == (m["dkvb_minus_probe"] >= 0.20)
+    json.dumps(claim.to_dict())
+    assert ("HELD" in format_claim(claim))
+    paper = get_paper("dkvb")
+    assert paper.number == 26 and paper.status == "claim checked"

@@ -105,3 +105,21 @@ def test_supcon_prefers_clustered_embeddings():
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         make_learner("fscil-tricks", bad)
+
+
+def test_quick_reproduction_returns_a_well_formed_claim():
+    import json
+
+    from lifelong.papers import get_paper, reproduce
+
+    claim = reproduce("fscil-tricks")
+    assert claim.paper == "fscil-tricks" and claim.scale == "quick"
+    m = claim.measured
+    for v in ("baseline", "all"):
+        assert 0 <= m[f"{v}/last_session_accuracy"] <= 1
+    gain = m["all/last_session_accuracy"] - m["baseline/last_session_accuracy"]
+    assert m["all_minus_baseline_last_session"] == pytest.approx(gain, abs=1e-3)
+    assert claim.held == (m["all_minus_baseline_last_session"] >= 0.03
+                          and m["all/base_drop"] <= m["baseline/base_drop"])
+    json.dumps(claim.to_dict())
+    assert get_paper("fscil-tricks").number == 7

@@ -120,3 +120,25 @@ def test_bad_config_is_rejected(bad):
 def test_unknown_inner_method_is_rejected():
     with pytest.raises(ConfigError, match="unknown method"):
         make_learner("lame", {"inner": "no-such-method"})
+
+
+def test_quick_reproduction_returns_a_well_formed_claim():
+    import json
+
+    from lifelong.papers import get_paper, reproduce
+
+    claim = reproduce("lame")
+    assert claim.paper == "lame" and claim.scale == "quick"
+    m = claim.measured
+    for inner in ("linear", "ncm"):
+        for order in ("iid", "dirichlet", "sorted"):
+            b, a = m[f"{inner}/{order}/no_adapt"], m[f"{inner}/{order}/lame"]
+            assert 0 <= b <= 1 and 0 <= a <= 1
+            assert m[f"{inner}/{order}/gain"] == pytest.approx(a - b, abs=1e-3)
+        # the no-adaptation accuracy does not depend on the batch order
+        assert m[f"{inner}/iid/no_adapt"] == m[f"{inner}/sorted/no_adapt"]
+    expected = all(m[f"{i}/iid/gain"] >= -0.005 and m[f"{i}/sorted/gain"] >= -0.005
+                   and m[f"{i}/dirichlet/gain"] >= 0.03 for i in ("linear", "ncm"))
+    assert claim.held == expected
+    json.dumps(claim.to_dict())
+    assert get_paper("lame").number == 47

@@ -1,7 +1,6 @@
 """SimpleCIL (seed paper 43) and the shared prototype head."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from lifelong.errors import ConfigError, DataError
 from lifelong.heads.prototype import PrototypeHead, encode_in_batches
 from lifelong.methods import make_learner
 from lifelong.methods.simplecil import SimpleCIL, SimpleCILConfig
+from lifelong.papers.simplecil import clinc_available
 from lifelong.scenarios import class_incremental
 
 
@@ -115,14 +115,7 @@ def test_config_errors():
         SimpleCIL(SimpleCILConfig(), encoder=3)
 
 
-def _clinc_available() -> bool:
-    from lifelong.papers.simplecil import clinc_data_root
-
-    root = clinc_data_root() or os.environ.get("LIFELONG_DATA") or os.path.expanduser("~/.cache/lifelong/data")
-    return any(os.path.exists(os.path.join(root, *p)) for p in (("data_full.json",), ("clinc150", "data_full.json")))
-
-
-@pytest.mark.skipif(not _clinc_available(), reason="CLINC150 files not found (set LIFELONG_DATA)")
+@pytest.mark.skipif(not clinc_available(), reason="CLINC150 files not found (set LIFELONG_DATA)")
 def test_quick_reproduction_paper_43():
     from lifelong.papers import format_claim, reproduce
 

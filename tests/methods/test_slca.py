@@ -9,6 +9,7 @@ from lifelong.data import make_blobs
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.heads.prototype import ClassGaussians
 from lifelong.methods import make_learner
+from lifelong.papers.simplecil import clinc_available
 from lifelong.scenarios import class_incremental
 
 QUICK = {"epochs": 4, "milestones": (3,), "ca_epochs": 3, "ca_samples": 64}
@@ -130,11 +131,8 @@ def test_config_and_checkpoint_errors(stream):
     assert other.representation is None  # unchanged
 
 
+@pytest.mark.skipif(not clinc_available(), reason="CLINC150 files not found (set LIFELONG_DATA)")
 def test_quick_reproduction_paper_56():
-    from test_simplecil import _clinc_available
-
-    if not _clinc_available():
-        pytest.skip("CLINC150 files not found (set LIFELONG_DATA)")
     from lifelong.papers import reproduce
 
     claim = reproduce("slca")

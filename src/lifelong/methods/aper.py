@@ -136,8 +136,8 @@ class CosineClassifier(nn.Module):
 class APERConfig(MethodConfig):
     """APER/ADAM settings; defaults from the official configs (``exps/aper_adapter/*.json``)."""
 
-    adapter: str = hp("adapter", "adapted model: adapter (AdaptFormer-style bottleneck) | ssf | finetune (identity-init "
-                                 "linear layer); applied to the embedding, see the module docstring")
+    adapter: str = hp("adapter", "adapted model: adapter (AdaptFormer-style bottleneck) | ssf | finetune "
+                                 "(identity-init linear layer); applied to the embedding, see the module docstring")
     bottleneck: int = hp(64, "adapter bottleneck width (ffn_num)")
     adapter_scale: float = hp(0.1, "adapter output scale (AdaptFormer ffn_adapter_scalar)")
     epochs: int = hp(20, "adaptation epochs on the first experience (tuned_epoch)")

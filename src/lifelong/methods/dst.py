@@ -285,8 +285,9 @@ class DST(GradientLearner):
     def train_step(self, x, y, experience) -> float:
         """One step: gradients of frozen weights zeroed, step, mask re-applied, prune-and-grow when due."""
         loss = self.loss(x, y, experience)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"dst: the loss became {loss.item()} during experience {experience.index}; "
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"dst: the loss became {value} during experience {experience.index}; "
                                      "lower method.lr or check the inputs for NaN/inf")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -300,7 +301,7 @@ class DST(GradientLearner):
         self.step_count += 1
         if self.step_count % self.config.update_every == 0 and self.step_count < self.total_steps:
             self._prune_and_grow()
-        return float(loss.detach())
+        return value
 
     def _refresh_masks(self) -> None:
         self.mask_f = [m.float() for m in self.mask]

@@ -64,7 +64,7 @@ class FSCILTricksConfig(MethodConfig):
     subnet_tuning: bool = hp(True, "adaptability: tune the top-|grad| fraction of the head in each new session")
     normalize: bool = hp(True, "cosine prototypes on L2-normalised embeddings (False: Euclidean)")
     hidden: int = hp(512, "hidden width of the projection head's MLP")
-    base_epochs: int = hp(30, "epochs of base-session training of the head")
+    base_epochs: int = hp(10, "epochs of base-session training of the head")
     batch_size: int = hp(256, "mini-batch size of base training")
     lr: float = hp(1e-3, "Adam learning rate of base training")
     weight_decay: float = hp(5e-4, "Adam weight decay of base training")

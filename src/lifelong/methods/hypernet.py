@@ -30,8 +30,14 @@ available, see docs/papers.md):
   ``(H x r)(r x chunk)`` term added to the shared projection, trained with that task
   only and frozen afterwards (B starts at zero, so a new task starts from the shared
   generation).
-- Ours: generated weights are scaled by 1/sqrt(fan_in) (so hypernetwork outputs of
-  order 1 give a well-scaled target network); the loss is cross-entropy over the
+- Ours: generated weights are scaled by 1/sqrt(fan_in), and the first layer's also by
+  1/rms(input) measured once on the first experience's training inputs and then fixed
+  (a data-dependent init, Salimans & Kingma 2016), so hypernetwork outputs of order 1
+  give a well-scaled target network whatever the input scale. Without it, inputs of
+  small scale (unit-norm 384-d sentence vectors) need generated values of order 10, and
+  the LSTM reaches them by saturating its hidden state (|h| > 0.95 for 91% of units after
+  the first CLINC150 task), after which new task embeddings barely change its output and
+  later tasks are not learned. The loss is cross-entropy over the
   current task's classes (multi-head, as HNET's task-incremental heads); the target
   network is an MLP with ReLU.
 
@@ -53,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.errors import ConfigError
+from lifelong.errors import ConfigError, NonFiniteLossError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.dst import combine_task_scores
@@ -178,16 +184,26 @@ class TargetNet(nn.Module):
         # a bias is scaled like its layer's weights: by 1/sqrt(fan_in of that layer)
         self.fan_in = [s[1] if len(s) == 2 else self.shapes[i - 1][1] for i, s in enumerate(self.shapes)]
         self.hnet = hnet
+        # root-mean-square of the inputs, set once from the first experience (0 = not set yet)
+        self.register_buffer("input_rms", torch.zeros(()))
 
     @property
     def n_out(self) -> int:
         """Number of target parameters (weights and biases)."""
         return sum(self.sizes)
 
+    def scales(self) -> list[float]:
+        """Factor of each generated tensor: 1/sqrt(fan_in), and 1/(sqrt(fan_in) * input rms) for the first weights."""
+        out = [1.0 / math.sqrt(f) for f in self.fan_in]
+        rms = float(self.input_rms)
+        if rms > 0:
+            out[0] /= rms
+        return out
+
     def unpack(self, g: torch.Tensor) -> list[torch.Tensor]:
-        """Split one generated vector into target tensors scaled by 1/sqrt(fan_in)."""
+        """Split one generated vector into the target's tensors, each times its :meth:`scales` factor."""
         parts = torch.split(g, self.sizes)
-        return [p.view(s) / math.sqrt(f) for p, s, f in zip(parts, self.shapes, self.fan_in)]
+        return [p.view(s) * c for p, s, c in zip(parts, self.shapes, self.scales())]
 
     def run(self, x: torch.Tensor, g: torch.Tensor, keep: list | None = None) -> torch.Tensor:
         """Target MLP on ``x`` with generated vector ``g``; appends (input, pre-activation) pairs to ``keep``."""
@@ -224,6 +240,8 @@ class HypernetConfig(GradientConfig):
     reg_tasks: int = hp(0, "earlier tasks regularised per step, drawn at random (0: all, as HNET)")
     growth_rank: int = hp(0, "rank of the per-task growth of the output projection (0: no growth)")
     task_inference: str = hp("entropy", "without a task id at test: entropy (HNET) | latest")
+    grad_clip: float = hp(0.0, "clip the global gradient norm at this value (0: off); steadies the LSTM at "
+                                "higher learning rates")
     fisher_samples: int = hp(1024, "training examples for the Fisher importance (0: all)")
     max_tasks: int = hp(100, "task slots (stored embeddings)")
 
@@ -237,8 +255,9 @@ class HypernetConfig(GradientConfig):
             raise ConfigError(f"task_inference must be one of {TASK_INFERENCE}, got {self.task_inference!r}")
         if self.emb_dim < 1 or self.chunk_size < 1 or self.lstm_hidden < 1 or self.max_tasks < 1:
             raise ConfigError("emb_dim, chunk_size, lstm_hidden and max_tasks must be >= 1")
-        if self.chunk_emb_dim < 0 or self.reg_tasks < 0 or self.growth_rank < 0 or self.fisher_samples < 0:
-            raise ConfigError("chunk_emb_dim, reg_tasks, growth_rank and fisher_samples must be >= 0")
+        if (self.chunk_emb_dim < 0 or self.reg_tasks < 0 or self.growth_rank < 0 or self.fisher_samples < 0
+                or self.grad_clip < 0):
+            raise ConfigError("chunk_emb_dim, reg_tasks, growth_rank, fisher_samples and grad_clip must be >= 0")
         if self.hnet == "mlp" and self.chunk_emb_dim == 0:
             raise ConfigError("an MLP hypernetwork needs chunk embeddings to tell chunks apart; "
                               "set chunk_emb_dim >= 1 or use hnet=lstm")
@@ -287,6 +306,9 @@ class HypernetLearner(GradientLearner):
             raise ConfigError(f"hypernet has {c.max_tasks} task slots but experience {experience.index} is task "
                               f"{slot}; raise method.max_tasks")
         self.slot = slot
+        if float(self.model.input_rms) == 0:
+            x, _ = experience.train_tensors()
+            self.model.input_rms.fill_(float(x.float().pow(2).mean().sqrt().clamp(min=1e-6)))
         self.hnet.load_slot(slot)
         self.old_slots = [s for s in self.slot_order if s != slot]
         self.targets = None
@@ -331,6 +353,22 @@ class HypernetLearner(GradientLearner):
             loss = loss + c.beta * diff.sum() / len(reg_idx)
         return loss
 
+    def train_step(self, x, y, experience) -> float:
+        """The base step, with the gradient norm clipped at ``grad_clip`` when it is set."""
+        if not self.config.grad_clip:
+            return super().train_step(x, y, experience)
+        loss = self.loss(x, y, experience)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"hypernet: the loss became {value} during experience {experience.index}; "
+                                     "lower method.lr or set method.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.samples_seen += len(y)
+        return value
+
     def fisher_importance(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 512) -> torch.Tensor:
         """Diagonal empirical Fisher of the task loss w.r.t. the generated vector, normalised to mean 1.
 
@@ -340,6 +378,7 @@ class HypernetLearner(GradientLearner):
         """
         with torch.no_grad():
             g = self.hnet.generate(*self.hnet.slot_inputs([self.slot], None))[0]
+        g.requires_grad_(True)  # so the pre-activations are part of a graph
         total = [torch.zeros(s) for s in self.model.shapes]
         for start in range(0, len(y), chunk):
             keep: list = []
@@ -350,7 +389,7 @@ class HypernetLearner(GradientLearner):
             for i, ((h, _), d) in enumerate(zip(keep, deltas)):
                 total[2 * i] += d.pow(2).T @ h.detach().pow(2)
                 total[2 * i + 1] += d.pow(2).sum(0)
-        flat = torch.cat([(t / f).flatten() for t, f in zip(total, self.model.fan_in)]) / max(len(y), 1)
+        flat = torch.cat([(t * c * c).flatten() for t, c in zip(total, self.model.scales())]) / max(len(y), 1)
         mean = flat.mean()
         return flat / mean if mean > 0 else torch.ones_like(flat)
 

@@ -185,7 +185,7 @@ class SLCA:
             self.head_b[fresh] = 0.0
 
     def stage1_param_groups(self, w: nn.Parameter, b: nn.Parameter) -> list[dict]:
-        """SGD parameter groups: representation at ``lr * backbone_lr_scale``, head at ``lr`` (official ``_stage1_training``)."""
+        """SGD groups: representation at ``lr * backbone_lr_scale``, head at ``lr`` (official ``_stage1_training``)."""
         c = self.config
         groups = []
         rep = [p for p in self.representation.parameters()]
@@ -234,7 +234,10 @@ class SLCA:
             self.head_b[current] = b.detach()
 
     def _align(self, index: int) -> None:
-        """Classifier alignment: re-train all seen heads on Gaussian pseudo-features (official ``_stage2_compact_classifier``)."""
+        """Classifier alignment: re-train every seen head on Gaussian pseudo-features.
+
+        Official ``_stage2_compact_classifier``.
+        """
         c = self.config
         seen = self.gaussians.classes()
         position = torch.full((self.num_classes,), -1, dtype=torch.long)
@@ -327,7 +330,8 @@ class SLCA:
                 for key in ("head_w", "head_b", "aligned_w", "aligned_b"):
                     value = state[key].float()
                     if value.shape != getattr(fresh, key).shape:
-                        raise ValueError(f"{key} has shape {tuple(value.shape)}, expected {tuple(getattr(fresh, key).shape)}")
+                        expected = tuple(getattr(fresh, key).shape)
+                        raise ValueError(f"{key} has shape {tuple(value.shape)}, expected {expected}")
                     setattr(fresh, key, value.clone())
         except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"checkpoint does not match slca with this config: {e}") from e

@@ -29,8 +29,6 @@ and the norm test with ``eta`` 0.5 and 1.0 are also run (first seed).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 

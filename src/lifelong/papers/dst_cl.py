@@ -20,8 +20,8 @@ the classes seen so far, task-masked prediction). Also reported (not gated): the
 paper's observation that uniform init is more robust than ERK at high sparsity
 (density 0.05).
 
-- ``quick``: MLP 784-100, 3 epochs per task, one seed, two variants (uniform/random at
-  density 0.2, ERK/gradient at density 0.05).
+- ``quick``: MLP 784-256-256, 3 epochs per task, one seed, two variants (uniform/random
+  at density 0.2, ERK/gradient at density 0.05).
 - ``full``: MLP 784-256-256, 15 epochs per task, seeds 0, 1, 2, the grid {uniform, ERK} x
   {random, unfired, gradient, momentum} x density {0.2, 0.05}.
 
@@ -42,7 +42,7 @@ TRAIN = {"optimizer": "adam", "lr": 0.001, "batch_size": 64}
 SGD_FINETUNE = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 64}
 DST_COMMON = {"update_every": 20, "prune_rate": 0.5}
 SCALES = {
-    "quick": {"epochs": 3, "hidden": (100,), "seeds": (0,),
+    "quick": {"epochs": 3, "hidden": (256, 256), "seeds": (0,),
               "variants": (("uniform", "random", 0.2), ("erk", "gradient", 0.05))},
     "full": {"epochs": 15, "hidden": (256, 256), "seeds": (0, 1, 2),
              "variants": tuple(itertools.product(("uniform", "erk"), ("random", "unfired", "gradient", "momentum"),
@@ -66,7 +66,7 @@ def run_method(stream, name: str, config: dict, seed: int):
 
 
 def measure(scale: str = "quick", data=None) -> dict:
-    """Every run of the reproduction at ``scale``: {label: [(final accuracy, BWT, learn seconds, samples)]}."""
+    """Every run at ``scale``: {label: [(final acc, BWT, learn seconds, samples seen, (trainable, total params))]}."""
     from lifelong.data import load_dataset
     from lifelong.scenarios import task_incremental
 
@@ -85,14 +85,19 @@ def measure(scale: str = "quick", data=None) -> dict:
             r = run_method(stream, name, config, seed)
             m = r.metrics
             runs.setdefault(label, []).append((m["final_average_accuracy"], m["backward_transfer"],
-                                               float(sum(r.learn_seconds)), int(r.samples_seen[-1])))
+                                               float(sum(r.learn_seconds)), int(r.samples_seen[-1]),
+                                               (int(r.trainable_parameters), int(r.total_parameters))))
     return runs
 
 
 def reproduce(scale: str = "quick") -> Claim:
     """Check exact isolation (BWT = 0) and DST >= dense fine-tuning + 10 points on split MNIST."""
+    return summarize(measure(scale), scale)
+
+
+def summarize(runs: dict, scale: str) -> Claim:
+    """The :class:`Claim` from the runs :func:`measure` returned at ``scale``."""
     spec = SCALES[scale]
-    runs = measure(scale)
     mean_acc = {k: float(np.mean([r[0] for r in v])) for k, v in runs.items()}
     baseline_label = max(("finetune[adam]", "finetune[sgd]"), key=lambda k: mean_acc[k])
     baseline = mean_acc[baseline_label]

@@ -1,0 +1,33 @@
+"""Parameter-efficient adapters injected into stock ``torch.nn.Linear`` modules (DESIGN §2).
+
+- :mod:`lifelong.adapters.lora`: the LoRA layer (Hu et al. 2022), injection by
+  module-name patterns, several named adapters per model, exact merge/unmerge,
+  parameter accounting; extension hooks for variants.
+- :mod:`lifelong.adapters.io`: save/load in HF PEFT's format (``adapter_config.json`` +
+  ``adapter_model.safetensors``), interchangeable with ``peft.PeftModel``.
+- :mod:`lifelong.adapters.allora`: ALLoRA (seed paper 37).
+- :mod:`lifelong.adapters.lora_limits`: the LoRA-gradient low-rank approximation of
+  seed paper 6 (imported on demand).
+
+Example::
+
+    from lifelong.adapters import LoRAConfig, inject_adapter, merge_adapters, save_adapter
+    inject_adapter(model, LoRAConfig(r=8, alpha=16, target_modules=["query", "value"]), "task0", seed=0)
+    ...  # train
+    save_adapter(model, "out/task0", "task0")   # loadable by peft.PeftModel.from_pretrained
+"""
+
+from lifelong.adapters.allora import ALLoRAConfig, ALLoRALinear, allora_row_scale
+from lifelong.adapters.io import load_adapter, read_adapter, save_adapter
+from lifelong.adapters.lora import (ADAPTER_KINDS, ALL_LINEAR, LORA_INITS, AdapterError, LoRAConfig, LoRALinear,
+                                    ParameterCount, active_adapters, adapter_names, adapter_parameters,
+                                    adapters_disabled, check_finite, count_parameters, delete_adapter, find_targets,
+                                    fold_adapter, inject_adapter, lora_layers, merge_adapters, register_adapter_kind,
+                                    register_lora_init, set_active_adapters, unload, unmerge_adapters)
+
+__all__ = ["LoRAConfig", "LoRALinear", "AdapterError", "ParameterCount", "ALL_LINEAR", "ADAPTER_KINDS", "LORA_INITS",
+           "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter", "lora_layers",
+           "adapter_names", "adapter_parameters", "set_active_adapters", "active_adapters", "adapters_disabled",
+           "merge_adapters", "unmerge_adapters", "fold_adapter", "delete_adapter", "unload", "check_finite",
+           "count_parameters", "save_adapter", "load_adapter", "read_adapter", "ALLoRAConfig", "ALLoRALinear",
+           "allora_row_scale"]
