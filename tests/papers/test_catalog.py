@@ -116,32 +116,33 @@ def _add_module(monkeypatch, tmp_path, name: str, source: str) -> None:
 
 
 def test_new_module_is_discovered_without_editing_init(monkeypatch, tmp_path):
-    _add_module(monkeypatch, tmp_path, "zz_fake_lamb", """
+    # Paper 1 (intent3d) stands in for a paper that has no module of its own yet.
+    _add_module(monkeypatch, tmp_path, "zz_fake_intent3d", """
         from lifelong.papers.base import Claim, Paper
 
         def reproduce(scale="quick"):
-            return Claim("lamb", "fake", "none", {"x": 1.0}, True, scale)
+            return Claim("intent3d", "fake", "none", {"x": 1.0}, True, scale)
 
-        PAPER = Paper(33, "lamb", "Large Batch Optimization", "optimizer", status="claim checked",
-                      implemented_by=("lifelong.optim",), reproduce=reproduce)
+        PAPER = Paper(1, "intent3d", "Intent3D", "other", status="claim checked",
+                      implemented_by=("lifelong.fake",), reproduce=reproduce)
         """)
     _add_module(monkeypatch, tmp_path, "zz_helper", "VALUE = 1\n")  # no PAPER: skipped
     try:
-        lamb = get_paper("lamb")
-        assert lamb.status == "claim checked"
-        assert reproduce("lamb", "full").scale == "full"
+        fake = get_paper("intent3d")
+        assert fake.status == "claim checked"
+        assert reproduce("intent3d", "full").scale == "full"
         assert len(all_papers()) == 59
     finally:
-        sys.modules.pop("lifelong.papers.zz_fake_lamb", None)
+        sys.modules.pop("lifelong.papers.zz_fake_intent3d", None)
         sys.modules.pop("lifelong.papers.zz_helper", None)
 
 
 @pytest.mark.parametrize("source, message", [
-    ('from lifelong.papers.base import Paper\nPAPER = Paper(33, "lamb-x", "t", "optimizer")\n', "catalogue names"),
+    ('from lifelong.papers.base import Paper\nPAPER = Paper(1, "intent3d-x", "t", "other")\n', "catalogue names"),
     ('from lifelong.papers.base import Paper\nPAPER = Paper(99, "extra", "t", "optimizer")\n', "not a seed paper"),
     ('from lifelong.papers.base import Paper\nPAPER = Paper(48, "cl-llm-survey", "t", "survey")\n', "twice"),
-    ('PAPER = {"number": 33}\n', "not a lifelong.papers.base.Paper"),
-    ('from lifelong.papers.base import Paper\nPAPER = Paper(33, "lamb", "t", "optimizer", '
+    ('PAPER = {"number": 1}\n', "not a lifelong.papers.base.Paper"),
+    ('from lifelong.papers.base import Paper\nPAPER = Paper(1, "intent3d", "t", "other", '
      'status="claim checked")\n', "no reproduce"),
 ], ids=["wrong-name", "unknown-number", "duplicate", "not-a-paper", "checked-without-reproduce"])
 def test_bad_paper_modules_are_reported(monkeypatch, tmp_path, source, message):

@@ -1,0 +1,317 @@
+"""Sequential LoRA (``lora-seq``): one LoRA adapter per experience, merged or kept.
+
+The plain baseline of continual learning over PEFT adapters (the "SeqLoRA" row of
+O-LoRA, InfLoRA and similar papers): the backbone's pre-trained weights stay frozen;
+each experience trains a fresh low-rank adapter (Hu et al., *LoRA*, ICLR 2022,
+arXiv:2106.09685) on its ``nn.Linear`` layers together with the linear head, with
+cross-entropy over the classes seen so far. Nothing else protects old classes, so it
+shows how much a low-rank, frozen-backbone update forgets by itself.
+
+- ``mode="merge"``: after the experience its adapter is folded into the backbone
+  weights (``W <- W + s B A``) and the next experience starts a new adapter on top.
+- ``mode="keep"``: every experience's adapter is kept separate and frozen, all of them
+  active (the same function as ``merge`` up to rounding), so each task's update can be
+  inspected, removed, or exported on its own in HF PEFT's format
+  (:meth:`LoRASeq.save_task_adapter`).
+
+Backbones (``backbone``): ``"mlp"`` - an MLP over the inputs (``hidden`` sizes,
+randomly initialised from the seed; for vector data such as cached sentence
+features); ``"minilm"`` or the path of a local Hugging Face encoder folder - the
+pre-trained transformer with LoRA inside its attention and feed-forward ``Linear``
+layers, mean-pooled and L2-normalised like all-MiniLM-L6-v2. A text backbone reads
+token ids: turn a text dataset (CLINC150, a text file) into one with
+:func:`text_token_dataset`. ``variant="allora"`` trains ALLoRA adapters (seed paper 37)
+instead of plain LoRA.
+
+The optimizer restarts at every experience (its parameters are new); AdamW at lr 1e-3
+is the usual LoRA setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong.adapters import (ALL_LINEAR, ALLoRAConfig, LoRAConfig, adapter_parameters, find_targets,
+                               fold_adapter, inject_adapter, save_adapter, set_active_adapters)
+from lifelong.encoders import MLP
+from lifelong.errors import CheckpointError, ConfigError, DataError
+from lifelong.heads import Classifier
+from lifelong.methods.base import GradientConfig, GradientLearner
+from lifelong.methods.config import hp
+from lifelong.methods.registry import register
+
+MODES = ("merge", "keep")
+VARIANTS = ("lora", "allora")
+
+
+@dataclass
+class LoRASeqConfig(GradientConfig):
+    """lora-seq settings: LoRA's (rank, alpha, dropout, targets) plus the backbone and the per-task mode."""
+
+    backbone: str = hp("mlp", "mlp (MLP over vector inputs, sizes from `hidden`) | minilm (all-MiniLM-L6-v2 over "
+                              "token ids, see text_token_dataset) | path of a local Hugging Face encoder folder")
+    rank: int = hp(8, "LoRA rank r of each task's adapter")
+    alpha: float = hp(16.0, "LoRA alpha: the update is scaled by alpha / r (ignored by variant=allora)")
+    dropout: float = hp(0.05, "dropout on the adapter input (ignored by variant=allora)")
+    target_modules: tuple[str, ...] = hp((ALL_LINEAR,), "Linear modules of the backbone to adapt: names matched as "
+                                                        "dotted suffixes (query,value) or all-linear")
+    mode: str = hp("merge", "merge: fold each task's adapter into the backbone after the task | keep: keep one "
+                            "frozen adapter per task, all active")
+    variant: str = hp("lora", "adapter kind: lora | allora (seed paper 37: no alpha, no dropout, per-row lr)")
+    eta: float = hp(1.0, "ALLoRA's eta: gradient coefficient at a zero update (variant=allora)")
+    init: str = hp("kaiming", "adapter init: kaiming (A Kaiming-uniform, B = 0) | gaussian")
+    pad_id: int = hp(0, "padding token id of token-id inputs (text backbones)")
+    eval_batch: int = hp(256, "inputs per forward pass when predicting (no effect on results)")
+    # LoRA training defaults (override the shared gradient settings)
+    optimizer: str = hp("adamw", "optimizer name: see `lifelong list optimizers`")
+    lr: float = hp(1e-3, "learning rate of the adapter and the head")
+    epochs: int = hp(3, "passes over each experience's training data (online streams force 1)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.eval_batch < 1:
+            raise ConfigError(f"eval_batch must be >= 1, got {self.eval_batch}")
+        self.adapter_config()  # rank, alpha, dropout, eta, init, targets
+
+    def adapter_config(self) -> LoRAConfig:
+        """The :class:`LoRAConfig` (or ALLoRA config) of each task's adapter."""
+        targets = self.target_modules
+        targets = ALL_LINEAR if tuple(targets) == (ALL_LINEAR,) else tuple(targets)
+        if self.variant == "allora":
+            return ALLoRAConfig(r=self.rank, target_modules=targets, eta=self.eta, init=self.init)
+        return LoRAConfig(r=self.rank, alpha=self.alpha, dropout=self.dropout, target_modules=targets, init=self.init)
+
+
+# ---- text backbone ----------------------------------------------------------------------------------
+@lru_cache(maxsize=2)
+def _pretrained(path: str) -> nn.Module:
+    try:
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+    except ImportError as e:  # pragma: no cover - transformers is in requirements.lock
+        raise ConfigError("text backbones need transformers; install it with `pip install lifelong[text]`") from e
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False).eval()
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"could not load a transformers encoder from {path}: {e}") from e
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+class TextBackbone(nn.Module):
+    """A pre-trained ``transformers`` encoder over token ids, mean-pooled and L2-normalised.
+
+    Pools like all-MiniLM-L6-v2 (Reimers & Gurevych 2019): mean of the last hidden
+    states over the non-padding tokens, then unit length. Inputs are token ids (any
+    dtype, right-padded with ``pad_id``), as :func:`text_token_dataset` makes them;
+    each batch is cut to its longest sentence. The weights are a private copy, so
+    adapters injected here never touch another model.
+    """
+
+    def __init__(self, name_or_path: str | os.PathLike = "minilm", pad_id: int = 0, normalize: bool = True):
+        super().__init__()
+        from lifelong.encoders.text import resolve_encoder_path
+
+        self.path = resolve_encoder_path(name_or_path)
+        self.encoder = copy.deepcopy(_pretrained(str(self.path)))
+        self.pad_id = int(pad_id)
+        self.normalize = bool(normalize)
+        self.out_dim = int(self.encoder.config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = x.long()
+        mask = ids != self.pad_id
+        width = max(int(mask.sum(1).max()), 1) if len(ids) else 1
+        ids, mask = ids[:, :width], mask[:, :width]
+        hidden = self.encoder(input_ids=ids, attention_mask=mask.long(),
+                              token_type_ids=torch.zeros_like(ids)).last_hidden_state
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return F.normalize(pooled, dim=1) if self.normalize else pooled
+
+
+def text_token_dataset(data, encoder: str | os.PathLike = "minilm", max_length: int = 64):
+    """A copy of a text dataset whose inputs are token ids (float32, right-padded with the pad id).
+
+    ``data`` must carry its raw sentences in ``meta["texts_train"]`` / ``meta["texts_test"]``
+    (as :func:`lifelong.data.load_clinc150` and ``load_text_file`` do); labels, class
+    names, coarse labels and domains are kept. Both splits are padded to the same width
+    (the longest tokenised sentence, at most ``max_length``). Use it with
+    ``lora-seq``'s text backbones: ``make_learner("lora-seq", {"backbone": "minilm"})``.
+    """
+    from lifelong.data import Dataset
+    from lifelong.encoders.text import resolve_encoder_path
+
+    texts = {s: (data.meta or {}).get(f"texts_{s}") for s in ("train", "test")}
+    if any(t is None for t in texts.values()):
+        raise DataError(f"dataset {data.name!r} has no raw sentences in meta['texts_train'/'texts_test']; load it "
+                        "with load_dataset('clinc150') or load_dataset('text-file', ...)")
+    for s, t in texts.items():
+        n = len(getattr(data, f"y_{s}"))
+        if len(t) != n:
+            raise DataError(f"dataset {data.name!r} has {len(t)} {s} sentences but {n} {s} labels")
+    if max_length < 2:
+        raise ConfigError(f"max_length must be >= 2 tokens, got {max_length}")
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as e:  # pragma: no cover
+        raise ConfigError("text backbones need transformers; install it with `pip install lifelong[text]`") from e
+    path = resolve_encoder_path(encoder)
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = {s: tok(list(t), truncation=True, max_length=max_length)["input_ids"] for s, t in texts.items()}
+    width = max(len(row) for rows in ids.values() for row in rows)
+    xs = {}
+    for s, rows in ids.items():
+        x = torch.full((len(rows), width), float(pad))
+        lengths = torch.tensor([len(r) for r in rows])
+        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        x[mask] = torch.tensor([i for r in rows for i in r], dtype=torch.float32)
+        xs[s] = x
+    meta = {k: v for k, v in (data.meta or {}).items() if k not in ("oos_features",)}
+    meta.update(tokenizer=str(path), max_length=int(max_length), pad_id=int(pad), inputs="token ids")
+    return Dataset(f"{data.name}-tokens", xs["train"], data.y_train, xs["test"], data.y_test, list(data.class_names),
+                   coarse_labels=data.coarse_labels, domains_train=data.domains_train,
+                   domains_test=data.domains_test, meta=meta)
+
+
+# ---- the learner ------------------------------------------------------------------------------------
+@register("lora-seq")
+class LoRASeq(GradientLearner):
+    """One LoRA (or ALLoRA) adapter per experience on a frozen backbone, plus a trained linear head.
+
+    Adapter of experience ``i`` is named ``"task{i}"``. See the module docstring for the
+    two modes and the backbones.
+    """
+
+    config_class = LoRASeqConfig
+    test_config = {"epochs": 4, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16}
+
+    def __init__(self, config: LoRASeqConfig, seed: int = 0):
+        super().__init__(config, seed)
+        self.kept: list[str] = []  # frozen adapters still in the model (mode=keep)
+        self.folded: list[str] = []  # adapters folded into the backbone (mode=merge)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The adapted backbone (``model.backbone``)."""
+        return self.model.backbone
+
+    def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        """Frozen backbone (MLP or pre-trained text encoder) + trainable linear head."""
+        c = self.config
+        if c.backbone == "mlp":
+            backbone = MLP(input_shape, c.hidden)
+            dim = backbone.out_dim
+        else:
+            if len(input_shape) != 1:
+                raise DataError(f"a text backbone reads token-id vectors, got inputs of shape {input_shape}; "
+                                "convert the dataset with lifelong.methods.lora_seq.text_token_dataset")
+            backbone = TextBackbone(c.backbone, pad_id=c.pad_id)
+            dim = backbone.out_dim
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        find_targets(backbone, c.adapter_config().target_modules)  # fail early on unmatched patterns
+        return Classifier(backbone, dim, num_classes)
+
+    def before_experience(self, experience) -> None:
+        """Add this experience's adapter (seeded by the learner's generator) and an optimizer over it + the head."""
+        name = f"task{experience.index}"
+        inject_adapter(self.backbone, self.config.adapter_config(), name, generator=self.generator,
+                       freeze_base=False, activate=False)
+        set_active_adapters(self.backbone, [*self.kept, name])
+        for p in adapter_parameters(self.backbone, name):
+            p.requires_grad_(True)
+        self.optimizer = self.make_optimizer()
+
+    def after_experience(self, experience) -> None:
+        """Fold the adapter into the backbone (merge) or freeze and keep it (keep)."""
+        name = f"task{experience.index}"
+        if self.config.mode == "merge":
+            fold_adapter(self.backbone, name)
+            self.folded.append(name)
+        else:
+            for p in adapter_parameters(self.backbone, name):
+                p.requires_grad_(False)
+            self.kept.append(name)
+        self.optimizer = self.make_optimizer()  # over the head: what a restored learner rebuilds
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        """Scores over the classes seen so far, computed ``eval_batch`` inputs at a time."""
+        if self.model is None:
+            return torch.empty(len(x), 0)
+        was_training = self.model.training
+        self.model.eval()
+        bs = self.config.eval_batch
+        out = torch.cat([self.model(x[s:s + bs]) for s in range(0, len(x), bs)]) if len(x) else \
+            torch.empty(0, self.num_classes)
+        self.model.train(was_training)
+        return self.classes.mask(out, task_id)
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(head + one task's adapter: what each experience trains, all parameters incl. kept adapters)."""
+        if self.model is None:
+            return 0, 0
+        cfg = self.config.adapter_config()
+        per_task = sum(cfg.r * (m.in_features + m.out_features)
+                       for m in (self.backbone.get_submodule(n) for n in find_targets(self.backbone, cfg.target_modules)))
+        head = sum(p.numel() for p in self.model.head.parameters())
+        total = sum(p.numel() for p in self.model.parameters())
+        return head + per_task, total
+
+    def save_task_adapter(self, experience_index: int, directory: str | os.PathLike) -> Path:
+        """Write the adapter of experience ``experience_index`` (mode=keep) in HF PEFT's format."""
+        name = f"task{experience_index}"
+        if name not in self.kept:
+            raise CheckpointError(f"no kept adapter {name!r} (kept: {self.kept or 'none'}); only mode=keep keeps "
+                                  "per-task adapters, merge folds them into the backbone")
+        return save_adapter(self.backbone, directory, name)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def extra_state(self) -> dict:
+        return {"kept": list(self.kept), "folded": list(self.folded)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Rebuild the model with the kept adapters, then restore everything; a mismatch raises CheckpointError."""
+        if not state.get("built", False):
+            return
+        try:
+            fresh = type(self)(self.config, self.seed)
+            fresh.prepare(tuple(state["input_shape"]), int(state["num_classes"]))
+            kept = [str(n) for n in state["extra"]["kept"]]
+            for name in kept:
+                inject_adapter(fresh.backbone, self.config.adapter_config(), name, freeze_base=False, activate=False)
+                for p in adapter_parameters(fresh.backbone, name):
+                    p.requires_grad_(False)
+            if kept:
+                set_active_adapters(fresh.backbone, kept)
+            fresh.kept, fresh.folded = kept, [str(n) for n in state["extra"]["folded"]]
+            fresh.model.load_state_dict(state["model"], strict=True)
+            fresh.classes.load(state["classes"])
+            fresh.experience_index = int(state["experience_index"])
+            fresh.optimizer = fresh.make_optimizer()
+            fresh.optimizer.load_state_dict(state["optimizer"])
+            fresh.generator.set_state(state["generator"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"checkpoint does not match {self.name} with this config: {e}") from e
+        self.__dict__.update(fresh.__dict__)
+        self.samples_seen = int(state["samples_seen"])
+
+
+__all__ = ["LoRASeq", "LoRASeqConfig", "TextBackbone", "text_token_dataset"]
