@@ -129,7 +129,7 @@ def speed_and_cache(a) -> list[str]:
     out += ["", "NCM = joint nearest class mean (cosine) on the unit-norm features, all 150 intents, CLINC test "
             "split. `bf16` = `torch.autocast('cpu', dtype=torch.bfloat16)` over the fp32 model; `bf16-weights` = "
             "the model cast to bfloat16. The fp32 row is the cold `load_dataset` call: wall = its encode seconds "
-            "(tokenisation included), CPU = the whole call (model load included). CPU seconds = process time "
+            "(the lazy model load and tokenisation included), CPU = the whole call. CPU seconds = process time "
             "over all threads: less sensitive than wall time to other jobs on the machine.", "",
             f"## Speed: the same {len(sub):,} random sentences, every setting back to back", "",
             "| precision | threads | wall seconds | sentences/s (wall) | CPU seconds | sentences per CPU second | "

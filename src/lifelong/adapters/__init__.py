@@ -23,10 +23,11 @@ from lifelong.adapters.lora import (ADAPTER_KINDS, ALL_LINEAR, LORA_INITS, Adapt
                                     ParameterCount, active_adapters, adapter_names, adapter_parameters,
                                     adapters_disabled, check_finite, count_parameters, delete_adapter, find_targets,
                                     fold_adapter, inject_adapter, lora_layers, merge_adapters, register_adapter_kind,
-                                    register_lora_init, set_active_adapters, unload, unmerge_adapters)
+                                    register_lora_init, set_active_adapters, unload, unmerge_adapters,
+                                    wrap_targets)
 
 __all__ = ["LoRAConfig", "LoRALinear", "AdapterError", "ParameterCount", "ALL_LINEAR", "ADAPTER_KINDS", "LORA_INITS",
-           "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter", "lora_layers",
+           "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter", "wrap_targets", "lora_layers",
            "adapter_names", "adapter_parameters", "set_active_adapters", "active_adapters", "adapters_disabled",
            "merge_adapters", "unmerge_adapters", "fold_adapter", "delete_adapter", "unload", "check_finite",
            "count_parameters", "save_adapter", "load_adapter", "read_adapter", "ALLoRAConfig", "ALLoRALinear",

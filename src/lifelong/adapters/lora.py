@@ -203,6 +203,33 @@ def _init_random(layer: "LoRALinear", name: str, generator: torch.Generator | No
 
 
 # ---- the layer -------------------------------------------------------------------------------------
+class SeededDropout(nn.Module):
+    """Inverted dropout (Srivastava et al. 2014) whose masks come from ``generator`` when one is set.
+
+    With the learner's own generator, dropout masks are part of its reproducible state
+    (a resumed run draws the same masks); without one it uses torch's global RNG like
+    ``nn.Dropout``.
+    """
+
+    def __init__(self, p: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.p = float(p)
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        g = self.generator
+        if g is None:
+            keep = torch.rand(x.shape, device=x.device) >= self.p
+        else:
+            keep = (torch.rand(x.shape, generator=g, device=g.device) >= self.p).to(x.device)
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class LoRALinear(nn.Module):
     """An ``nn.Linear`` plus any number of named LoRA adapters (Hu et al. 2022).
 
@@ -249,7 +276,10 @@ class LoRALinear(nn.Module):
 
     # ---- adapters -------------------------------------------------------------------------------
     def add_adapter(self, name: str, config: LoRAConfig, generator: torch.Generator | None = None) -> None:
-        """Create adapter ``name`` (rank ``config.r``) and initialise it with ``config.init``."""
+        """Create adapter ``name`` (rank ``config.r``) and initialise it with ``config.init``.
+
+        ``generator`` (optional) drives the initialisation and the adapter's dropout masks.
+        """
         if name in self.lora_config:
             raise AdapterError(f"this layer already has an adapter named {name!r}; pick another name or "
                                "delete_adapter() it first")
@@ -260,7 +290,7 @@ class LoRALinear(nn.Module):
         self.lora_config[name] = config
         self.lora_A[name] = nn.Linear(self.in_features, config.r, bias=False, device=w.device, dtype=w.dtype)
         self.lora_B[name] = nn.Linear(config.r, self.out_features, bias=False, device=w.device, dtype=w.dtype)
-        self.lora_dropout[name] = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.lora_dropout[name] = SeededDropout(config.dropout, generator) if config.dropout > 0 else nn.Identity()
         with torch.no_grad():
             self.reset_lora_parameters(name, generator)
 
@@ -505,7 +535,7 @@ def inject_adapter(model: nn.Module, config: LoRAConfig, adapter_name: str = "de
     (a layer that already holds adapters is upgraded to a subclass when needed). All
     checks run before anything changes: unmatched patterns, a rank larger than
     ``min(in, out)`` of a target, a name already used. ``seed`` (or ``generator``) makes
-    the initialisation reproducible. ``freeze_base`` sets ``requires_grad=False`` on every
+    the initialisation and the dropout masks reproducible. ``freeze_base`` sets ``requires_grad=False`` on every
     parameter of ``model`` except the new adapter's (unfreeze a head yourself);
     ``activate`` makes the new adapter the only active one. Returns the adapted module names.
     """
@@ -548,6 +578,28 @@ def inject_adapter(model: nn.Module, config: LoRAConfig, adapter_name: str = "de
             p.requires_grad_(id(p) in keep)
     if activate:
         set_active_adapters(model, [adapter_name])
+    return names
+
+
+def wrap_targets(model: nn.Module, config: LoRAConfig) -> list[str]:
+    """Replace the targeted ``nn.Linear`` modules by ``config.layer_class`` layers holding no adapter yet.
+
+    The model computes the same function; its state-dict keys become those of an
+    adapted model (``<module>.base_layer.weight``), so a model whose adapters come and
+    go keeps one layout. Returns the wrapped module names.
+    """
+    names = find_targets(model, config.target_modules, config.exclude_modules)
+    cls = config.layer_class
+    for n in names:
+        m = model.get_submodule(n)
+        if not isinstance(m, LoRALinear):
+            _set_submodule(model, n, cls(m))
+        elif not isinstance(m, cls):
+            if not issubclass(cls, type(m)):
+                raise ConfigError(f"layer {n!r} holds {type(m).__name__} adapters, which {cls.__name__} cannot run")
+            new = cls(m.base_layer)
+            new.adopt(m)
+            _set_submodule(model, n, new)
     return names
 
 
@@ -708,8 +760,8 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(trainable, total, per)
 
 
-__all__ = ["LoRAConfig", "LoRALinear", "AdapterError", "ParameterCount", "ALL_LINEAR", "ADAPTER_KINDS",
-           "LORA_INITS", "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter",
+__all__ = ["LoRAConfig", "LoRALinear", "SeededDropout", "AdapterError", "ParameterCount", "ALL_LINEAR", "ADAPTER_KINDS",
+           "LORA_INITS", "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter", "wrap_targets",
            "lora_layers", "adapter_names", "adapter_parameters", "set_active_adapters", "active_adapters",
            "adapters_disabled", "merge_adapters", "unmerge_adapters", "fold_adapter", "delete_adapter", "unload",
            "check_finite", "count_parameters"]

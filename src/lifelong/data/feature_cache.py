@@ -75,7 +75,8 @@ def _slug(text: str) -> str:
 class CacheInfo:
     """What one cache lookup did: whether it hit, and the seconds spent and saved.
 
-    ``encode_seconds`` is the time spent encoding in this call (0 on a hit);
+    ``encode_seconds`` is the time spent encoding in this call (0 on a hit; it includes
+    the load of a lazily loaded model, which a hit also saves);
     ``load_seconds`` the time to read the file (0 on a miss); ``saved_seconds`` the
     encoding time recorded when the entry was written minus ``load_seconds`` (0 on a
     miss); ``reason`` says why a miss happened (``"absent"``, ``"corrupt: ..."``,

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.adapters import (ALL_LINEAR, ALLoRAConfig, LoRAConfig, adapter_parameters, find_targets,
-                               fold_adapter, inject_adapter, save_adapter, set_active_adapters)
+                               fold_adapter, inject_adapter, lora_layers, save_adapter, set_active_adapters,
+                               wrap_targets)
 from lifelong.encoders import MLP
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.heads import Classifier
@@ -105,7 +106,10 @@ def _pretrained(path: str) -> nn.Module:
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        return AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False).eval()
+        try:  # BERT-style models: no pooler (unused by mean pooling, and it would get adapters)
+            return AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False).eval()
+        except TypeError:
+            return AutoModel.from_pretrained(path, local_files_only=True).eval()
     except (OSError, ValueError, TypeError) as e:
         raise ConfigError(f"could not load a transformers encoder from {path}: {e}") from e
     finally:
@@ -138,8 +142,9 @@ class TextBackbone(nn.Module):
         mask = ids != self.pad_id
         width = max(int(mask.sum(1).max()), 1) if len(ids) else 1
         ids, mask = ids[:, :width], mask[:, :width]
-        hidden = self.encoder(input_ids=ids, attention_mask=mask.long(),
-                              token_type_ids=torch.zeros_like(ids)).last_hidden_state
+        extra = {"token_type_ids": torch.zeros_like(ids)} if getattr(self.encoder.config, "type_vocab_size", 0) \
+            else {}
+        hidden = self.encoder(input_ids=ids, attention_mask=mask.long(), **extra).last_hidden_state
         m = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
         return F.normalize(pooled, dim=1) if self.normalize else pooled
@@ -191,6 +196,15 @@ def text_token_dataset(data, encoder: str | os.PathLike = "minilm", max_length: 
 
 
 # ---- the learner ------------------------------------------------------------------------------------
+def _freeze(backbone: nn.Module, name: str) -> None:
+    """Freeze adapter ``name`` and turn its dropout off (a kept adapter is a fixed part of the function)."""
+    for p in adapter_parameters(backbone, name):
+        p.requires_grad_(False)
+    for layer in lora_layers(backbone).values():
+        if name in layer.lora_dropout:
+            layer.lora_dropout[name] = nn.Identity()
+
+
 @register("lora-seq")
 class LoRASeq(GradientLearner):
     """One LoRA (or ALLoRA) adapter per experience on a frozen backbone, plus a trained linear head.
@@ -226,7 +240,7 @@ class LoRASeq(GradientLearner):
             dim = backbone.out_dim
         for p in backbone.parameters():
             p.requires_grad_(False)
-        find_targets(backbone, c.adapter_config().target_modules)  # fail early on unmatched patterns
+        wrap_targets(backbone, c.adapter_config())  # one state-dict layout whatever adapters come and go
         return Classifier(backbone, dim, num_classes)
 
     def before_experience(self, experience) -> None:
@@ -246,8 +260,7 @@ class LoRASeq(GradientLearner):
             fold_adapter(self.backbone, name)
             self.folded.append(name)
         else:
-            for p in adapter_parameters(self.backbone, name):
-                p.requires_grad_(False)
+            _freeze(self.backbone, name)
             self.kept.append(name)
         self.optimizer = self.make_optimizer()  # over the head: what a restored learner rebuilds
 
@@ -297,8 +310,7 @@ class LoRASeq(GradientLearner):
             kept = [str(n) for n in state["extra"]["kept"]]
             for name in kept:
                 inject_adapter(fresh.backbone, self.config.adapter_config(), name, freeze_base=False, activate=False)
-                for p in adapter_parameters(fresh.backbone, name):
-                    p.requires_grad_(False)
+                _freeze(fresh.backbone, name)
             if kept:
                 set_active_adapters(fresh.backbone, kept)
             fresh.kept, fresh.folded = kept, [str(n) for n in state["extra"]["folded"]]
