@@ -464,7 +464,7 @@ def _candidates(names: Iterable[str]) -> list[str]:
 
 
 def find_targets(model: nn.Module, target_modules=ALL_LINEAR, exclude_modules: Sequence[str] = ()) -> list[str]:
-    """Full names of the ``nn.Linear`` modules of ``model`` that the patterns select (PEFT semantics).
+    """Full names (in model order) of the ``nn.Linear`` modules of ``model`` the patterns select (PEFT semantics).
 
     Validated eagerly: a pattern that matches nothing, or matches a module that is not
     an ``nn.Linear``, raises :class:`ConfigError` listing candidate module names.
@@ -491,6 +491,8 @@ def find_targets(model: nn.Module, target_modules=ALL_LINEAR, exclude_modules: S
                 raise ConfigError(f"target module {t!r} matches no module of {type(model).__name__}{extra} "
                                   f"({hint})")
             chosen += [n for n in hit if n not in chosen]
+    order = {n: i for i, n in enumerate(all_names)}
+    chosen = sorted(chosen, key=order.__getitem__)  # model order, whatever the pattern order
     inside = [n for n in chosen if n not in linear and any(n.startswith(k + ".") for k in linear)]
     chosen = [n for n in chosen if n not in inside]
     bad = [n for n in chosen if n not in linear]

@@ -35,10 +35,12 @@ Differences from the official code, all for exactness or for this library's stre
 - No "best epoch by training accuracy" checkpoint per task: the last epoch is kept.
 - ``fresh_init="random"`` (default): at the start of each task, the weights of its mask
   that no earlier task uses take the network's initial random values, as the first
-  task's do. The official code zeroes them (``fresh_init="zero"``), which leaves both
-  layers of a new task's sub-network near zero and learns very slowly with few steps
-  per task (a 2-class blobs task stayed at chance after 30 Adam steps). Weights grown
-  during a task start at zero in both modes, as in the official code and RigL.
+  task's do. The official code zeroes them (``fresh_init="zero"``), so a new task's
+  sub-network starts mostly at zero and learns more slowly when a task gets few steps:
+  split MNIST, MLP 784-256-256, Adam 1e-3, batch 64, final average accuracy with 3
+  epochs per task 0.932 / 0.976 (random; seeds 0 / 1) against 0.855 / 0.972 (zero),
+  with 15 epochs 0.975 / 0.986 against 0.977 / 0.987. Weights grown during a task
+  start at zero in both modes, as in the official code and RigL.
 - Multi-head as in the paper: the loss is cross-entropy over the current task's
   classes only; one output layer over all classes is masked like the other layers.
 - Without a task id (class-incremental or domain-incremental streams, or a task not yet
