@@ -122,3 +122,20 @@ def test_resume_reuses_finished_runs(tmp_path):
     first = _exp(tmp_path)
     again = _exp(tmp_path, resume=True)
     np.testing.assert_array_equal(first["finetune"][0].accuracy_matrix, again["finetune"][0].accuracy_matrix)
+
+
+def test_feature_cache_facts_reach_results_and_report(tmp_path, monkeypatch):
+    from lifelong.data import DATASETS
+
+    def cached_blobs(**kw):
+        d = make_blobs(num_classes=4, per_class=20, dim=8, seed=0)
+        d.meta["feature_cache"] = {"hit": True, "encode_seconds": 0.0, "load_seconds": 0.1,
+                                   "saved_seconds": 12.5, "splits": {}}
+        return d
+
+    monkeypatch.setitem(DATASETS, "cached-blobs", cached_blobs)
+    res = run_experiment(data="cached-blobs", methods=["ncm"], out=tmp_path, name="c", progress=False,
+                         scenario_kwargs={"tasks": 2})
+    assert res["ncm"][0].data_info["feature_cache"]["saved_seconds"] == 12.5
+    report = (tmp_path / "c" / "class-incremental-cached-blobs" / "report.md").read_text()
+    assert "## Feature cache" in report and "saving 12.5 s" in report

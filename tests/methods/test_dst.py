@@ -171,3 +171,13 @@ def test_too_many_tasks_names_the_fix(digits_til):
     learner.learn(digits_til[0])
     with pytest.raises(ConfigError, match="max_tasks"):
         learner.learn(digits_til[1])
+
+
+def test_quick_reproduction_of_paper_39():
+    from lifelong.papers.dst_cl import reproduce
+
+    claim = reproduce("quick")
+    assert claim.paper == "dst-cl" and claim.scale == "quick"
+    assert claim.measured["max |BWT| over DST runs"] == 0.0  # isolation is exact
+    assert claim.measured["min gap DST - baseline (points)"] > 0  # sparse isolation beats dense fine-tuning
+    assert claim.measured["finetune BWT"] < -0.05  # and the baseline does forget

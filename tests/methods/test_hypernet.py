@@ -90,6 +90,12 @@ def test_fisher_regulariser_runs_and_keeps_old_tasks(permuted):
     assert result.metrics["forgetting"] < 0.1
 
 
+def test_regularising_a_random_subset_of_earlier_tasks_and_clipping(permuted):
+    learner = make_learner("hypernet", {**TINY, "reg_tasks": 1, "beta": 0.05, "grad_clip": 1.0}, seed=0)
+    result = run(permuted, learner, progress=False)
+    assert result.metrics["forgetting"] < 0.1
+
+
 def test_growth_terms_are_per_task_and_frozen_after_their_task(permuted):
     learner = make_learner("hypernet", {**TINY, "growth_rank": 2}, seed=0)
     learner.learn(permuted[0])
@@ -139,3 +145,16 @@ def test_too_many_tasks_names_the_fix(permuted):
     learner.learn(permuted[0])
     with pytest.raises(ConfigError, match="max_tasks"):
         learner.learn(permuted[1])
+
+
+def test_quick_reproduction_of_paper_35():
+    from lifelong.papers.dphn import reproduce
+
+    claim = reproduce("quick")
+    m = claim.measured
+    assert claim.paper == "dphn" and claim.scale == "quick"
+    for k in ("hnet-mlp", "hnet-lstm"):
+        assert m[f"{k} forgetting"] <= 0.02  # the output regulariser keeps earlier tasks
+        assert m[f"{k} forgetting"] < m["finetune[adam] forgetting"] / 2
+    # 3 tasks at quick scale: fine-tuning forgets little, so only the forgetting and LSTM parts can hold
+    assert m["parts held (gap, forgetting, lstm>=mlp-0.5)"].split(", ")[1] == "True"

@@ -153,18 +153,15 @@ def read_adapter(directory: str | os.PathLike) -> tuple[LoRAConfig, dict[str, tu
         except ValueError as e:
             raise CheckpointError(f"{w_path}: corrupt lifelong metadata: {e}") from e
     try:
-        if extra.get("config"):  # the variant's settings; the module selection comes from the PEFT config
-            config = LoRAConfig.from_dict({**extra["config"],
-                                           "target_modules": raw.get("target_modules") or ALL_LINEAR,
-                                           "exclude_modules": list(raw.get("exclude_modules") or [])})
-        else:
-            init = raw.get("init_lora_weights", True)
-            config = LoRAConfig(r=int(raw["r"]), alpha=float(raw.get("lora_alpha", 8)),
-                                dropout=float(raw.get("lora_dropout", 0.0)),
-                                target_modules=raw.get("target_modules") or ALL_LINEAR,
-                                exclude_modules=tuple(raw.get("exclude_modules") or ()),
-                                use_rslora=bool(raw.get("use_rslora", False)),
-                                init=_INIT_FROM_PEFT.get(init, "kaiming") if isinstance(init, (bool, str)) else "kaiming")
+        init = raw.get("init_lora_weights", True)
+        peft_fields = {"r": int(raw["r"]), "alpha": float(raw.get("lora_alpha", 8)),
+                       "dropout": float(raw.get("lora_dropout", 0.0)),
+                       "target_modules": raw.get("target_modules") or ALL_LINEAR,
+                       "exclude_modules": list(raw.get("exclude_modules") or []),
+                       "use_rslora": bool(raw.get("use_rslora", False)),
+                       "init": _INIT_FROM_PEFT.get(init, "kaiming") if isinstance(init, (bool, str)) else "kaiming"}
+        # PEFT's fields are what PEFT computes with; the metadata adds the variant's kind and extra settings
+        config = LoRAConfig.from_dict({**extra.get("config", {}), **peft_fields})
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg_path} is not a usable LoRA config: {e}") from e
     pairs: dict[str, dict[str, torch.Tensor]] = {}

@@ -291,6 +291,8 @@ class LoRALinear(nn.Module):
         self.lora_A[name] = nn.Linear(self.in_features, config.r, bias=False, device=w.device, dtype=w.dtype)
         self.lora_B[name] = nn.Linear(config.r, self.out_features, bias=False, device=w.device, dtype=w.dtype)
         self.lora_dropout[name] = SeededDropout(config.dropout, generator) if config.dropout > 0 else nn.Identity()
+        for mod in (self.lora_A[name], self.lora_B[name], self.lora_dropout[name]):
+            mod.train(self.training)
         with torch.no_grad():
             self.reset_lora_parameters(name, generator)
 
@@ -566,6 +568,7 @@ def inject_adapter(model: nn.Module, config: LoRAConfig, adapter_name: str = "de
         m = model.get_submodule(n)
         if not isinstance(m, LoRALinear):
             new = cls(m)
+            new.train(m.training)
             _set_submodule(model, n, new)
             m = new
         elif not isinstance(m, cls):
@@ -595,7 +598,9 @@ def wrap_targets(model: nn.Module, config: LoRAConfig) -> list[str]:
     for n in names:
         m = model.get_submodule(n)
         if not isinstance(m, LoRALinear):
-            _set_submodule(model, n, cls(m))
+            new = cls(m)
+            new.train(m.training)
+            _set_submodule(model, n, new)
         elif not isinstance(m, cls):
             if not issubclass(cls, type(m)):
                 raise ConfigError(f"layer {n!r} holds {type(m).__name__} adapters, which {cls.__name__} cannot run")

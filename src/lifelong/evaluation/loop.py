@@ -65,7 +65,8 @@ def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, co
     T = len(stream)
     run_dir = Path(run_dir) if run_dir is not None else None
     tests = [e.test_tensors() for e in stream]
-    result = Result(method, seed, stream.describe(), config, np.zeros((0, T)), np.zeros(T))
+    result = Result(method, seed, stream.describe(), config, np.zeros((0, T)), np.zeros(T),
+                    data_info=_data_info(stream))
     start = 0
     if resume and run_dir is not None and (run_dir / "checkpoints" / "state.json").exists():
         start = _restore(run_dir, stream, learner, result)
@@ -111,6 +112,15 @@ def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, co
             atomic_write_json(run_dir / "results.json", result.to_dict())
         raise NonFiniteLossError(result.error)
     return result
+
+
+def _data_info(stream: Stream) -> dict:
+    """How the stream's data was obtained: the feature-cache record, when there is one."""
+    cache = stream[0].dataset.meta.get("feature_cache")
+    if not cache:
+        return {}
+    keys = ("hit", "encode_seconds", "load_seconds", "saved_seconds")
+    return {"feature_cache": {k: cache[k] for k in keys if k in cache}}
 
 
 def _record(run_dir: Path, result: Result, learner, i: int) -> None:

@@ -685,6 +685,21 @@ the total training samples processed, trainable params the parameters updated.
 """
 
 
+def _feature_cache_lines(runs: Sequence[Mapping]) -> list[str]:
+    """A "Feature cache" paragraph when the runs read a frozen encoder's cached outputs."""
+    caches = [((r.get("data_info") or {}).get("feature_cache")) for r in runs]
+    caches = [c for c in caches if c]
+    if not caches:
+        return []
+    hits = sum(bool(c.get("hit")) for c in caches)
+    saved = sum(float(c.get("saved_seconds") or 0.0) for c in caches)
+    encoded = sum(float(c.get("encode_seconds") or 0.0) for c in caches)
+    return ["## Feature cache", "",
+            f"The frozen encoder's outputs came from the on-disk feature cache in {hits} of "
+            f"{len(caches)} runs, saving {saved:.1f} s of encoding in all; {encoded:.1f} s were "
+            "spent encoding on cache misses.", ""]
+
+
 def write_report(group_dir: str | os.PathLike) -> Path:
     """Render the experiment in ``group_dir`` from its ``results.json`` files.
 
@@ -736,6 +751,7 @@ def write_report(group_dir: str | os.PathLike) -> Path:
     lines += ["Sorted by final average accuracy. Mean ± std over completed seeds; "
               "forgetting and BWT in percentage points. Per-seed numbers are in each "
               "`<method>/seed<k>/results.json`, aggregates in `summary.csv`.", ""]
+    lines += _feature_cache_lines(all_runs)
 
     unfinished = [(m, r) for m, rs in results.items() for r in rs
                   if r.get("status", "complete") != "complete"]

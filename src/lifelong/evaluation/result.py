@@ -34,6 +34,8 @@ class Result:
         trainable_parameters, total_parameters: after the last experience.
         peak_memory_mb: peak resident memory of the process (MB) so far.
         status: ``complete``, ``running`` or ``failed``; ``error`` the failure's message.
+        data_info: facts about how the data was obtained (``feature_cache``: whether a
+            frozen encoder's outputs came from the cache and the encoding seconds saved).
     """
 
     method: str
@@ -50,6 +52,7 @@ class Result:
     peak_memory_mb: float = 0.0
     status: str = "running"
     error: str | None = None
+    data_info: dict = field(default_factory=dict)
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -71,6 +74,7 @@ class Result:
                       "samples_seen": list(self.samples_seen),
                       "trainable_parameters": self.trainable_parameters,
                       "total_parameters": self.total_parameters, "peak_memory_mb": self.peak_memory_mb},
+            "data_info": dict(self.data_info),
             "versions": package_versions(),
         }
 
@@ -83,4 +87,5 @@ class Result:
         return cls(d["method"], d["seed"], d["stream"], d["config"], R,
                    np.asarray(d["initial_accuracy"], dtype=np.float64), list(c["learn_seconds"]),
                    list(c["eval_seconds"]), list(c["samples_seen"]), c["trainable_parameters"],
-                   c["total_parameters"], c["peak_memory_mb"], d["status"], d.get("error"))
+                   c["total_parameters"], c["peak_memory_mb"], d["status"], d.get("error"),
+                   dict(d.get("data_info") or {}))

@@ -240,8 +240,7 @@ class HypernetConfig(GradientConfig):
     reg_tasks: int = hp(0, "earlier tasks regularised per step, drawn at random (0: all, as HNET)")
     growth_rank: int = hp(0, "rank of the per-task growth of the output projection (0: no growth)")
     task_inference: str = hp("entropy", "without a task id at test: entropy (HNET) | latest")
-    grad_clip: float = hp(0.0, "clip the global gradient norm at this value (0: off); steadies the LSTM at "
-                                "higher learning rates")
+    grad_clip: float = hp(0.0, "clip the global gradient norm at this value (0: off)")
     fisher_samples: int = hp(1024, "training examples for the Fisher importance (0: all)")
     max_tasks: int = hp(100, "task slots (stored embeddings)")
 
