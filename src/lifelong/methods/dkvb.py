@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.errors import ConfigError, DataError, NonFiniteLossError
+from lifelong.errors import ConfigError, NonFiniteLossError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register

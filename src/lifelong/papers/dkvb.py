@@ -75,8 +75,9 @@ def run_dkvb(stream, seed: int = 0, config: dict | None = None) -> dict:
         after = learner.bottleneck.values.detach()
         local &= bool(torch.equal(after[~fetched], before[~fetched]))
         fetched_fraction.append(float(fetched.float().mean()))
-    return {"accuracy": _final_accuracy(learner, stream), "keys_frozen": bool(torch.equal(learner.bottleneck.keys, keys)),
-            "local": local, "fetched_fraction": float(np.mean(fetched_fraction))}
+    keys_frozen = bool(torch.equal(learner.bottleneck.keys, keys))
+    return {"accuracy": _final_accuracy(learner, stream), "keys_frozen": keys_frozen, "local": local,
+            "fetched_fraction": float(np.mean(fetched_fraction))}
 
 
 def _baseline(name: str, config: dict, stream, seed: int) -> float:

@@ -59,9 +59,8 @@ def fscil_stream(scale: str, seed: int):
 def run_variant(config: dict, stream, seed: int = 0) -> dict:
     """Last-session accuracy on all classes, base-class accuracy after the base and the last session."""
     from lifelong.evaluation import run
-    from lifelong.scenarios.fewshot import session_accuracies
-
     from lifelong.methods import make_learner
+    from lifelong.scenarios.fewshot import session_accuracies
 
     result = run(stream, make_learner("fscil-tricks", config, seed=seed), seed=seed, progress=False)
     R = result.accuracy_matrix

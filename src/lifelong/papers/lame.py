@@ -101,8 +101,8 @@ def reproduce(scale: str = "quick") -> Claim:
                    "maximum likelihood over each test batch, does not hurt on i.i.d. batches and helps on "
                    "class-imbalanced non-i.i.d. batches"),
         criterion=(f"on {what}, batches of {BATCH}, mean over {len(seeds)} draw(s) of each batch order, for "
-                   f"both a linear softmax and a cosine-prototype classifier: LAME >= no adaptation - {IID_TOLERANCE * 100:.1f} points on "
-                   f"i.i.d. and class-sorted batches and >= no adaptation + {NONIID_GAIN * 100:.0f} points on "
+                   f"both a linear softmax and a cosine-prototype classifier: LAME >= no adaptation - "
+                   f"{IID_TOLERANCE * 100:.1f} points on i.i.d. and class-sorted batches and >= no adaptation + {NONIID_GAIN * 100:.0f} points on "
                    f"Dirichlet({ALPHA}) batches"),
         measured=measured,
         held=bool(held),

@@ -134,6 +134,7 @@ class OracleBoundaries:
 
     @property
     def samples_seen(self) -> int:
+        """Stream examples the wrapped learner trained on."""
         return self.tame.samples_seen
 
     def parameter_counts(self) -> tuple[int, int]:

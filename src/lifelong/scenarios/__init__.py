@@ -6,6 +6,7 @@ import inspect
 from typing import Callable
 
 from lifelong.errors import ConfigError, unknown_name
+from lifelong.scenarios.cfsl import cfsl
 from lifelong.scenarios.fewshot import few_shot_incremental
 from lifelong.scenarios.hierarchical import hierarchical
 from lifelong.scenarios.incremental import class_incremental, domain_incremental, online, task_incremental
@@ -20,6 +21,7 @@ SCENARIOS: dict[str, Callable[..., Stream]] = {
     "task-free": task_free,
     "few-shot-incremental": few_shot_incremental,
     "hierarchical": hierarchical,
+    "cfsl": cfsl,
 }
 
 
