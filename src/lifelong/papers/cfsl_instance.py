@@ -27,6 +27,8 @@ OCCLUSIONS = (0.0, 0.1, 0.25, 0.5)
 TUNE = {"learner": "tune"}
 REPLAY = {"learner": "tune", "replay": True}
 PROTO = {"learner": "protonet"}
+#: the quick scale's smaller network (seconds on a shared CPU); full uses the method defaults
+QUICK_NET = {"hidden": (64,), "epochs": 10}
 
 
 def query_acc(stream, config: dict, seed: int) -> float:
@@ -59,21 +61,25 @@ def instance_test(n_instances: int, occlusion: float, seed: int, config: dict) -
 
 def reproduce(scale: str = "quick") -> Claim:
     """Measure claims (a)-(c) of the CFSL instance-test paper (see the module docstring)."""
-    seeds = (0,) if scale == "quick" else (0, 1, 2)
-    ncs = (10, 50) if scale == "quick" else (10, 50, 100)
-    n_inst = 20 if scale == "quick" else 50
+    quick = scale == "quick"
+    seeds = (0,) if quick else (0, 1, 2)
+    ncs = (10, 50) if quick else (10, 50, 100)
+    n_inst = 20 if quick else 50
+    occlusions = (0.0, 0.25, 0.5) if quick else OCCLUSIONS
+    net = QUICK_NET if quick else {}
+    tune_cfg, replay_cfg = {**TUNE, **net}, {**REPLAY, **net}
     m: dict = {"seeds": len(seeds)}
     cls = {n: float(np.mean([class_test(n, s) for s in seeds])) for n in ncs}
     for n, v in cls.items():
         m[f"class_test/protonet/N_C={n}"] = round(v, 4)
-    tune = float(np.mean([instance_test(n_inst, 0.25, s, TUNE) for s in seeds]))
-    rep = float(np.mean([instance_test(n_inst, 0.25, s, REPLAY) for s in seeds]))
+    tune = float(np.mean([instance_test(n_inst, 0.25, s, tune_cfg) for s in seeds]))
+    rep = float(np.mean([instance_test(n_inst, 0.25, s, replay_cfg) for s in seeds]))
     proto = float(np.mean([instance_test(n_inst, 0.25, s, PROTO) for s in seeds]))
     m.update({"instance_test/tune": round(tune, 4), "instance_test/tune+replay": round(rep, 4),
               "instance_test/protonet": round(proto, 4), "instance_test/replay_gain": round(rep - tune, 4)})
-    occ = [rep if o == 0.25 else float(np.mean([instance_test(n_inst, o, s, REPLAY) for s in seeds]))
-           for o in OCCLUSIONS]
-    for o, v in zip(OCCLUSIONS, occ):
+    occ = [rep if o == 0.25 else float(np.mean([instance_test(n_inst, o, s, replay_cfg) for s in seeds]))
+           for o in occlusions]
+    for o, v in zip(occlusions, occ):
         m[f"instance_test/tune+replay/occlusion={o}"] = round(v, 4)
     a = cls[ncs[-1]] < cls[ncs[0]]
     b = rep - tune >= MARGIN
@@ -86,11 +92,11 @@ def reproduce(scale: str = "quick") -> Claim:
         criterion=(f"({len(seeds)} seed(s)) (a) ProtoNet class-test accuracy at N_C={ncs[-1]} < at N_C={ncs[0]} "
                    f"(glyphs, 5-way 5-shot); (b) Tune+replay >= Tune + {MARGIN * 100:.0f} points on the instance "
                    f"test ({n_inst} digits instances, occlusion 0.25, noise 0.1); (c) Tune+replay instance accuracy "
-                   f"strictly decreasing over occlusion {list(OCCLUSIONS)}"),
+                   f"strictly decreasing over occlusion {list(occlusions)}"),
         measured=m,
         held=bool(a and b and c),
         scale=scale,
-        notes=("Pretrain+Tune without pre-training (random-init MLP, 20 SGD epochs per support set); ProtoNet on "
+        notes=("Pretrain+Tune without pre-training (random-init MLP trained by SGD on each support set); ProtoNet on "
                "raw pixels (no meta-training); procedural glyphs instead of Omniglot; 8x8 digits as instances"),
     )
 

