@@ -57,3 +57,17 @@ def test_bad_config_raises():
         make_learner("cfsl", {"learner": "maml"})
     with pytest.raises(ConfigError):
         make_learner("cfsl", {"buffer_size": 0})
+
+
+def test_accuracy_falls_with_classes_and_with_occlusion():
+    """Paper claims (a) and (c) at tiny scale with the ProtoNet baseline (no training, fast)."""
+    from lifelong.scenarios.cfsl import make_glyphs
+
+    proto = {"learner": "protonet"}
+    few = _acc(cfsl(make_glyphs(num_classes=10, per_class=20, seed=0), classes=10, ways=5, shots=5), proto)[0]
+    many = _acc(cfsl(make_glyphs(num_classes=60, per_class=20, seed=0), classes=60, ways=5, shots=5), proto)[0]
+    assert many < few
+    digits = load_digits()
+    accs = [_acc(cfsl(digits, classes=40, ways=10, instance=True, queries=10, occlusion=o, noise=0.1), proto)[0]
+            for o in (0.0, 0.3, 0.6)]
+    assert accs[0] > accs[1] > accs[2]

@@ -548,13 +548,10 @@ def inject_adapter(model: nn.Module, config: LoRAConfig, adapter_name: str = "de
     if not isinstance(adapter_name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", adapter_name):
         raise ConfigError(f"adapter name must be letters, digits, '_' or '-', got {adapter_name!r}")
     names = find_targets(model, config.target_modules, config.exclude_modules)
+    _check_ranks(model, names, config.r)
     cls = config.layer_class
     for n in names:
         m = model.get_submodule(n)
-        limit = min(m.in_features, m.out_features)
-        if config.r > limit:
-            raise ConfigError(f"rank r={config.r} is larger than layer {n!r} allows: min(in={m.in_features}, "
-                              f"out={m.out_features}) = {limit}; choose r <= {limit} or exclude that layer")
         if isinstance(m, LoRALinear):
             if adapter_name in m.lora_config:
                 raise AdapterError(f"layer {n!r} already has an adapter named {adapter_name!r}; pick another "
@@ -586,6 +583,15 @@ def inject_adapter(model: nn.Module, config: LoRAConfig, adapter_name: str = "de
     return names
 
 
+def _check_ranks(model: nn.Module, names: Sequence[str], r: int) -> None:
+    for n in names:
+        m = model.get_submodule(n)
+        limit = min(m.in_features, m.out_features)
+        if r > limit:
+            raise ConfigError(f"rank r={r} is larger than layer {n!r} allows: min(in={m.in_features}, "
+                              f"out={m.out_features}) = {limit}; choose r <= {limit} or exclude that layer")
+
+
 def wrap_targets(model: nn.Module, config: LoRAConfig) -> list[str]:
     """Replace the targeted ``nn.Linear`` modules by ``config.layer_class`` layers holding no adapter yet.
 
@@ -594,6 +600,7 @@ def wrap_targets(model: nn.Module, config: LoRAConfig) -> list[str]:
     go keeps one layout. Returns the wrapped module names.
     """
     names = find_targets(model, config.target_modules, config.exclude_modules)
+    _check_ranks(model, names, config.r)
     cls = config.layer_class
     for n in names:
         m = model.get_submodule(n)

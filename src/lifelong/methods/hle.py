@@ -81,6 +81,7 @@ class HLE(GradientLearner):
     def __init__(self, config: HLEConfig, seed: int = 0):
         super().__init__(config, seed)
         self.size = 0
+        self._mem_keys = torch.zeros(0, dtype=torch.long)
 
     def prepare(self, input_shape, num_classes):
         """Build the model, the hierarchy tensors and the preallocated memory."""
@@ -102,6 +103,7 @@ class HLE(GradientLearner):
         self.mem_x = torch.zeros((c.buffer_size, *self.input_shape))
         self.mem_y = torch.zeros(c.buffer_size, dtype=torch.long)
         self.size = 0
+        self._mem_keys = torch.zeros(0, dtype=torch.long)
         self.key_seen = torch.zeros(num_classes, dtype=torch.long)
         self.first_exp = torch.full((num_classes,), -1, dtype=torch.long)
 
@@ -126,6 +128,7 @@ class HLE(GradientLearner):
 
     # ---- training -----------------------------------------------------------------
     def before_experience(self, experience):
+        self._mem_keys = torch.zeros(0, dtype=torch.long)  # seen classes changed: recompute pseudo-labels
         new = torch.as_tensor(experience.classes, dtype=torch.long)
         new = new[self.first_exp[new] < 0]
         self.first_exp[new] = experience.index
@@ -137,7 +140,8 @@ class HLE(GradientLearner):
     def _sample(self, n: int) -> torch.Tensor:
         """Flexible memory sampling: memory rows, new-class keys weighted ``new_class_weight``."""
         n = min(n, self.size)
-        keys = self._keys(self.mem_x[: self.size], self.mem_y[: self.size])
+        keys = self._mem_keys if len(self._mem_keys) == self.size else \
+            self._keys(self.mem_x[: self.size], self.mem_y[: self.size])
         w = torch.ones(self.size)
         w[self.first_exp[keys] == self.experience_index] = self.config.new_class_weight
         return torch.multinomial(w, n, replacement=False, generator=self.generator)
@@ -164,32 +168,39 @@ class HLE(GradientLearner):
     def after_step(self, x, y, experience):
         """Pseudo-label based class-balanced memory update (new classes always admitted)."""
         cap = self.config.buffer_size
-        keys_in = self._keys(x, y)
-        mem_keys = self._keys(self.mem_x[: self.size], self.mem_y[: self.size])
-        counts = torch.bincount(mem_keys, minlength=self.num_classes)
-        draws = torch.rand(len(y), generator=self.generator, dtype=torch.float64)
-        picks = torch.rand(len(y), generator=self.generator, dtype=torch.float64)
-        keys_l = keys_in.tolist()
-        for i, k in enumerate(keys_l):  # sequential by definition (CBRS); batches are small
-            self.key_seen[k] += 1
-            if self.size < cap:
-                slot = self.size
-                self.size += 1
-                mem_keys = torch.cat([mem_keys, keys_in[i:i + 1]])
+        both = self._keys(torch.cat([self.mem_x[: self.size], x]), torch.cat([self.mem_y[: self.size], y]))
+        mem_keys, keys_in = both[: self.size].tolist(), both[self.size:].tolist()
+        counts = torch.bincount(both[: self.size], minlength=self.num_classes).tolist()
+        draws = torch.rand(len(y), generator=self.generator, dtype=torch.float64).tolist()
+        picks = torch.rand(len(y), generator=self.generator, dtype=torch.float64).tolist()
+        self.key_seen += torch.bincount(both[self.size:], minlength=self.num_classes)
+        seen = self.key_seen.tolist()
+        slots, rows = [], []
+        for i, k in enumerate(keys_in):  # sequential by definition (CBRS); plain Python on small lists
+            if len(mem_keys) < cap:
+                slot = len(mem_keys)
+                mem_keys.append(k)
             else:
-                largest = int(counts.max())
+                largest = max(counts)
                 if counts[k] < largest:
-                    victims = torch.nonzero(counts[mem_keys] == largest).flatten()
-                elif draws[i] < counts[k].item() / self.key_seen[k].item():
-                    victims = torch.nonzero(mem_keys == k).flatten()
+                    victims = [j for j, m in enumerate(mem_keys) if counts[m] == largest]
+                elif draws[i] < counts[k] / seen[k]:
+                    victims = [j for j, m in enumerate(mem_keys) if m == k]
                 else:
                     continue
-                slot = int(victims[int(picks[i] * len(victims))])
+                slot = victims[int(picks[i] * len(victims))]
                 counts[mem_keys[slot]] -= 1
                 mem_keys[slot] = k
             counts[k] += 1
-            self.mem_x[slot] = x[i]
-            self.mem_y[slot] = y[i]
+            slots.append(slot)
+            rows.append(i)
+        if slots:  # a slot written twice keeps the later row, as in sequential order
+            last = {s: r for s, r in zip(slots, rows)}
+            s_t, r_t = torch.tensor(list(last)), torch.tensor(list(last.values()))
+            self.mem_x[s_t] = x[r_t].detach()
+            self.mem_y[s_t] = y[r_t]
+        self.size = len(mem_keys)
+        self._mem_keys = torch.tensor(mem_keys, dtype=torch.long)
 
     # ---- inference ----------------------------------------------------------------
     @torch.inference_mode()
@@ -223,3 +234,4 @@ class HLE(GradientLearner):
         self.mem_x, self.mem_y = state["mem_x"].clone(), state["mem_y"].clone()
         self.size = int(state["size"])
         self.key_seen, self.first_exp = state["key_seen"].clone(), state["first_exp"].clone()
+        self._mem_keys = torch.zeros(0, dtype=torch.long)  # recomputed at the next step

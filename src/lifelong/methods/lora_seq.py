@@ -104,7 +104,9 @@ def _pretrained(path: str) -> nn.Module:
     except ImportError as e:  # pragma: no cover - transformers is in requirements.lock
         raise ConfigError("text backbones need transformers; install it with `pip install lifelong[text]`") from e
     bars = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # no load report for the pooler left out on purpose
     try:
         try:  # BERT-style models: no pooler (unused by mean pooling, and it would get adapters)
             return AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False).eval()
@@ -113,6 +115,7 @@ def _pretrained(path: str) -> nn.Module:
     except (OSError, ValueError, TypeError) as e:
         raise ConfigError(f"could not load a transformers encoder from {path}: {e}") from e
     finally:
+        hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
 

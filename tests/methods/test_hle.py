@@ -1,0 +1,88 @@
+"""HLE (Lee et al., ICCV 2023): pseudo-labels, pseudo-label balanced memory, per-level prediction."""
+
+import pytest
+import torch
+
+from lifelong.data import make_blobs
+from lifelong.errors import ConfigError
+from lifelong.evaluation import run
+from lifelong.methods.config import build_config
+from lifelong.methods.er import ER
+from lifelong.methods.hle import HLE, HLEConfig
+from lifelong.scenarios.hierarchical import class_parents, hierarchical
+
+PAIRS = (0, 0, 1, 1, 2, 2)
+
+
+def _stream(seed=0):
+    data = make_blobs(num_classes=6, per_class=60, dim=8, seed=seed)
+    return hierarchical(data, 0.4, seed=seed, coarse_labels=PAIRS, batch_size=10)
+
+
+def _hle(stream, **kw):
+    cfg = {"optimizer": "adam", "lr": 1e-2, "buffer_size": 30, "parents": tuple(class_parents(stream)), **kw}
+    return HLE(build_config(HLEConfig, cfg), seed=0)
+
+
+def test_targets_imply_parents_and_pseudo_label_within_children():
+    stream = _stream()
+    learner = _hle(stream)
+    learner.prepare(stream[0].input_shape, stream.num_classes)
+    K = stream.params["num_coarse"]
+    parents = torch.tensor(class_parents(stream))
+    fine = torch.arange(K, stream.num_classes)
+    learner.classes.seen[:] = True
+    scores = torch.randn(len(fine) + K, stream.num_classes)
+    y = torch.cat([fine, torch.arange(K)])
+    coarse_t, fine_t = learner._targets(y, scores)
+    assert torch.equal(coarse_t[: len(fine)], parents[fine])  # fine label -> its parent
+    assert torch.equal(fine_t[: len(fine)], fine)
+    assert torch.equal(coarse_t[len(fine):], torch.arange(K))
+    pseudo = fine_t[len(fine):]
+    assert torch.equal(parents[pseudo], torch.arange(K))  # pseudo-label is a child of the coarse label
+    best = scores[len(fine):].masked_fill(parents.unsqueeze(0) != torch.arange(K).unsqueeze(1), -1e9).argmax(1)
+    assert torch.equal(pseudo, best)
+    learner.classes.seen[K:] = False  # no fine child seen yet: no pseudo-label
+    assert (learner._targets(torch.arange(K), scores[:K])[1] == -1).all()
+
+
+def test_memory_keeps_new_classes_and_balances_pseudo_labels():
+    stream = _stream()
+    learner = _hle(stream, buffer_size=20)
+    learner.learn(stream[0])
+    assert learner.size == 20
+    learner.learn(stream[1])  # the fine children of one coarse class appear
+    keys = learner._keys(learner.mem_x[:20], learner.mem_y[:20])
+    new = torch.tensor(stream[1].classes)
+    assert torch.isin(keys, new).sum() >= 4  # new classes were admitted
+    counts = torch.bincount(keys, minlength=stream.num_classes)
+    assert counts.max() - counts[counts > 0].min() <= 4  # roughly balanced over (pseudo-)classes
+
+
+def test_predict_is_per_level_and_beats_er_on_fine_classes():
+    stream = _stream()
+    learner = _hle(stream)
+    res = run(stream, learner, progress=False)
+    x, _ = stream[-1].test_tensors()
+    s = learner.predict(x, task_id=1)
+    K = stream.params["num_coarse"]
+    assert s.shape == (len(x), stream.num_classes)
+    assert torch.isinf(s[:, :K]).all() and torch.isfinite(s[:, K:]).all()
+    assert torch.allclose(learner.predict(x, task_id=0)[:, :K].exp().sum(1), torch.ones(len(x)), atol=1e-4)
+    er = ER(build_config(ER.config_class, {"optimizer": "adam", "lr": 1e-2, "buffer_size": 30}), seed=0)
+    res_er = run(stream, er, progress=False)
+    fine_hle, fine_er = res.accuracy_matrix[-1, 1:].mean(), res_er.accuracy_matrix[-1, 1:].mean()
+    assert fine_hle > fine_er
+    assert res.accuracy_matrix[-1, 0] > 0.8  # coarse level kept
+
+
+def test_bad_parents_raise():
+    stream = _stream()
+    with pytest.raises(ConfigError):
+        build_config(HLEConfig, {"parents": (-2, 0)})
+    learner = HLE(build_config(HLEConfig, {"parents": (-1, 0)}), seed=0)
+    with pytest.raises(ConfigError, match="class_parents"):
+        learner.learn(stream[0])
+    learner = HLE(build_config(HLEConfig, {"parents": (-1,) * 3 + (4,) * 6}), seed=0)  # parent is fine
+    with pytest.raises(ConfigError, match="depth 2"):
+        learner.learn(stream[0])
