@@ -155,3 +155,18 @@ def test_quick_reproduction_runs():
     assert m["recon_max_abs_err"] < 1e-4
     assert 0.0 <= m["lora_task_acc"] <= 1.0 and 0.0 <= m["ipa_task_acc"] <= 1.0
     assert claim.held == (m["held_reconstruction"] and m["held_kpa_forgetting"] and m["held_ipa_accuracy"])
+
+
+def test_save_and_load_into_residual_model(tmp_path):
+    from lifelong.adapters import load_adapter, save_adapter, unload
+
+    model, x = _mlp(), _x()
+    corda_inject(model, CorDAConfig(r=4), x, "c")
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B["c"].weight.add_(0.1)  # "trained"
+    out = model(x).detach()
+    save_adapter(model, tmp_path, "c")
+    residual = unload(copy.deepcopy(model), merge=False)  # the frozen residual base W - sBA
+    load_adapter(residual, tmp_path, "c")
+    assert torch.allclose(residual(x), out, atol=1e-6)

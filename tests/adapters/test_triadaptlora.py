@@ -114,3 +114,23 @@ def test_quick_reproduction_respects_budget():
     m = get_paper("triadaptlora").reproduce("quick").measured
     assert m["params_triadaptlora_max"] <= m["params_lora"]
     assert 0.0 <= m["acc_triadaptlora"] <= 1.0 and 0.0 <= m["acc_lora"] <= 1.0
+
+
+def test_save_load_peft_format(tmp_path):
+    from lifelong.adapters import load_adapter, save_adapter
+    from lifelong.adapters.triadaptlora import restore_ranks
+
+    m = _tri(_model())
+    lora_layers(m)["0"].grow("t")
+    with torch.no_grad():
+        for layer in lora_layers(m).values():
+            layer.lora_B["t"].weight.normal_()
+    x = torch.randn(5, 10)
+    out = m(x).detach()
+    save_adapter(m, tmp_path, "t")
+    back = _model()
+    load_adapter(back, tmp_path, "t")
+    assert restore_ranks(back, "t") == ranks(m, "t")
+    assert torch.allclose(back(x), out, atol=1e-6)
+    peft = pytest.importorskip("peft")
+    assert torch.allclose(peft.PeftModel.from_pretrained(_model(), str(tmp_path))(x), out, atol=1e-6)

@@ -22,6 +22,9 @@ the exact parameterisation of (1) is NOT verified, see docs/papers.md):
   at least the threshold gains one component (most important first) while the total
   active adapter parameters stay within ``budget``.
 - the triangular split (1) is not implemented (its form could not be verified).
+
+Saving: :func:`lifelong.adapters.save_adapter` folds the mask into ``B`` (PEFT loads
+it as plain LoRA, exactly); after lifelong's ``load_adapter`` call :func:`restore_ranks`.
 """
 
 from __future__ import annotations
@@ -137,6 +140,21 @@ def ranks(model: nn.Module, name: str) -> dict[str, int]:
     return {n: m.active_rank(name) for n, m in _tri_layers(model, name).items()}
 
 
+@torch.no_grad()
+def restore_ranks(model: nn.Module, name: str) -> dict[str, int]:
+    """Re-activate the grown components after :func:`lifelong.adapters.load_adapter` (which restores ``init_rank``).
+
+    A saved adapter has the mask folded into ``B`` (exact for HF PEFT); components are
+    activated in order, so the active rank is one past the last non-zero ``B`` column
+    (at least the current rank). Returns the ranks.
+    """
+    for m in _tri_layers(model, name).values():
+        nz = torch.nonzero(m.lora_B[name].weight.abs().sum(0) > 0).flatten()
+        k = max(m.active_rank(name), int(nz.max()) + 1 if nz.numel() else 0)
+        m.rank_scale(name)[:k] = 1
+    return ranks(model, name)
+
+
 class RankGrowthController:
     """Grows TriAdaptLoRA ranks by importance under a parameter budget with a linear threshold schedule.
 
@@ -180,5 +198,5 @@ class RankGrowthController:
         return grown
 
 
-__all__ = ["TriAdaptLoRAConfig", "TriAdaptLoRALinear", "RankGrowthController", "layer_importance",
+__all__ = ["TriAdaptLoRAConfig", "TriAdaptLoRALinear", "RankGrowthController", "layer_importance", "restore_ranks",
            "active_parameter_count", "ranks"]

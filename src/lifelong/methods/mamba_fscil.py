@@ -54,13 +54,13 @@ class MambaFSCILConfig(MethodConfig):
     """Mamba-FSCIL settings (paper: 2-layer MambaNeck, ETF head, suppression + separation losses)."""
 
     tokens: int = hp(4, "sequence length: the feature vector is cut into this many chunks (paper: 2x2 feature map)")
-    d_inner: int = hp(128, "width of the scanned channels of each branch")
+    d_inner: int = hp(64, "width of the scanned channels of each branch")
     d_state: int = hp(16, "SSM state size N (Mamba default)")
     base_epochs: int = hp(10, "epochs of base-session training of the static branch")
     batch_size: int = hp(256, "mini-batch size of base training")
     lr: float = hp(1e-3, "Adam learning rate of base training")
     weight_decay: float = hp(5e-4, "Adam weight decay")
-    inc_steps: int = hp(100, "full-batch Adam steps of the dynamic branch per incremental session")
+    inc_steps: int = hp(50, "full-batch Adam steps of the dynamic branch per incremental session")
     inc_lr: float = hp(1e-3, "Adam learning rate of the dynamic branch")
     memory_per_class: int = hp(5, "stored backbone features per old class replayed in incremental sessions")
     supp_weight: float = hp(1.0, "weight of the suppression loss on base-class inputs (0: off)")
