@@ -91,6 +91,13 @@ class GradientConfig(MethodConfig):
     weight_decay: float = hp(0.0, "L2 weight decay")
     hidden: tuple[int, ...] = hp((256, 256), "hidden sizes of the MLP backbone")
     reset_optimizer: bool = hp(True, "create a fresh optimizer (no momentum carried over) at each experience")
+    lr_schedule: str = hp("constant", "learning-rate schedule over each experience's steps: constant | linear | "
+                                      "cosine (lifelong.optim.schedules)")
+    warmup_steps: int = hp(0, "linear warm-up steps at the start of each experience's schedule")
+    batch_test: str = hp("none", "adaptive batch size (AdAdaGrad, seed paper 10): none | norm | inner_product; "
+                                 "the batch grows from batch_size by the test on per-sample gradients")
+    max_batch_size: int = hp(1024, "cap of the adaptive batch size")
+    batch_test_eta: float = hp(0.1, "eta of the norm test (larger: slower growth)")
 
     def validate(self) -> None:
         from lifelong.errors import ConfigError
@@ -99,6 +106,16 @@ class GradientConfig(MethodConfig):
             raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ConfigError(f"lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r} "
+                              "(the refined schedule needs an earlier run's gradient norms: use "
+                              "lifelong.optim.schedules.build_schedule from Python)")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.batch_test not in ("none", "norm", "inner_product"):
+            raise ConfigError(f"batch_test must be none, norm or inner_product, got {self.batch_test!r}")
+        if self.batch_test != "none" and (self.batch_size < 2 or self.max_batch_size < self.batch_size):
+            raise ConfigError("an adaptive batch needs batch_size >= 2 and max_batch_size >= batch_size")
 
 
 class GradientLearner:
@@ -171,11 +188,49 @@ class GradientLearner:
         epochs = 1 if online else self.config.epochs
         bs = experience.batch_size if online and experience.batch_size else self.config.batch_size
         n = len(y)
+        scheduler = self._make_schedule(epochs * math.ceil(n / bs))
+        controller = None if online else self._make_batch_controller(bs, n)
         for epoch in range(epochs):
             order = torch.arange(n) if online else torch.randperm(n, generator=self.generator)
-            for start in range(0, n, bs):
-                idx = order[start:start + bs]
+            start = 0
+            while start < n:
+                size = controller.batch_size if controller is not None else bs
+                idx = order[start:start + size]
+                start += size
                 self.train_step(x[idx], y[idx], experience)
+                if scheduler is not None:
+                    scheduler.step()
+                if controller is not None and len(idx) >= 2:
+                    controller.update(self.model, self._plain_loss, x[idx], y[idx])
+
+    def _make_schedule(self, total_steps: int):
+        """The configured LR schedule over ``total_steps`` steps, or None for a constant LR."""
+        c = self.config
+        if c.lr_schedule == "constant" and c.warmup_steps == 0:
+            return None
+        from lifelong.optim.schedules import build_schedule
+
+        return build_schedule(c.lr_schedule, self.optimizer, total_steps,
+                              warmup_steps=min(c.warmup_steps, total_steps - 1))
+
+    def _make_batch_controller(self, batch_size: int, n: int):
+        """An AdAdaGrad batch-size controller starting at ``batch_size`` (None when disabled).
+
+        The test runs on the plain cross-entropy of the stream batch after each step;
+        the batch size restarts from ``batch_size`` at each experience.
+        """
+        c = self.config
+        if c.batch_test == "none":
+            return None
+        from lifelong.optim.adadagrad import InnerProductTestBatchController, NormTestBatchController
+
+        cap = max(batch_size, min(c.max_batch_size, n))
+        if c.batch_test == "norm":
+            return NormTestBatchController(batch_size, cap, eta=c.batch_test_eta)
+        return InnerProductTestBatchController(batch_size, cap)
+
+    def _plain_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.masked_fill(~self.classes.seen, float("-inf")), y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> float:
         """One optimizer step on a batch; stops with :class:`NonFiniteLossError` on NaN/inf."""
