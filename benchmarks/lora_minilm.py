@@ -210,7 +210,8 @@ def part_clinc(args) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         res = run(stream, make_learner(name, cfg, seed=0), seed=0, progress=False)
         R = np.asarray(res.accuracy_matrix)
-        row = {"run": label, "method": name, "config": cfg, "R": R.round(4).tolist(), "final_avg_acc": float(R[-1].mean()),
+        row = {"run": label, "method": name, "config": cfg, "R": R.round(4).tolist(),
+               "final_avg_acc": float(R[-1].mean()),
                "forgetting": float(np.mean([R[:-1, j].max() - R[-1, j] for j in range(len(R) - 1)])) if len(R) > 1
                else 0.0, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
                "load_avg": os.getloadavg()[0]}

@@ -30,9 +30,10 @@ def out(model):
         return model(input_ids=IDS).last_hidden_state
 
 
-@pytest.mark.parametrize("cfg", [LoRAConfig(r=4, alpha=8, dropout=0.1, target_modules=["query", "value"], init="random"),
-                                 LoRAConfig(r=2, alpha=3, use_rslora=True, target_modules="all-linear", init="random"),
-                                 ALLoRAConfig(r=3, target_modules=["key", "dense"], init="random")])
+@pytest.mark.parametrize("cfg", [
+    LoRAConfig(r=4, alpha=8, dropout=0.1, target_modules=["query", "value"], init="random"),
+    LoRAConfig(r=2, alpha=3, use_rslora=True, target_modules="all-linear", init="random"),
+    ALLoRAConfig(r=3, target_modules=["key", "dense"], init="random")])
 def test_saved_by_lifelong_loads_in_peft(tmp_path, cfg):
     base = tiny_bert()
     model = copy.deepcopy(base)

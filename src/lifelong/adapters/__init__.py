@@ -27,7 +27,8 @@ from lifelong.adapters.lora import (ADAPTER_KINDS, ALL_LINEAR, LORA_INITS, Adapt
                                     wrap_targets)
 
 __all__ = ["LoRAConfig", "LoRALinear", "AdapterError", "ParameterCount", "ALL_LINEAR", "ADAPTER_KINDS", "LORA_INITS",
-           "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter", "wrap_targets", "lora_layers",
+           "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter", "wrap_targets",
+           "lora_layers",
            "adapter_names", "adapter_parameters", "set_active_adapters", "active_adapters", "adapters_disabled",
            "merge_adapters", "unmerge_adapters", "fold_adapter", "delete_adapter", "unload", "check_finite",
            "count_parameters", "save_adapter", "load_adapter", "read_adapter", "ALLoRAConfig", "ALLoRALinear",

@@ -775,7 +775,8 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 
 
 __all__ = ["LoRAConfig", "LoRALinear", "SeededDropout", "AdapterError", "ParameterCount", "ALL_LINEAR", "ADAPTER_KINDS",
-           "LORA_INITS", "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter", "wrap_targets",
+           "LORA_INITS", "register_lora_init", "register_adapter_kind", "find_targets", "inject_adapter",
+           "wrap_targets",
            "lora_layers", "adapter_names", "adapter_parameters", "set_active_adapters", "active_adapters",
            "adapters_disabled", "merge_adapters", "unmerge_adapters", "fold_adapter", "delete_adapter", "unload",
            "check_finite", "count_parameters"]

@@ -285,8 +285,8 @@ class LoRASeq(GradientLearner):
         if self.model is None:
             return 0, 0
         cfg = self.config.adapter_config()
-        per_task = sum(cfg.r * (m.in_features + m.out_features)
-                       for m in (self.backbone.get_submodule(n) for n in find_targets(self.backbone, cfg.target_modules)))
+        layers = [self.backbone.get_submodule(n) for n in find_targets(self.backbone, cfg.target_modules)]
+        per_task = sum(cfg.r * (m.in_features + m.out_features) for m in layers)
         head = sum(p.numel() for p in self.model.head.parameters())
         total = sum(p.numel() for p in self.model.parameters())
         return head + per_task, total

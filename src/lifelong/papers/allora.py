@@ -91,7 +91,7 @@ def _config(arm: str):
 def adapt(backbone: nn.Module, arm: str, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
           y_test: torch.Tensor, steps: int, seed: int, optimizer: str = "adamw",
           record_b_at: int = 10) -> dict:
-    """Train an adapter of kind ``arm`` and a new head for ``steps`` steps; test accuracy and ``||B||`` at ``record_b_at``."""
+    """Train adapter ``arm`` and a new head for ``steps`` steps; test accuracy and ``||B||`` at step ``record_b_at``."""
     from lifelong.adapters import adapter_parameters, inject_adapter, lora_layers
 
     model = copy.deepcopy(backbone)
@@ -156,8 +156,8 @@ def reproduce(scale: str = "quick") -> Claim:
                 "source_test_acc_pretrained": float(np.mean(res["source_acc"])),
                 **{f"acc_{arm}": mean[arm] for arm in ARMS},
                 **{f"acc_{arm}_std": float(np.std(res[arm]["acc"])) for arm in ARMS},
-                "allora_minus_lora": float(diff.mean()), "allora_minus_lora_se": float(diff.std(ddof=1) / np.sqrt(len(diff)))
-                if len(diff) > 1 else 0.0,
+                "allora_minus_lora": float(diff.mean()),
+                "allora_minus_lora_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0,
                 "allora_wins": f"{int((diff > 0).sum())}/{len(diff)}",
                 **{f"b_norm_step10_{arm}": float(np.mean(res[arm]["b_norm"])) for arm in ARMS}}
     if scale == "full":
