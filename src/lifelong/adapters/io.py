@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ from torch import nn
 from lifelong.adapters.lora import (ALL_LINEAR, LoRAConfig, LoRALinear, adapter_parameters, check_finite,
                                     find_targets, inject_adapter, lora_layers)
 from lifelong.errors import CheckpointError, ConfigError
+from lifelong.fileio import atomic_write_bytes
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -47,20 +47,6 @@ _UNSUPPORTED = {
 }
 _INIT_TO_PEFT = {"kaiming": True, "gaussian": "gaussian", "random": False}
 _INIT_FROM_PEFT = {True: "kaiming", "gaussian": "gaussian", False: "random"}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def peft_config_dict(config: LoRAConfig, modules: list[str], base_model_name_or_path: str | None = None) -> dict:
@@ -103,9 +89,9 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, adapter_name: s
                                                    sort_keys=True)}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / WEIGHTS_NAME, st_save(tensors, metadata=meta))
+    atomic_write_bytes(directory / WEIGHTS_NAME, st_save(tensors, metadata=meta))
     cfg = peft_config_dict(config, list(layers), base_model_name_or_path)
-    _atomic_write(directory / CONFIG_NAME, (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode())
     return directory
 
 
