@@ -71,8 +71,8 @@ def table(rows: dict[str, list[dict]], reference: str = "er", extra: str = "forg
     if reference not in rows:
         reference = next(iter(rows))
     ref = np.mean([r["seconds"] for r in rows[reference]])
-    out = [f"| method | final avg acc (%) | {extra} (points) | wall s (mean) | samples/s | × {reference} wall | params "
-           "(trainable / total) |", "|---|---|---|---|---|---|---|"]
+    out = [f"| method | final avg acc (%) | {extra} (points) | wall s (mean) | samples/s | × {reference} wall "
+           "| params (trainable / total) |", "|---|---|---|---|---|---|---|"]
     for label, rs in rows.items():
         secs = np.mean([r["seconds"] for r in rs])
         sps = np.mean([r["stream_samples"] / r["seconds"] for r in rs])
@@ -107,7 +107,7 @@ def part_mnist(seeds, data) -> tuple[list[str], dict]:
     for label, rs in runs.items():
         rows[label] = [{"acc": a, "bwt": b, "forgetting": None, "seconds": sec, "samples_seen": n,
                         "stream_samples": spec["epochs"] * 4000, "params": list(p)} for a, b, sec, n, p in rs]
-    lines = [f"### Split MNIST, task-incremental (paper 39, DST-CL)", "",
+    lines = ["### Split MNIST, task-incremental (paper 39, DST-CL)", "",
              f"5 tasks x 2 classes of the 5,000-image MNIST subset (4,000 train), task id at test; MLP "
              f"784-{'-'.join(map(str, spec['hidden']))}, {spec['epochs']} epochs/task, batch 64; DST and "
              "finetune[adam]: Adam 1e-3; finetune[sgd] and er: SGD lr 0.01 momentum 0.9 (er: reservoir buffer "

@@ -1,6 +1,5 @@
 """DST-CL (seed paper 39): per-task sparse masks, prune-and-grow rules, exact isolation."""
 
-import math
 
 import pytest
 import torch
