@@ -134,5 +134,5 @@ class SimpleCIL:
             tracker.load(state["classes"])
             samples = int(state["samples_seen"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CheckpointError(f"checkpoint does not match simplecil: {e}") from e
+            raise CheckpointError(f"checkpoint does not match {self.name}: {e}") from e
         self.head, self.classes, self.samples_seen = head, tracker, samples
