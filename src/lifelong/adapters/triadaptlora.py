@@ -1,4 +1,4 @@
-"""TriAdaptLoRA-style adaptive rank growth under a parameter budget (seed paper 45, mechanism level).
+"""TriAdaptLoRA: triangular split of the low-rank increment with budgeted rank growth (seed paper 45).
 
 Liang, Wang, Zeng, *TriAdaptLoRA: Brain-Inspired Triangular Adaptive Low-Rank Adaptation
 for Parameter-Efficient Fine-Tuning*, arXiv:2501.08008 (2025). The abstract names three
@@ -6,25 +6,49 @@ parts: (1) a triangular split of the transformation matrices into lower and uppe
 triangular components, (2) an importance metric from normalised Frobenius norms,
 (3) rank growth governed by a dynamic (best: linear) threshold.
 
-What is implemented here (only the abstract could be read with the tools available;
-the exact parameterisation of (1) is NOT verified, see docs/papers.md):
+Sources: the paper's method section could not be read with the tools available; the
+parameterisation below follows a public PEFT-fork implementation (``TriAdaptLoraModel``,
+``TriAdaptLoraLayer``, ``RankAllocator``; its docstring cites arXiv:2501.08008, the
+repository's name could not be retrieved), so it is verified against that code, not
+against the paper's text. See docs/papers.md for what was followed and what was guessed.
 
-- each adapted layer holds capacity ``r`` (``config.r``) rank-one components
-  ``s * B diag(m) A`` with a 0/1 mask ``m`` (:meth:`LoRALinear.rank_scale`); it starts
-  with ``init_rank`` active components and grows one component at a time. A new
-  component starts with ``B`` column 0 (LoRA init), so growth never changes the output.
-  Inactive components get zero gradient, so only ``k (in + out)`` parameters train.
-- importance of layer ``l`` (:func:`layer_importance`): ``||s B_k A_k||_F / sqrt(k (in+out))``
-  (Frobenius norm of the update normalised by the active parameter count), then divided
-  by the largest over layers, so it lies in [0, 1];
-- growth (:class:`RankGrowthController`): every ``delta_t`` steps in ``[t_init, t_final)``
-  the threshold falls linearly from 1 to 0; every layer whose normalised importance is
-  at least the threshold gains one component (most important first) while the total
-  active adapter parameters stay within ``budget``.
-- the triangular split (1) is not implemented (its form could not be verified).
+**Triangular mode** (``TriAdaptLoRAConfig.triangular=True``, the default):
 
-Saving: :func:`lifelong.adapters.save_adapter` folds the mask into ``B`` (PEFT loads
-it as plain LoRA, exactly); after lifelong's ``load_adapter`` call :func:`restore_ranks`.
+- the update of a layer with active rank ``k`` is ``s * B C A`` with ``B`` (out x k),
+  ``A`` (k x in) and a ``k x k`` core ``C = tril(L) + triu(U)``: ``L`` is lower and ``U``
+  upper triangular (both with a diagonal, as in the code). Growing the rank by one adds
+  row ``k`` of ``L`` (``k + 1`` entries) and column ``k`` of ``U`` (``k + 1`` entries), a
+  column of ``B`` and a row of ``A``: ``k (in + out) + k (k + 1)`` trainable parameters.
+  Storage is at capacity ``r`` with a 0/1 rank mask ``m`` (``C`` is masked by ``m m^T``), so
+  growth needs no new optimizer parameters and inactive entries get zero gradient.
+- importance of a layer (:func:`core_norms`, :class:`TriangularGrowthController`): the
+  increase, since the previous growth check, of ``||C||_F / k`` (Frobenius norm of the
+  active core normalised by the number of rank blocks), as in the code's ``compute_score``.
+- growth schedule (the code's ``compute_threshold``): at every ``delta_t`` steps after
+  ``t_init`` and up to ``t_final``, ``n = int((R_target - R_now) * p)`` with progress
+  ``p = (t - t_init) / (t_final - t_init)`` (``"linear"``; ``"exp"``: ``int(exp(p log(R_target -
+  R_now)))``), at least 1 and at most the number of layers; the threshold is the ``n``-th
+  largest importance and every layer at or above it grows by one rank. Added here: a hard
+  parameter budget (a layer grows only if the total active parameters stay <= ``budget``).
+- guesses / deviations from that code: (a) initialisation. The code starts ``B``, ``L``,
+  ``U`` at zero, which gives every factor a zero gradient (``d(BCA)/dB = 0`` when ``C = 0``,
+  ``d/dC = 0`` when ``B = 0``); here ``A`` is Kaiming-uniform (LoRA), ``B = 0``, ``L = I``,
+  ``U = 0``, so a fresh adapter is exactly LoRA. A grown component starts with its ``B``
+  column 0, ``L`` row ``e_k`` and ``U`` column 0, so growth never changes the output.
+  (b) scaling: the code divides by the current rank (``alpha / k``, which shrinks the
+  update at every growth); here ``s = alpha / r`` with the capacity ``r`` stays fixed.
+  (c) the code's orthogonality penalty on ``A``/``B`` (weight 0.5 there) is available as
+  :func:`orthogonal_penalty` but not applied automatically.
+
+**Mask mode** (``triangular=False``, the earlier abstract-only reading, kept as an
+ablation): rank-one components ``s * B diag(m) A`` (no core), importance
+``||dW||_F / sqrt(k (in + out))`` normalised by the largest layer (:func:`layer_importance`)
+and a threshold falling linearly from 1 to 0 (:class:`RankGrowthController`).
+
+Saving: :func:`lifelong.adapters.save_adapter` writes plain LoRA factors (``A`` and
+``B C`` with the mask folded in), which HF PEFT loads as LoRA, exactly. After lifelong's
+``load_adapter`` call :func:`restore_ranks` (reactivates the saved rank; the core
+restarts at ``C = I`` because the saved ``B`` already holds ``B C``).
 """
 
 from __future__ import annotations
@@ -34,6 +58,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lifelong.adapters.lora import LoRAConfig, LoRALinear, lora_layers, register_adapter_kind
@@ -43,12 +68,15 @@ from lifelong.errors import ConfigError
 @register_adapter_kind
 @dataclass
 class TriAdaptLoRAConfig(LoRAConfig):
-    """TriAdaptLoRA adapter: capacity ``r`` components per layer, ``init_rank`` of them active at the start.
+    """TriAdaptLoRA adapter: capacity ``r`` per layer, ``init_rank`` active at the start (arXiv:2501.08008).
 
-    The scaling is ``alpha / r`` with the capacity ``r`` (it does not change while ranks grow).
+    ``triangular`` selects the paper's ``B (tril(L) + triu(U)) A`` parameterisation (default)
+    or the mask-only ablation ``B diag(m) A``. The scaling is ``alpha / r`` with the capacity
+    ``r`` (it does not change while ranks grow).
     """
 
     init_rank: int = 1
+    triangular: bool = True
 
     kind: ClassVar[str] = "triadaptlora"
 
@@ -56,6 +84,8 @@ class TriAdaptLoRAConfig(LoRAConfig):
         super().validate()
         if isinstance(self.init_rank, bool) or not isinstance(self.init_rank, int) or not 1 <= self.init_rank <= self.r:
             raise ConfigError(f"TriAdaptLoRA init_rank must be an integer in [1, r={self.r}], got {self.init_rank!r}")
+        if not isinstance(self.triangular, bool):
+            raise ConfigError(f"TriAdaptLoRA triangular must be True or False, got {self.triangular!r}")
 
     @property
     def layer_class(self) -> type[LoRALinear]:
@@ -63,20 +93,44 @@ class TriAdaptLoRAConfig(LoRAConfig):
 
 
 class TriAdaptLoRALinear(LoRALinear):
-    """:class:`LoRALinear` with a growing 0/1 rank mask per TriAdaptLoRA adapter (a buffer, saved in state_dict)."""
+    """:class:`LoRALinear` with a growing 0/1 rank mask and (triangular mode) a core ``C = tril(L) + triu(U)``.
+
+    The mask is a buffer and ``L``/``U`` are parameters (``lora_C_lower`` / ``lora_C_upper``),
+    all saved in ``state_dict`` (TriAdaptLoRA, arXiv:2501.08008).
+    """
+
+    def __init__(self, base_layer: nn.Linear):
+        super().__init__(base_layer)
+        self.lora_C_lower = nn.ParameterDict()
+        self.lora_C_upper = nn.ParameterDict()
 
     def add_adapter(self, name: str, config: LoRAConfig, generator: torch.Generator | None = None) -> None:
         super().add_adapter(name, config, generator)
         if isinstance(config, TriAdaptLoRAConfig):
-            mask = torch.zeros(config.r, dtype=self.base_layer.weight.dtype, device=self.base_layer.weight.device)
+            w = self.base_layer.weight
+            mask = torch.zeros(config.r, dtype=w.dtype, device=w.device)
             mask[:config.init_rank] = 1
             self.register_buffer(self._mask_key(name), mask)
+            if config.triangular:
+                self.lora_C_lower[name] = nn.Parameter(torch.eye(config.r, dtype=w.dtype, device=w.device))
+                self.lora_C_upper[name] = nn.Parameter(torch.zeros(config.r, config.r, dtype=w.dtype, device=w.device))
 
     def delete_adapter(self, name: str) -> None:
         super().delete_adapter(name)
         key = self._mask_key(name)
         if key in self._buffers:
             del self._buffers[key]
+        for d in (self.lora_C_lower, self.lora_C_upper):
+            if name in d:
+                del d[name]
+
+    def adopt(self, other: LoRALinear) -> None:
+        super().adopt(other)
+        if isinstance(other, TriAdaptLoRALinear):
+            self.lora_C_lower, self.lora_C_upper = other.lora_C_lower, other.lora_C_upper
+            for k, v in other._buffers.items():
+                if k.startswith("rank_mask_"):
+                    self.register_buffer(k, v)
 
     @staticmethod
     def _mask_key(name: str) -> str:
@@ -85,18 +139,79 @@ class TriAdaptLoRALinear(LoRALinear):
     def rank_scale(self, name: str) -> torch.Tensor | None:
         return self._buffers.get(self._mask_key(name))
 
+    def is_triangular(self, name: str) -> bool:
+        """Whether adapter ``name`` uses the triangular core (``B C A``)."""
+        return name in self.lora_C_lower
+
+    def extra_adapter_parameters(self, name: str) -> list[nn.Parameter]:
+        """The triangular core's ``L`` and ``U`` (trained with ``A`` and ``B``)."""
+        return [self.lora_C_lower[name], self.lora_C_upper[name]] if self.is_triangular(name) else []
+
+    def core(self, name: str) -> torch.Tensor:
+        """The masked core ``C = (tril(L) + triu(U)) * m m^T`` (r x r, zero outside the active k x k block)."""
+        m = self.rank_scale(name)
+        c = torch.tril(self.lora_C_lower[name]) + torch.triu(self.lora_C_upper[name])
+        return c * (m[:, None] * m[None, :])
+
+    def lora_delta(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """``s * B C A dropout(x)`` (triangular mode), else LoRA with the rank mask."""
+        if not self.is_triangular(name):
+            return super().lora_delta(x, name)
+        a = self.lora_A[name].weight
+        h = F.linear(self.lora_dropout[name](x.to(a.dtype)), a)
+        h = F.linear(h, self.core(name))
+        return F.linear(h, self.lora_B[name].weight) * self.scaling(name)
+
+    def factors(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, B_eff)`` with ``delta = s * B_eff A``: ``B_eff = B C`` (triangular) or ``B diag(m)``."""
+        if not self.is_triangular(name):
+            return super().factors(name)
+        self._require(name)
+        return self.lora_A[name].weight, self.lora_B[name].weight @ self.core(name)
+
+    def _check_finite(self, name: str) -> None:
+        super()._check_finite(name)
+        for p in self.extra_adapter_parameters(name):
+            if not torch.isfinite(p).all():
+                from lifelong.adapters.lora import AdapterError
+                raise AdapterError(f"adapter {name!r} has NaN or inf in its triangular core; training diverged. "
+                                   "Delete the adapter (or reload a good copy) and lower the lr")
+
     def active_rank(self, name: str) -> int:
         """Number of active components of adapter ``name``."""
         m = self.rank_scale(name)
         return self.lora_config[name].r if m is None else int(m.sum())
 
-    def active_parameters(self, name: str) -> int:
-        """Trainable parameters in use: ``k (in + out)``."""
-        return self.active_rank(name) * (self.in_features + self.out_features)
+    def active_parameters(self, name: str, rank: int | None = None) -> int:
+        """Trainable parameters in use at rank ``rank`` (default: the active rank).
+
+        ``k (in + out)``, plus ``k (k + 1)`` for the triangular core (a ``k+1``-entry row of
+        ``L`` and a ``k+1``-entry column of ``U`` per rank step, as counted by the paper's code).
+        """
+        k = self.active_rank(name) if rank is None else rank
+        return k * (self.in_features + self.out_features) + (k * (k + 1) if self.is_triangular(name) else 0)
+
+    def growth_cost(self, name: str) -> int:
+        """Extra trainable parameters one more rank costs: ``in + out`` (+ ``2 (k + 1)`` triangular)."""
+        k = self.active_rank(name)
+        return self.active_parameters(name, k + 1) - self.active_parameters(name, k)
+
+    def core_norm(self, name: str) -> float:
+        """``||C||_F / k``: the active core's Frobenius norm over its number of rank blocks (triangular mode)."""
+        if not self.is_triangular(name):
+            raise ConfigError(f"adapter {name!r} has no triangular core; use triangular=True")
+        c = self.core(name)
+        if not torch.isfinite(c).all():
+            raise ConfigError(f"adapter {name!r} holds NaN/inf in its triangular core; training diverged, lower the lr")
+        return float(c.norm()) / max(self.active_rank(name), 1)
 
     @torch.no_grad()
     def grow(self, name: str) -> bool:
-        """Activate the next component of adapter ``name``; ``False`` when it is at capacity."""
+        """Activate the next component of adapter ``name``; ``False`` when it is at capacity.
+
+        Triangular mode: the new ``B`` column and ``U`` column are set to 0 and the new ``L``
+        row to ``e_k`` (so the output is unchanged and the component can start learning).
+        """
         m = self.rank_scale(name)
         if m is None:
             raise ConfigError(f"adapter {name!r} is not a TriAdaptLoRA adapter; it has no rank to grow")
@@ -105,6 +220,11 @@ class TriAdaptLoRALinear(LoRALinear):
         k = int(m.sum())
         if k >= m.numel():
             return False
+        if self.is_triangular(name):
+            self.lora_B[name].weight[:, k] = 0
+            self.lora_C_lower[name][k, :] = 0
+            self.lora_C_lower[name][k, k] = 1
+            self.lora_C_upper[name][:, k] = 0
         m[k] = 1
         return True
 
@@ -119,7 +239,7 @@ def _tri_layers(model: nn.Module, name: str) -> dict[str, TriAdaptLoRALinear]:
 
 @torch.no_grad()
 def layer_importance(model: nn.Module, name: str) -> dict[str, float]:
-    """Normalised Frobenius importance per layer: ``||dW||_F / sqrt(active params)``, divided by the max (TriAdaptLoRA)."""
+    """Mask-mode importance: ``||dW||_F / sqrt(active params)`` per layer, divided by the max (abstract reading)."""
     raw = {}
     for n, m in _tri_layers(model, name).items():
         d = m.delta_weight(name)
@@ -128,6 +248,12 @@ def layer_importance(model: nn.Module, name: str) -> dict[str, float]:
         raw[n] = float(d.norm()) / math.sqrt(m.active_parameters(name))
     top = max(raw.values())
     return {n: (v / top if top > 0 else 1.0) for n, v in raw.items()}
+
+
+@torch.no_grad()
+def core_norms(model: nn.Module, name: str) -> dict[str, float]:
+    """``||C_l||_F / k_l`` per layer (the TriAdaptLoRA code's normalised Frobenius norm of the triangular core)."""
+    return {n: m.core_norm(name) for n, m in _tri_layers(model, name).items()}
 
 
 def active_parameter_count(model: nn.Module, name: str) -> int:
@@ -140,40 +266,65 @@ def ranks(model: nn.Module, name: str) -> dict[str, int]:
     return {n: m.active_rank(name) for n, m in _tri_layers(model, name).items()}
 
 
+def orthogonal_penalty(model: nn.Module, name: str) -> torch.Tensor:
+    """Mean of ``||A_k A_k^T - I||_F`` and ``||B_k^T B_k - I||_F`` over layers (TriAdaptLoRA/AdaLoRA code's penalty).
+
+    Uses the active rows of ``A`` and columns of ``B``; add ``weight * penalty`` to the loss
+    (the code's default weight is 0.5). Differentiable; one small matrix product per layer.
+    """
+    terms = []
+    for m in _tri_layers(model, name).values():
+        k = m.active_rank(name)
+        a, b = m.lora_A[name].weight[:k], m.lora_B[name].weight[:, :k]
+        eye = torch.eye(k, dtype=a.dtype, device=a.device)
+        terms += [torch.linalg.matrix_norm(a @ a.T - eye), torch.linalg.matrix_norm(b.T @ b - eye)]
+    return torch.stack(terms).mean()
+
+
 @torch.no_grad()
 def restore_ranks(model: nn.Module, name: str) -> dict[str, int]:
-    """Re-activate the grown components after :func:`lifelong.adapters.load_adapter` (which restores ``init_rank``).
+    """Re-activate the grown ranks right after :func:`lifelong.adapters.load_adapter` (which restores ``init_rank``).
 
-    A saved adapter has the mask folded into ``B`` (exact for HF PEFT); components are
-    activated in order, so the active rank is one past the last non-zero ``B`` column
-    (at least the current rank). Returns the ranks.
+    A saved adapter has the mask (and, triangular, the core ``C``) folded into ``B``, exact
+    for HF PEFT; components are activated in order, so the active rank is one past the last
+    non-zero ``B`` column (at least the current rank). Triangular: the core is set to
+    ``C = I`` (the loaded ``B`` already is ``B C``), so the function equals the saved one.
+    Returns the ranks.
     """
     for m in _tri_layers(model, name).values():
         nz = torch.nonzero(m.lora_B[name].weight.abs().sum(0) > 0).flatten()
         k = max(m.active_rank(name), int(nz.max()) + 1 if nz.numel() else 0)
         m.rank_scale(name)[:k] = 1
+        if m.is_triangular(name):
+            m.lora_C_lower[name].copy_(torch.eye(m.lora_config[name].r))
+            m.lora_C_upper[name].zero_()
     return ranks(model, name)
 
 
+def _check_schedule(model, adapter_name, budget, t_init, t_final, delta_t) -> None:
+    if isinstance(budget, bool) or not (isinstance(budget, int) and budget > 0):
+        raise ConfigError(f"budget must be a positive parameter count, got {budget!r}")
+    if not (0 <= t_init < t_final) or delta_t < 1:
+        raise ConfigError(f"need 0 <= t_init < t_final and delta_t >= 1, got t_init={t_init}, t_final={t_final}, "
+                          f"delta_t={delta_t}")
+    start = active_parameter_count(model, adapter_name)
+    if start > budget:
+        raise ConfigError(f"the initial ranks already use {start} parameters, more than the budget {budget}; "
+                          "lower init_rank or raise the budget")
+
+
 class RankGrowthController:
-    """Grows TriAdaptLoRA ranks by importance under a parameter budget with a linear threshold schedule.
+    """Mask-mode growth (abstract-level reading): importance by :func:`layer_importance`, threshold falling 1 -> 0.
 
     Call :meth:`step` after every optimizer step with the 0-based step count. ``budget``
     is the maximum total active adapter parameters (e.g. those of fixed-rank LoRA).
+    Works for triangular adapters too (it then counts the core's parameters).
     """
 
     def __init__(self, model: nn.Module, adapter_name: str, budget: int, t_init: int, t_final: int,
                  delta_t: int = 10):
         self.model, self.name = model, adapter_name
-        if not (isinstance(budget, int) and budget > 0):
-            raise ConfigError(f"budget must be a positive parameter count, got {budget!r}")
-        if not (0 <= t_init < t_final) or delta_t < 1:
-            raise ConfigError(f"need 0 <= t_init < t_final and delta_t >= 1, got t_init={t_init}, t_final={t_final}, "
-                              f"delta_t={delta_t}")
-        start = active_parameter_count(model, adapter_name)
-        if start > budget:
-            raise ConfigError(f"the initial ranks already use {start} parameters, more than the budget {budget}; "
-                              "lower init_rank or raise the budget")
+        _check_schedule(model, adapter_name, budget, t_init, t_final, delta_t)
         self.budget, self.t_init, self.t_final, self.delta_t = budget, t_init, t_final, delta_t
 
     def threshold(self, t: int) -> float:
@@ -191,12 +342,84 @@ class RankGrowthController:
         grown = []
         for n in sorted(imp, key=lambda k: -imp[k]):
             m = layers[n]
-            cost = m.in_features + m.out_features
+            cost = m.growth_cost(self.name)
             if imp[n] >= tau and used + cost <= self.budget and m.grow(self.name):
                 used += cost
                 grown.append(n)
         return grown
 
 
-__all__ = ["TriAdaptLoRAConfig", "TriAdaptLoRALinear", "RankGrowthController", "layer_importance", "restore_ranks",
-           "active_parameter_count", "ranks"]
+class TriangularGrowthController:
+    """TriAdaptLoRA rank growth as in the paper's code: top-``n`` layers by core-norm increase, ``n`` rising in time.
+
+    Importance of layer ``l`` at a check: ``||C_l||_F / k_l`` now minus its value at the
+    previous check (the first reference is taken at construction). At steps
+    ``t_init < t <= t_final`` with ``(t - t_init) % delta_t == 0`` and while the total rank is
+    below ``target_total_rank``: ``n`` = :meth:`n_grow`, the threshold is the ``n``-th largest
+    importance, and every layer at or above it grows by one rank, most important first, while
+    the active parameters stay <= ``budget`` (added here; the code budgets ranks only).
+    ``schedule``: ``"linear"`` (the paper's best) or ``"exp"`` (the code's "non-linear").
+    ``target_total_rank`` defaults to the ranks ``budget`` buys at ``in + out`` each (LoRA's cost).
+    Requires triangular adapters.
+    """
+
+    SCHEDULES = ("linear", "exp")
+
+    def __init__(self, model: nn.Module, adapter_name: str, budget: int, t_init: int, t_final: int,
+                 delta_t: int = 10, target_total_rank: int | None = None, schedule: str = "linear"):
+        self.model, self.name = model, adapter_name
+        _check_schedule(model, adapter_name, budget, t_init, t_final, delta_t)
+        layers = _tri_layers(model, adapter_name)
+        flat = [n for n, m in layers.items() if not m.is_triangular(adapter_name)]
+        if flat:
+            raise ConfigError(f"layers {flat[:3]} hold mask-mode (triangular=False) adapters; use RankGrowthController "
+                              "or inject TriAdaptLoRAConfig(triangular=True)")
+        if schedule not in self.SCHEDULES:
+            raise ConfigError(f"unknown growth schedule {schedule!r}; choose one of {self.SCHEDULES}")
+        if target_total_rank is None:
+            target_total_rank = budget // max(1, round(sum(m.in_features + m.out_features for m in layers.values())
+                                                       / len(layers)))
+        if isinstance(target_total_rank, bool) or not isinstance(target_total_rank, int) or target_total_rank < 1:
+            raise ConfigError(f"target_total_rank must be a positive integer, got {target_total_rank!r}")
+        self.budget, self.t_init, self.t_final, self.delta_t = budget, t_init, t_final, delta_t
+        self.target_total_rank, self.schedule = target_total_rank, schedule
+        self.previous = core_norms(model, adapter_name)
+
+    def n_grow(self, t: int, total_rank: int) -> int:
+        """Layers to grow at step ``t``: ``int(remaining * progress)`` (linear) or ``int(remaining ** progress)``."""
+        p = (t - self.t_init) / (self.t_final - self.t_init)
+        remaining = max(self.target_total_rank - total_rank, 1)
+        n = int(remaining * p) if self.schedule == "linear" else int(math.exp(p * math.log(remaining)))
+        return min(max(n, 1), len(self.previous))
+
+    def importance(self) -> dict[str, float]:
+        """Increase of ``||C||_F / k`` per layer since the previous call (updates the reference)."""
+        now = core_norms(self.model, self.name)
+        score = {n: now[n] - self.previous.get(n, 0.0) for n in now}
+        self.previous = now
+        return score
+
+    def step(self, t: int) -> list[str]:
+        """At a growth step, grow every layer whose importance reaches the top-``n`` threshold and fits the budget."""
+        if t <= self.t_init or t > self.t_final or (t - self.t_init) % self.delta_t:
+            return []
+        layers = _tri_layers(self.model, self.name)
+        total = sum(m.active_rank(self.name) for m in layers.values())
+        if total >= self.target_total_rank:
+            return []
+        score = self.importance()
+        n = self.n_grow(t, total)
+        tau = sorted(score.values(), reverse=True)[n - 1]
+        used = active_parameter_count(self.model, self.name)
+        grown = []
+        for name in sorted(score, key=lambda k: -score[k]):
+            m = layers[name]
+            cost = m.growth_cost(self.name)
+            if score[name] >= tau and used + cost <= self.budget and m.grow(self.name):
+                used += cost
+                grown.append(name)
+        return grown
+
+
+__all__ = ["TriAdaptLoRAConfig", "TriAdaptLoRALinear", "RankGrowthController", "TriangularGrowthController",
+           "layer_importance", "core_norms", "orthogonal_penalty", "restore_ranks", "active_parameter_count", "ranks"]
