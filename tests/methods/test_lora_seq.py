@@ -70,8 +70,22 @@ def test_allora_variant_learns(stream):
     assert np.asarray(result.accuracy_matrix)[0, 0] > 0.5
 
 
+def test_current_loss_scope_masks_earlier_classes(stream):
+    learner = make_learner("lora-seq", {**QUICK, "loss_scope": "current"}, seed=0)
+    learner.learn(stream[0])
+    old = sorted(stream[0].classes)
+    w = learner.model.head.weight.detach()[old].clone()
+    learner.learn(stream[1])
+    assert torch.equal(learner.model.head.weight.detach()[old], w)  # old logits were -inf: no gradient reaches them
+    seen = make_learner("lora-seq", QUICK, seed=0)  # default: all seen classes compete
+    seen.learn(stream[0])
+    w = seen.model.head.weight.detach()[old].clone()
+    seen.learn(stream[1])
+    assert not torch.equal(seen.model.head.weight.detach()[old], w)
+
+
 def test_bad_config():
-    for bad, match in (({"mode": "stack"}, "mode"), ({"variant": "dora"}, "variant"), ({"rank": 0}, "rank"),
+    for bad, match in (({"mode": "stack"}, "mode"), ({"loss_scope": "all"}, "loss_scope"), ({"variant": "dora"}, "variant"), ({"rank": 0}, "rank"),
                        ({"dropout": 2.0}, "dropout")):
         with pytest.raises(ConfigError, match=match):
             make_learner("lora-seq", bad)

@@ -6,6 +6,7 @@
 - :mod:`lifelong.adapters.io`: save/load in HF PEFT's format (``adapter_config.json`` +
   ``adapter_model.safetensors``), interchangeable with ``peft.PeftModel``.
 - :mod:`lifelong.adapters.allora`: ALLoRA (seed paper 37).
+- :mod:`lifelong.adapters.codyra`: CoDyRA rank-selective gates (seed paper 15).
 - :mod:`lifelong.adapters.lora_limits`: the LoRA-gradient low-rank approximation of
   seed paper 6 (imported on demand).
 
@@ -18,6 +19,7 @@ Example::
 """
 
 from lifelong.adapters.allora import ALLoRAConfig, ALLoRALinear, allora_row_scale
+from lifelong.adapters.codyra import CoDyRAConfig, CoDyRALinear, effective_ranks, merge_and_reset, proximal_step
 from lifelong.adapters.io import load_adapter, read_adapter, save_adapter
 from lifelong.adapters.lora import (ADAPTER_KINDS, ALL_LINEAR, LORA_INITS, AdapterError, LoRAConfig, LoRALinear,
                                     ParameterCount, active_adapters, adapter_names, adapter_parameters,
@@ -32,4 +34,5 @@ __all__ = ["LoRAConfig", "LoRALinear", "AdapterError", "ParameterCount", "ALL_LI
            "adapter_names", "adapter_parameters", "set_active_adapters", "active_adapters", "adapters_disabled",
            "merge_adapters", "unmerge_adapters", "fold_adapter", "delete_adapter", "unload", "check_finite",
            "count_parameters", "save_adapter", "load_adapter", "read_adapter", "ALLoRAConfig", "ALLoRALinear",
-           "allora_row_scale"]
+           "allora_row_scale", "CoDyRAConfig", "CoDyRALinear", "effective_ranks", "merge_and_reset",
+           "proximal_step"]

@@ -51,6 +51,7 @@ from lifelong.methods.registry import register
 
 MODES = ("merge", "keep")
 VARIANTS = ("lora", "allora")
+LOSS_SCOPES = ("seen", "current")
 
 
 @dataclass
@@ -69,6 +70,9 @@ class LoRASeqConfig(GradientConfig):
     variant: str = hp("lora", "adapter kind: lora | allora (seed paper 37: no alpha, no dropout, per-row lr)")
     eta: float = hp(1.0, "ALLoRA's eta: gradient coefficient at a zero update (variant=allora)")
     init: str = hp("kaiming", "adapter init: kaiming (A Kaiming-uniform, B = 0) | gaussian")
+    loss_scope: str = hp("seen", "classes in the training cross-entropy: seen (all classes seen so far) | current "
+                                 "(only the current experience's classes; earlier tasks' logits set to -inf, as "
+                                 "CoDyRA's official training loop)")
     pad_id: int = hp(0, "padding token id of token-id inputs (text backbones)")
     eval_batch: int = hp(256, "inputs per forward pass when predicting (no effect on results)")
     # LoRA training defaults (override the shared gradient settings)
@@ -84,6 +88,8 @@ class LoRASeqConfig(GradientConfig):
             raise ConfigError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.eval_batch < 1:
             raise ConfigError(f"eval_batch must be >= 1, got {self.eval_batch}")
+        if self.loss_scope not in LOSS_SCOPES:
+            raise ConfigError(f"loss_scope must be one of {LOSS_SCOPES}, got {self.loss_scope!r}")
         self.adapter_config()  # rank, alpha, dropout, eta, init, targets
 
     def adapter_config(self) -> LoRAConfig:
@@ -223,6 +229,7 @@ class LoRASeq(GradientLearner):
         super().__init__(config, seed)
         self.kept: list[str] = []  # frozen adapters still in the model (mode=keep)
         self.folded: list[str] = []  # adapters folded into the backbone (mode=merge)
+        self._current: torch.Tensor | None = None  # bool mask of the current experience's classes
 
     @property
     def backbone(self) -> nn.Module:
@@ -255,6 +262,15 @@ class LoRASeq(GradientLearner):
         for p in adapter_parameters(self.backbone, name):
             p.requires_grad_(True)
         self.optimizer = self.make_optimizer()
+        self._current = torch.zeros(self.num_classes, dtype=torch.bool)
+        self._current[list(experience.classes)] = True
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience) -> torch.Tensor:
+        """Cross-entropy over all seen classes (``loss_scope=seen``) or the current experience's (``current``)."""
+        if self.config.loss_scope == "seen":
+            return super().loss(x, y, experience)
+        allowed = self.classes.seen & self._current
+        return F.cross_entropy(self.model(x).masked_fill(~allowed, float("-inf")), y)
 
     def after_experience(self, experience) -> None:
         """Fold the adapter into the backbone (merge) or freeze and keep it (keep)."""

@@ -1,0 +1,90 @@
+"""codyra: rank-selective gated LoRA per experience, proximal gate updates, merge after each experience (paper 15)."""
+
+import numpy as np
+import pytest
+import torch
+
+from lifelong.adapters import adapter_names, lora_layers
+from lifelong.errors import ConfigError
+from lifelong.evaluation import run
+from lifelong.methods import make_learner
+from lifelong.papers.base import Claim
+from lifelong.scenarios import class_incremental
+
+QUICK = {"epochs": 3, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16}
+
+
+@pytest.fixture
+def stream(blobs):
+    return class_incremental(blobs, tasks=2, seed=0)
+
+
+def test_runs_through_evaluation_and_merges_after_each_experience(stream):
+    learner = make_learner("codyra", QUICK, seed=0)
+    res = run(stream, learner, seed=0, progress=False)
+    R = np.asarray(res.accuracy_matrix)
+    assert R.shape == (2, 2) and R[0, 0] > 0.5 and R[1].mean() > 0.5  # learned, and kept some of task 0
+    # merged: no adapter (and no gate) left, parameters = a fresh backbone + head
+    assert adapter_names(learner.backbone) == [] and learner.folded == ["task0", "task1"]
+    fresh = make_learner("codyra", QUICK, seed=0)
+    fresh.prepare(stream[0].input_shape, stream.num_classes)
+    assert sum(p.numel() for p in learner.model.parameters()) == sum(p.numel() for p in fresh.model.parameters())
+    # one effective-rank record per experience, within the budget
+    assert [h["experience"] for h in learner.rank_history] == [0, 1]
+    for h in learner.rank_history:
+        assert set(h["per_layer"]) == set(lora_layers(learner.backbone)) and 0 <= h["min"] <= h["max"] <= 4
+    s = learner.effective_rank_summary()
+    assert s["budget"] == 4 and 0 <= s["fraction_of_budget"] <= 1
+
+
+def test_sparsity_strength_controls_effective_rank(stream):
+    ranks = {}
+    for kappa in (0.0, 0.05):
+        learner = make_learner("codyra", {**QUICK, "kappa": kappa, "kappa_reference_steps": 0}, seed=0)
+        for e in stream:
+            learner.learn(e)
+        ranks[kappa] = learner.effective_rank_summary()["mean"]
+    assert ranks[0.0] == 4.0  # no proximal step: N(0, 1) gates are never exactly 0
+    assert ranks[0.05] < ranks[0.0]
+
+
+def test_current_loss_scope_leaves_old_head_rows_untouched(stream):
+    learner = make_learner("codyra", QUICK, seed=0)
+    learner.learn(stream[0])
+    old = sorted(stream[0].classes)
+    w = learner.model.head.weight.detach()[old].clone()
+    learner.learn(stream[1])
+    assert torch.equal(learner.model.head.weight.detach()[old], w)  # earlier classes' logits were masked
+    seen = make_learner("codyra", {**QUICK, "loss_scope": "seen"}, seed=0)
+    seen.learn(stream[0])
+    w = seen.model.head.weight.detach()[old].clone()
+    seen.learn(stream[1])
+    assert not torch.equal(seen.model.head.weight.detach()[old], w)
+
+
+def test_state_dict_round_trip_keeps_rank_history(stream):
+    a = make_learner("codyra", QUICK, seed=2)
+    a.learn(stream[0])
+    b = make_learner("codyra", QUICK, seed=2)
+    b.load_state_dict(a.state_dict())
+    assert b.rank_history == a.rank_history
+    x, _ = stream[0].test_tensors()
+    assert torch.equal(a.predict(x), b.predict(x))
+
+
+@pytest.mark.parametrize("bad", [{"loss_scope": "all"}, {"gate_init": "zeros"}, {"kappa": -0.1},
+                                 {"dense_fraction": 1.0}, {"kappa_levels": 1}, {"rank": 0}, {"alpha": -2.0}])
+def test_bad_config_raises(bad):
+    with pytest.raises(ConfigError):
+        make_learner("codyra", bad)
+
+
+def test_quick_reproduction_returns_a_claim():
+    from lifelong.papers.codyra import PAPER, reproduce
+
+    claim = reproduce("quick")
+    assert isinstance(claim, Claim) and claim.paper == PAPER.short_name == "codyra"
+    m = claim.measured
+    assert m["params_after_merge"] == m["base_params"] and m["held_params"]
+    assert 0 < m["codyra_mean_effective_rank"] <= 16
+    assert claim.held == (m["held_score"] and m["held_rank"] and m["held_params"])
