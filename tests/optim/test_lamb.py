@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import io
 import math
-import sys
-import types
 
 import pytest
 import torch
 
 from lifelong.errors import ConfigError, NonFiniteLossError
 from lifelong.optim import Lamb, build_optimizer, lamb_param_groups, list_optimizers
-
-
-def _tf_addons_reference(w, grads, *, lr, b1, b2, eps, wd, bias_correction=True, clip=None):
-    """Float64 LAMB written from the TF-Addons formula, step by step (independent of the library)."""
-    w = w.double().clone()
-    m = torch.zeros_like(w)
-    v = torch.zeros_like(w)
-    for t, g in enumerate(grads, start=1):
-        g = g.double()
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        mh, vh = (m / (1 - b1 ** t), v / (1 - b2 ** t)) if bias_correction else (m, v)
-        r = mh / (vh.sqrt() + eps) + wd * w
-        wn = w.norm()
-        if clip is not None:
-            wn = min(wn, torch.tensor(clip, dtype=torch.float64))
-        rn = r.norm()
-        trust = wn / rn if (wn > 0 and rn > 0) else 1.0
-        w = w - lr * trust * r
-    return w
+from lifelong.papers.lamb import load_torch_optimizer_lamb, reference_lamb_tf
 
 
 def _run_ours(w0, grads, **kw):
@@ -58,15 +35,15 @@ def test_matches_float64_tf_addons_reference(bias_correction, wd):
     w0, grads = _fixture()
     ours, _ = _run_ours(w0, grads, lr=0.02, betas=(0.9, 0.999), eps=1e-6, weight_decay=wd,
                         bias_correction=bias_correction)
-    ref = _tf_addons_reference(w0, grads, lr=0.02, b1=0.9, b2=0.999, eps=1e-6, wd=wd,
-                               bias_correction=bias_correction)
+    ref = reference_lamb_tf(w0, grads, lr=0.02, b1=0.9, b2=0.999, eps=1e-6, wd=wd,
+                            bias_correction=bias_correction)
     assert (ours - ref).abs().max().item() <= 1e-12
 
 
 def test_float32_step_within_1e6_of_float64_reference():
     w0, grads = _fixture(dtype=torch.float32, steps=1)
     ours, _ = _run_ours(w0, grads, lr=0.01, weight_decay=0.01)
-    ref = _tf_addons_reference(w0, grads, lr=0.01, b1=0.9, b2=0.999, eps=1e-6, wd=0.01)
+    ref = reference_lamb_tf(w0, grads, lr=0.01, b1=0.9, b2=0.999, eps=1e-6, wd=0.01)
     assert (ours.double() - ref).abs().max().item() <= 1e-6
 
 
@@ -74,7 +51,7 @@ def test_trust_clip_and_zero_weight_tensor():
     w0, grads = _fixture()
     w0 = w0 * 10  # norm above the clip
     ours, _ = _run_ours(w0, grads, lr=0.01, trust_clip=2.0)
-    ref = _tf_addons_reference(w0, grads, lr=0.01, b1=0.9, b2=0.999, eps=1e-6, wd=0.0, clip=2.0)
+    ref = reference_lamb_tf(w0, grads, lr=0.01, b1=0.9, b2=0.999, eps=1e-6, wd=0.0, clip=2.0)
     assert (ours - ref).abs().max().item() <= 1e-12
     # a zero tensor (a fresh bias) gets trust ratio 1: a plain Adam step
     zero = torch.zeros(5, dtype=torch.float64)
@@ -115,28 +92,9 @@ def test_adapt_false_is_adamw():
         assert torch.allclose(pa, pb, atol=1e-6)
 
 
-def _torch_optimizer_lamb():
-    try:
-        import torch_optimizer
-
-        return torch_optimizer.Lamb
-    except ImportError:
-        pass
-    spec = importlib.util.find_spec("torch_optimizer")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    # The package __init__ needs pytorch_ranger; load only its lamb.py.
-    alias = "_test_torch_optimizer_ref"
-    if alias not in sys.modules:
-        pkg = types.ModuleType(alias)
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules[alias] = pkg
-    return importlib.import_module(f"{alias}.lamb").Lamb
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_parity_with_torch_optimizer(dtype):
-    ref_cls = _torch_optimizer_lamb()
+    ref_cls = load_torch_optimizer_lamb()
     if ref_cls is None:
         pytest.skip("torch-optimizer is not installed")
     torch.manual_seed(1)

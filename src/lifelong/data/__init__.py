@@ -6,6 +6,7 @@ from typing import Callable
 
 from lifelong.data.dataset import Dataset, stratified_split
 from lifelong.data.embedded import load_digits, load_mnist, make_blobs
+from lifelong.data.sampling import cycle_batches
 from lifelong.data.text import load_clinc150, load_text_file
 from lifelong.errors import unknown_name
 
@@ -36,4 +37,5 @@ def load_dataset(name: str, **kwargs) -> Dataset:
 
 
 __all__ = ["Dataset", "DATASETS", "list_datasets", "load_dataset", "register_dataset",
-           "stratified_split", "load_digits", "load_mnist", "make_blobs", "load_clinc150", "load_text_file"]
+           "stratified_split", "load_digits", "load_mnist", "make_blobs", "load_clinc150", "load_text_file",
+           "cycle_batches"]

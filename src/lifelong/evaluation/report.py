@@ -28,11 +28,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from lifelong.errors import RunDirError
+from lifelong.fileio import atomic_write_bytes
 
 __all__ = [
     "METRICS",
@@ -260,32 +260,6 @@ def summarize(results_by_method: Mapping[str, Sequence[Mapping]]) -> list[dict]:
     return rows
 
 
-# --------------------------------------------------------------------------- #
-# atomic writing
-# --------------------------------------------------------------------------- #
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool) -> Path:
-    """Write ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        mode = "wb" if binary else "w"
-        kwargs = {} if binary else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
@@ -314,13 +288,12 @@ def write_summary_csv(rows: Sequence[Mapping], path: str | os.PathLike) -> Path:
         columns += [f"{base}_mean", f"{base}_std"]
     columns += ["n_complete", "n_failed", "n_running"]
 
-    def write(fh) -> None:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_csv_cell(row.get(c)) for c in columns])
-
-    return _atomic_write(path, write, binary=False)
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(c)) for c in columns])
+    return atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- #
@@ -340,8 +313,7 @@ def _new_figure(width: float, height: float, ncols: int = 1):
 def _save_png(fig, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI)
-    data = buf.getvalue()
-    return _atomic_write(path, lambda fh: fh.write(data), binary=True)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _matrix_array(R: Any, columns: int | None = None):
@@ -778,4 +750,4 @@ def write_report(group_dir: str | os.PathLike) -> Path:
     lines.append(_METRICS_TEXT)
 
     text = "\n".join(lines).rstrip("\n") + "\n"
-    return _atomic_write(root / "report.md", lambda fh: fh.write(text), binary=False)
+    return atomic_write_bytes(root / "report.md", text.encode("utf-8"))

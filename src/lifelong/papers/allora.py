@@ -56,26 +56,13 @@ def _subset(x, y, classes):
 
 
 def pretrain(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int = 10) -> tuple[nn.Module, nn.Module]:
-    """The frozen source backbone (and its head): MLP 64-256-256 trained on the source classes."""
-    from lifelong.encoders import MLP
+    """The frozen source backbone (and its head): MLP 64-256-256 trained on the source classes.
 
-    torch.manual_seed(seed)
-    backbone = MLP((x.shape[1],), (256, 256))
-    head = nn.Linear(256, int(y.max()) + 1)
-    opt = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=1e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(y), generator=g)
-        for s in range(0, len(y), 64):
-            idx = order[s:s + 64]
-            loss = F.cross_entropy(head(backbone(x[idx])), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    backbone.eval()
-    for p in [*backbone.parameters(), *head.parameters()]:
-        p.requires_grad_(False)
-    return backbone, head
+    The same pre-training as CorDA's (:func:`lifelong.papers.corda.pretrain`: Adam lr 1e-3, batch 64).
+    """
+    from lifelong.papers.corda import pretrain as corda_pretrain
+
+    return corda_pretrain(x, y, seed, epochs=epochs, hidden=(256, 256))
 
 
 def _config(arm: str):
@@ -93,6 +80,7 @@ def adapt(backbone: nn.Module, arm: str, x: torch.Tensor, y: torch.Tensor, x_tes
           record_b_at: int = 10) -> dict:
     """Train adapter ``arm`` and a new head for ``steps`` steps; test accuracy and ``||B||`` at step ``record_b_at``."""
     from lifelong.adapters import adapter_parameters, inject_adapter, lora_layers
+    from lifelong.data import cycle_batches
 
     model = copy.deepcopy(backbone)
     g = torch.Generator().manual_seed(1000 + seed)
@@ -104,13 +92,7 @@ def adapt(backbone: nn.Module, arm: str, x: torch.Tensor, y: torch.Tensor, x_tes
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0) if optimizer == "adamw" else \
         torch.optim.SGD(params, lr=0.01, momentum=0.9)
     b_norm = float("nan")
-    order = torch.randperm(len(y), generator=g)
-    pos = 0
-    for step in range(steps):
-        if pos + 32 > len(order):
-            order, pos = torch.randperm(len(y), generator=g), 0
-        idx = order[pos:pos + 32]
-        pos += 32
+    for step, idx in enumerate(cycle_batches(len(y), 32, steps, g)):
         loss = F.cross_entropy(head(model(x[idx])), y[idx])
         opt.zero_grad()
         loss.backward()

@@ -68,6 +68,7 @@ def run_arm(body0: nn.Module, head_a: nn.Module, arm: str, data, seed: int, step
     """Learn the 3 tasks in sequence with one arm, merging after each; accuracies, effective ranks, parameter counts."""
     from lifelong.adapters import LoRAConfig, adapter_parameters, fold_adapter, inject_adapter
     from lifelong.adapters.codyra import CoDyRAConfig, KappaSchedule, effective_ranks, gate_parameters, proximal_step
+    from lifelong.data import cycle_batches
 
     _, (xk_te, yk_te), seq = data
     body = copy.deepcopy(body0)
@@ -87,13 +88,9 @@ def run_arm(body0: nn.Module, head_a: nn.Module, arm: str, data, seed: int, step
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         kappa = KappaSchedule(steps, 0.005, 0.5, 50, reference_steps=500) if arm == "codyra" else None
         gates = gate_parameters(body, name) if arm == "codyra" else []
-        order, pos = torch.randperm(len(y), generator=g), 0
+        batches = cycle_batches(len(y), 32, steps, g)
         body.train()
-        for step in range(1, steps + 1):
-            if pos + 32 > len(order):
-                order, pos = torch.randperm(len(y), generator=g), 0
-            idx = order[pos:pos + 32]
-            pos += 32
+        for step, idx in enumerate(batches, start=1):
             loss = F.cross_entropy(head(body(x[idx])), y[idx])
             opt.zero_grad()
             loss.backward()

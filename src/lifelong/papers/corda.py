@@ -86,6 +86,7 @@ def adapt(body, head_a, arm: str, data, steps: int, seed: int) -> dict:
     """Train one arm for ``steps``; returns reconstruction error and (task acc, knowledge acc) every EVERY steps."""
     from lifelong.adapters import LoRAConfig, adapter_parameters, inject_adapter, lora_layers
     from lifelong.adapters.corda import CorDAConfig, corda_inject
+    from lifelong.data import cycle_batches
 
     (xa, _), (xa_te, ya_te), (xb, yb), (xb_te, yb_te) = data
     model = copy.deepcopy(body)
@@ -104,12 +105,7 @@ def adapt(body, head_a, arm: str, data, steps: int, seed: int) -> dict:
     head_b = nn.Linear(head_a.in_features, int(yb.max()) + 1)
     opt = torch.optim.Adam([*adapter_parameters(model, "a"), *head_b.parameters()], lr=1e-3)
     curve = []
-    order, pos = torch.randperm(len(yb), generator=g), 0
-    for step in range(1, steps + 1):
-        if pos + 32 > len(order):
-            order, pos = torch.randperm(len(yb), generator=g), 0
-        idx = order[pos:pos + 32]
-        pos += 32
+    for step, idx in enumerate(cycle_batches(len(yb), 32, steps, g), start=1):
         model.train()
         loss = F.cross_entropy(head_b(model(xb[idx])), yb[idx])
         opt.zero_grad()

@@ -77,6 +77,7 @@ def measure(scale: str = "quick", data=None, methods=None) -> dict:
     from lifelong.data import load_dataset
     from lifelong.evaluation import run
     from lifelong.methods import make_learner
+    from lifelong.papers.dst_cl import run_row
 
     spec = SCALES[scale]
     data = data if data is not None else load_dataset("mnist")
@@ -86,11 +87,7 @@ def measure(scale: str = "quick", data=None, methods=None) -> dict:
         for label in methods or spec["methods"]:
             name, cfg = METHODS[label]
             learner = make_learner(name, {**COMMON, **cfg, "epochs": spec["epochs"]}, seed=seed)
-            r = run(s, learner, seed=seed, progress=False)
-            m = r.metrics
-            runs.setdefault(label, []).append((m["final_average_accuracy"], m["forgetting"],
-                                               float(sum(r.learn_seconds)), int(r.samples_seen[-1]),
-                                               (int(r.trainable_parameters), int(r.total_parameters))))
+            runs.setdefault(label, []).append(run_row(run(s, learner, seed=seed, progress=False), "forgetting"))
     return runs
 
 

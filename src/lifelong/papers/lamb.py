@@ -136,8 +136,13 @@ def single_thread():
 
 # --- parity -----------------------------------------------------------------------------------
 
-def _reference_lamb_tf(w, grads, *, lr, b1, b2, eps, wd):
-    """Float64 re-statement of the TF-Addons LAMB update (bias correction on), for checking."""
+def reference_lamb_tf(w, grads, *, lr, b1, b2, eps, wd, bias_correction=True, clip=None):
+    """Float64 re-statement of the TF-Addons LAMB update (You et al., arXiv:1904.00962), step by step.
+
+    Independent of :class:`lifelong.optim.lamb.Lamb`, for checking it. ``w`` is the start
+    weight, ``grads`` the gradient of each step; ``bias_correction`` divides the moments by
+    ``1 - beta^t``; ``clip`` caps the weight norm in the trust ratio (None: no cap).
+    """
     w = w.double().clone()
     m = torch.zeros_like(w)
     v = torch.zeros_like(w)
@@ -145,9 +150,13 @@ def _reference_lamb_tf(w, grads, *, lr, b1, b2, eps, wd):
         g = g.double()
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        r = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps) + wd * w
-        wn, rn = w.norm(), r.norm()
-        trust = (wn / rn) if (wn > 0 and rn > 0) else 1.0
+        mh, vh = (m / (1 - b1 ** t), v / (1 - b2 ** t)) if bias_correction else (m, v)
+        r = mh / (vh.sqrt() + eps) + wd * w
+        wn = w.norm()
+        if clip is not None:
+            wn = min(wn, torch.tensor(clip, dtype=torch.float64))
+        rn = r.norm()
+        trust = wn / rn if (wn > 0 and rn > 0) else 1.0
         w = w - lr * trust * r
     return w
 
@@ -193,7 +202,7 @@ def parity_errors(steps: int = 3) -> dict[str, float]:
             opt.step()
         return p.detach()
 
-    out = {"tf_addons_reference_float64": float((ours() - _reference_lamb_tf(w0, grads, **hp)).abs().max())}
+    out = {"tf_addons_reference_float64": float((ours() - reference_lamb_tf(w0, grads, **hp)).abs().max())}
     ref_cls = load_torch_optimizer_lamb()
     if ref_cls is not None:
         p = torch.nn.Parameter(w0.clone())

@@ -54,6 +54,7 @@ def adapt(body, arm: str, data, seed: int, steps: int = STEPS) -> dict:
     from lifelong.adapters.triadaptlora import (RankGrowthController, TriAdaptLoRAConfig,
                                                 TriangularGrowthController, active_parameter_count,
                                                 orthogonal_penalty, ranks)
+    from lifelong.data import cycle_batches
 
     _, _, (xb, yb), (xb_te, yb_te) = data
     model = copy.deepcopy(body)
@@ -74,13 +75,9 @@ def adapt(body, arm: str, data, seed: int, steps: int = STEPS) -> dict:
     torch.manual_seed(2000 + seed)
     head = nn.Linear(HIDDEN[-1], int(yb.max()) + 1)
     opt = torch.optim.Adam([*adapter_parameters(model, "a"), *head.parameters()], lr=3e-3)
-    order, pos = torch.randperm(len(yb), generator=g), 0
+    batches = cycle_batches(len(yb), 32, steps, g)
     model.train()
-    for step in range(1, steps + 1):
-        if pos + 32 > len(order):
-            order, pos = torch.randperm(len(yb), generator=g), 0
-        idx = order[pos:pos + 32]
-        pos += 32
+    for step, idx in enumerate(batches, start=1):
         loss = F.cross_entropy(head(model(xb[idx])), yb[idx])
         if arm == "tri_orth":
             loss = loss + ORTH_WEIGHT * orthogonal_penalty(model, "a")

@@ -32,6 +32,7 @@ import torch
 
 from lifelong.data import Dataset
 from lifelong.errors import ConfigError, DataError
+from lifelong.scenarios.fewshot import sample_shots
 from lifelong.scenarios.incremental import _order
 from lifelong.scenarios.stream import Experience, Stream, class_order_map
 
@@ -134,23 +135,17 @@ def cfsl(data: Dataset, classes: int = 10, ways: int = 2, shots: int = 5, *, ins
     label_map = class_order_map(order, data.num_classes)
     ytr, yte = label_map[data.y_train].numpy(), label_map[data.y_test].numpy()
     rng = np.random.default_rng([abs(int(seed)), 104_723])
+    names = [data.class_names[c] for c in order]
     experiences = []
     for t, start in enumerate(range(0, classes, ways)):
         ids = list(range(start, min(start + ways, classes)))
-        picks = []
-        for c in ids:
-            ic = np.flatnonzero(ytr == c)
-            if len(ic) < shots:
-                raise DataError(f"class {data.class_names[order[c]]!r} has {len(ic)} training examples, "
-                                f"fewer than shots={shots}; lower shots")
-            picks.append(rng.choice(ic, size=shots, replace=False))
-        tr = np.sort(np.concatenate(picks))
+        tr = sample_shots(ytr, ids, shots, rng, names)
         te = np.flatnonzero(np.isin(yte, ids))
         experiences.append(Experience(t, data, tr, te, ids, None, classes, label_map))
     params = {"classes": classes, "ways": ways, "shots": shots, "instance": bool(instance), "seed": seed}
     if instance:
         params.update(queries=queries, occlusion=occlusion, noise=noise)
-    return Stream("cfsl", experiences, order, [data.class_names[c] for c in order], params)
+    return Stream("cfsl", experiences, order, names, params)
 
 
 def query_accuracy(accuracy_matrix, test_sizes: Sequence[int]) -> float:

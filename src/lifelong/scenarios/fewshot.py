@@ -62,6 +62,7 @@ def few_shot_incremental(data: Dataset, base_classes: int | None = None, ways: i
     label_map = class_order_map(order, C)
     ytr, yte = label_map[data.y_train].numpy(), label_map[data.y_test].numpy()
     rng = np.random.default_rng([abs(int(seed)), 104_729])  # shots: deterministic for every seed
+    names = [data.class_names[c] for c in order]
     groups = [list(range(base_classes))] + [list(range(base_classes + s * ways, base_classes + (s + 1) * ways))
                                             for s in range(sessions)]
     experiences = []
@@ -69,18 +70,30 @@ def few_shot_incremental(data: Dataset, base_classes: int | None = None, ways: i
         if t == 0:
             tr = np.flatnonzero(np.isin(ytr, ids))
         else:
-            picks = []
-            for c in ids:
-                ic = np.flatnonzero(ytr == c)
-                if len(ic) < shots:
-                    raise DataError(f"class {data.class_names[order[c]]!r} has {len(ic)} training examples, "
-                                    f"fewer than shots={shots}; lower shots")
-                picks.append(rng.choice(ic, size=shots, replace=False))
-            tr = np.sort(np.concatenate(picks))
+            tr = sample_shots(ytr, ids, shots, rng, names)
         te = np.flatnonzero(np.isin(yte, ids))
         experiences.append(Experience(t, data, tr, te, ids, None, used, label_map))
     params = {"base_classes": base_classes, "ways": ways, "shots": shots, "sessions": sessions, "seed": seed}
-    return Stream("few-shot-incremental", experiences, order, [data.class_names[c] for c in order], params)
+    return Stream("few-shot-incremental", experiences, order, names, params)
+
+
+def sample_shots(labels: np.ndarray, classes: Sequence[int], shots: int, rng: np.random.Generator,
+                 names: Sequence[str]) -> np.ndarray:
+    """Sorted indices of ``shots`` examples per class of ``classes``, drawn without replacement.
+
+    The support-set sampling of FSCIL (Tao et al., CVPR 2020) and CFSL (Kowadlo et al. 2024)
+    streams: ``rng.choice`` once per class, in the order of ``classes``. ``labels`` are the
+    stream labels of the training examples; ``names[c]`` names stream label ``c`` in the error
+    raised when a class has fewer than ``shots`` examples.
+    """
+    picks = []
+    for c in classes:
+        ic = np.flatnonzero(labels == c)
+        if len(ic) < shots:
+            raise DataError(f"class {names[c]!r} has {len(ic)} training examples, "
+                            f"fewer than shots={shots}; lower shots")
+        picks.append(rng.choice(ic, size=shots, replace=False))
+    return np.sort(np.concatenate(picks))
 
 
 def session_accuracies(accuracy_matrix, test_sizes: Sequence[int]) -> list[float]:
