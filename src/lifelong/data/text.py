@@ -5,6 +5,11 @@ Both loaders read raw sentences, encode them once with a frozen sentence encoder
 cache (:mod:`lifelong.data.feature_cache`) and return a :class:`Dataset` whose
 inputs are the float32 sentence vectors; the raw texts stay in ``meta``.
 
+With ``representation="tokens"`` they run no encoder at all: the inputs are the
+encoder's token ids instead (:func:`tokenize_splits`; float32, right-padded), for
+methods that train inside a text backbone (``lora-seq`` / ``codyra`` with
+``backbone="minilm"``). Command line: ``--set data.representation=tokens``.
+
 **CLINC150** (Larson et al., EMNLP-IJCNLP 2019, "An Evaluation Dataset for Intent
 Classification and Out-of-Scope Prediction"; CC BY 3.0): 150 intents in 10 domains,
 100 / 20 / 30 train / val / test utterances per intent, plus out-of-scope queries.
@@ -49,6 +54,7 @@ CLINC150_LAYOUT = ("data_full.json: one JSON object with keys train, val, test, 
                    "each a list of [text, intent] pairs; domains.json: one JSON object mapping each of the 10 "
                    "domains to its 15 intent names")
 OOS_MODES = ("exclude", "features", "class")
+REPRESENTATIONS = ("features", "tokens")
 
 
 def default_data_root() -> Path:
@@ -191,6 +197,57 @@ def _subset_from_full(encoder, dataset, split, texts, full_texts, cache_dir):
                                               "rows of the cached full split")
 
 
+# ---- token ids (text backbones) --------------------------------------------------------------
+def _check_max_length(max_length) -> None:
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 2:
+        raise ConfigError(f"max_length must be an integer >= 2 tokens, got {max_length!r}")
+
+
+def _check_representation(representation: str, encoder, max_length: int) -> None:
+    if representation not in REPRESENTATIONS:
+        raise ConfigError(f"representation must be one of {REPRESENTATIONS} (features: frozen sentence vectors; "
+                          f"tokens: token ids for a text backbone), got {representation!r}")
+    if representation == "tokens":
+        if not isinstance(encoder, (str, os.PathLike)):
+            raise ConfigError("representation='tokens' reads the tokenizer of the encoder, so give encoder as "
+                              "'minilm' or the path of a local Hugging Face model folder, not an encoder object")
+        _check_max_length(max_length)
+
+
+def tokenize_splits(texts: dict[str, Sequence[str]], encoder: str | os.PathLike = "minilm",
+                    max_length: int = 64) -> tuple[dict[str, torch.Tensor], dict]:
+    """Token ids of each split's sentences with ``encoder``'s own tokenizer; no model is run.
+
+    Returns (split -> float32 ``(n, width)`` tensor of ids right-padded with the pad id,
+    meta). All splits share one width: the longest tokenised sentence, at most
+    ``max_length`` (longer ones are truncated, keeping the closing special token).
+    ``meta`` holds ``tokenizer`` (the model folder), ``max_length``, ``pad_id`` and
+    ``inputs="token ids"``. The inputs of ``lora-seq``'s text backbones (which pool
+    like all-MiniLM-L6-v2, Reimers & Gurevych 2019).
+    """
+    from lifelong.encoders.text import resolve_encoder_path
+
+    _check_max_length(max_length)
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as e:  # pragma: no cover - transformers is in requirements.lock
+        raise ConfigError("token ids need transformers; install it with `pip install lifelong[text]`") from e
+    path = resolve_encoder_path(encoder)
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = {s: tok(list(t), truncation=True, max_length=int(max_length))["input_ids"] if len(t) else []
+           for s, t in texts.items()}
+    width = max((len(row) for rows in ids.values() for row in rows), default=1)
+    xs = {}
+    for s, rows in ids.items():
+        x = torch.full((len(rows), width), float(pad))
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        x[mask] = torch.tensor([i for r in rows for i in r], dtype=torch.float32)
+        xs[s] = x
+    return xs, {"tokenizer": str(path), "max_length": int(max_length), "pad_id": int(pad), "inputs": "token ids"}
+
+
 def _subsample(labels: np.ndarray, keep_classes: np.ndarray, max_per_class: int | None,
                rng: np.random.Generator) -> np.ndarray:
     """Indices of the examples of ``keep_classes``, at most ``max_per_class`` each (seeded), in file order."""
@@ -211,8 +268,8 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
                   domains: Sequence[int | str] | None = None, max_per_class: int | None = None,
                   oos: str = "exclude", seed: int = 0, precision: str = "fp32", threads: int | None = None,
                   batch_size: int = 128, download: bool = True, progress: bool | None = None,
-                  refresh: bool = False) -> Dataset:
-    """CLINC150 intents (Larson et al. 2019) as cached 384-d MiniLM sentence features.
+                  refresh: bool = False, representation: str = "features", max_length: int = 64) -> Dataset:
+    """CLINC150 intents (Larson et al. 2019) as cached 384-d MiniLM sentence features (or token ids).
 
     Args:
         data_root: folder holding ``data_full.json`` and ``domains.json`` (or their
@@ -221,8 +278,9 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
         cache_dir: feature cache folder (default ``LIFELONG_CACHE`` or
             ``~/.cache/lifelong/features``); ``False`` disables the cache.
         eval_split: CLINC split used as the dataset's test split: ``"test"`` or ``"val"``.
-        domains: subset of domains (ids in ``domains.json`` order, or names); class ids
-            are renumbered over the kept domains, still grouped by domain.
+        domains: subset of domains (ids in ``domains.json`` order, or names, or one
+            comma-separated string of them such as ``"0,1"``); class ids are renumbered
+            over the kept domains, still grouped by domain.
         max_per_class: keep at most this many examples per intent in train and in the
             evaluation split (seeded by ``seed``), for quick runs.
         oos: out-of-scope queries: ``"exclude"`` (their texts in ``meta["oos_texts"]``),
@@ -232,12 +290,25 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
         precision, threads, batch_size, progress: passed to the text encoder.
         download: fetch missing files from the public repository.
         refresh: re-encode even when the cache holds the features.
+        representation: ``"features"`` (sentence vectors) or ``"tokens"``: the encoder's
+            token ids (:func:`tokenize_splits`), no encoder run and no cache used, for
+            text backbones (``lora-seq``/``codyra`` with ``backbone="minilm"``); the
+            same inputs as ``lora_seq.text_token_dataset`` of the features dataset.
+            ``oos="features"`` needs ``"features"``.
+        max_length: longest token sequence kept (``representation="tokens"``).
 
     Returns a :class:`Dataset` with ``coarse_labels`` = domain id per intent,
     ``domains_train/test`` = domain id per example, and ``meta`` holding
     ``domain_names``, ``texts_train``/``texts_test``, ``oos_texts``, ``encoder`` and
-    ``feature_cache`` (hit, encode/load/saved seconds per split).
+    ``feature_cache`` (hit, encode/load/saved seconds per split); with tokens,
+    ``tokenizer``, ``max_length``, ``pad_id`` and ``inputs="token ids"`` instead of the
+    last two, and the name ``"clinc150-tokens"``.
     """
+    _check_representation(representation, encoder, max_length)
+    if representation == "tokens" and oos == "features":
+        raise ConfigError("oos='features' adds sentence features, which representation='tokens' does not compute; "
+                          "use oos='exclude' (texts in meta['oos_texts']) or oos='class', or "
+                          "representation='features'")
     if eval_split not in ("test", "val"):
         raise ConfigError(f"eval_split must be 'test' or 'val', got {eval_split!r}")
     if oos not in OOS_MODES:
@@ -249,6 +320,8 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
     if domains is None:
         chosen = list(range(len(all_domains)))
     else:
+        if isinstance(domains, str) and "," in domains:  # the command line's data.domains=0,1
+            domains = [int(d) if d.strip().isdigit() else d.strip() for d in domains.split(",") if d.strip()]
         if isinstance(domains, (str, int)):
             domains = [domains]
         chosen = []
@@ -282,15 +355,23 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
         texts[src] = [t[i] for i in idx]
         labels[src] = y_all[idx]
         full[src] = t
-    enc = _encoder(encoder, precision, threads, batch_size, progress)
-    feats, infos = encode_splits(enc, "clinc150", texts, cache_dir=cache_dir, full=full, refresh=refresh)
     oos_texts = {"train": files.splits["oos_train"][0], "test": files.splits[f"oos_{eval_split}"][0]}
     meta = {"source": str(files.path), "domain_names": domain_names, "eval_split": eval_split,
             "domains": {d: list(files.domains[d]) for d in domain_names if d in files.domains},
             "texts_train": texts["train"], "texts_test": texts[eval_split], "oos": oos,
             "oos_texts": oos_texts if oos != "class" else {},
-            "encoder": getattr(enc, "identity", {"fingerprint": enc.fingerprint}),
             "citation": "Larson et al., EMNLP-IJCNLP 2019 (CLINC150, CC BY 3.0)"}
+    coarse_t = torch.tensor(coarse, dtype=torch.long)
+    y_tr, y_te = torch.as_tensor(labels["train"]), torch.as_tensor(labels[eval_split])
+    if representation == "tokens":
+        ids, tok_meta = tokenize_splits({"train": texts["train"], "test": texts[eval_split]}, encoder, max_length)
+        meta.update(tok_meta)
+        return Dataset("clinc150-tokens", ids["train"], y_tr, ids["test"], y_te, class_names, coarse_labels=coarse,
+                       domains_train=coarse_t[y_tr], domains_test=coarse_t[y_te], meta=meta)
+    enc = _encoder(encoder, precision, threads, batch_size, progress)
+    feats, infos = encode_splits(enc, "clinc150", texts, cache_dir=cache_dir, full=full, refresh=refresh)
+    citation = meta.pop("citation")  # keys in their historical order: ..., encoder, citation
+    meta.update(encoder=getattr(enc, "identity", {"fingerprint": enc.fingerprint}), citation=citation)
     if oos == "features":
         oos_x, oos_infos = encode_splits(enc, "clinc150", {"oos_train": oos_texts["train"],
                                                            f"oos_{eval_split}": oos_texts["test"]},
@@ -298,8 +379,6 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
         meta["oos_features"] = {"train": oos_x["oos_train"], "test": oos_x[f"oos_{eval_split}"]}
         infos.update(oos_infos)
     meta["feature_cache"] = summarize(infos)
-    coarse_t = torch.tensor(coarse, dtype=torch.long)
-    y_tr, y_te = torch.as_tensor(labels["train"]), torch.as_tensor(labels[eval_split])
     x_tr, x_te = feats["train"], feats[eval_split]
     return Dataset("clinc150", x_tr, y_tr, x_te, y_te, class_names, coarse_labels=coarse,
                    domains_train=coarse_t[y_tr], domains_test=coarse_t[y_te], meta=meta)
@@ -411,8 +490,9 @@ def load_text_file(path: str | os.PathLike, *, text_column: str | int = "text",
                    name: str | None = None, format: str | None = None, json_key: str | None = None,
                    encoder="minilm", cache_dir: str | os.PathLike | None | bool = None,
                    precision: str = "fp32", threads: int | None = None, batch_size: int = 128,
-                   progress: bool | None = None, refresh: bool = False) -> Dataset:
-    """Any labelled text file (CSV/TSV/JSON/JSONL) as cached sentence features.
+                   progress: bool | None = None, refresh: bool = False, representation: str = "features",
+                   max_length: int = 64) -> Dataset:
+    """Any labelled text file (CSV/TSV/JSON/JSONL) as cached sentence features (or token ids).
 
     Class ids follow the sorted label values (numeric order for integer labels); with
     ``coarse_column`` they are grouped by coarse value first and ``coarse_labels``
@@ -420,7 +500,11 @@ def load_text_file(path: str | os.PathLike, *, text_column: str | int = "text",
     ``test_fraction`` of each class becomes the test split (seeded by ``seed``).
     Python: ``load_dataset("text-file", path="intents.csv", label_column="intent")``;
     command line: ``lifelong run --data text-file --set data.path=intents.csv``.
+    ``representation="tokens"`` returns ``encoder``'s token ids (at most ``max_length``;
+    :func:`tokenize_splits`) without running the encoder, named ``"<name>-tokens"``,
+    for text backbones (``lora-seq``/``codyra`` with ``backbone="minilm"``).
     """
+    _check_representation(representation, encoder, max_length)
     kw = dict(text_column=text_column, label_column=label_column, coarse_column=coarse_column, format=format,
               json_key=json_key)
     train = read_text_file(path, **kw)
@@ -450,13 +534,18 @@ def load_text_file(path: str | os.PathLike, *, text_column: str | int = "text",
     else:
         texts = {"train": train.texts, "test": test.texts}
         y_tr, y_te = y, np.array([cid[str(v)] for v in test.labels], dtype=np.int64)
-    enc = _encoder(encoder, precision, threads, batch_size, progress)
-    feats, infos = encode_splits(enc, name, texts, cache_dir=cache_dir, refresh=refresh)
-    cache_meta = summarize(infos)
     coarse = [coarse_names.index(parent[n]) for n in names] if coarse_names else None
     meta = {"source": str(train.path), "test_source": str(test.path) if test else None,
-            "texts_train": texts["train"], "texts_test": texts["test"], "coarse_names": coarse_names,
-            "encoder": getattr(enc, "identity", {"fingerprint": enc.fingerprint}), "feature_cache": cache_meta}
+            "texts_train": texts["train"], "texts_test": texts["test"], "coarse_names": coarse_names}
+    if representation == "tokens":
+        feats, tok_meta = tokenize_splits(texts, encoder, max_length)
+        meta.update(tok_meta)
+        name = f"{name}-tokens"
+    else:
+        enc = _encoder(encoder, precision, threads, batch_size, progress)
+        feats, infos = encode_splits(enc, name, texts, cache_dir=cache_dir, refresh=refresh)
+        meta.update(encoder=getattr(enc, "identity", {"fingerprint": enc.fingerprint}),
+                    feature_cache=summarize(infos))
     y_tr_t, y_te_t = torch.as_tensor(y_tr), torch.as_tensor(y_te)
     extra = {}
     if coarse is not None:
@@ -466,4 +555,4 @@ def load_text_file(path: str | os.PathLike, *, text_column: str | int = "text",
 
 
 __all__ = ["load_clinc150", "read_clinc150", "load_text_file", "read_text_file", "default_data_root",
-           "dataset_dir", "encode_splits", "Clinc150Files", "TextTable"]
+           "dataset_dir", "encode_splits", "tokenize_splits", "REPRESENTATIONS", "Clinc150Files", "TextTable"]

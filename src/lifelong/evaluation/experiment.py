@@ -103,7 +103,9 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
     configs = {m: build_config(get_method(m).config_class, overrides.get(m)) for m in methods}
     scenario_kwargs = dict(scenario_kwargs or {})
     data_kwargs = dict(data_kwargs or {})
+    _check_inputs(data, data_kwargs, configs)  # before loading: no encoding for a run that cannot start
     dataset = load_dataset(data, **data_kwargs)
+    _check_inputs(data, data_kwargs, configs, dataset)
     stream = make_scenario(scenario, dataset, **scenario_kwargs)
     root = Path(out) / name
     group = root / f"{scenario}-{data}"
@@ -131,6 +133,41 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
 
         write_report(group)
     return results
+
+
+def _check_inputs(data: str, data_kwargs: dict, configs: dict, dataset=None) -> None:
+    """Refuse methods whose inputs do not match the data: token ids for text backbones, vectors otherwise.
+
+    Without ``dataset``, judges from the loader's ``representation`` option (when it has
+    one); with it, from ``dataset.meta["inputs"]``. A method reads token ids when its
+    class says so (``reads_token_ids(config)``, e.g. lora-seq with backbone=minilm).
+    """
+    import inspect
+
+    from lifelong.data import DATASETS
+    from lifelong.data.text import REPRESENTATIONS
+
+    if dataset is None:
+        loader = DATASETS.get(data)
+        rep = data_kwargs.get("representation", "features")
+        if loader is None or "representation" not in inspect.signature(loader).parameters \
+                or rep not in REPRESENTATIONS:
+            return  # the loader reports its own errors
+        tokens = rep == "tokens"
+    else:
+        tokens = (dataset.meta or {}).get("inputs") == "token ids"
+    reads = {m: bool(getattr(get_method(m), "reads_token_ids", lambda c: False)(c)) for m, c in configs.items()}
+    wrong = [m for m, r in reads.items() if r != tokens]
+    if not wrong:
+        return
+    if tokens:
+        raise ConfigError(f"data {data!r} is loaded as token ids (data.representation=tokens), but "
+                          f"{', '.join(wrong)} read feature vectors; drop --set data.representation=tokens (run "
+                          "those methods separately), or give lora-seq/codyra a text backbone with "
+                          "--set method.backbone=minilm")
+    named = ", ".join(f"{m} (backbone={getattr(configs[m], 'backbone', '?')})" for m in wrong)
+    raise ConfigError(f"{named} read token ids, but data {data!r} is loaded as feature vectors; add --set "
+                      "data.representation=tokens (clinc150, text-file), or use --set method.backbone=mlp")
 
 
 def _claim_root(root: Path, invocation: dict, resume: bool, overwrite: bool) -> None:

@@ -19,7 +19,8 @@ randomly initialised from the seed; for vector data such as cached sentence
 features); ``"minilm"`` or the path of a local Hugging Face encoder folder - the
 pre-trained transformer with LoRA inside its attention and feed-forward ``Linear``
 layers, mean-pooled and L2-normalised like all-MiniLM-L6-v2. A text backbone reads
-token ids: turn a text dataset (CLINC150, a text file) into one with
+token ids: load the text dataset (CLINC150, a text file) with ``representation="tokens"``
+(command line: ``--set data.representation=tokens``) or convert a loaded one with
 :func:`text_token_dataset`. ``variant="allora"`` trains ALLoRA adapters (seed paper 37)
 instead of plain LoRA.
 
@@ -59,7 +60,7 @@ class LoRASeqConfig(GradientConfig):
     """lora-seq settings: LoRA's (rank, alpha, dropout, targets) plus the backbone and the per-task mode."""
 
     backbone: str = hp("mlp", "mlp (MLP over vector inputs, sizes from `hidden`) | minilm (all-MiniLM-L6-v2 over "
-                              "token ids, see text_token_dataset) | path of a local Hugging Face encoder folder")
+                              "token ids: data.representation=tokens) | path of a local Hugging Face encoder folder")
     rank: int = hp(8, "LoRA rank r of each task's adapter")
     alpha: float = hp(16.0, "LoRA alpha: the update is scaled by alpha / r (ignored by variant=allora)")
     dropout: float = hp(0.05, "dropout on the adapter input (ignored by variant=allora)")
@@ -99,6 +100,11 @@ class LoRASeqConfig(GradientConfig):
         if self.variant == "allora":
             return ALLoRAConfig(r=self.rank, target_modules=targets, eta=self.eta, init=self.init)
         return LoRAConfig(r=self.rank, alpha=self.alpha, dropout=self.dropout, target_modules=targets, init=self.init)
+
+
+_TOKENS_FIX = ("load the text with representation='tokens' (CLI: --set data.representation=tokens; Python: "
+               "load_dataset('clinc150', representation='tokens') or lora_seq.text_token_dataset(data)), or use "
+               "backbone=mlp for feature vectors")
 
 
 # ---- text backbone ----------------------------------------------------------------------------------
@@ -167,9 +173,11 @@ def text_token_dataset(data, encoder: str | os.PathLike = "minilm", max_length: 
     names, coarse labels and domains are kept. Both splits are padded to the same width
     (the longest tokenised sentence, at most ``max_length``). Use it with
     ``lora-seq``'s text backbones: ``make_learner("lora-seq", {"backbone": "minilm"})``.
+    The loaders give the same inputs directly, without encoding features first:
+    ``load_dataset("clinc150", representation="tokens")`` (:func:`lifelong.data.text.tokenize_splits`).
     """
     from lifelong.data import Dataset
-    from lifelong.encoders.text import resolve_encoder_path
+    from lifelong.data.text import tokenize_splits
 
     texts = {s: (data.meta or {}).get(f"texts_{s}") for s in ("train", "test")}
     if any(t is None for t in texts.values()):
@@ -179,26 +187,9 @@ def text_token_dataset(data, encoder: str | os.PathLike = "minilm", max_length: 
         n = len(getattr(data, f"y_{s}"))
         if len(t) != n:
             raise DataError(f"dataset {data.name!r} has {len(t)} {s} sentences but {n} {s} labels")
-    if max_length < 2:
-        raise ConfigError(f"max_length must be >= 2 tokens, got {max_length}")
-    try:
-        from transformers import AutoTokenizer
-    except ImportError as e:  # pragma: no cover
-        raise ConfigError("text backbones need transformers; install it with `pip install lifelong[text]`") from e
-    path = resolve_encoder_path(encoder)
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = {s: tok(list(t), truncation=True, max_length=max_length)["input_ids"] for s, t in texts.items()}
-    width = max(len(row) for rows in ids.values() for row in rows)
-    xs = {}
-    for s, rows in ids.items():
-        x = torch.full((len(rows), width), float(pad))
-        lengths = torch.tensor([len(r) for r in rows])
-        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
-        x[mask] = torch.tensor([i for r in rows for i in r], dtype=torch.float32)
-        xs[s] = x
+    xs, tok_meta = tokenize_splits(texts, encoder, max_length)
     meta = {k: v for k, v in (data.meta or {}).items() if k not in ("oos_features",)}
-    meta.update(tokenizer=str(path), max_length=int(max_length), pad_id=int(pad), inputs="token ids")
+    meta.update(tok_meta)
     return Dataset(f"{data.name}-tokens", xs["train"], data.y_train, xs["test"], data.y_test, list(data.class_names),
                    coarse_labels=data.coarse_labels, domains_train=data.domains_train,
                    domains_test=data.domains_test, meta=meta)
@@ -231,6 +222,11 @@ class LoRASeq(GradientLearner):
         self.folded: list[str] = []  # adapters folded into the backbone (mode=merge)
         self._current: torch.Tensor | None = None  # bool mask of the current experience's classes
 
+    @staticmethod
+    def reads_token_ids(config) -> bool:
+        """True when ``config``'s backbone is a text encoder over token ids (anything but ``mlp``)."""
+        return config.backbone != "mlp"
+
     @property
     def backbone(self) -> nn.Module:
         """The adapted backbone (``model.backbone``)."""
@@ -245,13 +241,45 @@ class LoRASeq(GradientLearner):
         else:
             if len(input_shape) != 1:
                 raise DataError(f"a text backbone reads token-id vectors, got inputs of shape {input_shape}; "
-                                "convert the dataset with lifelong.methods.lora_seq.text_token_dataset")
+                                f"{_TOKENS_FIX}")
             backbone = TextBackbone(c.backbone, pad_id=c.pad_id)
             dim = backbone.out_dim
         for p in backbone.parameters():
             p.requires_grad_(False)
         wrap_targets(backbone, c.adapter_config())  # one state-dict layout whatever adapters come and go
         return Classifier(backbone, dim, num_classes)
+
+    def learn(self, experience) -> None:
+        """Check that the inputs suit the backbone (token ids for a text one), then train as usual."""
+        self._check_inputs(experience)
+        super().learn(experience)
+
+    def _check_inputs(self, experience) -> None:
+        """One clear error for feature vectors fed to a text backbone, or token ids fed to the MLP."""
+        data = experience.dataset
+        if not self.reads_token_ids(self.config):
+            if (data.meta or {}).get("inputs") == "token ids":
+                raise DataError(f"{self.name} with backbone=mlp reads feature vectors, but dataset {data.name!r} "
+                                "holds token ids; set backbone=minilm (CLI: --set method.backbone=minilm) or load "
+                                "features (drop representation='tokens' / data.representation=tokens)")
+            return
+        self._check_token_ids(data.x_train[torch.as_tensor(experience.train_idx[:1024], dtype=torch.long)],
+                              f"dataset {data.name!r}")
+
+    def _check_token_ids(self, x: torch.Tensor, what: str = "the inputs") -> None:
+        """Raise DataError unless ``x`` holds token ids of the text backbone's vocabulary."""
+        if not self.reads_token_ids(self.config) or not x.numel():
+            return
+        fractional = x.is_floating_point() and not (torch.isfinite(x).all() and torch.equal(x, x.round()))
+        if fractional or x.min() < 0:
+            raise DataError(f"{self.name} with backbone={self.config.backbone} reads token ids, but {what} are not "
+                            f"token ids (fractional or negative values: feature vectors?); {_TOKENS_FIX}")
+        encoder = getattr(getattr(self.model, "backbone", None), "encoder", None)
+        vocab = getattr(getattr(encoder, "config", None), "vocab_size", None)
+        if vocab is not None and int(x.max()) >= vocab:
+            raise DataError(f"{what} hold token id {int(x.max())}, outside the vocabulary of backbone="
+                            f"{self.config.backbone} ({vocab} ids); tokenise with the backbone's own tokenizer "
+                            "(representation='tokens' with encoder= the same model)")
 
     def before_experience(self, experience) -> None:
         """Add this experience's adapter (seeded by the learner's generator) and an optimizer over it + the head."""
@@ -288,6 +316,7 @@ class LoRASeq(GradientLearner):
         """Scores over the classes seen so far, computed ``eval_batch`` inputs at a time."""
         if self.model is None:
             return torch.empty(len(x), 0)
+        self._check_token_ids(x)
         was_training = self.model.training
         self.model.eval()
         bs = self.config.eval_batch
