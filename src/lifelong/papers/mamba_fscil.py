@@ -7,7 +7,8 @@ frozen-feature prototype baseline's + 2 points, with a base-class accuracy drop
 to class-mean embeddings of the frozen features).
 
 ``quick``: scikit-learn digits (64 raw pixels standing in for frozen features), base
-session = 5 classes with all their data, then 5 sessions of 1 class x 5 shots, seed 0.
+session = 5 classes with all their data, then 5 sessions of 1 class x 5 shots, seed 0
+(base training: batch 32, 20 epochs).
 ``full``: CLINC150 as frozen all-MiniLM-L6-v2 features, 60 base intents (4 domains,
 full data) + 9 sessions of 10 intents x 5 shots, shots drawn with seeds 0, 1, 2 (the
 stream of ``fscil-tricks``). Run ``lifelong reproduce mamba-fscil [--scale full]``.
@@ -21,6 +22,7 @@ from lifelong.papers.base import Claim, Paper
 
 MARGIN = 0.02
 MAX_BASE_DROP = 0.03
+QUICK_BASE = {"batch_size": 32, "base_epochs": 20}
 
 
 def run_one(name: str, config: dict, stream, seed: int = 0) -> dict:
@@ -40,8 +42,11 @@ def reproduce(scale: str = "quick") -> Claim:
     from lifelong.papers.fscil_tricks import fscil_stream
 
     seeds = (0,) if scale == "quick" else (0, 1, 2)
-    variants = {"baseline": ("simplecil", {}), "mamba-fscil": ("mamba-fscil", {}),
-                "no-class-sensitive": ("mamba-fscil", {"supp_weight": 0.0, "sep_weight": 0.0})}
+    # digits has 721 base examples: smaller batches and more epochs give the static branch ~460 steps
+    base = QUICK_BASE if scale == "quick" else {}
+    variants = {"baseline": ("simplecil", {}), "mamba-fscil": ("mamba-fscil", dict(base)),
+                "no-class-sensitive": ("mamba-fscil", {**base, "supp_weight": 0.0, "sep_weight": 0.0}),
+                "class-mean-memory": ("mamba-fscil", {**base, "base_memory": 0})}
     per = {k: [] for k in variants}
     for seed in seeds:
         stream = fscil_stream(scale, seed)
@@ -51,6 +56,7 @@ def reproduce(scale: str = "quick") -> Claim:
     measured: dict = {"seeds": len(seeds)}
     for k, m in mean.items():
         measured[f"{k}/last_session_accuracy"] = round(m["last"], 4)
+        measured[f"{k}/base_first"] = round(m["base_first"], 4)
         measured[f"{k}/base_drop"] = round(m["base_first"] - m["base_last"], 4)
         measured[f"{k}/novel_last"] = round(m["novel_last"], 4)
     gain = mean["mamba-fscil"]["last"] - mean["baseline"]["last"]
@@ -69,8 +75,11 @@ def reproduce(scale: str = "quick") -> Claim:
         measured=measured,
         held=bool(gain >= MARGIN and drop <= MAX_BASE_DROP),
         scale=scale,
-        notes=("frozen backbone = cached features cut into `tokens` chunks as the scanned sequence; pure-torch "
-               "selective scan; no mixup/cutmix; memory of 5 features per old class in incremental sessions"),
+        notes=("frozen backbone = cached features cut into `tokens` chunks as the scanned positions (scanned both "
+               "ways); pure-torch selective scan, state size 16; AdamW instead of the official SGD (with SGD the "
+               "dynamic branch never left zero here); suppression weight 10 instead of 100; base classes replayed "
+               "as 5 random features per class (class-mean-memory: one class-mean feature, as official), novel "
+               "shots kept"),
     )
 
 
@@ -79,7 +88,7 @@ PAPER = Paper(
     short_name="mamba-fscil",
     title="Mamba-FSCIL: Dynamic Adaptation with Selective State Space Model for Few-Shot Class-Incremental Learning",
     category="continual method",
-    status="implemented",
+    status="claim checked",
     implemented_by=("lifelong.methods.mamba_fscil", "lifelong.heads.selective_scan"),
     arxiv="",
     reproduce=reproduce,
