@@ -1,5 +1,6 @@
 """Test-wide settings: one torch thread (fast and stable on 2-core machines), no progress bars."""
 
+import hashlib
 import os
 
 import pytest
@@ -27,3 +28,26 @@ def shared_path(*parts: str) -> str:
     """Path under the workspace's shared/ folder (../shared from the repo root)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return os.path.join(os.path.dirname(root), "shared", *parts)
+
+
+CLINC = shared_path("data", "clinc150")
+needs_clinc = pytest.mark.skipif(not os.path.isfile(os.path.join(CLINC, "data_full.json")),
+                                 reason="the shared CLINC150 copy is not next to the repository")
+
+
+class HashEncoder:
+    """Deterministic fake sentence encoder (8-d vectors from each text's hash): no model, instant."""
+
+    fingerprint = "hash-encoder-v1"
+    identity = {"name": "hash"}
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, texts):
+        import numpy as np
+        import torch
+
+        self.calls += 1
+        b = np.frombuffer(b"".join(hashlib.sha256(t.encode()).digest()[:8] for t in texts), dtype=np.uint8)
+        return torch.tensor(b.reshape(len(texts), 8), dtype=torch.float32) / 255.0

@@ -1,39 +1,18 @@
 """CLINC150 from the shared copy and the generic text-file loader."""
 
 import collections
-import hashlib
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import CLINC, HashEncoder, needs_clinc
 
 import lifelong.data.text as text_mod
 from lifelong.data import load_dataset
 from lifelong.data.text import load_clinc150, load_text_file, read_clinc150, read_text_file
 from lifelong.errors import ConfigError, DataError
 from lifelong.scenarios import class_incremental
-
-CLINC = shared_path("data", "clinc150")
-needs_clinc = pytest.mark.skipif(not os.path.isfile(os.path.join(CLINC, "data_full.json")),
-                                 reason="the shared CLINC150 copy is not next to the repository")
-
-
-class HashEncoder:
-    """Deterministic fake sentence encoder (8-d vectors from each text's hash): no model, instant."""
-
-    fingerprint = "hash-encoder-v1"
-    identity = {"name": "hash"}
-
-    def __init__(self):
-        self.calls = 0
-
-    def encode(self, texts):
-        self.calls += 1
-        b = np.frombuffer(b"".join(hashlib.sha256(t.encode()).digest()[:8] for t in texts), dtype=np.uint8)
-        return torch.tensor(b.reshape(len(texts), 8), dtype=torch.float32) / 255.0
 
 
 @needs_clinc

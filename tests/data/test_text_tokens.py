@@ -1,12 +1,11 @@
 """Text loaders with representation="tokens": token ids for text backbones, no encoder run."""
 
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import CLINC, HashEncoder, needs_clinc
 
 import lifelong.data.text as text_mod
 import lifelong.encoders.text as encoders_text
@@ -18,21 +17,6 @@ from lifelong.evaluation import run
 from lifelong.methods import make_learner
 from lifelong.methods.lora_seq import text_token_dataset
 from lifelong.scenarios import class_incremental
-
-CLINC = shared_path("data", "clinc150")
-needs_clinc = pytest.mark.skipif(not os.path.isfile(os.path.join(CLINC, "data_full.json")),
-                                 reason="the shared CLINC150 copy is not next to the repository")
-
-
-class HashEncoder:
-    """Instant fake sentence encoder (the features are irrelevant to tokenisation)."""
-
-    fingerprint = "hash-encoder-tokens-v1"
-    identity = {"name": "hash"}
-
-    def encode(self, texts):
-        g = torch.Generator().manual_seed(len(texts))
-        return torch.rand(len(texts), 8, generator=g)
 
 
 def _no_encoding(monkeypatch):

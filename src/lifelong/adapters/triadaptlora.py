@@ -313,6 +313,20 @@ def _check_schedule(model, adapter_name, budget, t_init, t_final, delta_t) -> No
                           "lower init_rank or raise the budget")
 
 
+def _grow_in_order(layers: dict, score: dict[str, float], tau: float, used: int, budget: int,
+                   name: str) -> list[str]:
+    """Grow every layer scoring ``>= tau`` by one rank, most important first, while the active
+    adapter parameters (``used`` plus each growth's cost) stay within ``budget``; returns the grown layers."""
+    grown = []
+    for n in sorted(score, key=lambda k: -score[k]):
+        m = layers[n]
+        cost = m.growth_cost(name)
+        if score[n] >= tau and used + cost <= budget and m.grow(name):
+            used += cost
+            grown.append(n)
+    return grown
+
+
 class RankGrowthController:
     """Mask-mode growth (abstract-level reading): importance by :func:`layer_importance`, threshold falling 1 -> 0.
 
@@ -338,15 +352,7 @@ class RankGrowthController:
         imp = layer_importance(self.model, self.name)
         layers = _tri_layers(self.model, self.name)
         used = active_parameter_count(self.model, self.name)
-        tau = self.threshold(t)
-        grown = []
-        for n in sorted(imp, key=lambda k: -imp[k]):
-            m = layers[n]
-            cost = m.growth_cost(self.name)
-            if imp[n] >= tau and used + cost <= self.budget and m.grow(self.name):
-                used += cost
-                grown.append(n)
-        return grown
+        return _grow_in_order(layers, imp, self.threshold(t), used, self.budget, self.name)
 
 
 class TriangularGrowthController:
@@ -411,14 +417,7 @@ class TriangularGrowthController:
         n = self.n_grow(t, total)
         tau = sorted(score.values(), reverse=True)[n - 1]
         used = active_parameter_count(self.model, self.name)
-        grown = []
-        for name in sorted(score, key=lambda k: -score[k]):
-            m = layers[name]
-            cost = m.growth_cost(self.name)
-            if score[name] >= tau and used + cost <= self.budget and m.grow(self.name):
-                used += cost
-                grown.append(name)
-        return grown
+        return _grow_in_order(layers, score, tau, used, self.budget, self.name)
 
 
 __all__ = ["TriAdaptLoRAConfig", "TriAdaptLoRALinear", "RankGrowthController", "TriangularGrowthController",
