@@ -65,6 +65,16 @@ def test_text_file_tokens_equal_text_token_dataset_of_the_features(tmp_path):
     assert tokens.name == "intents-tokens" and len(tokens.y_train) == 9
 
 
+def test_run_refuses_token_ids_for_a_feature_method(tmp_path):
+    rows = [{"text": f"{w} please, number {i}", "label": w} for i in range(6) for w in ("pay", "fly", "rain", "sun")]
+    path = tmp_path / "intents.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    tokens = load_text_file(path, representation="tokens", test_fraction=0.5, seed=3)
+    stream = class_incremental(tokens, tasks=2, seed=0)
+    with pytest.raises(DataError, match="token ids.*ncm reads feature vectors.*representation='features'"):
+        run(stream, make_learner("ncm"), progress=False)
+
+
 @needs_clinc
 def test_tokens_never_run_the_sentence_encoder(monkeypatch, tmp_path):
     _no_encoding(monkeypatch)

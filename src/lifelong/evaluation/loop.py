@@ -45,6 +45,21 @@ def _counts(learner) -> tuple[int, int]:
     return f() if f is not None else (0, 0)
 
 
+def _check_representation(stream: Stream, learner, method: str) -> None:
+    """Refuse token-id inputs (``representation="tokens"``) for a learner that reads feature vectors.
+
+    Learners that can read token ids say so (``reads_token_ids``, lora-seq / codyra) and
+    check both directions themselves, naming their own fix; every other learner reads
+    feature vectors.
+    """
+    meta = getattr(stream[0].dataset, "meta", None) or {}
+    if meta.get("inputs") != "token ids" or callable(getattr(learner, "reads_token_ids", None)):
+        return
+    raise DataError(f"the stream's inputs are token ids (the data was loaded with representation='tokens'), but "
+                    f"{method} reads feature vectors; load the data with representation='features' (the default), "
+                    "or use lora-seq / codyra with backbone='minilm'")
+
+
 def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, config: dict | None = None,
         run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> Result:
     """Train ``learner`` on each experience of ``stream`` in order and evaluate on every test set.
@@ -61,6 +76,7 @@ def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, co
     if len(stream) == 0:
         raise DataError("the stream has no experiences")
     method = method or getattr(learner, "name", type(learner).__name__)
+    _check_representation(stream, learner, method)
     config = config if config is not None else (learner.config.to_dict() if hasattr(learner, "config") else {})
     T = len(stream)
     run_dir = Path(run_dir) if run_dir is not None else None
