@@ -292,6 +292,9 @@ class GradientLearner:
     def load_extra_state(self, state: dict) -> None:
         """Restore what :meth:`extra_state` returned."""
 
+    def restore_structure(self, extra: dict) -> None:
+        """Before the weights are loaded: rebuild modules the checkpoint's layout needs (e.g. kept adapters)."""
+
     def state_dict(self) -> dict:
         """Everything needed to continue training exactly: model, optimizer, RNG, counters, extras."""
         if self.model is None:
@@ -311,6 +314,7 @@ class GradientLearner:
         try:
             fresh = type(self)(self.config, self.seed)
             fresh.prepare(tuple(state["input_shape"]), int(state["num_classes"]))
+            fresh.restore_structure(state["extra"])
             fresh.model.load_state_dict(state["model"], strict=True)
             fresh.classes.load(state["classes"])
             fresh.experience_index = int(state["experience_index"])

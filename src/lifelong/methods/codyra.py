@@ -41,7 +41,7 @@ import torch
 from lifelong.adapters import ALL_LINEAR, find_targets, fold_adapter
 from lifelong.adapters.codyra import GATE_INITS, CoDyRAConfig, KappaSchedule, effective_ranks, gate_parameters, \
     proximal_step
-from lifelong.errors import CheckpointError, ConfigError
+from lifelong.errors import ConfigError
 from lifelong.methods.base import GradientConfig
 from lifelong.methods.config import hp
 from lifelong.methods.lora_seq import LOSS_SCOPES, LoRASeq
@@ -172,14 +172,9 @@ class CoDyRA(LoRASeq):
     def extra_state(self) -> dict:
         return {**super().extra_state(), "rank_history": [dict(h) for h in self.rank_history]}
 
-    def load_state_dict(self, state: dict) -> None:
-        """lora-seq's restore plus the effective-rank history."""
-        super().load_state_dict(state)
-        if state.get("built", False):
-            try:
-                self.rank_history = [dict(h) for h in state["extra"]["rank_history"]]
-            except (KeyError, TypeError) as e:
-                raise CheckpointError(f"checkpoint does not match {self.name}: no rank history ({e})") from e
+    def load_extra_state(self, state: dict) -> None:
+        """The effective-rank history (lora-seq's kept/folded adapters are restored before the weights)."""
+        self.rank_history = [dict(h) for h in state["rank_history"]]
 
 
 __all__ = ["CoDyRA", "CoDyRAMethodConfig", "LOSS_SCOPES"]

@@ -348,30 +348,15 @@ class LoRASeq(GradientLearner):
     def extra_state(self) -> dict:
         return {"kept": list(self.kept), "folded": list(self.folded)}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Rebuild the model with the kept adapters, then restore everything; a mismatch raises CheckpointError."""
-        if not state.get("built", False):
-            return
-        try:
-            fresh = type(self)(self.config, self.seed)
-            fresh.prepare(tuple(state["input_shape"]), int(state["num_classes"]))
-            kept = [str(n) for n in state["extra"]["kept"]]
-            for name in kept:
-                inject_adapter(fresh.backbone, self.config.adapter_config(), name, freeze_base=False, activate=False)
-                _freeze(fresh.backbone, name)
-            if kept:
-                set_active_adapters(fresh.backbone, kept)
-            fresh.kept, fresh.folded = kept, [str(n) for n in state["extra"]["folded"]]
-            fresh.model.load_state_dict(state["model"], strict=True)
-            fresh.classes.load(state["classes"])
-            fresh.experience_index = int(state["experience_index"])
-            fresh.optimizer = fresh.make_optimizer()
-            fresh.optimizer.load_state_dict(state["optimizer"])
-            fresh.generator.set_state(state["generator"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"checkpoint does not match {self.name} with this config: {e}") from e
-        self.__dict__.update(fresh.__dict__)
-        self.samples_seen = int(state["samples_seen"])
+    def restore_structure(self, extra: dict) -> None:
+        """Re-inject the kept (frozen, active) adapters so the checkpoint's weights fit the model."""
+        kept = [str(n) for n in extra["kept"]]
+        for name in kept:
+            inject_adapter(self.backbone, self.config.adapter_config(), name, freeze_base=False, activate=False)
+            _freeze(self.backbone, name)
+        if kept:
+            set_active_adapters(self.backbone, kept)
+        self.kept, self.folded = kept, [str(n) for n in extra["folded"]]
 
 
 __all__ = ["LoRASeq", "LoRASeqConfig", "TextBackbone", "text_token_dataset"]

@@ -253,30 +253,36 @@ class MambaFSCIL:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_warmup(s, total, c.warmup_steps))
         return opt, sched
 
-    def _train_base(self, f: torch.Tensor, y: torch.Tensor) -> None:
-        c = self.config
-        params = list(self.neck.base.parameters())
+    def _fit(self, params: list, lr: float, total: int, batches, loss_fn, where: str) -> None:
+        """Train ``params`` (and only them) on ``batches`` of indices with ``loss_fn(idx)``; freeze them after."""
         for p in params:
             p.requires_grad_(True)
-        n = len(y)
-        steps_per_epoch = math.ceil(n / c.batch_size)
-        opt, sched = self._sgd(params, c.lr, c.base_epochs * steps_per_epoch)
+        opt, sched = self._sgd(params, lr, total)
         self.last_losses = []
-        for _ in range(c.base_epochs):
-            order = torch.randperm(n, generator=self.generator)
-            for s in range(0, n, c.batch_size):
-                idx = order[s:s + c.batch_size]
-                z, _, _ = self.neck(f[idx], use_inc=False)
-                loss = dot_regression_loss(z, self.etf[y[idx]])
-                self._check(loss, "base-session")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                self.last_losses.append(float(loss.detach()))
+        for idx in batches:
+            loss = loss_fn(idx)
+            self._check(loss, where)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            self.last_losses.append(float(loss.detach()))
         for p in params:
             p.requires_grad_(False)
             p.grad = None
+
+    def _train_base(self, f: torch.Tensor, y: torch.Tensor) -> None:
+        c = self.config
+        n = len(y)
+
+        def epochs():  # a fresh permutation drawn at the start of each epoch
+            for _ in range(c.base_epochs):
+                order = torch.randperm(n, generator=self.generator)
+                yield from (order[s:s + c.batch_size] for s in range(0, n, c.batch_size))
+
+        self._fit(list(self.neck.base.parameters()), c.lr, c.base_epochs * math.ceil(n / c.batch_size), epochs(),
+                  lambda idx: dot_regression_loss(self.neck(f[idx], use_inc=False)[0], self.etf[y[idx]]),
+                  "base-session")
 
     def _inc_loss(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -301,24 +307,10 @@ class MambaFSCIL:
     def _train_inc(self) -> None:
         c = self.config
         x, t = self.mem_x, self.mem_y
-        params = list(self.neck.inc.parameters())
-        for p in params:
-            p.requires_grad_(True)
-        opt, sched = self._sgd(params, c.inc_lr, c.inc_steps)
         # shuffled passes, the last partial batch dropped (official drop_last=True)
         batches = cycle_batches(len(t), min(c.inc_batch, len(t)), c.inc_steps, self.generator)
-        self.last_losses = []
-        for idx in batches:
-            loss = self._inc_loss(x[idx], t[idx])
-            self._check(loss, "incremental-session")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            self.last_losses.append(float(loss.detach()))
-        for p in params:
-            p.requires_grad_(False)
-            p.grad = None
+        self._fit(list(self.neck.inc.parameters()), c.inc_lr, c.inc_steps, batches,
+                  lambda idx: self._inc_loss(x[idx], t[idx]), "incremental-session")
 
     def _remember(self, f: torch.Tensor, y: torch.Tensor, base: bool) -> None:
         """Base session: each class's mean feature (or ``base_memory`` random examples); later: every shot."""
