@@ -17,9 +17,20 @@ def _csv(text: str) -> list[str]:
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in _csv(text)]
+        seeds = [int(s) for s in _csv(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seeds given; list them like --seeds 0,1,2")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"seed(s) {', '.join(map(str, twice))} listed twice; list each seed once")
+    return seeds
+
+
+# Options that describe an experiment: --resume takes them from the stored experiment.json.
+_EXPERIMENT_OPTIONS = ("scenario", "data", "methods", "seeds", "tasks", "data_root", "sets", "out", "name",
+                       "overwrite")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,20 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run methods over a scenario and write a report")
-    r.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario name (lifelong list scenarios)")
-    r.add_argument("--data", default=DEFAULT_DATA, help="dataset name (lifelong list data)")
-    r.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS), help="comma-separated method names")
-    r.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds, e.g. 0,1,2")
+    r.add_argument("--scenario", default=None, help=f"scenario name (lifelong list scenarios; default {DEFAULT_SCENARIO})")
+    r.add_argument("--data", default=None, help=f"dataset name (lifelong list data; default {DEFAULT_DATA})")
+    r.add_argument("--methods", type=_csv, default=None,
+                   help=f"comma-separated method names (default {','.join(DEFAULT_METHODS)})")
+    r.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     r.add_argument("--tasks", type=int, default=None, help="number of experiences (scenario.tasks)")
     r.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder holding the dataset's files (data.data_root; default LIFELONG_DATA)")
-    r.add_argument("--set", dest="sets", action="append", default=[], metavar="TARGET.KEY=VALUE",
+    r.add_argument("--set", dest="sets", action="append", default=None, metavar="TARGET.KEY=VALUE",
                    help="override: method.lr=0.1, er.buffer_size=500, scenario.blurry=0.1, data.seed=1")
-    r.add_argument("--out", default="runs", help="folder for run outputs (default: runs)")
-    r.add_argument("--name", default="default", help="experiment name, the subfolder of --out")
+    r.add_argument("--out", default=None, help="folder for run outputs (default: runs)")
+    r.add_argument("--name", default=None, help="experiment name, the subfolder of --out (default: default)")
     r.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue the experiment stored in RUN_DIR (e.g. runs/default)")
-    r.add_argument("--overwrite", action="store_true", help="replace earlier runs in the output folder")
+                   help="continue the experiment stored in RUN_DIR (e.g. runs/default) with its own arguments; "
+                        "only --threads and --quiet may be added")
+    r.add_argument("--overwrite", action="store_true", default=None,
+                   help="delete the experiment already in the output folder (all its methods and seeds) first")
     r.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1; see README)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -67,29 +81,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(a) -> int:
-    from lifelong.evaluation.experiment import parse_sets, resume_experiment, run_experiment
-    from lifelong.evaluation.report import format_results_table, load_results, summarize
+    from lifelong.errors import ConfigError, RunFailedError
+    from lifelong.evaluation.experiment import (DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO, parse_sets,
+                                                resume_experiment, run_experiment)
 
     if a.resume:
+        given = [o for o in _EXPERIMENT_OPTIONS if getattr(a, o) is not None]
+        if given:
+            flags = ", ".join("--" + ("set" if o == "sets" else o.replace("_", "-")) for o in given)
+            raise ConfigError(f"--resume continues the experiment exactly as stored in {a.resume}/experiment.json, "
+                              f"so it takes no {flags}; drop them (only --threads and --quiet combine with "
+                              "--resume), or start a changed experiment with --name NEW or --overwrite")
         root = Path(a.resume)
-        results = resume_experiment(root, progress=not a.quiet, threads=a.threads)
-        groups = [d for d in root.iterdir() if d.is_dir()]
+        a.run_root = root
+        run = lambda: resume_experiment(root, progress=not a.quiet, threads=a.threads)  # noqa: E731
     else:
+        a.scenario, a.data = a.scenario or DEFAULT_SCENARIO, a.data or DEFAULT_DATA
+        a.methods = a.methods if a.methods is not None else list(DEFAULT_METHODS)
+        a.seeds, a.sets = a.seeds if a.seeds is not None else [0], a.sets or []
+        a.out, a.name = a.out or "runs", a.name or "default"
+        a.run_root = Path(a.out) / a.name
         per_method, scen_kw, data_kw = parse_sets(a.sets, a.methods)
         if a.tasks is not None:
             scen_kw["tasks"] = a.tasks
         if a.data_root is not None:
             _set_data_root(a.data, a.data_root, data_kw)
-        results = run_experiment(scenario=a.scenario, data=a.data, methods=a.methods, seeds=a.seeds,
-                                 overrides=per_method, scenario_kwargs=scen_kw, data_kwargs=data_kw,
-                                 out=a.out, name=a.name, overwrite=a.overwrite, progress=not a.quiet,
-                                 threads=a.threads)
-        groups = [Path(a.out) / a.name / f"{a.scenario}-{a.data}"]
-    for g in groups:
+        run = lambda: run_experiment(  # noqa: E731
+            scenario=a.scenario, data=a.data, methods=a.methods, seeds=a.seeds, overrides=per_method,
+            scenario_kwargs=scen_kw, data_kwargs=data_kw, out=a.out, name=a.name, overwrite=bool(a.overwrite),
+            progress=not a.quiet, threads=a.threads)
+    try:
+        run()
+    except RunFailedError as e:
+        _print_tables(a.run_root)
+        print(f"lifelong: error: {e}", file=sys.stderr)
+        return 1
+    _print_tables(a.run_root)
+    return 0
+
+
+def _print_tables(root: Path) -> None:
+    """Print the results table of each scenario-data group of the experiment folder ``root``."""
+    from lifelong.evaluation.report import format_results_table, load_results, summarize
+
+    for g in sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json"))):
         print(f"\n{g.name}")
         print(format_results_table(summarize(load_results(g))))
         print(f"report: {g / 'report.md'}")
-    return 0 if results else 1
 
 
 def _set_data_root(data: str, root: str, data_kw: dict) -> None:
@@ -187,9 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     except LifelongError as e:
         print(f"lifelong: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file system refusal the checks did not foresee: one line, not a traceback
+        where = f" {e.filename}" if e.filename else ""
+        print(f"lifelong: error: cannot access{where}: {e.strerror or e}; check that path and its permissions "
+              "(or choose another --out)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("lifelong: interrupted; finished experiences are saved, continue with "
-              "`lifelong run --resume RUN_DIR`", file=sys.stderr)
+        root = getattr(args, "run_root", None)
+        if root is not None:
+            print(f"lifelong: interrupted; finished experiences are saved, continue with "
+                  f"`lifelong run --resume {root}`", file=sys.stderr)
+        else:
+            print("lifelong: interrupted", file=sys.stderr)
         return 130
 
 

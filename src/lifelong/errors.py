@@ -17,12 +17,28 @@ class NonFiniteLossError(LifelongError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
+class LearnerError(LifelongError):
+    """A learner misbehaved: its predictions hold NaN or have the wrong shape."""
+
+
+class RunFailedError(LifelongError):
+    """Some runs of an experiment failed; the others finished and the report was written.
+
+    ``results`` maps method -> the results of its seeds (failed ones have
+    ``status == "failed"``).
+    """
+
+    def __init__(self, message: str, results: dict | None = None):
+        super().__init__(message)
+        self.results = results or {}
+
+
 class CheckpointError(LifelongError):
     """A checkpoint is missing, corrupt, or does not match the learner."""
 
 
 class RunDirError(LifelongError):
-    """An output folder already holds a different run."""
+    """An output folder already holds a different run, is locked by another process, or cannot be written."""
 
 
 def unknown_name(kind: str, name: str, valid) -> ConfigError:

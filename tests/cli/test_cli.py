@@ -44,11 +44,127 @@ def test_run_options_and_resume(tmp_path, capsys):
     (["report", "/nonexistent/folder"], "no results"),
     (["show", "nope"], "unknown method"),
     (["reproduce", "nope"], "unknown paper"),
+    # each of these was a raw Python traceback before
+    (["run", "--data", "blobs", "--methods", "ncm", "--set", "data.per_clas=5"],
+     "dataset 'blobs' takes no argument per_clas; valid keys: num_classes, per_class"),
+    (["run", "--data", "text-file", "--methods", "ncm"], "dataset 'text-file' needs path; give --set data.path=..."),
+    (["run", "--data", "blobs", "--methods", "ncm", "--set", "scenario.tasks=abc"],
+     "scenario key 'tasks' expects an integer or none, got 'abc'"),
+    (["run", "--data", "blobs", "--methods", "finetune", "--set", "method.momentum=-3"],
+     "momentum and weight_decay must be >= 0"),
+    (["run", "--data", "blobs", "--methods", "finetune", "--set", "method.lr=inf"],
+     "config key 'lr' expects a finite number, got 'inf'"),
+    (["run", "--data", "blobs", "--methods", "er", "--set", "er.buffer_size=true"],
+     "config key 'buffer_size' expects an integer, got 'true'"),
+    (["run", "--data", "blobs", "--methods", "lwf", "--set", "lwf.temperature=0"], "temperature must be > 0"),
+    (["run", "--data", "blobs", "--methods", "ncm", "--seeds", "4294967296"], "seeds must be integers in [0, "),
+    (["run", "--data", "clinc150", "--methods", "ncm", "--data-root", "/nonexistent/clinc"],
+     "CLINC150 files not found"),
 ])
 def test_bad_input_one_clear_error(args, message, tmp_path, capsys):
     assert main(args + (["--out", str(tmp_path)] if args[0] == "run" else [])) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+    assert err.startswith("lifelong: error: ")
+    assert not list(tmp_path.iterdir())  # a refused run writes nothing
+
+
+@pytest.mark.parametrize("seeds, message", [("", "no seeds given"), ("0,0", "seed(s) 0 listed twice")])
+def test_seed_lists_are_checked(seeds, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--data", "blobs", "--methods", "ncm", "--seeds", seeds, "--out", str(tmp_path)])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def _fast_run(tmp_path, *extra):
+    return ["run", "--data", "blobs", "--methods", "ncm", "--tasks", "2", "--out", str(tmp_path), "--name", "e",
+            "--quiet", *extra]
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("experiment.json", "{oops", "experiment.json is unreadable"),
+    ("class-incremental-blobs/ncm/seed0/config.json", "{oops", "config.json is unreadable"),
+])
+def test_corrupt_run_files_on_resume_give_one_line(tmp_path, capsys, file, content, message):
+    assert main(_fast_run(tmp_path)) == 0
+    (tmp_path / "e" / file).write_text(content)
+    capsys.readouterr()
+    assert main(["run", "--resume", str(tmp_path / "e"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and ("--overwrite" in err or "--resume again" in err)
+
+
+def test_resume_refuses_other_arguments(tmp_path, capsys):
+    assert main(_fast_run(tmp_path)) == 0
+    for extra in (["--overwrite"], ["--methods", "er"], ["--set", "method.lr=1"], ["--seeds", "1"]):
+        capsys.readouterr()
+        assert main(["run", "--resume", str(tmp_path / "e"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "--resume continues the experiment exactly as stored" in err and extra[0] in err
+    assert main(["run", "--resume", str(tmp_path / "e"), "--quiet", "--threads", "1"]) == 0
+
+
+def test_unwritable_or_file_output_is_refused(tmp_path, capsys, monkeypatch):
+    import os
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(_fast_run(tmp_path)[:-5] + ["--out", str(f), "--name", "e", "--quiet"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    real_access = os.access
+    if real_access(ro, os.W_OK):  # root writes anywhere: make this folder read-only in lifelong's eyes
+        monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p) == str(ro) else real_access(p, mode))
+    try:
+        assert main(_fast_run(ro)) == 2
+        assert "cannot write to" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o755)
+
+
+def test_an_unforeseen_os_error_is_one_line(tmp_path, capsys, monkeypatch):
+    import lifelong.evaluation.experiment as ex
+
+    def denied(path, obj):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(ex, "atomic_write_json", denied)
+    assert main(_fast_run(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lifelong: error: cannot access") and "Permission denied" in err and err.count("\n") == 1
+
+
+def test_interrupt_message_names_the_run_folder(tmp_path, capsys, monkeypatch):
+    import lifelong.evaluation.experiment as ex
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ex, "run_experiment", interrupted)
+    assert main(_fast_run(tmp_path)) == 130
+    err = capsys.readouterr().err
+    assert f"lifelong run --resume {tmp_path / 'e'}" in err and "RUN_DIR" not in err
+
+
+def test_one_diverging_method_does_not_sink_the_others(tmp_path, capsys):
+    args = ["run", "--data", "blobs", "--methods", "ewc,ncm,finetune", "--tasks", "2", "--out", str(tmp_path),
+            "--name", "d", "--quiet", "--set", "ewc.ewc_lambda=1e38", "--set", "method.hidden=16"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    group = tmp_path / "d" / "class-incremental-blobs"
+    import json
+
+    status = {m: json.loads((group / m / "seed0" / "results.json").read_text())["status"]
+              for m in ("ewc", "ncm", "finetune")}
+    assert status == {"ewc": "failed", "ncm": "complete", "finetune": "complete"}
+    report = (group / "report.md").read_text()
+    assert "ewc" in report and "1 failed" in report and "ncm" in report
+    assert "ewc" in captured.out and "1 failed" in captured.out  # the table shows the failed method
+    assert "1 of 3 runs failed" in captured.err and "method.ewc_lambda=1e+38" in captured.err
+    # resuming reuses the recorded failure (deterministic) and still exits non-zero
+    assert main(["run", "--resume", str(tmp_path / "d"), "--quiet"]) == 1
 
 
 def test_list_show_papers_reproduce(capsys):

@@ -109,9 +109,37 @@ def test_missing_files_name_the_expected_layout(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "data_full.json" in msg and "domains.json" in msg and "oos_test" in msg and "--data-root" in msg
     monkeypatch.setattr(text_mod, "CLINC150_URL", "http://127.0.0.1:9/")  # nothing listens: offline
+    with pytest.raises(DataError, match="download=False"):
+        read_clinc150(tmp_path / "clinc150")  # downloads nothing unless asked
+    assert not (tmp_path / "clinc150").exists()
     with pytest.raises(DataError, match="download .* failed"):
-        read_clinc150(tmp_path / "clinc150")
-    assert not any(p.name.startswith(".download") for p in (tmp_path / "clinc150").iterdir())
+        read_clinc150(tmp_path / "clinc150", download=True)
+    assert not (tmp_path / "clinc150").exists()  # a failed download leaves nothing behind
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("data_full.json", "data_full.json .* is not valid JSON"),
+    ("domains.json", "domains.json .* is not valid JSON"),
+])
+def test_an_unreadable_clinc_file_is_named(tmp_path, broken, message):
+    folder = tmp_path / "clinc150"
+    folder.mkdir()
+    (folder / "data_full.json").write_text(json.dumps({k: [] for k in ("train", "val", "test", "oos_train",
+                                                                           "oos_val", "oos_test")}))
+    (folder / "domains.json").write_text(json.dumps({"social": ["greet"]}))
+    (folder / broken).write_text("{not json")
+    with pytest.raises(DataError, match=message):
+        read_clinc150(tmp_path)
+
+
+def test_malformed_domains_json_names_that_file(tmp_path):
+    folder = tmp_path / "clinc150"
+    folder.mkdir()
+    (folder / "data_full.json").write_text(json.dumps({k: [] for k in ("train", "val", "test", "oos_train",
+                                                                           "oos_val", "oos_test")}))
+    (folder / "domains.json").write_text(json.dumps({"social": "greet"}))  # a string, not a list of intents
+    with pytest.raises(DataError, match="domains.json must be one JSON object mapping"):
+        read_clinc150(tmp_path)
 
 
 # ---- the generic loader ---------------------------------------------------------------------
@@ -177,3 +205,10 @@ def test_text_file_errors(tmp_path):
     p = _csv(tmp_path, ["x,a", "y,b", "z,b"], name="single.csv")
     with pytest.raises(DataError, match="at least 2 rows"):
         load_text_file(p, encoder=HashEncoder(), cache_dir=False)
+
+
+def test_labels_only_in_the_test_file_are_refused(tmp_path):
+    train = _csv(tmp_path, ["play a song,music", "rain today,weather"], name="train.csv")
+    test = _csv(tmp_path, ["next song,music", "book a taxi,travel"], name="test.csv")
+    with pytest.raises(DataError, match=r"test.csv has 1 label\(s\) that never occur in .*train.csv: 'travel'"):
+        load_text_file(train, test_path=test, encoder=HashEncoder(), cache_dir=False)

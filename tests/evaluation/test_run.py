@@ -51,9 +51,8 @@ def test_domain_incremental_forward_transfer_defined():
     assert r.metrics["forward_transfer"] > 0.2
 
 
-def test_nan_loss_stops_and_keeps_finished_experiences(blobs, tmp_path):
+def test_nan_inputs_are_refused_before_learning(blobs, tmp_path):
     stream = class_incremental(blobs, tasks=2, seed=0)
-    learner = make_learner("finetune", FAST)
     original = stream[1].train_tensors
 
     def poisoned():
@@ -61,11 +60,61 @@ def test_nan_loss_stops_and_keeps_finished_experiences(blobs, tmp_path):
         return torch.full_like(x, float("nan")), y
 
     stream[1].train_tensors = poisoned
-    with pytest.raises(NonFiniteLossError, match="lower method.lr"):
+    with pytest.raises(DataError, match="training split of experience 1 holds NaN"):
+        run(stream, make_learner("finetune", FAST), run_dir=tmp_path, progress=False)
+    with pytest.raises(DataError, match="2 train input"):
+        Dataset("d", torch.tensor([[1.0], [float("inf")], [float("nan")]]), torch.tensor([0, 1, 1]),
+                torch.ones(1, 1), torch.tensor([0]), ["a", "b"])
+
+
+@pytest.mark.parametrize("method, setting, value", [("ewc", "ewc_lambda", "1e38"), ("finetune", "lr", "1e12")])
+def test_divergence_stops_keeps_finished_experiences_and_names_the_setting(blobs, tmp_path, method, setting, value):
+    stream = class_incremental(blobs, tasks=2, seed=0)
+    learner = make_learner(method, {"hidden": "16", setting: value})
+    with pytest.raises(NonFiniteLossError, match=f"likely cause: method.{setting}="):
         run(stream, learner, run_dir=tmp_path, progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["status"] == "failed" and "loss became" in saved["error"]
     assert len(saved["accuracy_matrix"]) == 1
+    if setting != "lr":
+        assert "method.lr" not in saved["error"]
+
+
+def test_default_settings_diverging_point_at_the_lr(blobs):
+    from lifelong.evaluation.loop import divergence_hint
+
+    assert divergence_hint(make_learner("finetune")) == "lower method.lr (now 0.01)"
+
+
+class _BadPredictor:
+    def __init__(self, kind):
+        self.kind = kind
+
+    def learn(self, experience):
+        pass
+
+    def predict(self, x, task_id=None):
+        if self.kind == "nan":
+            return torch.full((len(x), 2), float("nan"))
+        return torch.zeros(len(x), 99)
+
+
+@pytest.mark.parametrize("kind, message", [("nan", "NaN scores"), ("columns", "99 score columns but the stream has 4")])
+def test_bad_predictions_fail_loudly(blobs, tmp_path, kind, message):
+    from lifelong.errors import LearnerError
+
+    stream = class_incremental(blobs, tasks=2, seed=0)
+    with pytest.raises(LearnerError, match=message):
+        run(stream, _BadPredictor(kind), progress=False)
+
+
+def test_seeds_must_fit_every_generator(blobs):
+    from lifelong.errors import ConfigError
+
+    stream = class_incremental(blobs, tasks=2, seed=0)
+    for bad in (2**32, -1, True):
+        with pytest.raises(ConfigError, match=r"seeds must be integers in \[0, 4294967295\]"):
+            run(stream, make_learner("ncm"), seed=bad, progress=False)
 
 
 def test_labels_out_of_range_and_shape_mismatch(blobs):
@@ -112,7 +161,7 @@ def test_folder_with_other_run_is_refused_unless_told(tmp_path):
     _exp(tmp_path)
     with pytest.raises(RunDirError, match="--resume"):
         _exp(tmp_path)  # same run again without resume
-    with pytest.raises(RunDirError, match="different run"):
+    with pytest.raises(RunDirError, match="different experiment"):
         _exp(tmp_path, overrides={"finetune": {"epochs": "2", "hidden": "16"}})
     res = _exp(tmp_path, overrides={"finetune": {"epochs": "2", "hidden": "16"}}, overwrite=True)
     assert res["finetune"][0].config["epochs"] == 2

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lifelong.data.dataset import Dataset, stratified_split
+from lifelong.data.dataset import Dataset, check_dataset, stratified_split
 from lifelong.data.embedded import load_digits, load_mnist, make_blobs
 from lifelong.data.sampling import cycle_batches
 from lifelong.data.text import load_clinc150, load_text_file
 from lifelong.errors import unknown_name
+from lifelong.values import checked_kwargs
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
@@ -30,12 +31,19 @@ def register_dataset(name: str, loader: Callable[..., Dataset]) -> None:
 
 
 def load_dataset(name: str, **kwargs) -> Dataset:
-    """Load the dataset registered as ``name`` (see :func:`list_datasets`)."""
+    """Load the dataset registered as ``name`` (see :func:`list_datasets`).
+
+    Unknown or missing arguments and values of the wrong type stop with one
+    :class:`~lifelong.errors.ConfigError` listing the valid keys; the loaded data is
+    checked (:func:`~lifelong.data.dataset.check_dataset`: finite inputs, no class that
+    only the test split holds).
+    """
     if name not in DATASETS:
         raise unknown_name("dataset", name, DATASETS)
-    return DATASETS[name](**kwargs)
+    loader = DATASETS[name]
+    return check_dataset(loader(**checked_kwargs(loader, kwargs, kind="dataset", name=name)))
 
 
-__all__ = ["Dataset", "DATASETS", "list_datasets", "load_dataset", "register_dataset",
+__all__ = ["Dataset", "check_dataset", "DATASETS", "list_datasets", "load_dataset", "register_dataset",
            "stratified_split", "load_digits", "load_mnist", "make_blobs", "load_clinc150", "load_text_file",
            "cycle_batches"]

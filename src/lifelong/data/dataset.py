@@ -47,6 +47,10 @@ class Dataset:
             if y.min() < 0 or y.max() >= len(self.class_names):
                 raise DataError(f"{self.name}: {split} labels must lie in [0, {len(self.class_names)}), "
                                 f"got [{int(y.min())}, {int(y.max())}]; give one class name per label")
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum())
+                raise DataError(f"{self.name}: {bad} {split} input(s) hold NaN or infinite values; clean or drop "
+                                "those rows (e.g. torch.nan_to_num) before building the dataset")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(f"{self.name}: train inputs {tuple(self.x_train.shape[1:])} and test inputs "
                             f"{tuple(self.x_test.shape[1:])} differ in shape")
@@ -78,6 +82,25 @@ class Dataset:
             class_names = [str(c) for c in range(int(y.max()) + 1)]
         train_idx, test_idx = stratified_split(y_np, test_fraction, seed)
         return cls(name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], list(class_names), **kwargs)
+
+
+def check_dataset(data: Dataset) -> Dataset:
+    """``data`` after the checks a loaded dataset must pass; a :class:`DataError` naming the fix otherwise.
+
+    Finite inputs (also checked when a :class:`Dataset` is built) and no class that
+    occurs only in the test split: no learner can predict a class it never trained on,
+    so such a run would report 0 % on it everywhere.
+    """
+    for split, x in (("train", data.x_train), ("test", data.x_test)):
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise DataError(f"{data.name}: the {split} inputs hold NaN or infinite values; clean them first")
+    only_test = sorted(set(torch.unique(data.y_test).tolist()) - set(torch.unique(data.y_train).tolist()))
+    if only_test:
+        names = [data.class_names[c] for c in only_test[:5]]
+        raise DataError(f"{data.name}: {len(only_test)} class(es) occur only in the test split "
+                        f"({', '.join(map(repr, names))}{' ...' if len(only_test) > 5 else ''}); add training "
+                        "examples of them or drop those test examples")
+    return data
 
 
 def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

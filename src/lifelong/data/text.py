@@ -19,10 +19,11 @@ experience; ``coarse_labels`` maps each intent to its domain.
 
 **Data root.** The files are looked up in the folder given by ``data_root``, else
 ``LIFELONG_DATA``, else ``~/.cache/lifelong/data``: either that folder itself holds
-them, or its ``clinc150/`` subfolder does. Where they are missing the loader
-downloads them from the dataset's public repository (``clinc/oos-eval`` on GitHub,
-pinned commit, checked against their SHA-256) into ``<root>/clinc150``; without a
-network it stops with one message naming the expected files and layout.
+them, or its ``clinc150/`` subfolder does. Where they are missing the loader stops with
+one message naming the expected files and layout; only with ``download=True`` does it
+fetch them from the dataset's public repository (``clinc/oos-eval`` on GitHub, pinned
+commit, checked against their SHA-256) into ``<root>/clinc150``, leaving nothing behind
+when that fails.
 """
 
 from __future__ import annotations
@@ -110,32 +111,42 @@ class Clinc150Files:
     domains: dict[str, list[str]]
 
 
-def read_clinc150(data_root: str | os.PathLike | None = None, *, download: bool = True) -> Clinc150Files:
-    """Read (downloading if missing and ``download``) the CLINC150 files; see the module doc."""
+def read_clinc150(data_root: str | os.PathLike | None = None, *, download: bool = False) -> Clinc150Files:
+    """Read the CLINC150 files (downloading them first only with ``download=True``); see the module doc.
+
+    A failed download leaves nothing behind (no half-written file, no empty folder).
+    """
     folder = dataset_dir("clinc150", list(CLINC150_FILES), data_root)
     missing = [f for f in CLINC150_FILES if not (folder / f).is_file()]
     if missing:
-        why = "download=False"
+        why = "download=False (lifelong downloads nothing unless asked)"
         if download:
+            made = [d for d in (folder, *folder.parents) if not d.exists()]
             try:
                 for f in missing:
                     _download(CLINC150_URL + f, folder / f, CLINC150_FILES[f])
                 why = ""
             except OSError as e:  # urllib's URLError and timeouts are OSErrors
                 why = f"the download from {CLINC150_URL} failed ({e})"
+                for d in made:  # innermost first: remove only the folders this call created, if empty
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        break
         if why:
             raise DataError(f"CLINC150 files not found: expected {folder / 'data_full.json'} and "
-                            f"{folder / 'domains.json'} ({CLINC150_LAYOUT}); {why}. Copy the files of "
-                            "github.com/clinc/oos-eval data/ there, or point data_root / LIFELONG_DATA / "
-                            "--data-root at the folder holding them")
-    try:
-        raw = json.loads((folder / "data_full.json").read_text(encoding="utf-8"))
-        domains = json.loads((folder / "domains.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"CLINC150 files in {folder} are unreadable ({e}); expected {CLINC150_LAYOUT}") from e
+                            f"{folder / 'domains.json'} (missing: {', '.join(missing)}; {CLINC150_LAYOUT}); "
+                            f"{why}. Copy the files of github.com/clinc/oos-eval data/ there, or point "
+                            "--data-root / LIFELONG_DATA / data_root at the folder holding them")
+    raw = _read_json_file(folder / "data_full.json", "CLINC150's data_full.json")
+    domains = _read_json_file(folder / "domains.json", "CLINC150's domains.json")
     need = ("train", "val", "test", "oos_train", "oos_val", "oos_test")
-    if not isinstance(raw, dict) or any(k not in raw for k in need) or not isinstance(domains, dict):
+    if not isinstance(raw, dict) or any(k not in raw for k in need):
         raise DataError(f"{folder / 'data_full.json'} does not have the CLINC150 layout: {CLINC150_LAYOUT}")
+    if not isinstance(domains, dict) or not all(isinstance(v, list) and all(isinstance(i, str) for i in v)
+                                                for v in domains.values()):
+        raise DataError(f"{folder / 'domains.json'} must be one JSON object mapping each domain name to a list "
+                        f"of intent names ({CLINC150_LAYOUT}); restore the file from github.com/clinc/oos-eval")
     splits = {}
     for k in need:
         try:
@@ -148,6 +159,17 @@ def read_clinc150(data_root: str | os.PathLike | None = None, *, download: bool 
         raise DataError(f"{folder / 'domains.json'} must list every intent of data_full.json exactly once; "
                         f"missing {unknown[:5]}")
     return Clinc150Files(folder, splits, {str(k): [str(i) for i in v] for k, v in domains.items()})
+
+
+def _read_json_file(path: Path, what: str):
+    """The JSON document in ``path``; a :class:`DataError` naming that file when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{what} ({path}) cannot be read: {e}; check its permissions or copy it again") from e
+    except ValueError as e:
+        raise DataError(f"{what} ({path}) is not valid JSON ({e}); restore the file from "
+                        "github.com/clinc/oos-eval") from e
 
 
 # ---- encoding through the cache ------------------------------------------------------------
@@ -267,7 +289,7 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
                   cache_dir: str | os.PathLike | None | bool = None, eval_split: str = "test",
                   domains: Sequence[int | str] | None = None, max_per_class: int | None = None,
                   oos: str = "exclude", seed: int = 0, precision: str = "fp32", threads: int | None = None,
-                  batch_size: int = 128, download: bool = True, progress: bool | None = None,
+                  batch_size: int = 128, download: bool = False, progress: bool | None = None,
                   refresh: bool = False, representation: str = "features", max_length: int = 64) -> Dataset:
     """CLINC150 intents (Larson et al. 2019) as cached 384-d MiniLM sentence features (or token ids).
 
@@ -288,7 +310,8 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
             ``"class"`` (one extra class ``"oos"`` in an extra coarse group ``"oos"``).
         seed: seed of the ``max_per_class`` subsample.
         precision, threads, batch_size, progress: passed to the text encoder.
-        download: fetch missing files from the public repository.
+        download: fetch missing files from the public repository (off by default: nothing is
+            downloaded unless asked).
         refresh: re-encode even when the cache holds the features.
         representation: ``"features"`` (sentence vectors) or ``"tokens"``: the encoder's
             token ids (:func:`tokenize_splits`), no encoder run and no cache used, for
@@ -357,6 +380,7 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm
         full[src] = t
     oos_texts = {"train": files.splits["oos_train"][0], "test": files.splits[f"oos_{eval_split}"][0]}
     meta = {"source": str(files.path), "domain_names": domain_names, "eval_split": eval_split,
+            "source_files": [str((files.path / f).resolve()) for f in CLINC150_FILES],
             "domains": {d: list(files.domains[d]) for d in domain_names if d in files.domains},
             "texts_train": texts["train"], "texts_test": texts[eval_split], "oos": oos,
             "oos_texts": oos_texts if oos != "class" else {},
@@ -532,11 +556,18 @@ def load_text_file(path: str | os.PathLike, *, text_column: str | int = "text",
         texts = {"train": [train.texts[i] for i in tr], "test": [train.texts[i] for i in te]}
         y_tr, y_te = y[tr], y[te]
     else:
+        only_test = sorted({str(v) for v in test.labels} - {str(v) for v in train.labels})
+        if only_test:
+            raise DataError(f"{test.path} has {len(only_test)} label(s) that never occur in {train.path}: "
+                            f"{', '.join(map(repr, only_test[:5]))}{' ...' if len(only_test) > 5 else ''}; no "
+                            "learner can predict a class it never trained on, so add training rows for them or "
+                            "drop those test rows")
         texts = {"train": train.texts, "test": test.texts}
         y_tr, y_te = y, np.array([cid[str(v)] for v in test.labels], dtype=np.int64)
     coarse = [coarse_names.index(parent[n]) for n in names] if coarse_names else None
     meta = {"source": str(train.path), "test_source": str(test.path) if test else None,
-            "texts_train": texts["train"], "texts_test": texts["test"], "coarse_names": coarse_names}
+            "texts_train": texts["train"], "texts_test": texts["test"], "coarse_names": coarse_names,
+            "source_files": [str(t.path.resolve()) for t in (train, test) if t is not None]}
     if representation == "tokens":
         feats, tok_meta = tokenize_splits(texts, encoder, max_length)
         meta.update(tok_meta)

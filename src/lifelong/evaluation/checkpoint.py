@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ FORMAT = 1
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
 _INTKEYS = "__intkeys__"
+_FLOAT = "__float__"  # NaN / infinities, which strict JSON cannot hold
 
 
 def flatten_state(obj, prefix: str = "s") -> tuple[dict[str, torch.Tensor], object]:
@@ -45,6 +47,8 @@ def flatten_state(obj, prefix: str = "s") -> tuple[dict[str, torch.Tensor], obje
             return {_TUPLE: [walk(v, f"{key}.{i}") for i, v in enumerate(o)]}
         if isinstance(o, list):
             return [walk(v, f"{key}.{i}") for i, v in enumerate(o)]
+        if isinstance(o, float) and not math.isfinite(o):
+            return {_FLOAT: repr(o)}  # 'nan', 'inf', '-inf'
         if o is None or isinstance(o, (bool, int, float, str)):
             return o
         raise TypeError(f"cannot store a {type(o).__name__} in a checkpoint (at {key}); "
@@ -66,6 +70,8 @@ def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
                 return tuple(walk(v) for v in o[_TUPLE])
             if set(o) == {_INTKEYS}:
                 return {int(k): walk(v) for k, v in o[_INTKEYS].items()}
+            if set(o) == {_FLOAT}:
+                return float(o[_FLOAT])
             return {k: walk(v) for k, v in o.items()}
         if isinstance(o, list):
             return [walk(v) for v in o]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import resource
 import sys
@@ -11,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong.errors import CheckpointError, DataError, LifelongError, NonFiniteLossError
+from lifelong.errors import CheckpointError, ConfigError, DataError, LearnerError, LifelongError, NonFiniteLossError
 from lifelong.evaluation.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.evaluation.io import append_jsonl, atomic_write_json
 from lifelong.evaluation.result import Result
 from lifelong.scenarios import Stream
 
 EVAL_BATCH = 2048
+MAX_SEED = 2**32 - 1  # numpy's and Python's generators all take seeds in [0, 2**32)
 
 
 def peak_memory_mb() -> float:
@@ -26,18 +28,64 @@ def peak_memory_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def accuracy(learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None) -> float:
-    """Fraction of ``(x, y)`` the learner classifies right (predictions in batches)."""
+def check_seed(seed) -> int:
+    """``seed`` as an int in ``[0, 2**32)``; a :class:`ConfigError` otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigError(f"seeds must be integers in [0, {MAX_SEED}], got {seed!r}; pick e.g. --seeds 0,1,2")
+    return int(seed)
+
+
+def accuracy(learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None,
+             num_classes: int | None = None) -> float:
+    """Fraction of ``(x, y)`` the learner classifies right (predictions in batches).
+
+    Predictions are checked: a shape other than ``(batch, v)`` with ``v <= num_classes``
+    (when given) or a NaN score raises :class:`LearnerError` (``-inf`` marks classes a
+    learner cannot predict and is allowed).
+    """
     correct = 0
+    name = type(learner).__name__
     for s in range(0, len(y), EVAL_BATCH):
         scores = learner.predict(x[s:s + EVAL_BATCH], task_id=task_id)
-        if scores.ndim != 2 or scores.shape[0] != len(x[s:s + EVAL_BATCH]):
-            raise DataError(f"{type(learner).__name__}.predict returned shape {tuple(scores.shape)}; "
-                            "expected (batch, classes)")
+        if not isinstance(scores, torch.Tensor) or scores.ndim != 2 or scores.shape[0] != len(x[s:s + EVAL_BATCH]):
+            raise LearnerError(f"{name}.predict returned shape {tuple(getattr(scores, 'shape', ()))}; "
+                               "expected (batch, classes)")
+        if num_classes is not None and scores.shape[1] > num_classes:
+            raise LearnerError(f"{name}.predict returned {scores.shape[1]} score columns but the stream has "
+                               f"{num_classes} classes; return one column per class id seen so far")
         if scores.shape[1] == 0:
             continue
+        if scores.is_floating_point() and bool(torch.isnan(scores).any()):
+            raise LearnerError(f"{name}.predict returned NaN scores (its weights or statistics diverged)")
         correct += int((scores.argmax(1) == y[s:s + EVAL_BATCH]).sum())
     return correct / max(len(y), 1)
+
+
+def _check_finite(x: torch.Tensor, what: str) -> None:
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise DataError(f"{what} holds NaN or infinite inputs; clean the data (e.g. torch.nan_to_num) or drop "
+                        "those rows")
+
+
+def divergence_hint(learner) -> str:
+    """Which settings to look at when ``learner`` diverged: real-valued ones changed from their defaults, else the lr."""
+    import dataclasses
+
+    config = getattr(learner, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return "lower the learning rate or check the inputs"
+    try:
+        default = type(config)()
+    except TypeError:
+        return "lower the learning rate or check the inputs"
+    changed = [(f.name, getattr(config, f.name), getattr(default, f.name)) for f in dataclasses.fields(config)
+               if getattr(config, f.name) != getattr(default, f.name)
+               and isinstance(getattr(config, f.name), float)]
+    if changed:
+        shown = ", ".join(f"method.{k}={v:g} (default {d:g})" for k, v, d in changed)
+        return f"settings changed from their defaults, the likely cause: {shown}; move them back toward the defaults"
+    lr = getattr(config, "lr", None)
+    return f"lower method.lr (now {lr:g})" if isinstance(lr, (int, float)) else "check the inputs and settings"
 
 
 def _counts(learner) -> tuple[int, int]:
@@ -70,17 +118,25 @@ def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, co
     learner, the RNG states and the stream position. ``resume=True`` continues from
     that checkpoint and ends with the same numbers as an uninterrupted run.
 
-    A NaN/inf loss stops the run: ``results.json`` keeps the finished experiences with
-    ``status: failed`` and the error is re-raised.
+    Inputs must be finite (:class:`DataError` otherwise) and predictions are checked
+    (:func:`accuracy`). A NaN/inf loss or NaN predictions stop the run:
+    ``results.json`` keeps the finished experiences with ``status: failed`` and an error
+    naming the settings to look at (:func:`divergence_hint`), and the error is re-raised.
+    Resuming a run whose checkpoint is complete rewrites its ``results.json``;
+    ``metrics.jsonl`` is cut back to the checkpoint's experiences.
     """
     if len(stream) == 0:
         raise DataError("the stream has no experiences")
+    seed = check_seed(seed)
     method = method or getattr(learner, "name", type(learner).__name__)
     _check_representation(stream, learner, method)
     config = config if config is not None else (learner.config.to_dict() if hasattr(learner, "config") else {})
     T = len(stream)
     run_dir = Path(run_dir) if run_dir is not None else None
     tests = [e.test_tensors() for e in stream]
+    for e, (x, _) in zip(stream, tests):
+        _check_finite(x, f"the test split of experience {e.index}")
+    K = stream.num_classes
     result = Result(method, seed, stream.describe(), config, np.zeros((0, T)), np.zeros(T),
                     data_info=_data_info(stream))
     start = 0
@@ -92,22 +148,25 @@ def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, co
         prepare = getattr(learner, "prepare", None)
         if prepare is not None:
             prepare(stream[0].input_shape, stream.num_classes)
-        result.initial_accuracy = np.array([accuracy(learner, x, y, e.task_id)
+        result.initial_accuracy = np.array([accuracy(learner, x, y, e.task_id, K)
                                             for e, (x, y) in zip(stream, tests)])
         if run_dir is not None and (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()
     bar = _progress(T, start, f"{method} seed{seed}", progress)
+    failure: type[LifelongError] = NonFiniteLossError
     try:
         for i in range(start, T):
             exp = stream[i]
+            _check_finite(exp.train_tensors()[0], f"the training split of experience {i}")
             t0 = time.perf_counter()
             try:
                 learner.learn(exp)
-            except NonFiniteLossError as e:
-                result.status, result.error = "failed", str(e)
+                t1 = time.perf_counter()
+                row = np.array([accuracy(learner, x, y, e.task_id, K) for e, (x, y) in zip(stream, tests)])
+            except (NonFiniteLossError, LearnerError) as e:
+                result.status, result.error = "failed", f"{e}; {divergence_hint(learner)}"
+                failure = type(e)
                 break
-            t1 = time.perf_counter()
-            row = np.array([accuracy(learner, x, y, e.task_id) for e, (x, y) in zip(stream, tests)])
             t2 = time.perf_counter()
             result.accuracy_matrix = np.vstack([result.accuracy_matrix, row[None]])
             result.learn_seconds.append(t1 - t0)
@@ -126,7 +185,9 @@ def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, co
     if result.status == "failed":
         if run_dir is not None:
             atomic_write_json(run_dir / "results.json", result.to_dict())
-        raise NonFiniteLossError(result.error)
+        raise failure(result.error)
+    if run_dir is not None and start == T:  # resumed from a complete checkpoint: results.json may be gone
+        atomic_write_json(run_dir / "results.json", result.to_dict())
     return result
 
 
@@ -192,7 +253,26 @@ def _restore(run_dir: Path, stream: Stream, learner, result: Result) -> int:
                               f"{len(result.accuracy_matrix)} rows); use --overwrite to start over")
     if position == T:
         result.status = "complete"
+    _trim_metrics(run_dir / "metrics.jsonl", position)
     return position
+
+
+def _trim_metrics(path: Path, position: int) -> None:
+    """Keep the first ``position`` experiences' lines of ``metrics.jsonl`` (those the checkpoint holds)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            if int(json.loads(line)["experience"]) < position:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line of a killed run
+    if kept != lines:
+        from lifelong.fileio import atomic_write_bytes
+
+        atomic_write_bytes(path, "".join(kept[:position]).encode())
 
 
 class _NoBar:
@@ -210,4 +290,4 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
                 disable=None)
 
 
-__all__ = ["run", "accuracy", "peak_memory_mb", "LifelongError"]
+__all__ = ["run", "accuracy", "check_seed", "divergence_hint", "peak_memory_mb", "LifelongError"]

@@ -136,7 +136,7 @@ def _read_results_file(file: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise RunDirError(
             f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "delete it and rerun that seed, or fix the file"
+            "delete it and run `lifelong run --resume <experiment folder>` to redo that seed, or fix the file"
         ) from exc
     if not isinstance(data, dict):
         raise RunDirError(f"{file} does not hold a JSON object; it is not a lifelong results file")

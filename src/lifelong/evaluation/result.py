@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lifelong.evaluation.metrics import all_metrics
+from lifelong.fileio import finite_or_none
 
 RESULTS_FORMAT = 1
 
@@ -62,8 +63,8 @@ class Result:
         return all_metrics(self.accuracy_matrix, self.initial_accuracy)
 
     def to_dict(self) -> dict:
-        """The ``results.json`` document."""
-        return {
+        """The ``results.json`` document (strict JSON: an undefined number is ``null``)."""
+        return finite_or_none({
             "format": RESULTS_FORMAT, "method": self.method, "seed": self.seed,
             "scenario": self.stream.get("scenario"), "data": self.stream.get("data"),
             "status": self.status, "error": self.error, "config": self.config, "stream": self.stream,
@@ -76,7 +77,7 @@ class Result:
                       "total_parameters": self.total_parameters, "peak_memory_mb": self.peak_memory_mb},
             "data_info": dict(self.data_info),
             "versions": package_versions(),
-        }
+        })
 
     @classmethod
     def from_dict(cls, d: dict) -> "Result":

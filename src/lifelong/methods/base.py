@@ -106,6 +106,9 @@ class GradientConfig(MethodConfig):
             raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise ConfigError(f"momentum and weight_decay must be >= 0, got {self.momentum}, {self.weight_decay}; "
+                              "set method.momentum / method.weight_decay to 0 or more")
         if self.lr_schedule not in ("constant", "linear", "cosine"):
             raise ConfigError(f"lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r} "
                               "(the refined schedule needs an earlier run's gradient norms: use "
@@ -238,8 +241,7 @@ class GradientLearner:
         value = loss.item()  # one read of the scalar (cheaper than a torch.isfinite op per step)
         if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"{self.name}: the loss became {value} during experience {experience.index}; "
-                "lower method.lr or check the inputs for NaN/inf")
+                f"{self.name}: the loss became {value} during experience {experience.index}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lifelong.errors import ConfigError
+from lifelong.values import parse_value, type_name
 
 
 def hp(default: Any, help: str):
@@ -45,7 +46,8 @@ def config_fields(cls: type[MethodConfig]) -> list[dict]:
 def build_config(cls: type[MethodConfig], overrides: dict | MethodConfig | None = None) -> MethodConfig:
     """Instantiate ``cls`` with ``overrides`` parsed to each field's type.
 
-    Raises :class:`ConfigError` naming the key for unknown keys and unparsable values.
+    Raises :class:`ConfigError` naming the key for unknown keys and unparsable values
+    (booleans are not integers, floats must be finite, temperatures must be > 0).
     """
     if isinstance(overrides, cls):
         return overrides
@@ -57,8 +59,9 @@ def build_config(cls: type[MethodConfig], overrides: dict | MethodConfig | None 
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise ConfigError(f"{cls.__name__} has no key(s) {unknown}; valid keys: {', '.join(names)}")
-    values = {k: _parse(k, v, hints[k]) for k, v in overrides.items()}
+    values = {k: parse_value(k, v, hints[k]) for k, v in overrides.items()}
     cfg = cls(**values)
+    _check_field_ranges(cfg)
     validate = getattr(cfg, "validate", None)
     if validate is not None:
         validate()
@@ -66,40 +69,12 @@ def build_config(cls: type[MethodConfig], overrides: dict | MethodConfig | None 
 
 
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    return type_name(tp)
 
 
-def _parse(key: str, value: Any, tp) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    try:
-        if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-            if value is None or (isinstance(value, str) and value.lower() == "none"):
-                if type(None) in args:
-                    return None
-            inner = [a for a in args if a is not type(None)]
-            return _parse(key, value, inner[0])
-        if origin is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
-            return tuple(_parse(key, v, args[0]) for v in value)
-        if tp is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if tp is float:
-            return float(value)
-        if tp is str:
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"config key {key!r} expects {_type_name(tp)}, got {value!r}") from None
-    return value
+def _check_field_ranges(cfg: MethodConfig) -> None:
+    """Rules every config obeys: a temperature divides scores, so it must be > 0."""
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if "temperature" in f.name and isinstance(v, float) and not v > 0:
+            raise ConfigError(f"{f.name} must be > 0 (it divides the scores), got {v}")

@@ -118,7 +118,7 @@ def simplex_etf(num: int, dim: int, generator: torch.Generator) -> torch.Tensor:
         return F.normalize(torch.randn(num, dim, generator=generator), dim=1)
     U, _ = torch.linalg.qr(torch.randn(dim, num, generator=generator))
     M = math.sqrt(num / (num - 1)) * U @ (torch.eye(num) - torch.full((num, num), 1.0 / num))
-    return F.normalize(M.T, dim=1)
+    return F.normalize(M.T, dim=1).contiguous()  # row-major, as a checkpoint restores it (same GEMM kernel)
 
 
 def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:

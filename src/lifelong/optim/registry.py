@@ -39,14 +39,21 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: floa
                     momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """Create the optimizer registered as ``name`` over ``params``.
 
-    Raises :class:`ConfigError` for an unknown name or a non-positive learning rate.
+    Raises :class:`ConfigError` for an unknown name, a non-positive learning rate or a
+    setting the optimizer refuses (negative momentum, say).
     """
     _load_builtin()
     if name not in OPTIMIZERS:
         raise unknown_name("optimizer", name, OPTIMIZERS)
     if not lr > 0:
         raise ConfigError(f"learning rate must be > 0, got {lr}; set method.lr to a positive number")
-    return OPTIMIZERS[name](params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    try:
+        return OPTIMIZERS[name](params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    except ValueError as e:  # torch's own checks ("Invalid momentum value: -3.0")
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"optimizer {name!r} refused its settings: {e}; fix method.lr / method.momentum / "
+                          "method.weight_decay") from None
 
 
 def _load_builtin() -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Callable
 
-from lifelong.errors import ConfigError, unknown_name
+from lifelong.errors import unknown_name
 from lifelong.scenarios.cfsl import cfsl
 from lifelong.scenarios.fewshot import few_shot_incremental
 from lifelong.scenarios.hierarchical import hierarchical
 from lifelong.scenarios.incremental import class_incremental, domain_incremental, online, task_incremental
 from lifelong.scenarios.stream import Experience, Stream
 from lifelong.scenarios.taskfree import task_free
+from lifelong.values import checked_kwargs
 
 SCENARIOS: dict[str, Callable[..., Stream]] = {
     "class-incremental": class_incremental,
@@ -36,15 +36,15 @@ def register_scenario(name: str, fn: Callable[..., Stream]) -> None:
 
 
 def make_scenario(name: str, data, **kwargs) -> Stream:
-    """Build the scenario registered as ``name`` over ``data``; unknown arguments are rejected."""
+    """Build the scenario registered as ``name`` over ``data``.
+
+    Unknown arguments and values of the wrong type (``tasks="abc"``) stop with one
+    :class:`~lifelong.errors.ConfigError` listing the valid keys.
+    """
     if name not in SCENARIOS:
         raise unknown_name("scenario", name, SCENARIOS)
     fn = SCENARIOS[name]
-    params = list(inspect.signature(fn).parameters)[1:]
-    bad = sorted(set(kwargs) - set(params))
-    if bad:
-        raise ConfigError(f"scenario {name!r} takes no argument(s) {bad}; valid: {', '.join(params)}")
-    return fn(data, **kwargs)
+    return fn(data, **checked_kwargs(fn, kwargs, kind="scenario", name=name, skip=1))
 
 
 __all__ = ["Experience", "Stream", "SCENARIOS", "list_scenarios", "make_scenario", "register_scenario",
