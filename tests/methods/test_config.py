@@ -20,8 +20,15 @@ def test_unknown_key_lists_valid_keys():
 
 
 def test_bad_values():
-    with pytest.raises(ConfigError, match="expects int"):
+    with pytest.raises(ConfigError, match="expects an integer"):
         build_config(ERConfig, {"buffer_size": "many"})
+    with pytest.raises(ConfigError, match="'buffer_size' expects an integer, got True"):
+        build_config(ERConfig, {"buffer_size": True})  # a bool is not a count
+    for bad in ("inf", float("nan"), "-inf"):
+        with pytest.raises(ConfigError, match="'lr' expects a finite number"):
+            build_config(ERConfig, {"lr": bad})
+    with pytest.raises(ConfigError, match="momentum and weight_decay must be >= 0"):
+        build_config(ERConfig, {"momentum": "-3"})
     with pytest.raises(ConfigError):
         build_config(ERConfig, {"lr": "-1"})
     with pytest.raises(ConfigError):
