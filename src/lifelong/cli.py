@@ -28,18 +28,25 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-# Options that describe an experiment: --resume takes them from the stored experiment.json.
-_EXPERIMENT_OPTIONS = ("scenario", "data", "methods", "seeds", "tasks", "data_root", "sets", "out", "name",
-                       "overwrite")
+# Options that describe an experiment: --resume takes them from the stored experiment.json
+# (--data-root may point it at data that moved; the files' contents must be the same).
+_EXPERIMENT_OPTIONS = ("scenario", "data", "methods", "seeds", "tasks", "sets", "out", "name", "overwrite")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors on one line, like every other ``lifelong: error:``."""
+
+    def error(self, message):  # noqa: D401 - argparse's hook
+        self.exit(2, f"lifelong: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lifelong`` command."""
     from lifelong.evaluation.experiment import DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO
 
-    p = argparse.ArgumentParser(prog="lifelong", description="Models that keep learning: run, compare, "
-                                "reproduce. `lifelong run` alone runs the default benchmark.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="lifelong", description="Models that keep learning: run, compare, "
+                "reproduce. `lifelong run` alone runs the default benchmark.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run methods over a scenario and write a report")
     r.add_argument("--scenario", default=None, help=f"scenario name (lifelong list scenarios; default {DEFAULT_SCENARIO})")
@@ -49,14 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     r.add_argument("--tasks", type=int, default=None, help="number of experiences (scenario.tasks)")
     r.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding the dataset's files (data.data_root; default LIFELONG_DATA)")
+                   help="folder holding the dataset's files (data.data_root; default LIFELONG_DATA); with "
+                        "--resume, where the experiment's data files are now")
     r.add_argument("--set", dest="sets", action="append", default=None, metavar="TARGET.KEY=VALUE",
-                   help="override: method.lr=0.1, er.buffer_size=500, scenario.blurry=0.1, data.seed=1")
+                   help="override: method.lr=0.1, er.buffer_size=500, scenario.seed=1, data.seed=1")
     r.add_argument("--out", default=None, help="folder for run outputs (default: runs)")
     r.add_argument("--name", default=None, help="experiment name, the subfolder of --out (default: default)")
     r.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the experiment stored in RUN_DIR (e.g. runs/default) with its own arguments; "
-                        "only --threads and --quiet may be added")
+                        "only --threads, --quiet and --data-root may be added")
     r.add_argument("--overwrite", action="store_true", default=None,
                    help="delete the experiment already in the output folder (all its methods and seeds) first")
     r.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1; see README)")
@@ -85,16 +93,24 @@ def _cmd_run(a) -> int:
     from lifelong.evaluation.experiment import (DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO, parse_sets,
                                                 resume_experiment, run_experiment)
 
-    if a.resume:
+    for opt in ("resume", "out", "name", "scenario", "data", "data_root"):
+        if getattr(a, opt) is not None and not str(getattr(a, opt)).strip():
+            raise ConfigError(f"--{opt.replace('_', '-')} was given an empty value; give a value or leave the "
+                              "option out")
+    if a.name is not None and (Path(a.name).name != a.name or a.name in (".", "..")):
+        raise ConfigError(f"--name must be a plain folder name (no '/' or '..'), got {a.name!r}; put the "
+                          "folders in --out")
+    if a.resume is not None:
         given = [o for o in _EXPERIMENT_OPTIONS if getattr(a, o) is not None]
         if given:
             flags = ", ".join("--" + ("set" if o == "sets" else o.replace("_", "-")) for o in given)
             raise ConfigError(f"--resume continues the experiment exactly as stored in {a.resume}/experiment.json, "
-                              f"so it takes no {flags}; drop them (only --threads and --quiet combine with "
-                              "--resume), or start a changed experiment with --name NEW or --overwrite")
+                              f"so it takes no {flags}; drop them (only --threads, --quiet and --data-root combine "
+                              "with --resume), or start a changed experiment with --name NEW or --overwrite")
         root = Path(a.resume)
         a.run_root = root
-        run = lambda: resume_experiment(root, progress=not a.quiet, threads=a.threads)  # noqa: E731
+        run = lambda: resume_experiment(root, progress=not a.quiet, threads=a.threads,  # noqa: E731
+                                        data_root=a.data_root)
     else:
         a.scenario, a.data = a.scenario or DEFAULT_SCENARIO, a.data or DEFAULT_DATA
         a.methods = a.methods if a.methods is not None else list(DEFAULT_METHODS)
@@ -103,6 +119,9 @@ def _cmd_run(a) -> int:
         a.run_root = Path(a.out) / a.name
         per_method, scen_kw, data_kw = parse_sets(a.sets, a.methods)
         if a.tasks is not None:
+            if "tasks" in scen_kw:
+                raise ConfigError("the number of tasks is given twice (--tasks and --set scenario.tasks); "
+                                  "give it once")
             scen_kw["tasks"] = a.tasks
         if a.data_root is not None:
             _set_data_root(a.data, a.data_root, data_kw)
@@ -121,13 +140,20 @@ def _cmd_run(a) -> int:
 
 
 def _print_tables(root: Path) -> None:
-    """Print the results table of each scenario-data group of the experiment folder ``root``."""
+    """Print the results table of the experiment in folder ``root`` (its runs only)."""
+    from lifelong.evaluation.experiment import experiment_runs
     from lifelong.evaluation.report import format_results_table, load_results, summarize
 
-    for g in sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json"))):
+    runs = experiment_runs(root)
+    for g in _groups(root):
         print(f"\n{g.name}")
-        print(format_results_table(summarize(load_results(g))))
+        print(format_results_table(summarize(load_results(g, runs))))
         print(f"report: {g / 'report.md'}")
+
+
+def _groups(root: Path) -> list[Path]:
+    """The ``<scenario>-<data>`` folders of an experiment folder that hold results."""
+    return sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json")))
 
 
 def _set_data_root(data: str, root: str, data_kw: dict) -> None:
@@ -182,16 +208,19 @@ def _cmd_show(a) -> int:
 
 def _cmd_report(a) -> int:
     from lifelong.errors import RunDirError
+    from lifelong.evaluation.experiment import experiment_runs
     from lifelong.evaluation.report import write_report
 
     root = Path(a.run_dir)
-    groups = [root] if any(root.glob("*/seed*/results.json")) else \
-        sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json"))) \
-        if root.is_dir() else []
+    groups = [root] if any(root.glob("*/seed*/results.json")) else _groups(root) if root.is_dir() else []
     if not groups:
         raise RunDirError(f"no results under {root}; point at runs/<name> or runs/<name>/<scenario>-<data>")
     for g in groups:
-        print(f"report: {write_report(g)}")
+        if not (g.parent / "experiment.json").is_file():
+            raise RunDirError(f"{g.parent} has no experiment.json, so it was not written by `lifelong run`; "
+                              "lifelong report re-renders only its own run folders (from Python: "
+                              "lifelong.evaluation.report.write_report)")
+        print(f"report: {write_report(g, experiment_runs(g.parent))}")
     return 0
 
 
@@ -214,13 +243,14 @@ def _cmd_reproduce(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lifelong`` command; returns the exit status."""
-    from lifelong.runtime import configure_wait_policy
-
-    configure_wait_policy()  # must precede the first torch import (see lifelong.runtime)
-    args = build_parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "report": _cmd_report,
-                "papers": _cmd_papers, "reproduce": _cmd_reproduce}
+    args = None
     try:
+        from lifelong.runtime import configure_wait_policy
+
+        configure_wait_policy()  # must precede the first torch import (see lifelong.runtime)
+        args = build_parser().parse_args(argv)
+        handlers = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "report": _cmd_report,
+                    "papers": _cmd_papers, "reproduce": _cmd_reproduce}
         return handlers[args.command](args)
     except LifelongError as e:
         print(f"lifelong: error: {e}", file=sys.stderr)
@@ -232,11 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         root = getattr(args, "run_root", None)
-        if root is not None:
+        if root is not None and (Path(root) / "experiment.json").is_file():
             print(f"lifelong: interrupted; finished experiences are saved, continue with "
                   f"`lifelong run --resume {root}`", file=sys.stderr)
         else:
-            print("lifelong: interrupted", file=sys.stderr)
+            print("lifelong: interrupted before anything was saved", file=sys.stderr)
         return 130
 
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 
-def _default_mode() -> int:
+def default_mode() -> int:
     """``0o666`` minus the process umask (the mode ``open()`` would give a new file)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -31,7 +31,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

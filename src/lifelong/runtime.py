@@ -31,18 +31,24 @@ import os
 import sys
 
 DEFAULT_THREADS = 1
+MAX_THREADS = 256  # torch's OpenMP pool crashed (segmentation fault) at 10,000
 DEFAULT_WAIT_POLICY = "PASSIVE"
 
 
 def resolve_threads(threads: int | None = None) -> int:
     """The thread count to use: the argument, else ``LIFELONG_THREADS``, else 1."""
+    from lifelong.errors import ConfigError
+
     if threads is None:
         env = os.environ.get("LIFELONG_THREADS")
-        threads = int(env) if env else DEFAULT_THREADS
-    if threads < 1:
-        from lifelong.errors import ConfigError
-
-        raise ConfigError(f"threads must be >= 1, got {threads}")
+        try:
+            threads = int(env) if env else DEFAULT_THREADS
+        except ValueError:
+            raise ConfigError(f"LIFELONG_THREADS must be a whole number of threads, got {env!r}; set it like "
+                              "LIFELONG_THREADS=1 or unset it") from None
+    if not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"threads must lie in [1, {MAX_THREADS}], got {threads}; this machine has "
+                          f"{os.cpu_count()} cores")
     return threads
 
 
@@ -58,7 +64,8 @@ def configure_wait_policy(policy: str | None = None) -> bool:
     if chosen not in ("PASSIVE", "ACTIVE"):
         from lifelong.errors import ConfigError
 
-        raise ConfigError(f"OpenMP wait policy must be PASSIVE or ACTIVE, got {chosen!r}")
+        raise ConfigError(f"OpenMP wait policy must be PASSIVE or ACTIVE, got {chosen!r}; fix or unset the "
+                          "OMP_WAIT_POLICY environment variable")
     if "torch" in sys.modules:
         return False
     os.environ["OMP_WAIT_POLICY"] = chosen

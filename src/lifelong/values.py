@@ -52,6 +52,8 @@ def _expected(tp) -> str:
         return "an integer"
     if tp is bool:
         return "true or false"
+    if typing.get_origin(tp) is tuple:
+        return f"a comma-separated list of {_expected(typing.get_args(tp)[0])}s (like 256,256)".replace("an ", "")
     return type_name(tp)
 
 

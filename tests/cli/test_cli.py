@@ -138,14 +138,30 @@ def test_an_unforeseen_os_error_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_interrupt_message_names_the_run_folder(tmp_path, capsys, monkeypatch):
     import lifelong.evaluation.experiment as ex
+    from lifelong.methods.finetune import Finetune
+
+    original = Finetune.learn
+
+    def dies_on_second(self, experience):
+        if experience.index == 1:
+            raise KeyboardInterrupt
+        return original(self, experience)
+
+    monkeypatch.setattr(Finetune, "learn", dies_on_second)
+    args = ["run", "--data", "blobs", "--methods", "finetune", "--tasks", "2", "--set", "method.hidden=16",
+            "--out", str(tmp_path), "--name", "e", "--quiet"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"continue with `lifelong run --resume {tmp_path / 'e'}`" in err and "RUN_DIR" not in err
+    monkeypatch.setattr(Finetune, "learn", original)
+    assert main(["run", "--resume", str(tmp_path / "e"), "--quiet"]) == 0  # the advice works
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ex, "run_experiment", interrupted)
-    assert main(_fast_run(tmp_path)) == 130
-    err = capsys.readouterr().err
-    assert f"lifelong run --resume {tmp_path / 'e'}" in err and "RUN_DIR" not in err
+    assert main(_fast_run(tmp_path / "other")) == 130
+    assert "interrupted before anything was saved" in capsys.readouterr().err
 
 
 def test_one_diverging_method_does_not_sink_the_others(tmp_path, capsys):
@@ -179,3 +195,85 @@ def test_list_show_papers_reproduce(capsys):
     assert "cl-llm-survey" in out and "lame" in out
     assert main(["reproduce", "cl-llm-survey"]) == 0
     assert "HELD" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "data.per_class=0"], "blobs: per_class must be >= 2"),
+    (["--set", "data.dim=0"], "blobs: dim must be >= 1"),
+    (["--set", "data.seed=-1"], "data seed must lie in [0, 2**32)"),
+    (["--set", "method.hidden=-5"], "hidden must list layer widths >= 1"),
+    (["--set", "method.hidden=0"], "hidden must list layer widths >= 1"),
+    (["--set", "method.optimizer=adamw2"], "unknown optimizer 'adamw2'"),
+    (["--set", "method.batch_test_eta=-1"], "batch_test_eta must be > 0"),
+    (["--set", "scenario.tasks=3"], "the number of tasks is given twice"),
+    (["--threads", "10000"], "threads must lie in [1, 256]"),
+    (["--name", "../escape"], "--name must be a plain folder name"),
+    (["--out", ""], "--out was given an empty value"),
+    (["--resume", ""], "--resume was given an empty value"),
+    (["--seeds", ""], "no seeds given"),
+    (["--seeds", "0,0"], "seed(s) 0 listed twice"),
+    (["--tasks", "abc"], "argument --tasks: invalid int value"),
+])
+def test_more_bad_input_is_one_line_and_writes_nothing(args, message, tmp_path, capsys):
+    base = ["run", "--data", "blobs", "--methods", "finetune", "--tasks", "2", "--out", str(tmp_path / "o"),
+            "--quiet"]
+    if args[0] == "--out":
+        base = base[:-3] + ["--quiet"]
+    if args[0] == "--resume":
+        base = ["run", "--quiet"]
+    if args[0] == "--tasks":
+        base = ["run", "--data", "blobs", "--quiet"]
+    try:
+        code = main(base + args)
+    except SystemExit as e:  # argparse's own checks (types, --seeds) exit through SystemExit
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and err.startswith("lifelong: error: ")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize("var, value, message", [("LIFELONG_THREADS", "abc", "LIFELONG_THREADS must be a whole"),
+                                                 ("OMP_WAIT_POLICY", "foo", "unset the OMP_WAIT_POLICY")])
+def test_bad_environment_is_one_line(var, value, message, monkeypatch, capsys):
+    monkeypatch.setenv(var, value)
+    assert main(["run", "--data", "blobs", "--methods", "ncm", "--out", "/nonexistent/never"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_bad_setting_with_overwrite_deletes_nothing(tmp_path, capsys):
+    assert main(_fast_run(tmp_path)) == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "e").rglob("*") if p.is_file()}
+    args = ["run", "--data", "blobs", "--methods", "ncm,finetune", "--tasks", "2", "--out", str(tmp_path),
+            "--name", "e", "--quiet", "--overwrite", "--set", "finetune.optimizer=adamw2"]
+    assert main(args) == 2
+    assert "unknown optimizer" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (tmp_path / "e").rglob("*") if p.is_file()} == before
+
+
+def test_resume_at_a_subfolder_points_to_the_experiment(tmp_path, capsys):
+    assert main(_fast_run(tmp_path)) == 0
+    capsys.readouterr()
+    assert main(["run", "--resume", str(tmp_path / "e" / "class-incremental-blobs")]) == 2
+    assert f"inside the experiment folder {tmp_path / 'e'}" in capsys.readouterr().err
+    assert main(["run", "--resume", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_report_renders_only_lifelong_experiments_and_their_runs(tmp_path, capsys):
+    import shutil
+
+    assert main(_fast_run(tmp_path)) == 0
+    group = tmp_path / "e" / "class-incremental-blobs"
+    shutil.copytree(group / "ncm" / "seed0", group / "ncm" / "seed0.bak")  # a user's backup
+    shutil.copytree(group / "ncm", group / "er")  # results that are not part of the experiment
+    assert main(["report", str(tmp_path / "e")]) == 0
+    summary = (group / "summary.csv").read_text()
+    assert "er" not in summary.split("\n", 1)[1].split(",")[0] and summary.count("\n") == 2
+    foreign = tmp_path / "notmine"
+    shutil.copytree(group, foreign / "g")
+    (foreign / "g" / "report.md").write_text("my report")
+    capsys.readouterr()
+    assert main(["report", str(foreign)]) == 2
+    assert "was not written by `lifelong run`" in capsys.readouterr().err
+    assert (foreign / "g" / "report.md").read_text() == "my report"

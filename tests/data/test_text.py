@@ -212,3 +212,26 @@ def test_labels_only_in_the_test_file_are_refused(tmp_path):
     test = _csv(tmp_path, ["next song,music", "book a taxi,travel"], name="test.csv")
     with pytest.raises(DataError, match=r"test.csv has 1 label\(s\) that never occur in .*train.csv: 'travel'"):
         load_text_file(train, test_path=test, encoder=HashEncoder(), cache_dir=False)
+
+
+def test_unknown_format_is_named_and_partial_clinc_folder_is_the_one_named(tmp_path):
+    p = _csv(tmp_path, ["a,b"])
+    with pytest.raises(ConfigError, match="unknown text format 'xml'"):
+        read_text_file(p, format="xml")
+    (tmp_path / "data_full.json").write_text("{}")  # domains.json is the one missing, here in the root
+    with pytest.raises(DataError, match=rf"expected {tmp_path / 'data_full.json'} .*missing: domains.json"):
+        read_clinc150(tmp_path)
+
+
+def test_feature_cache_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        p = _csv(tmp_path, ["play a song,music", "rain today,weather"] * 2)
+        load_text_file(p, encoder=HashEncoder(), cache_dir=tmp_path / "cache", test_fraction=0.5)
+    finally:
+        os.umask(old)
+    files = [f for f in (tmp_path / "cache").rglob("*") if f.is_file()]
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files)

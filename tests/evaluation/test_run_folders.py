@@ -219,3 +219,91 @@ def test_a_lock_held_by_another_process_refuses_and_a_killed_holder_frees_it(tmp
         holder.wait()
     assert (tmp_path / "e" / ".lock").exists()  # a killed holder leaves its file, but not its lock
     assert resume_experiment(tmp_path / "e", progress=False)["ncm"][0].status == "complete"
+
+
+def test_overwrite_keeps_files_lifelong_did_not_write(tmp_path):
+    _exp(tmp_path, methods=["ncm", "finetune"])
+    root = tmp_path / "e"
+    mine = [root / "notes.txt", root / "class-incremental-blobs" / "mine.txt",
+            root / "class-incremental-blobs" / "ncm" / "seed0" / "mynote.txt"]
+    for p in mine:
+        p.write_text("keep me")
+    _exp(tmp_path, methods=["finetune"], overwrite=True)
+    assert all(p.read_text() == "keep me" for p in mine)
+    assert not (root / "class-incremental-blobs" / "ncm" / "seed0" / "results.json").exists()
+
+
+def test_an_unreadable_experiment_json_beside_foreign_files_is_never_deleted(tmp_path):
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "experiment.json").write_text("my notes")
+    (tmp_path / "e" / "precious.csv").write_text("x")
+    for kw in ({}, {"overwrite": True}):
+        with pytest.raises(RunDirError, match="holds files lifelong did not write"):
+            _exp(tmp_path, **kw)
+    assert (tmp_path / "e" / "precious.csv").exists() and (tmp_path / "e" / "experiment.json").exists()
+
+
+@pytest.mark.parametrize("content", ["{}", '{"status": "complete"}', "wrong-method", "short-matrix"])
+def test_resume_redoes_results_that_are_not_this_runs(tmp_path, content):
+    first = _exp(tmp_path, methods=["finetune"])
+    path = tmp_path / "e" / "class-incremental-blobs" / "finetune" / "seed0" / "results.json"
+    doc = json.loads(path.read_text())
+    if content == "wrong-method":
+        doc["method"] = "ncm"
+    elif content == "short-matrix":
+        doc["accuracy_matrix"] = doc["accuracy_matrix"][:1]
+    path.write_text(json.dumps(doc) if content in ("wrong-method", "short-matrix") else content)
+    again = resume_experiment(tmp_path / "e", progress=False)
+    assert again["finetune"][0].method == "finetune"
+    np.testing.assert_array_equal(first["finetune"][0].accuracy_matrix, again["finetune"][0].accuracy_matrix)
+
+
+def test_a_crashing_method_is_recorded_and_the_others_run(tmp_path, monkeypatch):
+    from lifelong.errors import RunFailedError
+    from lifelong.methods.finetune import Finetune
+
+    def crash(self, experience):
+        raise RuntimeError("a bug in the method")
+
+    monkeypatch.setattr(Finetune, "learn", crash)
+    with pytest.raises(RunFailedError, match="finetune seed 0: RuntimeError: a bug in the method") as e:
+        _exp(tmp_path, methods=["finetune", "ncm"])
+    assert e.value.results["ncm"][0].status == "complete"
+    assert "1 failed" in (tmp_path / "e" / "class-incremental-blobs" / "report.md").read_text()
+
+
+def _rooted_loader(data_root: str | None = None) -> Dataset:
+    d = _numbers_file_loader(os.path.join(data_root, "data.csv"))
+    d.meta["source_files"] = [os.path.join(data_root, "data.csv")]
+    return d
+
+
+def test_moved_data_resumes_with_a_new_data_root_and_the_default_root_is_stored(tmp_path, monkeypatch):
+    monkeypatch.setitem(DATASETS, "rooted", _rooted_loader)
+    rng = np.random.default_rng(0)
+    rows = np.hstack([rng.normal(size=(40, 3)) + np.repeat(np.arange(4), 10)[:, None] * 3,
+                      np.repeat(np.arange(4), 10)[:, None]])
+    (tmp_path / "a").mkdir()
+    np.savetxt(tmp_path / "a" / "data.csv", rows, delimiter=",")
+    monkeypatch.setenv("LIFELONG_DATA", str(tmp_path / "a"))
+    _exp(tmp_path / "runs", data="rooted")
+    inv = json.loads((tmp_path / "runs" / "e" / "experiment.json").read_text())
+    assert inv["data_kwargs"]["data_root"] == str(tmp_path / "a")  # not left to the environment
+    monkeypatch.delenv("LIFELONG_DATA")
+    (tmp_path / "a").rename(tmp_path / "b")
+    res = resume_experiment(tmp_path / "runs" / "e", progress=False, data_root=tmp_path / "b")
+    assert res["ncm"][0].status == "complete"
+    rows[0, 0] += 1
+    np.savetxt(tmp_path / "b" / "data.csv", rows, delimiter=",")
+    with pytest.raises(RunDirError, match="changed since this experiment started"):
+        resume_experiment(tmp_path / "runs" / "e", progress=False, data_root=tmp_path / "b")
+
+
+@pytest.mark.parametrize("edit", [{"overrides": {"ncm": "x"}}, {"methods": [["ncm"]]}, {"seeds": None},
+                                  {"seeds": [2**40]}])
+def test_a_hand_edited_experiment_json_is_refused_in_one_line(tmp_path, edit):
+    _exp(tmp_path)
+    path = tmp_path / "e" / "experiment.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    with pytest.raises(RunDirError, match="malformed|bad seed"):
+        resume_experiment(tmp_path / "e", progress=False)

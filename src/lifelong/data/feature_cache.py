@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from lifelong.errors import ConfigError
+from lifelong.fileio import default_mode
 
 FORMAT_VERSION = 1
 
@@ -150,6 +151,7 @@ class FeatureCache:
             os.close(fd)
             try:
                 writer(tmp)
+                os.chmod(tmp, default_mode())  # mkstemp's 0600 would hide the cache from the user's group
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):

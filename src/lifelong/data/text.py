@@ -45,6 +45,7 @@ import torch
 from lifelong.data.dataset import Dataset, stratified_split
 from lifelong.data.feature_cache import CacheInfo, FeatureCache, cached_features, summarize
 from lifelong.errors import ConfigError, DataError
+from lifelong.fileio import default_mode
 
 CLINC150_URL = "https://raw.githubusercontent.com/clinc/oos-eval/828f8093932c8fe6ca7936c3d2e52903b1c523de/data/"
 CLINC150_FILES = {
@@ -74,6 +75,9 @@ def dataset_dir(name: str, files: Sequence[str], data_root: str | os.PathLike | 
     for d in (root, root / name):
         if all((d / f).is_file() for f in files):
             return d
+    for d in (root, root / name):  # some of the files: that is the folder meant
+        if any((d / f).exists() for f in files):
+            return d
     return root if root.name == name else root / name
 
 
@@ -96,6 +100,7 @@ def _download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> None:
         got = _sha256(Path(tmp))
         if got != sha256:
             raise OSError(f"{url} has SHA-256 {got}, expected {sha256}")
+        os.chmod(tmp, default_mode())
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -436,6 +441,8 @@ def read_text_file(path: str | os.PathLike, *, text_column: str | int = "text", 
     a missing column, an empty text or a missing label.
     """
     path = Path(path).expanduser()
+    if format is not None and format not in TEXT_FORMATS:
+        raise ConfigError(f"unknown text format {format!r}; give format= one of {TEXT_FORMATS}")
     fmt = format or _FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if fmt not in TEXT_FORMATS:
         raise ConfigError(f"cannot tell the format of {path}; name it .csv/.tsv/.json/.jsonl or pass "

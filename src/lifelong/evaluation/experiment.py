@@ -11,7 +11,7 @@ Layout::
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -129,6 +129,8 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
                           "like --seeds 0,1,2")
     overrides = overrides or {}
     configs = {m: build_config(get_method(m).config_class, overrides.get(m)) for m in methods}
+    for m in methods:
+        make_learner(m, configs[m], seed=seeds[0])  # a learner that cannot be built fails before any write
     scenario_kwargs = dict(scenario_kwargs or {})
     data_kwargs = _absolute_paths(data, dict(data_kwargs or {}))
     root = Path(out) / name
@@ -144,25 +146,23 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
     _check_inputs(data, data_kwargs, configs, dataset)
     stream = make_scenario(scenario, dataset, **scenario_kwargs)
     invocation = {**base, "data_files": _hash_files(dataset.meta.get("source_files") or [])}
-    created = not root.exists()
-    lock = FolderLock(root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
+        root.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
     except OSError as e:
         raise RunDirError(f"cannot create {root} ({e.strerror}); choose a writable --out") from None
-    except RunDirError:
-        if created:
-            shutil.rmtree(root, ignore_errors=True)
-        raise
+    lock = FolderLock(root)
     try:
+        lock.acquire()
         old = _read_experiment(root, resume, overwrite)  # again, under the lock
         _compare(root, old, invocation, resume, overwrite, check_files=True)
         runs = [(m, seed) for m in methods for seed in seeds]
         specs = {(m, seed): {"method": m, "seed": seed, "config": configs[m].to_dict(), "scenario": scenario,
                              "scenario_kwargs": scenario_kwargs, "data": data, "data_kwargs": data_kwargs,
                              "stream_fingerprint": stream.fingerprint()} for m, seed in runs}
-        plans = {key: _plan_run(group / key[0] / f"seed{key[1]}", specs[key], resume) for key in runs}
+        plans = {key: _plan_run(group / key[0] / f"seed{key[1]}", specs[key], resume, len(stream)) for key in runs}
         # every refusal has happened; from here on the folder is written
         if overwrite:
             _clear(root)
@@ -173,12 +173,12 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
             run_dir = group / m / f"seed{seed}"
             res = _execute(run_dir, m, seed, configs[m], stream, specs[(m, seed)], plans[(m, seed)], progress)
             if res.status == "failed":
-                failed.append(f"{m} seed {seed}: {res.error}")
+                failed.append(f"{m} seed {seed}: {res.error or 'failed'}")
             results.setdefault(m, []).append(res)
         if report:
             from lifelong.evaluation.report import write_report
 
-            write_report(group)
+            write_report(group, runs=runs)
     finally:
         lock.release()
         if created and root.is_dir() and not any(root.iterdir()):
@@ -191,10 +191,23 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
 
 EXPERIMENT_FORMAT = "lifelong-experiment-1"
 _PATH_KEYS = ("path", "test_path", "data_root", "cache_dir")
+_SEED_DIR = re.compile(r"seed\d+")
+_SEED_FILES = ("config.json", "results.json", "metrics.jsonl")
+_CHECKPOINT_FILES = ("state.json", "state.safetensors")
 
 
 def _absolute_paths(data: str, data_kwargs: dict) -> dict:
-    """Path arguments of the data loader made absolute, so a resume from another folder reads the same files."""
+    """Path arguments of the data loader made absolute (and a loader's default data root written out),
+    so a resume from another folder or with another ``LIFELONG_DATA`` reads the same files."""
+    import inspect
+
+    from lifelong.data import DATASETS
+    from lifelong.data.text import default_data_root
+
+    loader = DATASETS.get(data)
+    if loader is not None and "data_root" in inspect.signature(loader).parameters \
+            and data_kwargs.get("data_root") is None:
+        data_kwargs["data_root"] = str(default_data_root())
     for k in _PATH_KEYS:
         v = data_kwargs.get(k)
         if isinstance(v, str) and v and v.lower() not in ("none", "null", "false", "true"):
@@ -220,12 +233,40 @@ def _check_writable(root: Path) -> None:
     import os
 
     for p in (root, *root.parents):
+        if p.is_symlink() and not p.exists():
+            raise RunDirError(f"{p} is a broken symbolic link; remove it or choose another --out")
         if p.exists():
             if not p.is_dir():
                 raise RunDirError(f"{p} is a file, not a folder; choose another --out or --name")
             if not os.access(p, os.W_OK | os.X_OK):
                 raise RunDirError(f"cannot write to {p} (permission denied); choose a writable --out")
             return
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _ours(rel: tuple[str, ...]) -> bool:
+    """Whether a file at ``rel`` (parts relative to the experiment folder) is one lifelong writes."""
+    name, depth = rel[-1], len(rel)
+    if depth == 1:
+        return name in ("experiment.json", FolderLock.NAME) or _is_temp(name)
+    if depth == 2:
+        return name in ("summary.csv", "report.md") or _is_temp(name)
+    if depth == 3:
+        return rel[1] == "plots" and (name.endswith(".png") or _is_temp(name))
+    if depth == 4:
+        return bool(_SEED_DIR.fullmatch(rel[2])) and (name in _SEED_FILES or _is_temp(name))
+    if depth == 5:
+        return bool(_SEED_DIR.fullmatch(rel[2])) and rel[3] == "checkpoints" and (
+            name in _CHECKPOINT_FILES or _is_temp(name))
+    return False
+
+
+def _foreign_files(root: Path) -> list[Path]:
+    """Files under ``root`` that lifelong did not write (it never deletes those)."""
+    return [p for p in sorted(root.rglob("*")) if not p.is_dir() and not _ours(p.relative_to(root).parts)]
 
 
 def _read_experiment(root: Path, resume: bool, overwrite: bool) -> dict | None:
@@ -242,10 +283,18 @@ def _read_experiment(root: Path, resume: bool, overwrite: bool) -> dict | None:
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        if overwrite and not resume:
+        foreign = _foreign_files(root)
+        if foreign:
+            raise RunDirError(f"{path} is unreadable ({e}) and {root} holds files lifelong did not write (e.g. "
+                              f"{foreign[0]}); lifelong will not touch it: remove the folder yourself or choose "
+                              "another --name") from None
+        if overwrite:
             return {"format": EXPERIMENT_FORMAT, "corrupt": True}
-        raise RunDirError(f"{path} is unreadable ({e}); the experiment cannot be resumed from it: start it over "
-                          "with --overwrite (the same arguments give the same numbers)") from None
+        if resume:
+            raise RunDirError(f"{path} is unreadable ({e}); resume needs it: start the experiment over with "
+                              "--overwrite (the same arguments give the same numbers)") from None
+        raise RunDirError(f"{root} holds an unreadable experiment.json ({e}); pass --overwrite to replace that "
+                          "experiment, or --name to write elsewhere") from None
     if not isinstance(old, dict) or not ({"format", "scenario", "data", "methods"} <= set(old)
                                          or old.get("format") == EXPERIMENT_FORMAT):
         raise RunDirError(f"{path} was not written by lifelong; lifelong will not overwrite or delete it: "
@@ -254,105 +303,149 @@ def _read_experiment(root: Path, resume: bool, overwrite: bool) -> dict | None:
 
 
 def _compare(root: Path, old: dict | None, new: dict, resume: bool, overwrite: bool, check_files: bool) -> None:
-    """Refuse a run whose folder holds another experiment, or the same one without --resume."""
+    """Refuse a run whose folder holds another experiment, or the same one without --resume.
+
+    On resume, data paths may differ (data moved, ``--data-root``) as long as the
+    files' contents are the same.
+    """
     if old is None:
         if resume:
             raise RunDirError(f"{root} has no experiment.json; point --resume at a folder written by `lifelong run`")
         return
     if overwrite:
         return
-    keys = [k for k in new if k != "data_files" and k != "format"]
-    differs = [k for k in keys if old.get(k) != json.loads(json.dumps(new[k]))]
+
+    def comparable(inv: dict) -> dict:
+        inv = json.loads(json.dumps({k: v for k, v in inv.items() if k not in ("data_files", "format")}))
+        return _without_paths(inv) if resume else inv
+
+    a, b = comparable(old), comparable(new)
+    differs = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if differs:
         if resume:
             raise RunDirError(f"{root}/experiment.json no longer matches what this version of lifelong builds from "
                               f"it (differs in: {', '.join(differs)}); start over with --overwrite")
         raise RunDirError(f"{root} holds a different experiment (differs in: {', '.join(differs)}); pass "
                           "--overwrite to replace that whole experiment, or --name to write elsewhere")
-    if check_files and "data_files" in old:
-        now = new.get("data_files", {})
-        changed = sorted(p for p in set(old["data_files"]) | set(now) if old["data_files"].get(p) != now.get(p))
-        if changed:
-            raise RunDirError(f"data file(s) {', '.join(changed)} changed since this experiment started (SHA-256 "
-                              "differs); restore the original file(s), or start over with --overwrite")
+    if check_files and isinstance(old.get("data_files"), dict):
+        before, now = old["data_files"], new.get("data_files", {})
+        missing = sorted(p for p, h in before.items() if h not in set(now.values()))
+        if missing or len(before) != len(now):
+            raise RunDirError(f"data file(s) {', '.join(missing) or ', '.join(now)} changed since this experiment "
+                              "started (SHA-256 differs); restore the original file(s), or start over with "
+                              "--overwrite")
     if not resume:
         raise RunDirError(f"{root} already holds this experiment; pass --resume {root} to continue or reuse it, "
                           "or --overwrite to run it again")
 
 
+def _without_paths(spec: dict) -> dict:
+    """``spec`` without the data paths, which may change on resume when the data moved (contents are hashed)."""
+    if isinstance(spec.get("data_kwargs"), dict):
+        spec = {**spec, "data_kwargs": {k: v for k, v in spec["data_kwargs"].items() if k not in _PATH_KEYS}}
+    return spec
+
+
 def _clear(root: Path) -> None:
-    """Delete everything in ``root`` but the lock file."""
-    for p in root.iterdir():
-        if p.name == FolderLock.NAME:
-            continue
+    """Delete the files lifelong wrote in ``root`` (not the lock), then the folders left empty."""
+    for p in sorted(root.rglob("*"), reverse=True):
+        rel = p.relative_to(root).parts
         if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
+            if not any(p.iterdir()):
+                p.rmdir()
+        elif _ours(rel) and p.name != FolderLock.NAME:
             p.unlink()
 
 
-def _plan_run(run_dir: Path, spec: dict, resume: bool) -> Result | str:
+def _plan_run(run_dir: Path, spec: dict, resume: bool, experiences: int) -> Result | str:
     """What to do with one seed's folder: a finished :class:`Result` to reuse, ``"resume"`` or ``"fresh"``.
 
     Reads only; refuses (:class:`RunDirError`) a folder holding another run or an
-    unreadable ``config.json``.
+    unreadable ``config.json``. A ``results.json`` that is unreadable, failed, or not
+    this run's complete result is redone.
     """
     cfg_path = run_dir / "config.json"
     if not resume or not run_dir.exists():
         return "fresh"
     if not cfg_path.exists():
-        return "fresh" if not any(run_dir.iterdir()) else "fresh-clear"
+        return "fresh"
     try:
         old = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RunDirError(f"{cfg_path} is unreadable ({e}); delete the folder {run_dir} and --resume again to "
-                          "rerun that seed") from None
-    want = json.loads(json.dumps(spec))
+                          "redo that seed") from None
+    want = _without_paths(json.loads(json.dumps(spec)))
+    old = _without_paths(old) if isinstance(old, dict) else old
     if old != want:
         diff = sorted(k for k in set(old) | set(want) if old.get(k) != want.get(k)) if isinstance(old, dict) else []
         raise RunDirError(f"{run_dir} holds a different run (differs in: {', '.join(diff) or 'everything'}); "
-                          "start the experiment over with --overwrite")
+                          f"delete that folder and --resume again to redo that seed")
     res_path = run_dir / "results.json"
     if res_path.exists():
         try:
             res = Result.from_dict(json.loads(res_path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-            res = None  # unreadable: redo that seed (from its checkpoint when there is one)
-            print(f"lifelong: {res_path} is unreadable; redoing that seed", file=sys.stderr)
-        if res is not None and res.status in ("complete", "failed"):
+            ok = (res.status == "complete" and res.method == spec["method"] and res.seed == spec["seed"]
+                  and res.accuracy_matrix.shape == (experiences, experiences))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if ok:
             return res
+        print(f"lifelong: {res_path} is not a complete result of this run; redoing that seed", file=sys.stderr)
     return "resume"
 
 
 def _execute(run_dir: Path, m: str, seed: int, config, stream, spec: dict, plan, progress: bool) -> Result:
-    """Run (or reuse) one seed; a diverged run comes back as a failed :class:`Result`."""
+    """Run (or reuse) one seed; a run that diverges or crashes comes back as a failed :class:`Result`."""
     if isinstance(plan, Result):
         return plan
-    if plan == "fresh-clear" and run_dir.exists():
-        shutil.rmtree(run_dir)
     resume = plan == "resume"
-    if resume:
-        try:
-            from lifelong.evaluation.checkpoint import load_checkpoint
+    if resume and (run_dir / "checkpoints" / "state.json").exists():
+        from lifelong.evaluation.checkpoint import load_checkpoint
 
-            if (run_dir / "checkpoints" / "state.json").exists():
-                load_checkpoint(run_dir / "checkpoints")
+        try:
+            _, meta = load_checkpoint(run_dir / "checkpoints")
+            if meta.get("method") != m or meta.get("seed") != seed:
+                raise CheckpointError(f"the checkpoint in {run_dir} belongs to {meta.get('method')} seed "
+                                      f"{meta.get('seed')}")
         except CheckpointError as e:
             print(f"lifelong: {e}; redoing {m} seed {seed} from the start", file=sys.stderr)
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            for f in _CHECKPOINT_FILES:
+                (run_dir / "checkpoints" / f).unlink(missing_ok=True)
     atomic_write_json(run_dir / "config.json", spec)
     learner = make_learner(m, config, seed=seed)
     try:
         return run(stream, learner, seed=seed, method=m, config=config.to_dict(), run_dir=run_dir,
                    resume=resume, progress=progress)
     except (NonFiniteLossError, LearnerError) as e:
-        try:
-            return Result.from_dict(json.loads((run_dir / "results.json").read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError):
-            res = Result(m, seed, stream.describe(), config.to_dict(), np.zeros((0, len(stream))),
-                         np.zeros(len(stream)), status="failed", error=str(e))
-            atomic_write_json(run_dir / "results.json", res.to_dict())
+        error = str(e)
+    except Exception as e:  # one broken method does not sink the others; its traceback is shown
+        import traceback
+
+        print(f"lifelong: {m} seed {seed} crashed; the other runs go on. Traceback:", file=sys.stderr)
+        traceback.print_exc()
+        error = f"{type(e).__name__}: {e}"
+    try:  # keep the experiences that finished
+        res = Result.from_dict(json.loads((run_dir / "results.json").read_text(encoding="utf-8")))
+        if res.status == "failed":
             return res
+        res.status, res.error = "failed", error
+        atomic_write_json(run_dir / "results.json", res.to_dict())
+        return res
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    res = Result(m, seed, stream.describe(), config.to_dict(), np.zeros((0, len(stream))), np.zeros(len(stream)),
+                 status="failed", error=error)
+    atomic_write_json(run_dir / "results.json", res.to_dict())
+    return res
+
+
+def experiment_runs(root: str | Path) -> list[tuple[str, int]] | None:
+    """The (method, seed) runs of the experiment stored in ``root/experiment.json``; None without one."""
+    try:
+        inv = json.loads((Path(root) / "experiment.json").read_text(encoding="utf-8"))
+        return [(str(m), int(s)) for m in inv["methods"] for s in inv["seeds"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _check_inputs(data: str, data_kwargs: dict, configs: dict, dataset=None) -> None:
@@ -390,20 +483,54 @@ def _check_inputs(data: str, data_kwargs: dict, configs: dict, dataset=None) -> 
                       "data.representation=tokens (clinc150, text-file), or use --set method.backbone=mlp")
 
 
-def resume_experiment(root: str | Path, *, progress: bool = True, threads: int | None = None):
-    """Continue the experiment stored in ``root/experiment.json`` (see :func:`run_experiment`)."""
+def resume_experiment(root: str | Path, *, progress: bool = True, threads: int | None = None,
+                      data_root: str | Path | None = None):
+    """Continue the experiment stored in ``root/experiment.json`` (see :func:`run_experiment`).
+
+    ``data_root`` points a moved dataset's folder (its files must hash as they did).
+    """
     root = Path(root)
-    if root.exists() and not root.is_dir():
+    if not root.exists():
+        raise RunDirError(f"{root} does not exist; point --resume at a folder written by `lifelong run`, "
+                          "such as runs/default")
+    if not root.is_dir():
         raise RunDirError(f"{root} is a file; point --resume at a run folder such as runs/default")
     path = root / "experiment.json"
     if not path.exists():
-        raise RunDirError(f"{root} has no experiment.json; point --resume at a folder written by `lifelong run`")
+        up = next((p for p in (root.parent, root.parent.parent, root.parent.parent.parent)
+                   if (p / "experiment.json").is_file()), None)
+        hint = f"; it lies inside the experiment folder {up}: resume that" if up is not None else \
+            "; point --resume at a folder written by `lifelong run`"
+        raise RunDirError(f"{root} has no experiment.json{hint}")
     inv = _read_experiment(root, resume=True, overwrite=False)
-    need = ("scenario", "data", "methods", "seeds", "overrides", "scenario_kwargs", "data_kwargs")
-    if not all(k in inv for k in need):
-        raise RunDirError(f"{path} lacks {', '.join(k for k in need if k not in inv)}; it cannot be resumed: "
-                          "start the experiment over with --overwrite")
+    _check_invocation(path, inv)
+    data_kwargs = dict(inv["data_kwargs"])
+    if data_root is not None:
+        if "data_root" not in data_kwargs:
+            raise ConfigError(f"the experiment's data {inv['data']!r} takes no data root, so --data-root does "
+                              "not apply; drop it")
+        data_kwargs["data_root"] = str(Path(data_root).expanduser().resolve())
     return run_experiment(scenario=inv["scenario"], data=inv["data"], methods=inv["methods"], seeds=inv["seeds"],
                           overrides=inv["overrides"], scenario_kwargs=inv["scenario_kwargs"],
-                          data_kwargs=inv["data_kwargs"], out=root.parent, name=root.name, resume=True,
+                          data_kwargs=data_kwargs, out=root.parent, name=root.name, resume=True,
                           progress=progress, threads=threads)
+
+
+def _check_invocation(path: Path, inv: dict) -> None:
+    """Refuse an ``experiment.json`` whose entries have the wrong types (a hand edit, say)."""
+    checks = {"scenario": lambda v: isinstance(v, str), "data": lambda v: isinstance(v, str),
+              "methods": lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v),
+              "seeds": lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool)
+                                                             for s in v),
+              "overrides": lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
+              "scenario_kwargs": lambda v: isinstance(v, dict), "data_kwargs": lambda v: isinstance(v, dict)}
+    bad = [k for k, ok in checks.items() if k not in inv or not ok(inv[k])]
+    if bad:
+        raise RunDirError(f"{path} is malformed (missing or wrong type: {', '.join(bad)}); it cannot be resumed: "
+                          "restore it, or start the experiment over with --overwrite")
+    try:
+        for s in inv["seeds"]:
+            check_seed(s)
+    except ConfigError as e:
+        raise RunDirError(f"{path} holds a bad seed ({e}); restore the file, or start the experiment over with "
+                          "--overwrite") from None

@@ -70,8 +70,12 @@ _DPI = 100
 # loading
 # --------------------------------------------------------------------------- #
 
-def load_results(group_dir: str | os.PathLike) -> dict[str, list[dict]]:
-    """Read every ``<method>/seed<k>/results.json`` under ``group_dir``.
+def load_results(group_dir: str | os.PathLike,
+                 runs: Iterable[tuple[str, int]] | None = None) -> dict[str, list[dict]]:
+    """Read every ``<method>/seed<k>/results.json`` under ``group_dir`` (only ``runs`` when given).
+
+    ``runs`` lists the ``(method, seed)`` pairs of one experiment: other folders
+    (a copied ``seed0.bak``, a method of an earlier experiment) are left out.
 
     Returns a dict mapping each method name to its results dicts (the parsed
     JSON, format 1), sorted by seed; methods are in alphabetical order. The
@@ -88,7 +92,11 @@ def load_results(group_dir: str | os.PathLike) -> dict[str, list[dict]]:
         raise RunDirError(
             f"no such folder: {root}; run `lifelong run` first or point at a run folder"
         )
-    files = sorted(p for p in root.glob("*/seed*/results.json") if p.is_file())
+    files = sorted(p for p in root.glob("*/seed*/results.json")
+                   if p.is_file() and re.fullmatch(r"seed\d+", p.parent.name))
+    if runs is not None:
+        wanted = {(str(m), f"seed{int(k)}") for m, k in runs}
+        files = [p for p in files if (p.parent.parent.name, p.parent.name) in wanted]
     if not files:
         raise RunDirError(_no_results_message(root))
 
@@ -145,6 +153,13 @@ def _read_results_file(file: Path) -> dict:
         raise RunDirError(
             f"{file} has results format {fmt!r}; this version of lifelong reads format "
             f"{RESULTS_FORMAT}; re-render it with the lifelong version that wrote it"
+        )
+    lacking = [k for k in ("method", "status", "accuracy_matrix", "metrics") if k not in data]
+    if lacking or data.get("status") not in _STATUSES:
+        what = f"lacks {', '.join(lacking)}" if lacking else f"has status {data.get('status')!r}"
+        raise RunDirError(
+            f"{file} {what}, so it is not a whole lifelong results file; delete it and run "
+            "`lifelong run --resume <experiment folder>` to redo that seed"
         )
     matrix = data.get("accuracy_matrix", [])
     if matrix is None:
@@ -672,8 +687,8 @@ def _feature_cache_lines(runs: Sequence[Mapping]) -> list[str]:
             "spent encoding on cache misses.", ""]
 
 
-def write_report(group_dir: str | os.PathLike) -> Path:
-    """Render the experiment in ``group_dir`` from its ``results.json`` files.
+def write_report(group_dir: str | os.PathLike, runs: Iterable[tuple[str, int]] | None = None) -> Path:
+    """Render the experiment in ``group_dir`` from its ``results.json`` files (only ``runs``' when given).
 
     Writes, all atomically, into ``group_dir``:
 
@@ -689,7 +704,7 @@ def write_report(group_dir: str | os.PathLike) -> Path:
     :class:`~lifelong.errors.RunDirError` as :func:`load_results` does.
     """
     root = Path(group_dir)
-    results = load_results(root)
+    results = load_results(root, runs)
     rows = summarize(results)
     write_summary_csv(rows, root / "summary.csv")
 

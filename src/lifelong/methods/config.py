@@ -73,8 +73,14 @@ def _type_name(tp) -> str:
 
 
 def _check_field_ranges(cfg: MethodConfig) -> None:
-    """Rules every config obeys: a temperature divides scores, so it must be > 0."""
+    """Rules every config obeys: a temperature divides scores, so it must be > 0; an optimizer is registered."""
     for f in fields(cfg):
         v = getattr(cfg, f.name)
+        if f.name == "optimizer" and isinstance(v, str):
+            from lifelong.errors import unknown_name
+            from lifelong.optim import list_optimizers
+
+            if v not in list_optimizers():
+                raise unknown_name("optimizer", v, list_optimizers())
         if "temperature" in f.name and isinstance(v, float) and not v > 0:
             raise ConfigError(f"{f.name} must be > 0 (it divides the scores), got {v}")

@@ -33,6 +33,8 @@ class EWCConfig(GradientConfig):
         super().validate()
         if self.ewc_lambda < 0 or not 0 <= self.gamma <= 1:
             raise ConfigError("ewc_lambda must be >= 0 and gamma in [0, 1]")
+        if self.fisher_samples < 0:
+            raise ConfigError(f"fisher_samples must be >= 0 (0 = all training examples), got {self.fisher_samples}")
 
 
 @register("ewc")

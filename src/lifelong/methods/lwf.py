@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lifelong.errors import ConfigError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
@@ -24,6 +25,11 @@ class LwFConfig(GradientConfig):
 
     alpha: float = hp(1.0, "weight of the distillation loss")
     temperature: float = hp(2.0, "distillation temperature T")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.alpha < 0:
+            raise ConfigError(f"alpha (the distillation weight) must be >= 0, got {self.alpha}")
 
 
 @register("lwf")
