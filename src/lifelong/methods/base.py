@@ -106,8 +106,9 @@ class GradientConfig(MethodConfig):
             raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ConfigError(f"hidden must list layer widths >= 1, like 256,256; got {self.hidden}")
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden must list layer widths >= 1, like 256,256 (empty: no hidden layer); "
+                              f"got {self.hidden}")
         if not self.batch_test_eta > 0:
             raise ConfigError(f"batch_test_eta must be > 0, got {self.batch_test_eta}")
         if self.momentum < 0 or self.weight_decay < 0:
