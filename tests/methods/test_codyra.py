@@ -9,7 +9,7 @@ from lifelong.errors import ConfigError
 from lifelong.evaluation import run
 from lifelong.methods import make_learner
 from lifelong.papers.base import Claim
-from lifelong.scenarios import class_incremental
+from lifelong.scenarios import class_incremental, task_incremental
 
 QUICK = {"epochs": 3, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16}
 
@@ -19,11 +19,18 @@ def stream(blobs):
     return class_incremental(blobs, tasks=2, seed=0)
 
 
-def test_runs_through_evaluation_and_merges_after_each_experience(stream):
-    learner = make_learner("codyra", QUICK, seed=0)
+def test_runs_through_evaluation_and_merges_after_each_experience(blobs):
+    # Scored with task ids: class-incremental scores of this quick run hinge on how the head rows of the two
+    # tasks compare (loss_scope=current never trains them against each other): R[1].mean() was 0.31-0.97
+    # over data seeds 0-1 x learner seeds 0-4, 0.75 for this seed. With task ids and 6 epochs every entry
+    # of R was 1.0 for those 10 runs under ATEN_CPU_CAPABILITY=default, avx2 and avx512 (3 epochs: R[1, 1]
+    # 0.69-1.0).
+    stream = task_incremental(blobs, tasks=2, seed=0)
+    learner = make_learner("codyra", {**QUICK, "epochs": 6}, seed=0)
     res = run(stream, learner, seed=0, progress=False)
     R = np.asarray(res.accuracy_matrix)
-    assert R.shape == (2, 2) and R[0, 0] > 0.5 and R[1].mean() > 0.5  # learned, and kept some of task 0
+    # each task learned (chance 0.5), and task 0 still right after task 1's adapter was merged into the backbone
+    assert R.shape == (2, 2) and R[0, 0] > 0.8 and R[1, 1] > 0.8 and R[1, 0] > 0.8
     # merged: no adapter (and no gate) left, parameters = a fresh backbone + head
     assert adapter_names(learner.backbone) == [] and learner.folded == ["task0", "task1"]
     fresh = make_learner("codyra", QUICK, seed=0)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from lifelong.data import load_digits
 from lifelong.errors import ConfigError
 from lifelong.methods import make_learner
 from lifelong.methods.dkvb import KeyValueBottleneck
@@ -77,8 +78,14 @@ def test_untrained_learner_scores_nothing(stream):
     assert learner.predict(x).shape == (len(x), 0)
 
 
-def test_kmeans_initialisation_and_class_incremental_accuracy(stream):
-    learner = make_learner("dkvb", {**QUICK, "key_init": "kmeans"})
+def test_kmeans_initialisation_and_class_incremental_accuracy():
+    # digits, 2 tasks of 5 classes (179 first-task test images). On the 4-blob stream (16 test points) the
+    # gap depended on the seed: dkvb_old - probe_old - 0.3 was +0.013 for seed 0 and -0.24 to -0.80 for most
+    # other learner / data seeds. Here, over data seeds 0-2 x learner seeds 0-2 and ATEN_CPU_CAPABILITY=
+    # default / avx2 / avx512 (and MKL_CBWR=COMPATIBLE): dkvb_old 0.765-0.88, probe_old 0.00.
+    stream = class_incremental(load_digits(), tasks=2, seed=0)
+    learner = make_learner("dkvb", {"key_init": "kmeans", "num_codebooks": 32, "pairs_per_codebook": 64,
+                                    "epochs": 5, "init_epochs": 3})
     learner.learn(stream[0])
     learner.learn(stream[1])
     probe = make_learner("finetune", {"hidden": (), "epochs": 3})
@@ -87,7 +94,7 @@ def test_kmeans_initialisation_and_class_incremental_accuracy(stream):
     x, y = stream[0].test_tensors()
     dkvb_old = float((learner.predict(x).argmax(1) == y).float().mean())
     probe_old = float((probe.predict(x).argmax(1) == y).float().mean())
-    assert dkvb_old > 0.5 and dkvb_old > probe_old + 0.3  # the first task is largely kept; the probe forgets it
+    assert dkvb_old > 0.6 and dkvb_old > probe_old + 0.5  # the first task is largely kept; the probe forgets it
 
 
 @pytest.mark.parametrize("bad", [{"key_init": "random"}, {"topk": 0}, {"topk": 300}, {"decay": 1.0},

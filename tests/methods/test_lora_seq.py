@@ -122,7 +122,7 @@ def _text_data():
     topics = [WORDS[0:5], WORDS[5:9], WORDS[9:14], WORDS[14:18]]
     texts, labels = [], []
     for c, words in enumerate(topics):
-        for _ in range(12):
+        for _ in range(32):  # 24 train / 8 test sentences per class: one test sentence is 1/16 of a task
             texts.append(" ".join(rng.choice(words, size=4)))
             labels.append(c)
     y = torch.tensor(labels)
@@ -139,15 +139,33 @@ def test_text_token_dataset_and_lora_inside_a_transformer(tiny_text_model):
     assert tokens.x_train[:, 0].eq(2).all()  # [CLS] first, right padding with id 0
     assert not tokens.x_train.eq(1).any()  # no unknown words
     stream = class_incremental(tokens, tasks=2, seed=0)
-    learner = make_learner("lora-seq", {"backbone": str(tiny_text_model), "rank": 4, "epochs": 15, "lr": 0.01,
-                                        "batch_size": 8, "target_modules": ("query", "value", "dense")}, seed=0)
+    # LoRA's usual targets (query and value, Hu et al.). With every dense layer of this 16-wide random
+    # transformer adapted too, task 1's cross-entropy over all seen classes can map all of its sentences
+    # onto one feature (pushed away from task 0's classes, never apart from each other; cosine 1.0
+    # between them): R[1, 1] = 0.5, the two new classes not told apart. With 9 train / 3 test sentences
+    # per class that happened for learner seeds 0 and 4 of 0-4 under ATEN_CPU_CAPABILITY=avx2 and avx512
+    # but for none under default; lower lr, more epochs or more data only moved it to other seeds.
+    # Query/value adapters with 24 / 8 sentences per class: min(R[0, 0], R[1, 1]) >= 0.75 over learner
+    # seeds 0-19 x tiny-model seeds 0-2 under default, avx2 and avx512 alike (>= 0.94 in 59 of 60 runs),
+    # 1.0 here. Chance is 0.25.
+    cfg = {"backbone": str(tiny_text_model), "rank": 4, "epochs": 15, "lr": 0.01, "batch_size": 8,
+           "target_modules": ("query", "value")}
+    fresh = make_learner("lora-seq", cfg, seed=0)
+    fresh.prepare(stream[0].input_shape, stream.num_classes)
+    start = _base_weights(fresh)
+    learner = make_learner("lora-seq", cfg, seed=0)
     result = run(stream, learner, progress=False)
     R = np.asarray(result.accuracy_matrix)
     assert R.shape == (2, 2) and R[0, 0] > 0.6 and R[1, 1] > 0.6
     names = list(lora_layers(learner.backbone))
-    assert len(names) == 10 and all(".encoder.layer." in n for n in names)  # 2 x (q, v, 3 dense)
+    assert len(names) == 4 and all(".encoder.layer." in n for n in names)  # 2 x (query, value)
+    assert all(not torch.equal(start[n], w) for n, w in _base_weights(learner).items())  # both adapters merged in
     assert not [n for n, p in learner.model.named_parameters() if p.requires_grad and "lora_" not in n
                 and not n.startswith("head.")]
+    wide = make_learner("lora-seq", {**cfg, "target_modules": ("query", "value", "dense")})
+    wide.prepare(stream[0].input_shape, stream.num_classes)
+    names = list(lora_layers(wide.backbone))
+    assert len(names) == 10 and all(".encoder.layer." in n for n in names)  # 2 x (q, v, 3 dense)
 
 
 def test_text_inputs_are_checked(tiny_text_model):

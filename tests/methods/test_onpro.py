@@ -117,12 +117,18 @@ def test_config_errors_name_the_field():
         build_config(OnProConfig, {"buffer_size": 0})
 
 
-def test_quick_reproduction_onpro_beats_er():
+def test_quick_reproduction_onpro_learns_on_par_with_er():
     from lifelong.papers.onpro import reproduce
 
     claim = reproduce("quick")
     m = claim.measured
     assert claim.paper == "onpro" and claim.scale == "quick"
-    assert m["final_acc/onpro"] > max(m["final_acc/er"], m["final_acc/er_replay64"])
+    # OnPro's edge over ER at this scale is within seed and CPU-kernel noise: onpro - best ER over seeds 0-4 x
+    # ATEN_CPU_CAPABILITY=default/avx2/avx512 ranged -0.023..+0.051 (seed 0: +0.028/+0.045/+0.051, OnPro
+    # itself 0.799/0.814/0.817), so "OnPro > ER" held by luck. What holds on every CPU: OnPro learns the
+    # stream (0.73-0.82 over those runs; chance 0.1, forgetting every earlier experience gives about 0.2)
+    # and stays within 5 points of the better ER. Whether the claim's +3 points held is claim.held.
+    best_er = max(m["final_acc/er"], m["final_acc/er_replay64"])
+    assert m["final_acc/onpro"] > 0.6 and m["final_acc/onpro"] >= best_er - 0.05
     assert m["apf_top_pair_rank_per_seed"] not in ("", "None")
     assert claim.held == (m["onpro_minus_best_er"] >= 0.03 and m["apf_top_pair_in_top3_seeds"] == "1/1")
