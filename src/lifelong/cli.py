@@ -152,8 +152,11 @@ def _print_tables(root: Path) -> None:
 
 
 def _groups(root: Path) -> list[Path]:
-    """The ``<scenario>-<data>`` folders of an experiment folder that hold results."""
-    return sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json")))
+    """The experiment's ``<scenario>-<data>`` folder (when it holds results); other folders are not its own."""
+    from lifelong.evaluation.experiment import experiment_group
+
+    g = experiment_group(root)
+    return [g] if g is not None and g.is_dir() and any(g.glob("*/seed*/results.json")) else []
 
 
 def _set_data_root(data: str, root: str, data_kw: dict) -> None:
@@ -208,18 +211,20 @@ def _cmd_show(a) -> int:
 
 def _cmd_report(a) -> int:
     from lifelong.errors import RunDirError
-    from lifelong.evaluation.experiment import experiment_runs
+    from lifelong.evaluation.experiment import experiment_group, experiment_runs
     from lifelong.evaluation.report import write_report
 
     root = Path(a.run_dir)
-    groups = [root] if any(root.glob("*/seed*/results.json")) else _groups(root) if root.is_dir() else []
+    groups = [root] if any(root.glob("*/seed*/results.json")) else \
+        _groups(root) or sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json"))) \
+        if root.is_dir() else []
     if not groups:
         raise RunDirError(f"no results under {root}; point at runs/<name> or runs/<name>/<scenario>-<data>")
     for g in groups:
-        if not (g.parent / "experiment.json").is_file():
-            raise RunDirError(f"{g.parent} has no experiment.json, so it was not written by `lifelong run`; "
-                              "lifelong report re-renders only its own run folders (from Python: "
-                              "lifelong.evaluation.report.write_report)")
+        if experiment_group(g.parent) != g:
+            raise RunDirError(f"{g} is not the folder of an experiment written by `lifelong run` (no readable "
+                              f"experiment.json in {g.parent} naming it); lifelong report re-renders only its own "
+                              "run folders (from Python: lifelong.evaluation.report.write_report)")
         print(f"report: {write_report(g, experiment_runs(g.parent))}")
     return 0
 
@@ -255,6 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     except LifelongError as e:
         print(f"lifelong: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `lifelong run | head`: the reader left; everything is written already
+        import os
+
+        try:  # no second error when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, say)
+            pass
+        return 141
     except OSError as e:  # a file system refusal the checks did not foresee: one line, not a traceback
         where = f" {e.filename}" if e.filename else ""
         print(f"lifelong: error: cannot access{where}: {e.strerror or e}; check that path and its permissions "
@@ -263,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         root = getattr(args, "run_root", None)
         if root is not None and (Path(root) / "experiment.json").is_file():
-            print(f"lifelong: interrupted; finished experiences are saved, continue with "
+            print(f"lifelong: interrupted; whatever finished is saved, continue with "
                   f"`lifelong run --resume {root}`", file=sys.stderr)
         else:
             print("lifelong: interrupted before anything was saved", file=sys.stderr)

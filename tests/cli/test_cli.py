@@ -91,7 +91,7 @@ def test_corrupt_run_files_on_resume_give_one_line(tmp_path, capsys, file, conte
     capsys.readouterr()
     assert main(["run", "--resume", str(tmp_path / "e"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and ("--overwrite" in err or "--resume again" in err)
+    assert message in err and err.count("\n") == 1 and ("remove that folder" in err or "--resume again" in err)
 
 
 def test_resume_refuses_other_arguments(tmp_path, capsys):
@@ -275,5 +275,46 @@ def test_report_renders_only_lifelong_experiments_and_their_runs(tmp_path, capsy
     (foreign / "g" / "report.md").write_text("my report")
     capsys.readouterr()
     assert main(["report", str(foreign)]) == 2
-    assert "was not written by `lifelong run`" in capsys.readouterr().err
+    assert "is not the folder of an experiment written by `lifelong run`" in capsys.readouterr().err
     assert (foreign / "g" / "report.md").read_text() == "my report"
+
+
+def test_only_the_experiments_own_group_is_shown_and_rendered(tmp_path, capsys):
+    import shutil
+
+    assert main(_fast_run(tmp_path)) == 0
+    other = tmp_path / "e" / "class-incremental-digits"
+    shutil.copytree(tmp_path / "e" / "class-incremental-blobs", other)  # a folder the experiment did not write
+    (other / "report.md").write_text("mine")
+    capsys.readouterr()
+    assert main(["run", "--resume", str(tmp_path / "e"), "--quiet"]) == 0
+    assert "class-incremental-digits" not in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "e")]) == 0
+    assert (other / "report.md").read_text() == "mine"
+    assert main(["report", str(other)]) == 2
+
+
+@pytest.mark.parametrize("edit", [{"method": "finetune"}, {"seed": 7}, {"accuracy_matrix": [[1.0, 0.0]]}])
+def test_report_refuses_results_that_are_not_their_folders_run(tmp_path, capsys, edit):
+    import json
+
+    assert main(_fast_run(tmp_path)) == 0
+    path = tmp_path / "e" / "class-incremental-blobs" / "ncm" / "seed0" / "results.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "not this folder's run" in err and "--resume" in err
+    assert main(["run", "--resume", str(tmp_path / "e"), "--quiet"]) == 0  # the advice works
+    assert main(["report", str(tmp_path / "e")]) == 0
+
+
+def test_a_closed_pipe_is_not_an_error_about_the_output_folder(tmp_path, capsys, monkeypatch):
+    import lifelong.cli as cli
+
+    def closed(root):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_print_tables", closed)
+    assert main(_fast_run(tmp_path)) == 141
+    assert "--out" not in capsys.readouterr().err

@@ -233,14 +233,42 @@ def test_overwrite_keeps_files_lifelong_did_not_write(tmp_path):
     assert not (root / "class-incremental-blobs" / "ncm" / "seed0" / "results.json").exists()
 
 
-def test_an_unreadable_experiment_json_beside_foreign_files_is_never_deleted(tmp_path):
-    (tmp_path / "e").mkdir()
-    (tmp_path / "e" / "experiment.json").write_text("my notes")
-    (tmp_path / "e" / "precious.csv").write_text("x")
-    for kw in ({}, {"overwrite": True}):
-        with pytest.raises(RunDirError, match="holds files lifelong did not write"):
+@pytest.mark.parametrize("content", ["my notes", '{"format": "lifelong-experiment-1"}'])
+def test_an_unreadable_experiment_json_means_nothing_is_touched(tmp_path, content):
+    (tmp_path / "e" / "paper").mkdir(parents=True)
+    (tmp_path / "e" / "experiment.json").write_text(content)
+    (tmp_path / "e" / "paper" / "report.md").write_text("x")  # named like lifelong's own files
+    for kw in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(RunDirError, match="cannot tell which files"):
             _exp(tmp_path, **kw)
-    assert (tmp_path / "e" / "precious.csv").exists() and (tmp_path / "e" / "experiment.json").exists()
+    assert (tmp_path / "e" / "paper" / "report.md").exists()
+    assert (tmp_path / "e" / "experiment.json").read_text() == content
+
+
+def test_overwrite_keeps_user_files_named_like_lifelongs(tmp_path):
+    _exp(tmp_path, data="digits", methods=["ncm"])
+    root = tmp_path / "e"
+    g = root / "class-incremental-digits"
+    mine = [root / "paper" / "report.md", root / "paper" / "summary.csv", g / "old_ncm" / "seed0" / "results.json",
+            root / "backup_blobs" / "ncm" / "seed1" / "config.json", g / "plots" / "mine.png",
+            g / "ncm" / "seed01" / "results.json"]
+    for p in mine:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("mine")
+    (root / "emptyuserdir").mkdir()
+    _exp(tmp_path, data="digits", methods=["ncm"], overwrite=True)
+    assert all(p.read_text() == "mine" for p in mine) and (root / "emptyuserdir").is_dir()
+
+
+def test_nan_in_a_results_file_is_redone(tmp_path):
+    first = _exp(tmp_path, methods=["finetune"])
+    path = tmp_path / "e" / "class-incremental-blobs" / "finetune" / "seed0" / "results.json"
+    path.write_text(path.read_text().replace('"final_average_accuracy": ', '"final_average_accuracy": NaN, "x": ', 1))
+    with pytest.raises(RunDirError, match="NaN"):
+        write_report(path.parents[2])
+    again = resume_experiment(tmp_path / "e", progress=False)
+    np.testing.assert_array_equal(first["finetune"][0].accuracy_matrix, again["finetune"][0].accuracy_matrix)
+    assert "NaN" not in path.read_text()
 
 
 @pytest.mark.parametrize("content", ["{}", '{"status": "complete"}', "wrong-method", "short-matrix"])

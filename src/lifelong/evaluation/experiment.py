@@ -164,8 +164,8 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
                              "stream_fingerprint": stream.fingerprint()} for m, seed in runs}
         plans = {key: _plan_run(group / key[0] / f"seed{key[1]}", specs[key], resume, len(stream)) for key in runs}
         # every refusal has happened; from here on the folder is written
-        if overwrite:
-            _clear(root)
+        if overwrite and old is not None:
+            _clear(root, old)
         atomic_write_json(root / "experiment.json", invocation)
         results: dict[str, list[Result]] = {}
         failed: list[str] = []
@@ -247,26 +247,45 @@ def _is_temp(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def _ours(rel: tuple[str, ...]) -> bool:
-    """Whether a file at ``rel`` (parts relative to the experiment folder) is one lifelong writes."""
-    name, depth = rel[-1], len(rel)
-    if depth == 1:
-        return name in ("experiment.json", FolderLock.NAME) or _is_temp(name)
-    if depth == 2:
-        return name in ("summary.csv", "report.md") or _is_temp(name)
-    if depth == 3:
-        return rel[1] == "plots" and (name.endswith(".png") or _is_temp(name))
-    if depth == 4:
-        return bool(_SEED_DIR.fullmatch(rel[2])) and (name in _SEED_FILES or _is_temp(name))
-    if depth == 5:
-        return bool(_SEED_DIR.fullmatch(rel[2])) and rel[3] == "checkpoints" and (
-            name in _CHECKPOINT_FILES or _is_temp(name))
-    return False
+def experiment_files(root: Path, inv: dict) -> tuple[list[Path], list[Path]]:
+    """The files and folders (deepest first) that the experiment ``inv`` writes under ``root``.
+
+    Exactly its own paths: ``experiment.json``; in ``<scenario>-<data>/``, the summary,
+    report and plots of its methods; per method and seed, config, results, metrics and
+    checkpoint files (and their temporary files). A user's file elsewhere, even one named
+    like these, is not among them.
+    """
+    from lifelong.evaluation.report import plot_names
+
+    group = root / f"{inv['scenario']}-{inv['data']}"
+    files = [root / "experiment.json", group / "summary.csv", group / "report.md"]
+    files += [group / "plots" / n for n in plot_names(inv["methods"])]
+    dirs = []
+    for m in inv["methods"]:
+        for seed in inv["seeds"]:
+            d = group / m / f"seed{int(seed)}"
+            files += [d / n for n in _SEED_FILES] + [d / "checkpoints" / n for n in _CHECKPOINT_FILES]
+            dirs += [d / "checkpoints", d]
+        dirs.append(group / m)
+    dirs += [group / "plots", group]
+    temps = [p for d in {f.parent for f in files} if d.is_dir() for p in d.iterdir()
+             if _is_temp(p.name) and p.is_file()]
+    return files + temps, dirs
 
 
-def _foreign_files(root: Path) -> list[Path]:
-    """Files under ``root`` that lifelong did not write (it never deletes those)."""
-    return [p for p in sorted(root.rglob("*")) if not p.is_dir() and not _ours(p.relative_to(root).parts)]
+def _valid_invocation(inv) -> bool:
+    """Whether ``inv`` has every entry of an ``experiment.json`` with the right type."""
+    return isinstance(inv, dict) and not _invocation_problems(inv)
+
+
+def _invocation_problems(inv: dict) -> list[str]:
+    checks = {"scenario": lambda v: isinstance(v, str), "data": lambda v: isinstance(v, str),
+              "methods": lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v),
+              "seeds": lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool)
+                                                             for s in v),
+              "overrides": lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
+              "scenario_kwargs": lambda v: isinstance(v, dict), "data_kwargs": lambda v: isinstance(v, dict)}
+    return [k for k, ok in checks.items() if k not in inv or not ok(inv[k])]
 
 
 def _read_experiment(root: Path, resume: bool, overwrite: bool) -> dict | None:
@@ -283,22 +302,18 @@ def _read_experiment(root: Path, resume: bool, overwrite: bool) -> dict | None:
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        foreign = _foreign_files(root)
-        if foreign:
-            raise RunDirError(f"{path} is unreadable ({e}) and {root} holds files lifelong did not write (e.g. "
-                              f"{foreign[0]}); lifelong will not touch it: remove the folder yourself or choose "
-                              "another --name") from None
-        if overwrite:
-            return {"format": EXPERIMENT_FORMAT, "corrupt": True}
-        if resume:
-            raise RunDirError(f"{path} is unreadable ({e}); resume needs it: start the experiment over with "
-                              "--overwrite (the same arguments give the same numbers)") from None
-        raise RunDirError(f"{root} holds an unreadable experiment.json ({e}); pass --overwrite to replace that "
-                          "experiment, or --name to write elsewhere") from None
+        raise RunDirError(f"{path} is unreadable ({e}), so lifelong cannot tell which files in {root} are its own "
+                          "and will not touch them: move or remove that folder yourself, or choose another --name"
+                          ) from None
     if not isinstance(old, dict) or not ({"format", "scenario", "data", "methods"} <= set(old)
                                          or old.get("format") == EXPERIMENT_FORMAT):
         raise RunDirError(f"{path} was not written by lifelong; lifelong will not overwrite or delete it: "
                           "choose another --name or --out")
+    problems = _invocation_problems(old)
+    if problems:
+        raise RunDirError(f"{path} is malformed (missing or wrong type: {', '.join(problems)}), so lifelong cannot "
+                          f"tell which files in {root} are its own: restore the file, or move or remove that "
+                          "folder yourself")
     return old
 
 
@@ -346,15 +361,14 @@ def _without_paths(spec: dict) -> dict:
     return spec
 
 
-def _clear(root: Path) -> None:
-    """Delete the files lifelong wrote in ``root`` (not the lock), then the folders left empty."""
-    for p in sorted(root.rglob("*"), reverse=True):
-        rel = p.relative_to(root).parts
-        if p.is_dir() and not p.is_symlink():
-            if not any(p.iterdir()):
-                p.rmdir()
-        elif _ours(rel) and p.name != FolderLock.NAME:
-            p.unlink()
+def _clear(root: Path, old: dict) -> None:
+    """Delete the files the experiment ``old`` wrote in ``root`` (not the lock), then its folders left empty."""
+    files, dirs = experiment_files(root, old)
+    for f in files:
+        f.unlink(missing_ok=True)
+    for d in dirs:
+        if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+            d.rmdir()
 
 
 def _plan_run(run_dir: Path, spec: dict, resume: bool, experiences: int) -> Result | str:
@@ -383,7 +397,7 @@ def _plan_run(run_dir: Path, spec: dict, resume: bool, experiences: int) -> Resu
     res_path = run_dir / "results.json"
     if res_path.exists():
         try:
-            res = Result.from_dict(json.loads(res_path.read_text(encoding="utf-8")))
+            res = Result.from_dict(json.loads(res_path.read_text(encoding="utf-8"), parse_constant=_no_constant))
             ok = (res.status == "complete" and res.method == spec["method"] and res.seed == spec["seed"]
                   and res.accuracy_matrix.shape == (experiences, experiences))
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
@@ -392,6 +406,10 @@ def _plan_run(run_dir: Path, spec: dict, resume: bool, experiences: int) -> Resu
             return res
         print(f"lifelong: {res_path} is not a complete result of this run; redoing that seed", file=sys.stderr)
     return "resume"
+
+
+def _no_constant(name: str):
+    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def _execute(run_dir: Path, m: str, seed: int, config, stream, spec: dict, plan, progress: bool) -> Result:
@@ -439,13 +457,25 @@ def _execute(run_dir: Path, m: str, seed: int, config, stream, spec: dict, plan,
     return res
 
 
-def experiment_runs(root: str | Path) -> list[tuple[str, int]] | None:
-    """The (method, seed) runs of the experiment stored in ``root/experiment.json``; None without one."""
+def read_invocation(root: str | Path) -> dict | None:
+    """The valid ``experiment.json`` of the experiment folder ``root``, or None."""
     try:
         inv = json.loads((Path(root) / "experiment.json").read_text(encoding="utf-8"))
-        return [(str(m), int(s)) for m in inv["methods"] for s in inv["seeds"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
+    return inv if _valid_invocation(inv) else None
+
+
+def experiment_runs(root: str | Path) -> list[tuple[str, int]] | None:
+    """The (method, seed) runs of the experiment stored in ``root/experiment.json``; None without one."""
+    inv = read_invocation(root)
+    return None if inv is None else [(str(m), int(s)) for m in inv["methods"] for s in inv["seeds"]]
+
+
+def experiment_group(root: str | Path) -> Path | None:
+    """The ``<scenario>-<data>`` folder of the experiment stored in ``root``; None without one."""
+    inv = read_invocation(root)
+    return None if inv is None else Path(root) / f"{inv['scenario']}-{inv['data']}"
 
 
 def _check_inputs(data: str, data_kwargs: dict, configs: dict, dataset=None) -> None:
@@ -518,13 +548,7 @@ def resume_experiment(root: str | Path, *, progress: bool = True, threads: int |
 
 def _check_invocation(path: Path, inv: dict) -> None:
     """Refuse an ``experiment.json`` whose entries have the wrong types (a hand edit, say)."""
-    checks = {"scenario": lambda v: isinstance(v, str), "data": lambda v: isinstance(v, str),
-              "methods": lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v),
-              "seeds": lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool)
-                                                             for s in v),
-              "overrides": lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
-              "scenario_kwargs": lambda v: isinstance(v, dict), "data_kwargs": lambda v: isinstance(v, dict)}
-    bad = [k for k, ok in checks.items() if k not in inv or not ok(inv[k])]
+    bad = _invocation_problems(inv)
     if bad:
         raise RunDirError(f"{path} is malformed (missing or wrong type: {', '.join(bad)}); it cannot be resumed: "
                           "restore it, or start the experiment over with --overwrite")

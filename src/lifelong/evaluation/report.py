@@ -103,6 +103,8 @@ def load_results(group_dir: str | os.PathLike,
     by_method: dict[str, list[tuple[int, str, dict]]] = {}
     for file in files:
         data = _read_results_file(file)
+        if runs is not None:  # an experiment's own folders: the file must be that run's
+            _check_belongs(file, data)
         method = data.get("method") or file.parent.parent.name
         data["method"] = str(method)
         seed = data.get("seed")
@@ -134,14 +136,38 @@ def _no_results_message(root: Path) -> str:
     )
 
 
+def _check_belongs(file: Path, data: dict) -> None:
+    """Refuse a results file whose method, seed or size is not that of the folder it lies in."""
+    seed = f"seed{data.get('seed')}"
+    rows = len(data.get("accuracy_matrix") or [])
+    want = (data.get("stream") or {}).get("num_experiences") if isinstance(data.get("stream"), dict) else None
+    wrong = []
+    if data.get("method") != file.parent.parent.name:
+        wrong.append(f"method {data.get('method')!r}")
+    if seed != file.parent.name:
+        wrong.append(f"seed {data.get('seed')!r}")
+    if data.get("status") == "complete" and isinstance(want, int) and rows != want:
+        wrong.append(f"{rows} of {want} experiences while 'complete'")
+    if wrong:
+        raise RunDirError(f"{file} holds {', '.join(wrong)}, not this folder's run; delete it and run "
+                          "`lifelong run --resume <experiment folder>` to redo that seed")
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
 def _read_results_file(file: Path) -> dict:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunDirError(f"cannot read {file}: {exc}") from exc
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):
+            raise RunDirError(f"{file} holds {exc} (results files are strict JSON); delete it and run "
+                              "`lifelong run --resume <experiment folder>` to redo that seed") from exc
         raise RunDirError(
             f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
             "delete it and run `lifelong run --resume <experiment folder>` to redo that seed, or fix the file"
@@ -636,6 +662,12 @@ def _markdown_table(rows: Sequence[Mapping]) -> str:
     for cells in _table_cells(rows):
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     return "\n".join(lines)
+
+
+def plot_names(methods: Iterable[str]) -> list[str]:
+    """File names :func:`write_report` may write under ``plots/`` for these methods."""
+    return ["accuracy_curves.png", "accuracy_vs_compute.png",
+            *(f"accuracy_matrix_{_safe_name(m)}.png" for m in methods)]
 
 
 def _safe_name(method: str) -> str:
