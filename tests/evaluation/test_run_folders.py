@@ -335,3 +335,19 @@ def test_a_hand_edited_experiment_json_is_refused_in_one_line(tmp_path, edit):
     path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
     with pytest.raises(RunDirError, match="malformed|bad seed"):
         resume_experiment(tmp_path / "e", progress=False)
+
+
+def test_moved_data_files_resume_with_data_root(tmp_path, monkeypatch):
+    monkeypatch.setitem(DATASETS, "numbers", _numbers_file_loader)
+    rng = np.random.default_rng(1)
+    rows = np.hstack([rng.normal(size=(40, 3)) + np.repeat(np.arange(4), 10)[:, None] * 3,
+                      np.repeat(np.arange(4), 10)[:, None]])
+    (tmp_path / "a").mkdir()
+    np.savetxt(tmp_path / "a" / "data.csv", rows, delimiter=",")
+    _exp(tmp_path / "runs", data="numbers", data_kwargs={"path": str(tmp_path / "a" / "data.csv")})
+    (tmp_path / "a").rename(tmp_path / "b")
+    res = resume_experiment(tmp_path / "runs" / "e", progress=False, data_root=tmp_path / "b")
+    assert res["ncm"][0].status == "complete"
+    _exp(tmp_path, name="blobs")
+    with pytest.raises(ConfigError, match="reads no files"):
+        resume_experiment(tmp_path / "blobs", progress=False, data_root=tmp_path)

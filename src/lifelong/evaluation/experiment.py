@@ -517,7 +517,9 @@ def resume_experiment(root: str | Path, *, progress: bool = True, threads: int |
                       data_root: str | Path | None = None):
     """Continue the experiment stored in ``root/experiment.json`` (see :func:`run_experiment`).
 
-    ``data_root`` points a moved dataset's folder (its files must hash as they did).
+    ``data_root`` is where a moved dataset's files are now: the loader's data root, or
+    the folder now holding the files named by ``path`` / ``test_path``. Their contents
+    must hash as they did.
     """
     root = Path(root)
     if not root.exists():
@@ -536,10 +538,15 @@ def resume_experiment(root: str | Path, *, progress: bool = True, threads: int |
     _check_invocation(path, inv)
     data_kwargs = dict(inv["data_kwargs"])
     if data_root is not None:
-        if "data_root" not in data_kwargs:
-            raise ConfigError(f"the experiment's data {inv['data']!r} takes no data root, so --data-root does "
-                              "not apply; drop it")
-        data_kwargs["data_root"] = str(Path(data_root).expanduser().resolve())
+        new = Path(data_root).expanduser().resolve()
+        files = [k for k in ("path", "test_path") if isinstance(data_kwargs.get(k), str)]
+        if "data_root" in data_kwargs:
+            data_kwargs["data_root"] = str(new)
+        elif files:  # data given as files (text-file): the same file names, now in that folder
+            data_kwargs.update({k: str(new / Path(data_kwargs[k]).name) for k in files})
+        else:
+            raise ConfigError(f"the experiment's data {inv['data']!r} reads no files, so --data-root does not "
+                              "apply; drop it")
     return run_experiment(scenario=inv["scenario"], data=inv["data"], methods=inv["methods"], seeds=inv["seeds"],
                           overrides=inv["overrides"], scenario_kwargs=inv["scenario_kwargs"],
                           data_kwargs=data_kwargs, out=root.parent, name=root.name, resume=True,
