@@ -51,3 +51,15 @@ class HashEncoder:
         self.calls += 1
         b = np.frombuffer(b"".join(hashlib.sha256(t.encode()).digest()[:8] for t in texts), dtype=np.uint8)
         return torch.tensor(b.reshape(len(texts), 8), dtype=torch.float32) / 255.0
+
+
+def interrupt_learning_at(monkeypatch, cls, index: int) -> None:
+    """Make ``cls.learn`` raise KeyboardInterrupt (a Ctrl-C) at experience ``index``; undo with monkeypatch.undo."""
+    original = cls.learn
+
+    def dies(self, experience):
+        if experience.index == index:
+            raise KeyboardInterrupt
+        return original(self, experience)
+
+    monkeypatch.setattr(cls, "learn", dies)

@@ -40,6 +40,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes (read in 1 MiB chunks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _no_constant(name: str):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def loads_strict(text: str):
+    """``json.loads`` that refuses ``NaN`` / ``Infinity`` (``ValueError``), as strict JSON readers do."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def finite_or_none(obj):
     """``obj`` with every NaN / infinite float replaced by ``None`` (JSON ``null``)."""
     if isinstance(obj, float):

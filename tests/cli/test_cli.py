@@ -140,14 +140,10 @@ def test_interrupt_message_names_the_run_folder(tmp_path, capsys, monkeypatch):
     import lifelong.evaluation.experiment as ex
     from lifelong.methods.finetune import Finetune
 
+    from conftest import interrupt_learning_at
+
     original = Finetune.learn
-
-    def dies_on_second(self, experience):
-        if experience.index == 1:
-            raise KeyboardInterrupt
-        return original(self, experience)
-
-    monkeypatch.setattr(Finetune, "learn", dies_on_second)
+    interrupt_learning_at(monkeypatch, Finetune, 1)
     args = ["run", "--data", "blobs", "--methods", "finetune", "--tasks", "2", "--set", "method.hidden=16",
             "--out", str(tmp_path), "--name", "e", "--quiet"]
     assert main(args) == 130

@@ -94,14 +94,10 @@ def test_the_folder_is_locked_while_a_run_holds_it(tmp_path):
 def test_resume_trims_metrics_back_to_the_checkpoint(tmp_path, monkeypatch):
     from lifelong.methods.finetune import Finetune
 
+    from conftest import interrupt_learning_at
+
     original = Finetune.learn
-
-    def dies_on_third(self, experience):
-        if experience.index == 2:
-            raise KeyboardInterrupt
-        return original(self, experience)
-
-    monkeypatch.setattr(Finetune, "learn", dies_on_third)
+    interrupt_learning_at(monkeypatch, Finetune, 2)
     with pytest.raises(KeyboardInterrupt):
         _exp(tmp_path, methods=["finetune"], scenario_kwargs={"tasks": 4})
     monkeypatch.setattr(Finetune, "learn", original)
@@ -111,6 +107,16 @@ def test_resume_trims_metrics_back_to_the_checkpoint(tmp_path, monkeypatch):
     resume_experiment(tmp_path / "e", progress=False)
     lines = [json.loads(x) for x in metrics.read_text().splitlines()]
     assert [x["experience"] for x in lines] == [0, 1, 2, 3]
+
+
+def _write_numbers(path, seed: int = 0, shift: float = 0.0) -> None:
+    """A CSV of 4 separable classes (10 rows each, 3 features, label last); ``shift`` changes one value."""
+    rng = np.random.default_rng(seed)
+    rows = np.hstack([rng.normal(size=(40, 3)) + np.repeat(np.arange(4), 10)[:, None] * 3,
+                      np.repeat(np.arange(4), 10)[:, None]])
+    rows[0, 0] += shift
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savetxt(path, rows, delimiter=",")
 
 
 def _numbers_file_loader(path: str) -> Dataset:
@@ -123,10 +129,7 @@ def _numbers_file_loader(path: str) -> Dataset:
 
 def test_data_paths_are_stored_absolute_and_changed_files_are_refused(tmp_path, monkeypatch):
     monkeypatch.setitem(DATASETS, "numbers", _numbers_file_loader)
-    rng = np.random.default_rng(0)
-    rows = np.hstack([rng.normal(size=(40, 3)) + np.repeat(np.arange(4), 10)[:, None] * 3,
-                      np.repeat(np.arange(4), 10)[:, None]])
-    np.savetxt(tmp_path / "data.csv", rows, delimiter=",")
+    _write_numbers(tmp_path / "data.csv", seed=0)
     monkeypatch.chdir(tmp_path)
     _exp(tmp_path / "runs", data="numbers", data_kwargs={"path": "data.csv"})
     inv = json.loads((tmp_path / "runs" / "e" / "experiment.json").read_text())
@@ -134,8 +137,7 @@ def test_data_paths_are_stored_absolute_and_changed_files_are_refused(tmp_path, 
     assert list(inv["data_files"]) == [str(tmp_path / "data.csv")]
     monkeypatch.chdir(tmp_path / "runs")  # resume from elsewhere reads the same file
     resume_experiment(tmp_path / "runs" / "e", progress=False)
-    rows[0, 0] += 1.0
-    np.savetxt(tmp_path / "data.csv", rows, delimiter=",")
+    _write_numbers(tmp_path / "data.csv", shift=1.0)
     with pytest.raises(RunDirError, match=r"data\.csv changed since this experiment started"):
         resume_experiment(tmp_path / "runs" / "e", progress=False)
 
@@ -308,11 +310,7 @@ def _rooted_loader(data_root: str | None = None) -> Dataset:
 
 def test_moved_data_resumes_with_a_new_data_root_and_the_default_root_is_stored(tmp_path, monkeypatch):
     monkeypatch.setitem(DATASETS, "rooted", _rooted_loader)
-    rng = np.random.default_rng(0)
-    rows = np.hstack([rng.normal(size=(40, 3)) + np.repeat(np.arange(4), 10)[:, None] * 3,
-                      np.repeat(np.arange(4), 10)[:, None]])
-    (tmp_path / "a").mkdir()
-    np.savetxt(tmp_path / "a" / "data.csv", rows, delimiter=",")
+    _write_numbers(tmp_path / "a" / "data.csv", seed=0)
     monkeypatch.setenv("LIFELONG_DATA", str(tmp_path / "a"))
     _exp(tmp_path / "runs", data="rooted")
     inv = json.loads((tmp_path / "runs" / "e" / "experiment.json").read_text())
@@ -321,8 +319,7 @@ def test_moved_data_resumes_with_a_new_data_root_and_the_default_root_is_stored(
     (tmp_path / "a").rename(tmp_path / "b")
     res = resume_experiment(tmp_path / "runs" / "e", progress=False, data_root=tmp_path / "b")
     assert res["ncm"][0].status == "complete"
-    rows[0, 0] += 1
-    np.savetxt(tmp_path / "b" / "data.csv", rows, delimiter=",")
+    _write_numbers(tmp_path / "b" / "data.csv", shift=1.0)
     with pytest.raises(RunDirError, match="changed since this experiment started"):
         resume_experiment(tmp_path / "runs" / "e", progress=False, data_root=tmp_path / "b")
 
@@ -339,11 +336,7 @@ def test_a_hand_edited_experiment_json_is_refused_in_one_line(tmp_path, edit):
 
 def test_moved_data_files_resume_with_data_root(tmp_path, monkeypatch):
     monkeypatch.setitem(DATASETS, "numbers", _numbers_file_loader)
-    rng = np.random.default_rng(1)
-    rows = np.hstack([rng.normal(size=(40, 3)) + np.repeat(np.arange(4), 10)[:, None] * 3,
-                      np.repeat(np.arange(4), 10)[:, None]])
-    (tmp_path / "a").mkdir()
-    np.savetxt(tmp_path / "a" / "data.csv", rows, delimiter=",")
+    _write_numbers(tmp_path / "a" / "data.csv", seed=1)
     _exp(tmp_path / "runs", data="numbers", data_kwargs={"path": str(tmp_path / "a" / "data.csv")})
     (tmp_path / "a").rename(tmp_path / "b")
     res = resume_experiment(tmp_path / "runs" / "e", progress=False, data_root=tmp_path / "b")

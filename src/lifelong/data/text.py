@@ -29,7 +29,6 @@ when that fails.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -45,7 +44,7 @@ import torch
 from lifelong.data.dataset import Dataset, stratified_split
 from lifelong.data.feature_cache import CacheInfo, FeatureCache, cached_features, summarize
 from lifelong.errors import ConfigError, DataError
-from lifelong.fileio import default_mode
+from lifelong.fileio import default_mode, sha256_file
 
 CLINC150_URL = "https://raw.githubusercontent.com/clinc/oos-eval/828f8093932c8fe6ca7936c3d2e52903b1c523de/data/"
 CLINC150_FILES = {
@@ -81,14 +80,6 @@ def dataset_dir(name: str, files: Sequence[str], data_root: str | os.PathLike | 
     return root if root.name == name else root / name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
@@ -97,7 +88,7 @@ def _download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> None:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
-        got = _sha256(Path(tmp))
+        got = sha256_file(tmp)
         if got != sha256:
             raise OSError(f"{url} has SHA-256 {got}, expected {sha256}")
         os.chmod(tmp, default_mode())

@@ -23,7 +23,7 @@ from lifelong.errors import (CheckpointError, ConfigError, LearnerError, NonFini
                              RunFailedError)
 from lifelong.evaluation.io import atomic_write_json
 from lifelong.evaluation.loop import check_seed, run
-from lifelong.fileio import FolderLock
+from lifelong.fileio import FolderLock, loads_strict, sha256_file
 from lifelong.evaluation.result import Result
 from lifelong.methods import get_method, make_learner
 from lifelong.methods.config import build_config
@@ -216,16 +216,7 @@ def _absolute_paths(data: str, data_kwargs: dict) -> dict:
 
 
 def _hash_files(paths) -> dict[str, str]:
-    import hashlib
-
-    out = {}
-    for p in paths:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        out[str(p)] = h.hexdigest()
-    return out
+    return {str(p): sha256_file(p) for p in paths}
 
 
 def _check_writable(root: Path) -> None:
@@ -397,7 +388,7 @@ def _plan_run(run_dir: Path, spec: dict, resume: bool, experiences: int) -> Resu
     res_path = run_dir / "results.json"
     if res_path.exists():
         try:
-            res = Result.from_dict(json.loads(res_path.read_text(encoding="utf-8"), parse_constant=_no_constant))
+            res = Result.from_dict(loads_strict(res_path.read_text(encoding="utf-8")))
             ok = (res.status == "complete" and res.method == spec["method"] and res.seed == spec["seed"]
                   and res.accuracy_matrix.shape == (experiences, experiences))
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
@@ -406,10 +397,6 @@ def _plan_run(run_dir: Path, spec: dict, resume: bool, experiences: int) -> Resu
             return res
         print(f"lifelong: {res_path} is not a complete result of this run; redoing that seed", file=sys.stderr)
     return "resume"
-
-
-def _no_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def _execute(run_dir: Path, m: str, seed: int, config, stream, spec: dict, plan, progress: bool) -> Result:

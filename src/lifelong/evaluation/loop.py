@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lifelong.data.dataset import require_finite
 from lifelong.errors import CheckpointError, ConfigError, DataError, LearnerError, LifelongError, NonFiniteLossError
 from lifelong.evaluation.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.evaluation.io import append_jsonl, atomic_write_json
@@ -59,12 +60,6 @@ def accuracy(learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None,
             raise LearnerError(f"{name}.predict returned NaN scores (its weights or statistics diverged)")
         correct += int((scores.argmax(1) == y[s:s + EVAL_BATCH]).sum())
     return correct / max(len(y), 1)
-
-
-def _check_finite(x: torch.Tensor, what: str) -> None:
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise DataError(f"{what} holds NaN or infinite inputs; clean the data (e.g. torch.nan_to_num) or drop "
-                        "those rows")
 
 
 def divergence_hint(learner) -> str:
@@ -135,7 +130,7 @@ def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, co
     run_dir = Path(run_dir) if run_dir is not None else None
     tests = [e.test_tensors() for e in stream]
     for e, (x, _) in zip(stream, tests):
-        _check_finite(x, f"the test split of experience {e.index}")
+        require_finite(x, f"the test split of experience {e.index}")
     K = stream.num_classes
     result = Result(method, seed, stream.describe(), config, np.zeros((0, T)), np.zeros(T),
                     data_info=_data_info(stream))
@@ -157,7 +152,7 @@ def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, co
     try:
         for i in range(start, T):
             exp = stream[i]
-            _check_finite(exp.train_tensors()[0], f"the training split of experience {i}")
+            require_finite(exp.train_tensors()[0], f"the training split of experience {i}")
             t0 = time.perf_counter()
             try:
                 learner.learn(exp)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from lifelong.errors import RunDirError
-from lifelong.fileio import atomic_write_bytes
+from lifelong.fileio import atomic_write_bytes, loads_strict
 
 __all__ = [
     "METRICS",
@@ -153,17 +153,13 @@ def _check_belongs(file: Path, data: dict) -> None:
                           "`lifelong run --resume <experiment folder>` to redo that seed")
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def _read_results_file(file: Path) -> dict:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunDirError(f"cannot read {file}: {exc}") from exc
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = loads_strict(text)
     except ValueError as exc:
         if not isinstance(exc, json.JSONDecodeError):
             raise RunDirError(f"{file} holds {exc} (results files are strict JSON); delete it and run "
