@@ -59,7 +59,7 @@ def clinc_stream(quick: bool):
 def mnist_stream(quick: bool):
     """The ``lifelong run`` default stream: class-incremental split MNIST (embedded 5,000 images)."""
     from lifelong.data import load_dataset
-    from lifelong.evaluation.experiment import DEFAULT_DATA, DEFAULT_SCENARIO
+    from lifelong.runner import DEFAULT_DATA, DEFAULT_SCENARIO
     from dataclasses import replace
 
     from lifelong.scenarios import make_scenario

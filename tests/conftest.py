@@ -6,6 +6,11 @@ import os
 import pytest
 
 os.environ.setdefault("LIFELONG_THREADS", "1")
+# the workspace's real data (../shared/data beside the repository), where the library looks for it: LIFELONG_DATA
+_SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared",
+                            "data")
+if os.path.isdir(_SHARED_DATA):
+    os.environ.setdefault("LIFELONG_DATA", _SHARED_DATA)
 
 
 @pytest.fixture(autouse=True, scope="session")

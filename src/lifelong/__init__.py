@@ -3,15 +3,11 @@
 The public Python API mirrors the ``lifelong`` command::
 
     from lifelong import load_dataset, make_scenario, make_learner, run
-
-    data = load_dataset("mnist")
-    stream = make_scenario("class-incremental", data, tasks=5, seed=0)
-    learner = make_learner("er", {"buffer_size": 200}, seed=0)
-    result = run(stream, learner)
+    stream = make_scenario("class-incremental", load_dataset("mnist"), tasks=5, seed=0)
+    result = run(stream, make_learner("er", {"buffer_size": 200}, seed=0))
     print(result.metrics["final_average_accuracy"])
 
-Importing the package has no side effects: no threads are set, nothing is
-downloaded, no files are written. Names below are imported on first use.
+Importing has no side effects (no threads set, nothing downloaded or written); names load on first use.
 """
 
 from importlib import import_module
@@ -24,7 +20,7 @@ _EXPORTS = {
     "make_scenario": "lifelong.scenarios", "list_scenarios": "lifelong.scenarios",
     "Learner": "lifelong.methods", "GradientLearner": "lifelong.methods",
     "make_learner": "lifelong.methods", "list_methods": "lifelong.methods", "register": "lifelong.methods",
-    "run": "lifelong.evaluation", "Result": "lifelong.evaluation", "run_experiment": "lifelong.evaluation",
+    "run": "lifelong.evaluation", "Result": "lifelong.evaluation", "run_experiment": "lifelong.runner",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lifelong`` command."""
-    from lifelong.evaluation.experiment import DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO
+    from lifelong.runner import DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO
 
     p = _Parser(prog="lifelong", description="Models that keep learning: run, compare, "
                 "reproduce. `lifelong run` alone runs the default benchmark.")
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render the report of a finished run from its JSON files")
     rep.add_argument("run_dir", help="runs/<name> or runs/<name>/<scenario>-<data>")
 
-    sub.add_parser("papers", help="the status table of all 59 seed papers")
+    sub.add_parser("papers", help="the status table of all 59 catalogued papers")
 
     rp = sub.add_parser("reproduce", help="check one paper's claim and print the table")
     rp.add_argument("paper", help="short name or number (lifelong papers)")
@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(a) -> int:
     from lifelong.errors import ConfigError, RunFailedError
-    from lifelong.evaluation.experiment import (DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO, parse_sets,
-                                                resume_experiment, run_experiment)
+    from lifelong.runner import (DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO, parse_sets,
+                                 resume_experiment, run_experiment)
 
     for opt in ("resume", "out", "name", "scenario", "data", "data_root"):
         if getattr(a, opt) is not None and not str(getattr(a, opt)).strip():
@@ -141,7 +141,7 @@ def _cmd_run(a) -> int:
 
 def _print_tables(root: Path) -> None:
     """Print the results table of the experiment in folder ``root`` (its runs only)."""
-    from lifelong.evaluation.experiment import experiment_runs
+    from lifelong.runner import experiment_runs
     from lifelong.evaluation.report import format_results_table, load_results, summarize
 
     runs = experiment_runs(root)
@@ -153,7 +153,7 @@ def _print_tables(root: Path) -> None:
 
 def _groups(root: Path) -> list[Path]:
     """The experiment's ``<scenario>-<data>`` folder (when it holds results); other folders are not its own."""
-    from lifelong.evaluation.experiment import experiment_group
+    from lifelong.runner import experiment_group
 
     g = experiment_group(root)
     return [g] if g is not None and g.is_dir() and any(g.glob("*/seed*/results.json")) else []
@@ -211,7 +211,7 @@ def _cmd_show(a) -> int:
 
 def _cmd_report(a) -> int:
     from lifelong.errors import RunDirError
-    from lifelong.evaluation.experiment import experiment_group, experiment_runs
+    from lifelong.runner import experiment_group, experiment_runs
     from lifelong.evaluation.report import write_report
 
     root = Path(a.run_dir)

@@ -45,3 +45,7 @@ def unknown_name(kind: str, name: str, valid) -> ConfigError:
     """Build the error for an unknown registry name, listing the valid ones."""
     valid = sorted(valid)
     return ConfigError(f"unknown {kind} {name!r}; choose one of: {', '.join(valid)}")
+
+
+class AdapterError(LifelongError, ValueError):
+    """An adapter operation is not valid in the adapter's state (merged twice, NaN weights, unknown name)."""

@@ -1,32 +1,17 @@
 """Thread settings.
 
-On small CPU machines the models of continual-learning benchmarks are tiny, and
-PyTorch's intra-op thread pool costs more than it gains. PyTorch's CPU wheels run
-that pool on GNU OpenMP, whose idle threads spin before they sleep: with 2 intra-op
-threads on a 2-core machine, any other busy process makes every small parallel
-region wait for a descheduled thread. Measured with ``benchmarks/threads.py``
-(finetune on MNIST, see ``benchmarks/README.md``): 2 threads ran 7-66x slower than
-1 thread, with or without an extra busy process; 2 threads with
-``OMP_WAIT_POLICY=PASSIVE`` took 0.25-2.75x the time of 1 thread (median slower in
-10 of 12 cases, small and wide MLPs alike), so only 1 thread is fast throughout.
-
-Defaults, both overridable:
-
-* **one intra-op thread** unless told otherwise (``--threads N`` or
-  ``LIFELONG_THREADS``), set by :func:`configure_threads`, which the CLI and
-  :func:`lifelong.evaluation.run_experiment` call;
-* **passive OpenMP waiting** (``OMP_WAIT_POLICY=PASSIVE``) for runs that raise the
-  thread count. OpenMP reads this variable once, when torch is imported, so it
-  can only be set by the environment or by :func:`configure_wait_policy` before
-  the first ``import torch`` (an ``OMP_WAIT_POLICY`` already in the environment
-  is kept). :func:`configure_threads` warns when it is asked for more than one
-  thread while torch's pool spins.
-
-Nothing is changed at import time.
+On small CPU machines PyTorch's intra-op thread pool costs more than it gains: its GNU OpenMP threads spin
+before they sleep, so with 2 threads on 2 cores any other busy process stalls every small parallel region
+(``benchmarks/threads.py``: 2 threads ran 7-66x slower than 1; with ``OMP_WAIT_POLICY=PASSIVE`` 0.25-2.75x).
+Defaults, both overridable: one intra-op thread (``--threads N`` or ``LIFELONG_THREADS``; set by
+:func:`configure_threads`, which the CLI and :func:`lifelong.runner.run_experiment` call), and passive
+OpenMP waiting, which must be set before the first ``import torch`` (:func:`configure_wait_policy`; an
+``OMP_WAIT_POLICY`` already in the environment is kept). Nothing is changed at import time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -86,3 +71,20 @@ def configure_threads(threads: int | None = None) -> int:
                       "models 10-30x slower whenever another process uses the CPU; start Python with "
                       "OMP_WAIT_POLICY=PASSIVE (see lifelong.runtime)", RuntimeWarning, stacklevel=2)
     return n
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one intra-op thread inside the block, restoring the previous count after.
+
+    For small models one thread is fastest and avoids oversubscription when other
+    processes share the cores (see the module docstring).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -286,3 +286,17 @@ def test_unknown_adapter_errors():
     inject_adapter(model, LoRAConfig(r=2, target_modules=["net.1"]), "a")
     with pytest.raises(AdapterError, match="no adapter named 'x'.*'a'"):
         fold_adapter(model, "x")
+
+
+def test_lora_package_keeps_its_import_path_and_error_home():
+    from lifelong.adapters import lora
+    from lifelong.adapters.lora import config, layer, model
+    from lifelong.errors import AdapterError as HomeError
+    from lifelong.errors import LifelongError
+
+    assert lora.AdapterError is HomeError is AdapterError and issubclass(HomeError, (LifelongError, ValueError))
+    homes = (config, layer, model)
+    for name in lora.__all__:
+        if name != "AdapterError":
+            assert any(getattr(m, name, None) is getattr(lora, name) for m in homes), name
+    assert LoRAConfig().layer_class is LoRALinear  # resolved across config.py -> layer.py

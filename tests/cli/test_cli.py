@@ -125,7 +125,7 @@ def test_unwritable_or_file_output_is_refused(tmp_path, capsys, monkeypatch):
 
 
 def test_an_unforeseen_os_error_is_one_line(tmp_path, capsys, monkeypatch):
-    import lifelong.evaluation.experiment as ex
+    import lifelong.runner.experiment as ex
 
     def denied(path, obj):
         raise PermissionError(13, "Permission denied", str(path))
@@ -137,7 +137,7 @@ def test_an_unforeseen_os_error_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_interrupt_message_names_the_run_folder(tmp_path, capsys, monkeypatch):
-    import lifelong.evaluation.experiment as ex
+    import lifelong.runner as ex
     from lifelong.methods.finetune import Finetune
 
     from conftest import interrupt_learning_at

@@ -8,9 +8,11 @@ import pytest
 import torch
 from conftest import CLINC, HashEncoder, needs_clinc
 
+import lifelong.data.clinc150 as clinc150_mod
 import lifelong.data.text as text_mod
 from lifelong.data import load_dataset
-from lifelong.data.text import load_clinc150, load_text_file, read_clinc150, read_text_file
+from lifelong.data.clinc150 import load_clinc150, read_clinc150
+from lifelong.data.textfile import load_text_file, read_text_file
 from lifelong.errors import ConfigError, DataError
 from lifelong.scenarios import class_incremental
 
@@ -108,7 +110,7 @@ def test_missing_files_name_the_expected_layout(tmp_path, monkeypatch):
         read_clinc150(tmp_path, download=False)
     msg = str(e.value)
     assert "data_full.json" in msg and "domains.json" in msg and "oos_test" in msg and "--data-root" in msg
-    monkeypatch.setattr(text_mod, "CLINC150_URL", "http://127.0.0.1:9/")  # nothing listens: offline
+    monkeypatch.setattr(clinc150_mod, "CLINC150_URL", "http://127.0.0.1:9/")  # nothing listens: offline
     with pytest.raises(DataError, match="download=False"):
         read_clinc150(tmp_path / "clinc150")  # downloads nothing unless asked
     assert not (tmp_path / "clinc150").exists()
@@ -235,3 +237,26 @@ def test_feature_cache_files_follow_the_umask(tmp_path):
         os.umask(old)
     files = [f for f in (tmp_path / "cache").rglob("*") if f.is_file()]
     assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files)
+
+
+def test_old_import_path_names_the_same_objects():
+    from lifelong.data import DATASETS, encode, root, textfile, tokens
+    from lifelong.methods import lora_seq
+
+    homes = (clinc150_mod, textfile, tokens, encode, root)
+    for name in text_mod.__all__:
+        assert any(getattr(m, name, None) is getattr(text_mod, name) for m in homes), name
+    assert lora_seq.text_token_dataset is tokens.text_token_dataset
+    assert DATASETS["clinc150"] is text_mod.load_clinc150 and DATASETS["text-file"] is text_mod.load_text_file
+
+
+def test_default_data_root_explicit_then_environment_then_cache(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from lifelong.data.root import default_data_root
+
+    monkeypatch.setenv("LIFELONG_DATA", str(tmp_path / "env"))
+    assert default_data_root(tmp_path / "given") == tmp_path / "given"
+    assert default_data_root() == tmp_path / "env"
+    monkeypatch.delenv("LIFELONG_DATA")
+    assert default_data_root() == Path.home() / ".cache" / "lifelong" / "data"

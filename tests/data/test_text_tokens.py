@@ -7,15 +7,16 @@ import pytest
 import torch
 from conftest import CLINC, HashEncoder, needs_clinc
 
-import lifelong.data.text as text_mod
+import lifelong.data.encode as encode_mod
 import lifelong.encoders.text as encoders_text
 from lifelong.cli import main
 from lifelong.data import load_dataset
-from lifelong.data.text import load_clinc150, load_text_file
+from lifelong.data.clinc150 import load_clinc150
+from lifelong.data.textfile import load_text_file
+from lifelong.data.tokens import text_token_dataset
 from lifelong.errors import ConfigError, DataError
 from lifelong.evaluation import run
 from lifelong.methods import make_learner
-from lifelong.methods.lora_seq import text_token_dataset
 from lifelong.scenarios import class_incremental
 
 
@@ -24,8 +25,8 @@ def _no_encoding(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the sentence encoder ran for representation='tokens'")
 
-    monkeypatch.setattr(text_mod, "_encoder", boom)
-    monkeypatch.setattr(text_mod, "encode_splits", boom)
+    monkeypatch.setattr(encode_mod, "make_encoder", boom)
+    monkeypatch.setattr(encode_mod, "encode_splits", boom)
     monkeypatch.setattr(encoders_text, "make_text_encoder", boom)
     monkeypatch.setattr(encoders_text.TextEncoder, "encode", boom)
 
@@ -153,7 +154,9 @@ def test_python_api_names_the_fix(tiny_text_model, tmp_path):
     with pytest.raises(DataError, match="representation='tokens'.*backbone=mlp"):
         run(class_incremental(feats, tasks=2, seed=0), text, progress=False)
     tokens = load_clinc150(data_root=CLINC, domains=[0, 1], max_per_class=3, representation="tokens")
-    with pytest.raises(DataError, match="backbone=mlp reads feature vectors.*backbone=minilm"):
+    with pytest.raises(DataError, match=r"lora-seq \(backbone=mlp\) reads feature vectors.*load the data with "
+                                        r"representation='features'.*reads token ids: codyra with backbone=minilm, "
+                                        r"lora-seq with backbone=minilm$"):
         run(class_incremental(tokens, tasks=2, seed=0), make_learner("lora-seq", {"epochs": 1}), progress=False)
     tiny = {"backbone": tiny_text_model, "rank": 4, "epochs": 1}
     with pytest.raises(DataError, match="outside the vocabulary"):  # minilm's ids in the tiny model

@@ -1,14 +1,13 @@
-"""Tests for lifelong.evaluation.report: rendering a finished run from JSON alone."""
+"""Tests for lifelong.evaluation.report, summary and plots: rendering a finished run from JSON alone."""
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import pytest
 
 from lifelong.errors import LifelongError, RunDirError
-from lifelong.evaluation import report
+from lifelong.evaluation import metrics, plots, report, summary
 from lifelong.evaluation.report import (
     format_results_table,
     load_results,
@@ -237,9 +236,9 @@ def test_plot_curves_and_compute(group, tmp_path):
 
 
 def test_incremental_curve_values():
-    curve = report._incremental_curve(RUNS[0])
+    curve = plots._incremental_curve(RUNS[0])
     assert list(curve) == pytest.approx([90.0, 85.0, 80.0])
-    mean = report._mean_matrix([RUNS[0], RUNS[1]])
+    mean = plots._mean_matrix([RUNS[0], RUNS[1]])
     assert mean[2, 0] == pytest.approx(0.7) and mean[1, 1] == pytest.approx(0.85)
 
 
@@ -275,6 +274,10 @@ def test_write_report(group):
     for phrase in ("R[T−1, j]", "mean_{j≤i} R[i, j]", "max_{k ∈ [j, T−2]}", "R[j, j]",
                    "R[j−1, j] − initial[j]"):
         assert phrase in text
+    # one definition per metric, taken from metrics.py
+    for name in metrics.METRIC_NAMES:
+        assert f"- **{metrics.METRIC_LABELS[name]}**: " in text
+        assert metrics.METRIC_DESCRIPTIONS[name].replace("\n", "\n  ") in text
 
     summary = group / "summary.csv"
     assert summary.read_text(encoding="utf-8").startswith("method,n_seeds,")
@@ -318,16 +321,34 @@ def test_format_results_table(group):
     assert all(len(l) == len(lines[1]) for l in lines[2:])
 
 
-def test_module_does_not_import_torch():
-    # load report.py by path so that whatever lifelong/evaluation/__init__.py imports
-    # (the run loop needs torch) does not count against this module
+def test_modules_do_not_import_torch_or_matplotlib():
+    # stand in a bare lifelong.evaluation package so that whatever its __init__.py imports
+    # (the run loop needs torch) does not count against the report modules; matplotlib
+    # is imported only when a plot is drawn
     import subprocess
     import sys
+    from pathlib import Path
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('report_alone', {report.__file__!r})\n"
-        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "import sys, types\n"
+        "import lifelong\n"
+        "pkg = types.ModuleType('lifelong.evaluation')\n"
+        f"pkg.__path__ = [{str(Path(report.__file__).parent)!r}]\n"
+        "sys.modules['lifelong.evaluation'] = pkg\n"
+        "import lifelong.evaluation.report\n"
+        "assert 'lifelong.evaluation.loop' not in sys.modules, 'the package __init__ ran'\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
-        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "assert not [m for m in sys.modules if m.startswith('matplotlib')], 'matplotlib imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_reexports_the_names_it_had():
+    # other modules and user code import these from lifelong.evaluation.report
+    assert report.load_results is summary.load_results and report.summarize is summary.summarize
+    assert report.write_summary_csv is summary.write_summary_csv
+    assert report.format_results_table is summary.format_results_table
+    assert report.plot_names is plots.plot_names
+    assert report.plot_accuracy_matrix is plots.plot_accuracy_matrix
+    assert report.METRICS == metrics.METRIC_NAMES and report.COSTS == summary.COSTS
+    assert report.plot_names(["er", "a b"]) == [
+        "accuracy_curves.png", "accuracy_vs_compute.png", "accuracy_matrix_er.png", "accuracy_matrix_a_b.png"]

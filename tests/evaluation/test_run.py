@@ -8,7 +8,8 @@ import torch
 
 from lifelong.data import Dataset, make_blobs
 from lifelong.errors import DataError, NonFiniteLossError, RunDirError
-from lifelong.evaluation import run, run_experiment
+from lifelong.evaluation import run
+from lifelong.runner import run_experiment
 from lifelong.methods import make_learner
 from lifelong.scenarios import class_incremental, domain_incremental, task_incremental
 

@@ -11,8 +11,8 @@ import torch
 
 from lifelong.data import DATASETS, Dataset
 from lifelong.errors import ConfigError, RunDirError
-from lifelong.evaluation import run_experiment
-from lifelong.evaluation.experiment import resume_experiment
+from lifelong.runner import run_experiment
+from lifelong.runner.experiment import resume_experiment
 from lifelong.evaluation.report import load_results, write_report
 from lifelong.fileio import FolderLock
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from lifelong.data import make_blobs
 from lifelong.errors import CheckpointError, ConfigError
 from lifelong.methods import make_learner
-from lifelong.methods.aper import BottleneckAdapter, IdentityLinear, ScaleShift, feature_adapter, rms_normalize
+from lifelong.adapters.feature import BottleneckAdapter, IdentityLinear, ScaleShift, feature_adapter, rms_normalize
 from lifelong.scenarios import class_incremental
 
 

@@ -4,8 +4,8 @@ It learns a two-experience stream, predicts the right shape over the classes see
 far, round-trips its state through a safetensors checkpoint, gives the same numbers
 for the same seed, and resumes an interrupted run to the same numbers.
 
-A method may define ``test_config`` (a dict of config overrides) on its class to
-make these checks quick (fewer epochs, a smaller buffer).
+``quick_configs.TEST_CONFIGS`` holds a method's config overrides that make these
+checks quick (fewer epochs, a smaller buffer).
 """
 
 import numpy as np
@@ -16,10 +16,11 @@ from lifelong.evaluation import run
 from lifelong.evaluation.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.methods import get_method, list_methods, make_learner
 from lifelong.scenarios import class_incremental
+from methods.quick_configs import TEST_CONFIGS
 
 
 def _make(name, seed=0):
-    return make_learner(name, dict(getattr(get_method(name), "test_config", {})), seed=seed)
+    return make_learner(name, dict(TEST_CONFIGS.get(name, {})), seed=seed)
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from lifelong.data import load_digits
 from lifelong.errors import ConfigError
 from lifelong.evaluation import run
 from lifelong.methods import make_learner
-from lifelong.methods.dst import combine_task_scores, erk_densities
+from lifelong.heads.task_scores import combine_task_scores
+from lifelong.layers.sparse import erk_densities
 from lifelong.scenarios import class_incremental, task_incremental
 
 QUICK = {"epochs": 3, "batch_size": 32, "hidden": (32,), "update_every": 10, "lr": 0.01}

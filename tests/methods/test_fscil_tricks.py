@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from lifelong.data import make_blobs
 from lifelong.errors import ConfigError
 from lifelong.methods import make_learner
-from lifelong.methods.fscil_tricks import simplex_etf, supcon_loss
+from lifelong.heads.etf import simplex_etf
+from lifelong.methods.fscil_tricks import supcon_loss
 from lifelong.scenarios import class_incremental
 
 OFF = {"project": False, "supcon": False, "etf": False, "pseudo_classes": 0, "subnet_tuning": False}

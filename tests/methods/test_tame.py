@@ -9,7 +9,8 @@ import torch
 from lifelong.data import make_blobs
 from lifelong.errors import ConfigError, DataError
 from lifelong.methods import make_learner
-from lifelong.methods.tame import _Expert, global_magnitude_masks
+from lifelong.layers.sparse import global_magnitude_masks
+from lifelong.methods.tame import _Expert
 from lifelong.papers.tame import match_boundaries, segment_experts
 from lifelong.scenarios import class_incremental, make_scenario
 from lifelong.scenarios.taskfree import true_boundaries

@@ -1,18 +1,10 @@
 """Parameter-efficient adapters injected into stock ``torch.nn.Linear`` modules (DESIGN §2).
 
-- :mod:`lifelong.adapters.lora`: the LoRA layer (Hu et al. 2022), injection by
-  module-name patterns, several named adapters per model, exact merge/unmerge,
-  parameter accounting; extension hooks for variants.
-- :mod:`lifelong.adapters.io`: save/load in HF PEFT's format (``adapter_config.json`` +
-  ``adapter_model.safetensors``), interchangeable with ``peft.PeftModel``.
-- :mod:`lifelong.adapters.allora`: ALLoRA (seed paper 37).
-- :mod:`lifelong.adapters.codyra`: CoDyRA rank-selective gates (seed paper 15).
-- :mod:`lifelong.adapters.lora_limits`: the LoRA-gradient low-rank approximation of
-  seed paper 6 (imported on demand).
+:mod:`~lifelong.adapters.lora` (the LoRA layer, injection by name patterns, exact merge/unmerge),
+:mod:`~lifelong.adapters.io` (HF PEFT's file format), :mod:`~lifelong.adapters.allora` (ALLoRA, arXiv 2410.09692),
+:mod:`~lifelong.adapters.codyra` (CoDyRA, arXiv 2412.01004) and, imported on demand,
+:mod:`~lifelong.adapters.lora_limits` (arXiv 2406.03136). Example::
 
-Example::
-
-    from lifelong.adapters import LoRAConfig, inject_adapter, merge_adapters, save_adapter
     inject_adapter(model, LoRAConfig(r=8, alpha=16, target_modules=["query", "value"]), "task0", seed=0)
     ...  # train
     save_adapter(model, "out/task0", "task0")   # loadable by peft.PeftModel.from_pretrained

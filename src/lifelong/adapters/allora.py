@@ -1,36 +1,12 @@
-"""ALLoRA: LoRA without dropout and scaling, with a per-row adaptive learning rate (seed paper 37).
+"""ALLoRA: LoRA without dropout and scaling, with a per-row adaptive learning rate.
 
-Huang & Balestriero, *ALLoRA: Adaptive Learning Rate Mitigates LoRA Fatal Flaws*,
-arXiv:2410.09692 (2024). The paper argues that for short fine-tuning runs LoRA's
-dropout is no reliable regulariser, its ``B = 0`` start makes ``B`` slow to leave zero,
-and the ``alpha / r`` factor couples layers "short-sightedly". ALLoRA drops dropout
-and the scaling factor (the update is plainly ``W + B A``) and instead scales "the per
-sample and per parameter gradients with a coefficient inversely proportional to
-parameters' l2 norm" (abstract).
+ALLoRA: Adaptive Learning Rate Mitigates LoRA Fatal Flaws (arXiv 2410.09692). The update is ``W + B A``,
+and the gradient flowing into ``A`` and ``B`` for output row ``i`` is scaled by
+``c_i = 1 / sqrt(||dW_i||^p + 1/eta^2)`` (:class:`ALLoRAFunction`); the coefficient's form and ``eta = 1``
+are our reading of the abstract. Saved adapters are plain LoRA for HF PEFT (``lora_alpha = r``), with
+``eta`` and ``p`` in the file's metadata.
 
-What is implemented (the coefficient's exact form could not be read from the paper
-itself here; see docs/papers.md):
-
-- the update of output row ``i`` of ``dW = B A`` gets the coefficient
-  ``c_i = 1 / sqrt(||dW_i||^p + 1/eta^2)``: ``eta`` at ``dW = 0`` (a fast start from
-  zero) and ``~ ||dW_i||^(-p/2)`` once the row has grown. ``p = 2`` (default) is the
-  abstract's literal "inversely proportional to the norm"; ``p = 1`` is the form used
-  by public re-implementations (``sqrt(||dW_i|| + 1/eta^2)``);
-- the coefficient multiplies the output gradient of row ``i`` *only where it flows
-  into A and B* (a custom autograd rule, :class:`ALLoRAFunction`); the gradient passed
-  on to earlier layers is the plain one. Since the coefficient depends only on the
-  parameters, scaling each sample's gradient equals scaling the batch gradient;
-- ``||dW_i||`` is computed from the factors without forming ``dW``:
-  ``||dW_i||^2 = b_i^T (A A^T) b_i`` (``O((in + out) r^2)``).
-
-``eta`` has no value from the paper here; the default 1 leaves the optimizer's
-learning rate unchanged at ``dW = 0`` (a guess, documented in docs/papers.md). Note
-that Adam-type optimizers largely cancel any slowly varying per-row gradient scale;
-the effect is strongest with SGD.
-
-Saved adapters are plain LoRA for HF PEFT (``lora_alpha = r``: scaling 1, dropout 0),
-so PEFT reproduces an ALLoRA model's outputs exactly; ``eta`` and ``p`` travel in the
-file's metadata for lifelong.
+Notes: docs/papers/allora.md
 """
 
 from __future__ import annotations

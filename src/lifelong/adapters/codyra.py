@@ -1,45 +1,13 @@
-"""CoDyRA: dynamic rank-selective LoRA with per-rank importance gates (seed paper 15).
+"""CoDyRA: dynamic rank-selective LoRA with per-rank importance gates.
 
-Lu, Zhao, Xue, Yao, Moore, Gong, *Adaptive Rank, Reduced Forgetting: Knowledge Retention
-in Continual Learning Vision-Language Models with Dynamic Rank-Selective LoRA*,
-arXiv:2412.01004 (2024/2025); official code ``Artificer-AI-Lab/CoDyRA`` (mirror of
-``jeff024/codyra``: ``loralib/codyra.py``, ``models/codyra.py``, ``runner_codyra.sh``).
+Adaptive Rank, Reduced Forgetting: Knowledge Retention in Continual Learning Vision-Language Models with
+Dynamic Rank-Selective LoRA (arXiv 2412.01004). Each adapted ``nn.Linear`` gets ``dW = s B diag(lambda) A``;
+after each optimizer step a soft threshold on the gates (:func:`proximal_step`, schedule
+:class:`KappaSchedule`) zeroes unneeded components, so each layer keeps its own rank (:func:`effective_ranks`).
+After a task :func:`merge_and_reset` folds the update into the weight and starts a fresh adapter. Saving
+folds ``lambda`` into ``B`` (plain LoRA for HF PEFT); after lifelong's ``load_adapter`` call :func:`restore_gates`.
 
-Each adapted ``nn.Linear`` gets ``dW = s * B diag(lambda) A`` with a trainable importance
-vector ``lambda`` (one weight per rank component, :meth:`CoDyRALinear.rank_scale`). The
-task loss trains ``A``, ``B`` and ``lambda`` together; after each optimizer step a
-proximal (soft-threshold) step ``lambda <- sign(lambda) max(|lambda| - t, 0)`` on all
-gates at once (:func:`proximal_step`) drives unneeded components to exactly zero, so each
-layer keeps its own *effective rank* (:func:`effective_ranks`). After a task the update is
-merged into the frozen weight (``W <- W + s B diag(lambda) A``) and a fresh adapter starts
-(:func:`merge_and_reset`): inference runs the plain model, no extra parameter.
-
-Verified in the official code (read with the search tool, not copied):
-
-- gates are initialised ``lambda ~ N(0, 1)`` (``torch.randn(1, r)``; an all-ones init is
-  left commented out there) -> ``gate_init="normal"`` (default) or ``"ones"``;
-- no ``alpha / r`` factor (``lora_scaling = 1``) -> ``alpha`` defaults to ``r`` (s = 1);
-  no dropout; A Kaiming-uniform, B = 0 (LoRA's init);
-- ``lambda`` has no learning rate of its own: one AdamW over A, B and the gates
-  (lr 5e-4, weight decay 0, cosine schedule, 500 iterations per task, rank 16);
-- the threshold is used as is (not multiplied by the learning rate): after the first
-  ``dense_iters = 0.5`` of the task's iterations (a dense warm-up with no sparsity) the
-  threshold climbs a staircase ``linspace(0, max_kappa, 50)`` one level every
-  ``(T - dense) // 50`` iterations; ``max_kappa = 0.005`` in ``runner_codyra.sh``
-  (``7e-4`` is ``main.py``'s argparse default). See :class:`KappaSchedule`;
-- merge: zero-gate components are dropped, ``B diag(lambda) A`` is added to the weight
-  and A, B, lambda are re-initialised (at the start of the next task there; here right
-  after the task, the same function).
-
-Guessed / changed here: the standard soft threshold (the official code leaves
-``|lambda| == t`` exactly unchanged instead of zeroing it); the staircase step length is at
-least one step (the official integer division gives 0 for tasks shorter than 50 sparse
-iterations, which silently disables sparsity); :class:`KappaSchedule` can rescale
-``max_kappa`` by ``reference_steps / T`` so that a short task gets the same total
-shrinkage as the official 500-iteration run (see docs/papers.md).
-
-Saving: :func:`lifelong.adapters.save_adapter` folds ``lambda`` into ``B`` (HF PEFT loads it
-as plain LoRA, exactly); after lifelong's ``load_adapter`` call :func:`restore_gates`.
+Notes: docs/papers/codyra.md
 """
 
 from __future__ import annotations

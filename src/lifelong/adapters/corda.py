@@ -1,26 +1,13 @@
-"""CorDA: context-oriented decomposition initialisation of LoRA adapters (seed paper 4).
+"""CorDA: context-oriented decomposition initialisation of LoRA adapters.
 
-Yang, Li, Ma, Han, Tian, Ye, *CorDA: Context-Oriented Decomposition Adaptation of
-Large Language Models*, NeurIPS 2024 (arXiv:2406.05223). For every adapted linear map
-``W`` (out x in) the inputs ``X`` (n x in) of a few "context" samples give the
-covariance ``C = X^T X``. With damping ``C' = C + d * mean(diag C) * I`` (``d = 0.01``,
-doubled until ``||C' C'^{-1} - I||_F < 0.05``, as the official code and HF PEFT), the
-SVD ``W C' = U S V^T`` gives ``W = U S V'^T`` exactly with ``V' = C'^{-1} V``.
+CorDA: Context-Oriented Decomposition Adaptation of Large Language Models (arXiv 2406.05223). The SVD of
+``W C`` (``C`` the input covariance of a few context samples) splits every adapted weight exactly; the adapter
+takes the ``r`` smallest components (KPA, ``mode="kpa"``: keep knowledge) or the ``r`` largest (IPA,
+``mode="ipa"``: preview the new task), and the frozen base weight becomes the residual, so the model computes
+the original function before training. Use :func:`corda_inject`; a saved CorDA adapter needs the residual
+base weights saved alongside (as HF PEFT's CorDA).
 
-- **KPA** (knowledge-preserved, ``mode="kpa"``): covariance from inputs of the knowledge
-  to keep; the adapter takes the ``r`` components with the *smallest* singular values.
-- **IPA** (instruction-previewed, ``mode="ipa"``): covariance from the new task's inputs;
-  the adapter takes the ``r`` *largest* components.
-
-The adapter is ``A = S_r^{1/2} V'_r^T``, ``B = U_r S_r^{1/2} / s`` (``s`` = LoRA scaling)
-and the frozen base weight becomes the residual ``W - s B A``, so the adapted model
-computes exactly the original function before training (decomposition in float64).
-
-Use :func:`corda_inject` (collects the covariances with forward hooks, then calls
-:func:`lifelong.adapters.inject_adapter` with a :class:`CorDAConfig`); HF PEFT's CorDA
-(``init_lora_weights="corda"``, ``corda_method="kpm"/"ipm"``) computes the same
-decomposition. A saved CorDA adapter needs the residual base weights to be useful;
-save the residual model alongside (as PEFT's CorDA does).
+Notes: docs/papers/corda.md
 """
 
 from __future__ import annotations

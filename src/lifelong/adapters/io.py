@@ -1,21 +1,12 @@
 """Save and load adapters in HF PEFT's format: ``adapter_config.json`` + ``adapter_model.safetensors``.
 
-The files are what ``peft.PeftModel.save_pretrained`` writes for a LoRA adapter
-(``peft_type: "LORA"``; tensors ``base_model.model.<module>.lora_A.weight`` (r x in)
-and ``...lora_B.weight`` (out x r), the adapter name left out), so
-``peft.PeftModel.from_pretrained(base, folder)`` loads an adapter saved here and
-:func:`load_adapter` loads one saved by PEFT. ``target_modules`` is written as the
-explicit list of adapted module names, which PEFT matches exactly.
-
-Variants save as the plain LoRA that computes the same function: per-rank gates are
-folded into ``B``, ALLoRA is LoRA with ``lora_alpha = r`` and no dropout. What only
-lifelong needs (the adapter kind and its extra settings, the base layer shapes) goes
-into the safetensors header metadata under ``"lifelong"``, which PEFT ignores.
-
-Loading checks everything before changing the model: the files exist and parse, the
-config is a LoRA that lifelong supports, every tensor names a module of this model
-with matching shapes (an adapter saved for another base model fails with the module
-and the shapes), the rank matches the config, and no weight is NaN or inf.
+The files are what ``peft.PeftModel.save_pretrained`` writes for a LoRA adapter (tensors
+``base_model.model.<module>.lora_A.weight`` (r x in) and ``...lora_B.weight`` (out x r); ``target_modules``
+the explicit list of adapted modules), so each side loads the other's. Variants save as the plain LoRA that
+computes the same function (gates folded into ``B``, ALLoRA as ``lora_alpha = r``); what only lifelong needs
+goes into the safetensors header metadata under ``"lifelong"``, which PEFT ignores. Loading checks everything
+before changing the model: files, config, module names and shapes (an adapter saved for another base model
+fails naming the module and shapes), rank, and finite weights.
 """
 
 from __future__ import annotations

@@ -1,36 +1,13 @@
-"""The LoRA gradient of an attention head and its chained low-rank approximation (seed paper 6).
+"""The LoRA gradient of an attention head and its chained low-rank approximation.
 
-Hu, Su, Kuo, Song, Liu, *Computational Limits of Low-Rank Adaptation (LoRA) for
-Transformer-Based Models*, ICLR 2025 (arXiv:2406.03136). Setting: one attention head
-whose weights carry LoRA updates ``W* = W + s B A`` (``s = alpha / r``) on ``(W_Q, W_V)``
-("partial") or ``(W_Q, W_K, W_V)`` ("full"), and the loss
-``L = 1/2 ||D^-1 exp(Q K^T) V - Y||_F^2`` with ``Q = X W_Q*``, ``K = X W_K*``,
-``V = X W_V*``, ``D = diag(exp(Q K^T) 1)``. The exact gradient needs the ``L x L``
-matrix ``exp(Q K^T)``: ``O(L^2 d)`` time. The paper shows that when the entries of
-``S = Q K^T`` are small (bound ``B = o(sqrt(log L))``) the gradient can be computed to
-``1/poly(L)`` error in ``L^(1+o(1))`` time by replacing ``exp(S)`` with a low-rank
-``U W^T`` and carrying the low rank through every term of the gradient ("chained
-low-rank approximations"), and that above the threshold no subquadratic algorithm
-exists (under SETH).
+Computational Limits of Low-Rank Adaptation (LoRA) for Transformer-Based Models (arXiv 2406.03136): with
+small entries of ``S = Q K^T`` the LoRA gradient of one attention head can be computed in almost linear time
+in the sequence length by carrying a low-rank ``exp(S)`` through every term. :func:`exact_gradients` gives
+the closed form (``O(L^2 d)``), :func:`lowrank_gradients` the chained approximation with a degree-``g``
+Taylor feature map (linear in ``L``), and :func:`scale_to_bound` rescales inputs so that ``max |S|`` hits a
+target.
 
-This module makes that mechanism checkable:
-
-- :func:`exact_gradients`: the closed-form gradient w.r.t. every LoRA factor, computed
-  in row blocks (``O(L^2 d)`` time, ``O(block L)`` memory);
-- :func:`lowrank_gradients`: the chained approximation. ``exp(q . k)`` becomes
-  ``phi(q) . phi(k)`` with the degree-``g`` Taylor feature map
-  (``phi_alpha(q) = q^alpha / sqrt(alpha!)``, ``|alpha| <= g``, rank ``C(d+g, g)``; the
-  polynomial method of Alman & Song), and every term keeps a factored form:
-  ``O = D~^-1 U (W^T V)``, ``dV = W (U^T D~^-1 C)``; the Hadamard term
-  ``(D~^-1 U W^T) o (C V^T)`` times ``K`` is ``D~^-1 (U (x) C)((W (x) V)^T K)`` with row-wise
-  Kronecker products (rank ``C(d+g, g) d``); the ``diag(r) F`` term uses
-  ``r = rowsum(O o C)``. Time ``O(L C(d+g,g) d^2)``: linear in ``L``;
-- :func:`scale_to_bound`: rescales the inputs so that ``max |S|`` hits a target.
-
-Simplifications: ``S = Q K^T`` without the ``1/sqrt(d)`` factor (the bound is put on
-``S`` directly), one head, random weights and targets; the low-rank kernel is the
-Taylor polynomial (the paper's existence proof uses the same polynomial method but
-does not fix a construction).
+Notes: docs/papers/lora-limits.md
 """
 
 from __future__ import annotations

@@ -1,54 +1,13 @@
-"""TriAdaptLoRA: triangular split of the low-rank increment with budgeted rank growth (seed paper 45).
+"""TriAdaptLoRA: triangular split of the low-rank increment with budgeted rank growth.
 
-Liang, Wang, Zeng, *TriAdaptLoRA: Brain-Inspired Triangular Adaptive Low-Rank Adaptation
-for Parameter-Efficient Fine-Tuning*, arXiv:2501.08008 (2025). The abstract names three
-parts: (1) a triangular split of the transformation matrices into lower and upper
-triangular components, (2) an importance metric from normalised Frobenius norms,
-(3) rank growth governed by a dynamic (best: linear) threshold.
+TriAdaptLoRA: Brain-Inspired Triangular Adaptive Low-Rank Adaptation for Parameter-Efficient Fine-Tuning
+(arXiv 2501.08008), parameterised after a public PEFT-fork implementation (the paper's method section could
+not be read). Triangular mode (default): ``dW = s B (tril L + triu U) A``; the core grows one row and one
+column per rank where the importance (increase of ``||C||_F / k``, :class:`TriangularGrowthController`)
+passes a linear top-n threshold, within a parameter budget. Mask mode (``triangular=False``): rank-one
+components and :class:`RankGrowthController`. Saved as plain LoRA; after ``load_adapter`` call :func:`restore_ranks`.
 
-Sources: the paper's method section could not be read with the tools available; the
-parameterisation below follows a public PEFT-fork implementation (``TriAdaptLoraModel``,
-``TriAdaptLoraLayer``, ``RankAllocator``; its docstring cites arXiv:2501.08008, the
-repository's name could not be retrieved), so it is verified against that code, not
-against the paper's text. See docs/papers.md for what was followed and what was guessed.
-
-**Triangular mode** (``TriAdaptLoRAConfig.triangular=True``, the default):
-
-- the update of a layer with active rank ``k`` is ``s * B C A`` with ``B`` (out x k),
-  ``A`` (k x in) and a ``k x k`` core ``C = tril(L) + triu(U)``: ``L`` is lower and ``U``
-  upper triangular (both with a diagonal, as in the code). Growing the rank by one adds
-  row ``k`` of ``L`` (``k + 1`` entries) and column ``k`` of ``U`` (``k + 1`` entries), a
-  column of ``B`` and a row of ``A``: ``k (in + out) + k (k + 1)`` trainable parameters.
-  Storage is at capacity ``r`` with a 0/1 rank mask ``m`` (``C`` is masked by ``m m^T``), so
-  growth needs no new optimizer parameters and inactive entries get zero gradient.
-- importance of a layer (:func:`core_norms`, :class:`TriangularGrowthController`): the
-  increase, since the previous growth check, of ``||C||_F / k`` (Frobenius norm of the
-  active core normalised by the number of rank blocks), as in the code's ``compute_score``.
-- growth schedule (the code's ``compute_threshold``): at every ``delta_t`` steps after
-  ``t_init`` and up to ``t_final``, ``n = int((R_target - R_now) * p)`` with progress
-  ``p = (t - t_init) / (t_final - t_init)`` (``"linear"``; ``"exp"``: ``int(exp(p log(R_target -
-  R_now)))``), at least 1 and at most the number of layers; the threshold is the ``n``-th
-  largest importance and every layer at or above it grows by one rank. Added here: a hard
-  parameter budget (a layer grows only if the total active parameters stay <= ``budget``).
-- guesses / deviations from that code: (a) initialisation. The code starts ``B``, ``L``,
-  ``U`` at zero, which gives every factor a zero gradient (``d(BCA)/dB = 0`` when ``C = 0``,
-  ``d/dC = 0`` when ``B = 0``); here ``A`` is Kaiming-uniform (LoRA), ``B = 0``, ``L = I``,
-  ``U = 0``, so a fresh adapter is exactly LoRA. A grown component starts with its ``B``
-  column 0, ``L`` row ``e_k`` and ``U`` column 0, so growth never changes the output.
-  (b) scaling: the code divides by the current rank (``alpha / k``, which shrinks the
-  update at every growth); here ``s = alpha / r`` with the capacity ``r`` stays fixed.
-  (c) the code's orthogonality penalty on ``A``/``B`` (weight 0.5 there) is available as
-  :func:`orthogonal_penalty` but not applied automatically.
-
-**Mask mode** (``triangular=False``, the earlier abstract-only reading, kept as an
-ablation): rank-one components ``s * B diag(m) A`` (no core), importance
-``||dW||_F / sqrt(k (in + out))`` normalised by the largest layer (:func:`layer_importance`)
-and a threshold falling linearly from 1 to 0 (:class:`RankGrowthController`).
-
-Saving: :func:`lifelong.adapters.save_adapter` writes plain LoRA factors (``A`` and
-``B C`` with the mask folded in), which HF PEFT loads as LoRA, exactly. After lifelong's
-``load_adapter`` call :func:`restore_ranks` (reactivates the saved rank; the core
-restarts at ``C = I`` because the saved ``B`` already holds ``B C``).
+Notes: docs/papers/triadaptlora.md
 """
 
 from __future__ import annotations
@@ -62,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.adapters.lora import LoRAConfig, LoRALinear, lora_layers, register_adapter_kind
-from lifelong.errors import ConfigError
+from lifelong.errors import AdapterError, ConfigError
 
 
 @register_adapter_kind
@@ -173,7 +132,6 @@ class TriAdaptLoRALinear(LoRALinear):
         super()._check_finite(name)
         for p in self.extra_adapter_parameters(name):
             if not torch.isfinite(p).all():
-                from lifelong.adapters.lora import AdapterError
                 raise AdapterError(f"adapter {name!r} has NaN or inf in its triangular core; training diverged. "
                                    "Delete the adapter (or reload a good copy) and lower the lr")
 

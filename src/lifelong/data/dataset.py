@@ -119,3 +119,8 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def data_input_kind(dataset) -> str:
+    """The kind of input a dataset holds: ``"tokens"`` (token ids of a text encoder) or ``"features"``."""
+    return "tokens" if (getattr(dataset, "meta", None) or {}).get("inputs") == "token ids" else "features"

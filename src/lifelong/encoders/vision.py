@@ -1,19 +1,11 @@
 """Pre-trained image backbones from ``timm`` or ``torchvision`` (optional extras, DESIGN §4).
 
-Neither library is a dependency of ``lifelong``: install ``lifelong[vision]`` (timm)
-or torchvision to use this module. Models are used as their libraries ship them
-(no forked model files); the classification layer is removed so the backbone
-returns pooled features, as in the frozen-backbone continual-learning methods
-(SimpleCIL / APER, Zhou et al. 2023; SLCA, Zhang et al. 2023) that start from an
-ImageNet-pre-trained ViT or ResNet.
-
-``load_vision_backbone("timm:vit_base_patch16_224")`` or
-``load_vision_backbone("torchvision:resnet18")`` returns a :class:`VisionEncoder`:
-an ``nn.Module`` with ``out_dim``, the library's preprocessing transform and a
-batched :meth:`VisionEncoder.encode` for feature extraction. Pre-trained weights come
-from the library's own download and cache; offline, pass ``pretrained=False`` or a
-``checkpoint`` path (safetensors, or a tensors-only ``.pth`` loaded with
-``weights_only=True``).
+Neither library is a dependency: install ``lifelong[vision]`` (timm) or torchvision. Models are used as their
+libraries ship them, with the classification layer removed so the backbone returns pooled features, as the
+frozen-backbone methods (SimpleCIL / APER, SLCA) use them. ``load_vision_backbone("timm:vit_base_patch16_224")``
+or ``("torchvision:resnet18")`` returns a :class:`VisionEncoder` (``out_dim``, the preprocessing transform,
+batched :meth:`VisionEncoder.encode`). Weights come from the library's own download and cache; offline, pass
+``pretrained=False`` or a ``checkpoint`` path (safetensors, or a tensors-only ``.pth``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""Running learners over streams, metrics, results files, checkpoints and reports."""
+"""Running a learner over a stream, metrics, results files, checkpoints and reports.
 
-from lifelong.evaluation.experiment import DEFAULT_METHODS, run_experiment
+Knows only the :class:`~lifelong.methods.Learner` protocol; experiments over many
+methods and seeds live one layer up, in :mod:`lifelong.runner`.
+"""
+
 from lifelong.evaluation.loop import accuracy, run
 from lifelong.evaluation.metrics import METRIC_NAMES, all_metrics
 from lifelong.evaluation.result import Result
 
-__all__ = ["run", "accuracy", "Result", "run_experiment", "DEFAULT_METHODS", "METRIC_NAMES", "all_metrics"]
+__all__ = ["run", "accuracy", "Result", "METRIC_NAMES", "all_metrics"]

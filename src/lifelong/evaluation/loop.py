@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong.data.dataset import require_finite
+from lifelong.data.dataset import data_input_kind, require_finite
 from lifelong.errors import CheckpointError, ConfigError, DataError, LearnerError, LifelongError, NonFiniteLossError
 from lifelong.evaluation.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.evaluation.io import append_jsonl, atomic_write_json
 from lifelong.evaluation.result import Result
+from lifelong.methods.registry import check_inputs
 from lifelong.scenarios import Stream
 
 EVAL_BATCH = 2048
@@ -89,18 +90,17 @@ def _counts(learner) -> tuple[int, int]:
 
 
 def _check_representation(stream: Stream, learner, method: str) -> None:
-    """Refuse token-id inputs (``representation="tokens"``) for a learner that reads feature vectors.
+    """Refuse a stream whose kind of input (feature vectors, token ids) the learner does not read.
 
-    Learners that can read token ids say so (``reads_token_ids``, lora-seq / codyra) and
-    check both directions themselves, naming their own fix; every other learner reads
-    feature vectors.
+    A learner declares what it reads (``inputs``, see :func:`lifelong.methods.check_inputs`);
+    one without a registered config is not checked.
     """
-    meta = getattr(stream[0].dataset, "meta", None) or {}
-    if meta.get("inputs") != "token ids" or callable(getattr(learner, "reads_token_ids", None)):
+    config = getattr(learner, "config", None)
+    if config is None or getattr(type(learner), "name", None) is None:
         return
-    raise DataError(f"the stream's inputs are token ids (the data was loaded with representation='tokens'), but "
-                    f"{method} reads feature vectors; load the data with representation='features' (the default), "
-                    "or use lora-seq / codyra with backbone='minilm'")
+    check_inputs(data_input_kind(stream[0].dataset), {type(learner).name: config}, error=DataError,
+                 data_fix={"features": "load the data with representation='features' (the default)",
+                           "tokens": "load the data with representation='tokens'"}, set_prefix="")
 
 
 def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, config: dict | None = None,

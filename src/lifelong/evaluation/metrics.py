@@ -1,25 +1,12 @@
 """Continual-learning metrics as pure functions of the accuracy matrix.
 
-``R`` is a ``(T, T)`` array with ``R[i, j]`` the accuracy on experience ``j``'s
-test set after learning experiences ``0..i`` (fractions in [0, 1]). A partly
-finished run passes the rows it has (``(k, T)`` with ``k <= T``); every function
-then uses the last available row as "final". Definitions follow the continual
-learning of LLMs survey (seed paper 48) and its sources:
+``R[i, j]`` is the accuracy on experience ``j``'s test set after learning experiences ``0..i``; a partly
+finished run passes the rows it has and the last one counts as final. Final average accuracy, average
+incremental accuracy, forgetting, backward and forward transfer follow Continual Learning of Large Language
+Models: A Comprehensive Survey (arXiv 2404.16789) and its sources; FWT uses the accuracy before any learning
+(``initial``). Metrics undefined for a matrix (forgetting with one experience) return ``None``.
 
-- final average accuracy  A_T = mean_j R[T-1, j]
-- average incremental accuracy = (1/T) sum_i mean_{j<=i} R[i, j]   (Rebuffi et al. 2017)
-- forgetting F = mean_{j<T-1} ( max_{k in [j, T-2]} R[k, j] - R[T-1, j] )  (Chaudhry et al. 2018)
-- backward transfer BWT = mean_{j<T-1} ( R[T-1, j] - R[j, j] )  (Lopez-Paz & Ranzato 2017)
-- forward transfer FWT = mean_{j>=1} ( R[j-1, j] - b_j ), with b_j the accuracy on
-  experience j *before any learning* (``initial``), measured by the run loop with
-  the learner as it is before its first experience. Lopez-Paz & Ranzato use a
-  randomly initialised model for b_j; here a learner that has seen no class scores
-  no class, so b_j = 0 and FWT is the mean accuracy on each experience just before
-  training on it (zero-shot transfer). In class-incremental streams unseen classes
-  cannot be predicted, so FWT is 0 by construction; it is informative for domain-
-  and task-incremental streams.
-
-Metrics undefined for a matrix (forgetting with one experience) return ``None``.
+Notes: docs/papers/cl-llm-survey.md
 """
 
 from __future__ import annotations
@@ -96,3 +83,34 @@ def all_metrics(R, initial) -> dict[str, float | None]:
         "backward_transfer": backward_transfer(R),
         "forward_transfer": forward_transfer(R, initial),
     }
+
+
+#: Name of each metric of :data:`METRIC_NAMES` in reports.
+METRIC_LABELS: dict[str, str] = {
+    "final_average_accuracy": "Final average accuracy",
+    "average_incremental_accuracy": "Average incremental accuracy",
+    "forgetting": "Forgetting",
+    "backward_transfer": "Backward transfer (BWT)",
+    "forward_transfer": "Forward transfer (FWT)",
+}
+
+#: Definition in words of each metric of :data:`METRIC_NAMES`, for reports: ``R`` and
+#: ``initial`` as in this module's docstring, T the number of experiences. The line
+#: breaks are those of report.md, which writes these after "- **<label>**: ".
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    "final_average_accuracy": (
+        "the mean over j of R[T−1, j] — accuracy on every\n"
+        "experience after learning the whole stream"),
+    "average_incremental_accuracy": (
+        "(1/T) Σ_i mean_{j≤i} R[i, j] — the accuracy on\n"
+        "the experiences seen so far, averaged over the T steps of the stream"),
+    "forgetting": (
+        "the mean over j < T−1 of ( max_{k ∈ [j, T−2]} R[k, j] − R[T−1, j] ) —\n"
+        "how far each earlier experience fell from its best accuracy (lower is better)"),
+    "backward_transfer": (
+        "the mean over j < T−1 of ( R[T−1, j] − R[j, j] ) — how\n"
+        "learning later experiences changed accuracy on earlier ones (negative = forgetting)"),
+    "forward_transfer": (
+        "the mean over j ≥ 1 of ( R[j−1, j] − initial[j] ) — how\n"
+        "much learning earlier experiences helps an experience before it is learned"),
+}

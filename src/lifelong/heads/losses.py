@@ -1,20 +1,10 @@
 """Losses over embeddings and prototypes shared by prototype-based continual methods.
 
-- :func:`supcon_loss`: supervised contrastive loss (Khosla et al., NeurIPS 2020), the
-  representation loss of PRD (Asadi et al., ICML 2023) and the instance-wise
-  contrastive term OnPro inherits from OCM (Guo et al., ICML 2022).
-- :func:`prototype_contrast_loss`: OnPro's online prototype equilibrium loss (Wei et
-  al., ICCV 2023): contrast the per-class means of two augmented views.
-- :func:`class_means`: per-class mean embeddings of a batch (OnPro's online prototypes).
-- :func:`soft_cross_entropy`: cross-entropy from a teacher's softened distribution
-  (PRD's relation distillation, Hinton-style distillation).
-- :func:`mixup_cross_entropy`: cross-entropy of a mixed-up input against its two labels
-  (Zhang et al., ICLR 2018; OnPro's adaptive prototypical feedback).
-- :func:`augment`: a random view of a batch for the contrastive losses: ±``shift``
-  pixel translations for images and Gaussian noise scaled to each example's RMS.
-
-All functions are batched (no per-example Python loops) and draw randomness only
-from the ``torch.Generator`` they are given.
+:func:`supcon_loss` (supervised contrast, Khosla et al. 2020; PRD, OnPro), :func:`prototype_contrast_loss`
+(OnPro's online prototype equilibrium), :func:`class_means` (per-class batch means), :func:`soft_cross_entropy`
+(distillation from a teacher's softened distribution, PRD), :func:`mixup_cross_entropy` (mixup against two
+labels, OnPro's feedback) and :func:`augment` (random shifts and RMS-scaled noise for the views). All are
+batched and draw randomness only from the ``torch.Generator`` they are given.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Prototype classifiers: class means (and class Gaussians) of feature vectors.
 
-:class:`PrototypeHead` keeps a running sum and count of features per class and
-scores inputs against the class means (prototypes) by cosine similarity or negative
-Euclidean distance. It is the classifier of nearest-class-mean (Mensink et al. 2013;
-iCaRL, Rebuffi et al. 2017), of SimpleCIL and APER (Zhou et al., *Revisiting
-Class-Incremental Learning with Pre-Trained Models*, IJCV 2024: the classifier
-weight of each class is "replaced" by its prototype and inputs are scored by
-cosine similarity), and of prototypical few-shot learners.
-
-:class:`ClassGaussians` adds a covariance per class and samples pseudo-features
-from N(mean_c, cov_c), the feature statistics SLCA's classifier alignment trains on
-(Zhang et al., *SLCA: Slow Learner with Classifier Alignment*, ICCV 2023).
-
-Both hold plain tensors (no ``nn.Module``) so that learners can store them in
-safetensors checkpoints with :meth:`state` / :meth:`load`.
+:class:`PrototypeHead` keeps a running sum and count of features per class and scores inputs against the
+class means by cosine similarity or negative Euclidean distance: the classifier of nearest-class-mean
+(iCaRL), SimpleCIL and APER (arXiv 2303.07338) and prototypical few-shot learners. :class:`ClassGaussians`
+adds a covariance per class and samples pseudo-features from N(mean_c, cov_c), as SLCA's classifier
+alignment does (arXiv 2303.05118). Both hold plain tensors (no ``nn.Module``), stored in safetensors
+checkpoints with :meth:`state` / :meth:`load`.
 """
 
 from __future__ import annotations

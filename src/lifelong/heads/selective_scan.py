@@ -1,20 +1,13 @@
 """A pure-PyTorch selective state-space (S6 / Mamba) block, as used by Mamba-FSCIL's projector.
 
-Selective scan (Gu & Dao, *Mamba*, 2023, Algorithm 2), the building block of the dual
-selective SSM projector of Mamba-FSCIL (Li et al. 2024, seed paper 50). For a token
-sequence ``u`` of shape ``(batch, L, d_inner)`` the step size ``Δ``, the input matrix
-``B`` and the output matrix ``C`` are functions of the input (that is what makes the
-scan *selective*):
+Selective scan (Mamba, arXiv 2312.00752, Algorithm 2) for the dual selective SSM projector of Mamba-FSCIL
+(arXiv 2407.06136): ``Δ``, ``B`` and ``C`` are functions of the input, and the recurrence is a Python loop
+over the (short) sequence, vectorised over batch, channels and state (no CUDA kernel).
+:class:`SelectiveSSMBlock` wraps it like the Mamba block (input projection to value and gate, short causal
+depthwise convolution, SiLU, scan, gating, optional output projection) and also returns the input-dependent
+``(Δ, B, C)`` that Mamba-FSCIL's separation loss acts on.
 
-    Δ_t = softplus(W_Δ u_t + b_Δ),  B_t = W_B u_t,  C_t = W_C u_t,  A = -exp(A_log)
-    h_t = exp(Δ_t A) ⊙ h_{t-1} + (Δ_t B_t) u_t,      y_t = C_t · h_t + D ⊙ u_t
-
-No CUDA kernel: the recurrence is a Python loop over the (short) sequence length,
-vectorised over batch, channels and state. :class:`SelectiveSSMBlock` wraps it like
-the Mamba block: input projection to a value and a gate, Mamba's short causal depthwise
-convolution, SiLU, scan, gating, output projection (optional: Mamba-FSCIL's neck has
-none). It returns the output tokens and the input-dependent ``(Δ, B, C)`` that
-Mamba-FSCIL's separation loss acts on.
+Notes: docs/papers/mamba-fscil.md
 """
 
 from __future__ import annotations

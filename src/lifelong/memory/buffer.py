@@ -1,14 +1,10 @@
 """Replay buffers.
 
-:class:`ReservoirBuffer` keeps a uniform sample of everything it was offered
-(reservoir sampling, Vitter 1985), inserting a whole batch with tensor operations.
-:class:`ClassBalancedBuffer` is class-balanced reservoir sampling (CBRS; Chrysakis
-& Moens, ICML 2020): when full, a new example replaces one from the currently
-largest class, or, if its own class is the largest, replaces one of its own class
-with probability (stored / seen) of that class.
-
-Both store inputs, labels and optional named extras (logits, task ids) in
-preallocated tensors, allocated on the first insertion.
+:class:`ReservoirBuffer` keeps a uniform sample of everything it was offered (reservoir sampling, Vitter 1985),
+inserting a whole batch with tensor operations. :class:`ClassBalancedBuffer` is class-balanced reservoir sampling
+(CBRS; Chrysakis & Moens, ICML 2020): when full, a new example replaces one from the currently largest class,
+or, if its own class is the largest, one of its own class with probability (stored / seen) of that class. Both
+store inputs, labels and optional named extras in preallocated tensors, allocated on the first insertion.
 """
 
 from __future__ import annotations

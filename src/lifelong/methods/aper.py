@@ -1,38 +1,13 @@
-"""APER / ADAM: Adapt And Merge (Zhou, Cai, Ye, Zhan, Liu, *Revisiting Class-Incremental
-Learning with Pre-Trained Models: Generalizability and Adaptivity are All You Need*,
-IJCV 2024, arXiv:2303.07338; seed paper 43; the journal version calls it APER).
+"""APER / ADAM: adapt the pre-trained model on the first experience, then prototypes on [PTM, adapted].
 
-Algorithm (official ``zhoudw-zdw/RevisitingCIL``, ``models/adam_adapter.py`` /
-``aper_ssf.py`` / ``aper_finetune.py``):
+Revisiting Class-Incremental Learning with Pre-Trained Models: Generalizability and Adaptivity are All You
+Need (arXiv 2303.07338; the journal version calls the method APER). On the first experience only, a
+parameter-efficient module (``adapter``, ``ssf``) or a full linear layer (``finetune``) is trained with a
+cosine classifier; it is then frozen, every input is embedded as ``[PTM(x), adapted(x)]`` and classified by
+cosine similarity to class-mean prototypes, as in SimpleCIL. On cached features the adapted module sits on
+top of the PTM's output embedding, not inside the transformer.
 
-1. On the **first** experience only, adapt the pre-trained model (PTM) with a
-   parameter-efficient module (or full fine-tuning) and a cosine classifier,
-   cross-entropy over that experience's classes; SGD (momentum 0.9, lr 0.01,
-   weight decay 5e-4, batch 48) with cosine annealing to ``min_lr = 0`` over
-   ``tuned_epoch = 20`` epochs; adapter bottleneck ``ffn_num = 64``, scale 0.1
-   (AdaptFormer, "lora" init: up-projection zero).
-2. Freeze the adapted model. Every input is embedded as the concatenation
-   ``[PTM(x), adapted(x)]`` ("merge").
-3. After every experience (the first included, after adaptation) set the prototype
-   of each new class to its mean concatenated embedding and classify by cosine
-   similarity, exactly as SimpleCIL does.
-
-**Simplification on cached features.** The paper adapts *inside* the ViT (an
-AdaptFormer adapter parallel to every MLP block, SSF scale/shift after every
-operation, VPT prompt tokens, or fine-tuning every weight). With a frozen feature
-cache there are no layers to adapt, so the adapted model here is one trainable
-module on top of the PTM's output embedding:
-
-- ``adapter``: residual bottleneck ``g + s * up(relu(down(g)))`` (AdaptFormer's
-  form and init, applied once to the embedding);
-- ``ssf``: per-feature scale and shift ``gamma * g + beta`` (SSF's form and init);
-- ``finetune``: a full ``d x d`` linear layer initialised to the identity (full
-  fine-tuning of a last layer).
-
-VPT has no counterpart without token inputs and is not offered. The embedding is
-first RMS-normalised (``input_norm="rms"``: ``g = sqrt(d) * f / ||f||``), standing in
-for the ViT's final LayerNorm that the paper's learning rates were set for; cosine
-prototypes are unchanged by it. These are our choices, not the paper's.
+Notes: docs/papers/simplecil.md
 """
 
 from __future__ import annotations
@@ -47,89 +22,15 @@ from torch import nn
 
 from lifelong.errors import CheckpointError, ConfigError, NonFiniteLossError
 from lifelong.heads.prototype import PrototypeHead, encode_in_batches
-from lifelong.methods.base import ClassTracker
+from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
-from lifelong.methods.simplecil import frozen_encoder
+from lifelong.encoders.frozen import frozen_encoder
 from lifelong.optim import build_optimizer
+from lifelong.adapters.feature import feature_adapter, rms_normalize
+from lifelong.heads.cosine import CosineClassifier
 
 ADAPTERS = ("adapter", "ssf", "finetune")
-
-
-def rms_normalize(f: torch.Tensor) -> torch.Tensor:
-    """Scale each row to norm ``sqrt(d)`` (unit root-mean-square per feature, like a LayerNorm'ed output)."""
-    return F.normalize(f, dim=1) * math.sqrt(f.shape[1])
-
-
-class BottleneckAdapter(nn.Module):
-    """Residual bottleneck ``x + scale * up(relu(down(x)))`` (AdaptFormer, Chen et al. 2022).
-
-    Initialised as in AdaptFormer's "lora" option: ``down`` Kaiming-uniform, ``up``
-    and both biases zero, so the module starts as the identity.
-    """
-
-    def __init__(self, dim: int, bottleneck: int = 64, scale: float = 0.1):
-        super().__init__()
-        self.down = nn.Linear(dim, bottleneck)
-        self.up = nn.Linear(bottleneck, dim)
-        self.scale = float(scale)
-        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.scale * self.up(F.relu(self.down(x)))
-
-
-class ScaleShift(nn.Module):
-    """SSF (Lian et al. 2022): ``gamma * x + beta`` per feature, gamma ~ N(1, 0.02), beta ~ N(0, 0.02)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.empty(dim).normal_(1.0, 0.02))
-        self.beta = nn.Parameter(torch.empty(dim).normal_(0.0, 0.02))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma + self.beta
-
-
-class IdentityLinear(nn.Linear):
-    """A full ``d x d`` linear layer initialised to the identity with zero bias."""
-
-    def __init__(self, dim: int):
-        super().__init__(dim, dim)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(dim))
-            self.bias.zero_()
-
-
-def feature_adapter(kind: str, dim: int, bottleneck: int = 64, scale: float = 0.1) -> nn.Module:
-    """A trainable module over ``dim``-d embeddings that starts at (or near) the identity.
-
-    ``kind``: ``adapter`` (:class:`BottleneckAdapter`), ``ssf`` (:class:`ScaleShift`),
-    ``finetune`` or ``linear`` (:class:`IdentityLinear`).
-    """
-    if kind == "adapter":
-        return BottleneckAdapter(dim, bottleneck, scale)
-    if kind == "ssf":
-        return ScaleShift(dim)
-    if kind in ("finetune", "linear"):
-        return IdentityLinear(dim)
-    raise ConfigError(f"unknown adapter kind {kind!r}; choose one of adapter, ssf, finetune")
-
-
-class CosineClassifier(nn.Module):
-    """``sigma * cos(x, w_c)`` with a learnable scale ``sigma`` (init 1), the official ``CosineLinear``."""
-
-    def __init__(self, dim: int, num_classes: int):
-        super().__init__()
-        stdv = 1.0 / math.sqrt(dim)
-        self.weight = nn.Parameter(torch.empty(num_classes, dim).uniform_(-stdv, stdv))
-        self.sigma = nn.Parameter(torch.ones(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sigma * F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).T
 
 
 @dataclass
@@ -166,8 +67,8 @@ class APERConfig(MethodConfig):
 
 
 @register("aper")
-class APER:
-    """Adapt the PTM on the first experience, freeze, then prototypes on [PTM, adapted] (seed paper 43).
+class APER(LearnerBase):
+    """Adapt the PTM on the first experience, freeze, then prototypes on [PTM, adapted] (APER, arXiv 2303.07338).
 
     Args:
         config: :class:`APERConfig`.
@@ -178,16 +79,13 @@ class APER:
     config_class = APERConfig
 
     def __init__(self, config: APERConfig, seed: int = 0, encoder: Callable | nn.Module | None = None):
-        self.config = config
-        self.seed = seed
+        super().__init__(config, seed)
         self.encoder = frozen_encoder(encoder)
         self.generator = torch.Generator().manual_seed(seed)
-        self.classes = ClassTracker()
         self.head: PrototypeHead | None = None
         self.adapter: nn.Module | None = None
         self.dim: int | None = None  # PTM embedding dimension, known at adaptation
         self.adapted = False  # True once the first experience has been adapted to (then frozen)
-        self.samples_seen = 0
         self.adaptation_losses: list[float] = []
 
     # ---- embeddings ------------------------------------------------------------------------
@@ -326,5 +224,3 @@ class APER:
         self.head, self.classes, self.adapter, self.generator = head, tracker, adapter, generator
         self.adapted, self.samples_seen, self.adaptation_losses = adapted, samples, losses
         self.dim = int(state["dim"]) if "dim" in state else None
-
-    test_config = {"epochs": 3, "batch_size": 16}

@@ -79,6 +79,36 @@ class ClassTracker:
         self.task_classes = {int(k): list(v) for k, v in state["task_classes"].items()}
 
 
+class LearnerBase:
+    """The bookkeeping every learner shares: its config and seed, the classes seen, the samples counted.
+
+    Learners that train by one gradient loop subclass :class:`GradientLearner`; the
+    others (prototype classifiers, mixtures of experts, test-time adapters) subclass
+    this and add their own ``learn`` / ``predict``. ``base_state`` / ``load_base_state``
+    store the shared part of a checkpoint.
+    """
+
+    config_class: type[MethodConfig] = MethodConfig
+    name: str = "learner"  # set by @register
+
+    def __init__(self, config: MethodConfig, seed: int = 0):
+        self.config = config
+        self.seed = seed
+        self.classes = ClassTracker()
+        self.samples_seen = 0
+
+    def base_state(self) -> dict:
+        """The seen classes and the number of samples learned from (tensors and JSON-able values)."""
+        return {"classes": self.classes.state(), "samples_seen": self.samples_seen}
+
+    def load_base_state(self, state: dict) -> None:
+        """Restore :meth:`base_state` (raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a mismatch)."""
+        tracker = ClassTracker()
+        tracker.load(state["classes"])
+        samples = int(state["samples_seen"])
+        self.classes, self.samples_seen = tracker, samples
+
+
 @dataclass
 class GradientConfig(MethodConfig):
     """Shared training settings of gradient methods (Mammoth/Avalanche-style defaults for MLPs on MNIST)."""
@@ -94,7 +124,7 @@ class GradientConfig(MethodConfig):
     lr_schedule: str = hp("constant", "learning-rate schedule over each experience's steps: constant | linear | "
                                       "cosine (lifelong.optim.schedules)")
     warmup_steps: int = hp(0, "linear warm-up steps at the start of each experience's schedule")
-    batch_test: str = hp("none", "adaptive batch size (AdAdaGrad, seed paper 10): none | norm | inner_product; "
+    batch_test: str = hp("none", "adaptive batch size (AdAdaGrad, arXiv 2402.11215): none | norm | inner_product; "
                                  "the batch grows from batch_size by the test on per-sample gradients")
     max_batch_size: int = hp(1024, "cap of the adaptive batch size")
     batch_test_eta: float = hp(0.1, "eta of the norm test (larger: slower growth)")
@@ -126,7 +156,7 @@ class GradientConfig(MethodConfig):
             raise ConfigError("an adaptive batch needs batch_size >= 2 and max_batch_size >= batch_size")
 
 
-class GradientLearner:
+class GradientLearner(LearnerBase):
     """Base of methods that train a backbone + head by gradient descent.
 
     Subclasses override :meth:`loss` and the hooks :meth:`before_experience`,
@@ -140,13 +170,10 @@ class GradientLearner:
     name = "gradient"
 
     def __init__(self, config: GradientConfig, seed: int = 0):
-        self.config = config
-        self.seed = seed
+        super().__init__(config, seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.classes = ClassTracker()
-        self.samples_seen = 0
         self.input_shape: tuple[int, ...] | None = None
         self.num_classes: int | None = None
         self.experience_index = -1

@@ -1,22 +1,12 @@
-"""The CFSL baseline learners of Kowadlo et al. (PLOS ONE 2024), as far as they transfer.
+"""The CFSL baseline learners (Pretrain+Tune with or without replay, ProtoNets), as far as they transfer.
 
-Kowadlo, Ahmed, Mayan & Rawlinson, "Expanding continual few-shot learning benchmarks
-to include recognition of specific instances": a learner sees a sequence of small
-support sets and is then queried on every class seen. Two baselines are here:
+Expanding continual few-shot learning benchmarks to include recognition of specific instances
+(arXiv 2209.07863). ``learner="tune"`` trains a network by SGD on each support set in turn (``replay=True``
+adds a reservoir of earlier support examples); ``learner="protonet"`` predicts by the nearest class-mean
+support embedding. Both are untrained-backbone versions of the paper's baselines: no pre-training on
+background classes, and the ProtoNet embedding is the flattened input.
 
-* ``learner="tune"`` (the paper's *Pretrain+Tune*): a network trained by SGD on each
-  support set in turn (``epochs`` passes). With ``replay=True`` (the paper's replay
-  variant) every step also trains on a batch of stored support examples from earlier
-  sets (a reservoir buffer of ``buffer_size``, large enough by default to keep every
-  past shot of a CFSL stream).
-* ``learner="protonet"`` (*ProtoNets*): class prototypes = mean embedding of a class's
-  support examples, prediction by negative squared Euclidean distance; it never
-  forgets its prototypes.
-
-Simplifications (see docs/papers.md): the network is not pre-trained on background
-classes (it starts from the seed's random init) and the ProtoNet embedding is the
-flattened input (no meta-training), so both are the *untrained-backbone* versions of
-the paper's baselines.
+Notes: docs/papers/cfsl-instance.md
 """
 
 from __future__ import annotations
@@ -59,8 +49,6 @@ class CFSL(GradientLearner):
 
     config_class = CFSLConfig
     name = "cfsl"
-
-    test_config = {"epochs": 5, "hidden": (32,)}
 
     def __init__(self, config: CFSLConfig, seed: int = 0):
         super().__init__(config, seed)

@@ -1,33 +1,13 @@
-"""CoDyRA (``codyra``): continual learning with dynamic rank-selective LoRA, merged after each task (seed paper 15).
+"""CoDyRA (``codyra``): continual learning with dynamic rank-selective LoRA, merged after each task.
 
-Lu, Zhao, Xue, Yao, Moore, Gong, *Adaptive Rank, Reduced Forgetting: Knowledge Retention
-in Continual Learning Vision-Language Models with Dynamic Rank-Selective LoRA*,
-arXiv:2412.01004; official code ``Artificer-AI-Lab/CoDyRA`` (``jeff024/codyra``).
+Adaptive Rank, Reduced Forgetting: Knowledge Retention in Continual Learning Vision-Language Models with
+Dynamic Rank-Selective LoRA (arXiv 2412.01004). Per experience a fresh CoDyRA adapter
+(:mod:`lifelong.adapters.codyra`) is trained with the linear head, its gates soft-thresholded after every
+step of the sparse phase, then folded into the backbone: inference runs the plain backbone + head. Built on
+:class:`~lifelong.methods.lora_seq.LoRASeq` (merge mode); ``loss_scope="current"`` (default) masks earlier
+tasks' logits in the training loss, as the official code does.
 
-Per experience: a fresh CoDyRA adapter (:mod:`lifelong.adapters.codyra`: ``s B diag(lambda) A``
-with a trainable importance gate per rank component, rank budget 16) on the backbone's
-``nn.Linear`` layers is trained with the linear head by AdamW (lr 5e-4, cosine schedule);
-after every optimizer step of the sparse phase the gates of all layers are soft-thresholded
-(:func:`~lifelong.adapters.codyra.proximal_step`) with the threshold of
-:class:`~lifelong.adapters.codyra.KappaSchedule` (dense first half, then a staircase up to
-``kappa``), so each layer ends the task with its own effective rank. After the experience
-the adapter is folded into the backbone weights and deleted: the next experience starts a
-new adapter, and inference runs the plain backbone + head (no extra parameter).
-
-Built on :class:`~lifelong.methods.lora_seq.LoRASeq` (merge mode): the same backbones
-(``mlp`` over vectors, ``minilm`` / a local HF encoder over token ids from
-:func:`~lifelong.methods.lora_seq.text_token_dataset`), checkpoints and prediction.
-
-``loss_scope="current"`` (default) follows the official training loop, which sets the
-logits of earlier tasks' classes to ``-inf`` in the training cross-entropy (only the
-current task's classes compete); ``"seen"`` uses lora-seq's cross-entropy over all classes
-seen so far. After each experience :attr:`CoDyRA.rank_history` records the effective
-rank of every layer (:meth:`CoDyRA.effective_rank_summary` summarises it).
-
-Changed for a linear-head classifier (the paper trains CLIP's two encoders against class
-text embeddings): a linear head is trained with the adapter and kept after the merge;
-AdamW betas are torch's (0.9, 0.999) instead of the code's (0.9, 0.9999); ``kappa`` is
-rescaled to the task's length by default (``kappa_reference_steps``), see docs/papers.md.
+Notes: docs/papers/codyra.md
 """
 
 from __future__ import annotations
@@ -106,7 +86,6 @@ class CoDyRA(LoRASeq):
     """
 
     config_class = CoDyRAMethodConfig
-    test_config = {"epochs": 4, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16}
 
     def __init__(self, config: CoDyRAMethodConfig, seed: int = 0):
         super().__init__(config, seed)

@@ -1,32 +1,12 @@
-"""Discrete Key-Value Bottleneck (DKVB; Träuble et al., ICML 2023, arXiv 2207.11240).
+"""Discrete Key-Value Bottleneck (DKVB): frozen keys, locally trained values, a non-parametric decoder.
 
-A frozen encoder's output ``z`` (here: the inputs, flattened — in this library a
-frozen pre-trained encoder's cached features) is split into ``C`` heads by fixed
-random projections, ``h_c = z @ P_c`` with ``P_c`` of shape ``(D, d_key)``. Each head
-has its own codebook of ``M`` key-value pairs. A head is snapped to its ``topk``
-nearest keys (Euclidean) and the paired **values** are fetched; the decoder is
-the paper's non-parametric one ("codebook voting logits"): values have one entry
-per class and the logits are the mean of the fetched values over heads (and over
-the ``topk`` keys).
+Discrete Key-Value Bottleneck (arXiv 2207.11240). A frozen encoder's output is split into ``C`` heads by fixed
+random projections; each head is snapped to its nearest keys in its own codebook and the paired values (one
+entry per class) are averaged into the logits. Keys are initialised on unlabelled inputs by EMA k-means and
+then frozen; only the values are trained, and a value row gets gradient only when its key is fetched, which
+is what limits forgetting.
 
-Keys are initialised on *unlabelled* inputs and then **frozen**: by default with
-the paper's EMA k-means (``decay`` 0.95, ``eps`` 1e-5, dead keys re-seeded from
-the batch when their EMA cluster size falls below ``threshold_factor * batch / M``)
-for ``init_epochs`` passes over the training inputs of the first experience. Only
-the values are trained (cross-entropy with label smoothing, plain SGD with gradient
-clipping as in the authors' experiment configs). A value row gets gradient only
-when its key is fetched, so learning is local: rows no example of a task fetches
-stay bit-identical, which is what limits forgetting.
-
-Simplifications (see docs/papers.md):
-
-- keys start from random training inputs' heads instead of ``N(0, 1)`` draws (the
-  EMA + dead-code re-seeding of the paper converges to the same kind of codebook;
-  starting from data just needs fewer passes);
-- keys are initialised on the first experience's training inputs (labels unused),
-  not on a separate unlabelled data set;
-- the cross-entropy runs over the classes seen so far (the library's growing head)
-  rather than over all ``dim_values`` outputs from the start.
+Notes: docs/papers/dkvb.md
 """
 
 from __future__ import annotations
@@ -203,8 +183,6 @@ class DKVB(GradientLearner):
     """
 
     config_class = DKVBConfig
-    test_config = {"epochs": 3, "num_codebooks": 16, "pairs_per_codebook": 16, "dim_keys": 4, "init_epochs": 3,
-                   "batch_size": 32}
 
     def build_model(self, input_shape, num_classes):
         c = self.config

@@ -1,54 +1,13 @@
-"""Continual learning with dynamic sparse training (DST-CL; Yildirim et al., CPAL 2024, seed paper 39).
+"""Continual learning with dynamic sparse training (DST-CL): one sparse sub-network per task, earlier ones frozen.
 
-*Continual Learning with Dynamic Sparse Training: Exploring Algorithms for Effective
-Model Updates.* Each task trains its own sparse sub-network of one dense MLP, found by
-dynamic sparse training, and the weights earlier tasks use are frozen (parameter
-isolation), as in the official code (``muratonuryildirim/CL-with-DST``, ``core.py``
-``Masking`` and ``cifar100.py``):
+Continual Learning with Dynamic Sparse Training: Exploring Algorithms for Effective Model Updates
+(arXiv 2308.14831). Each task gets a mask over every weight matrix (``uniform`` or ``erk`` density), updated by
+prune-and-grow every ``update_every`` batches (``random`` / ``unfired`` / ``gradient`` / ``momentum`` growth).
+Weights in earlier tasks' masks get no gradient and keep their values (reuse allowed), and each task has its
+own biases, so backward transfer is exactly zero. Without a task id the task is inferred per example
+(``task_inference``).
 
-1. **Mask init** per task, over every weight matrix (biases are not masked): density
-   ``d`` per layer (``uniform``) or Erdős–Rényi-kernel densities ∝ (n_in + n_out) /
-   (n_in · n_out) rescaled to overall density ``d``, layers whose density would exceed
-   1 made dense (``erk``).
-2. **Prune and grow** every ``update_every`` batches: drop the fraction ``prune_rate``
-   (cosine-decayed to ``prune_rate_min`` over the task's steps) of each layer's active
-   weights with the smallest magnitude, then activate as many inactive ones by
-   ``growth``: ``random``, ``unfired`` (weights not yet active in this task's training
-   first, the official ``random_unfired``), ``gradient`` (largest |grad|, RigL) or
-   ``momentum`` (largest |Adam m / sqrt(v)|, or SGD momentum).
-3. **Isolation** (``isolate=True``): weights in earlier tasks' masks get no gradient
-   and keep their values; a new task may *reuse* them (they are in its mask, frozen) but
-   never change them. After the task its mask is stored.
-4. **Test** with the task id: the task's mask (and its head, see below) on the shared
-   weights. Earlier tasks' predictions are therefore bit-identical after later tasks:
-   backward transfer is exactly zero.
-
-Differences from the official code, all for exactness or for this library's streams:
-
-- Biases are per task (one bias vector per task and layer, ``max_tasks`` rows), so
-  isolation is exact; the official code trains shared biases with every task (and
-  BatchNorm statistics), which breaks exact isolation slightly.
-- Frozen values are written back after every optimizer step, so weight decay or
-  optimizer state can never move them; a frozen weight grown back into the current
-  mask is used with its frozen value (the official code zeroes it during training and
-  restores it only when merging, a train/test mismatch).
-- No "best epoch by training accuracy" checkpoint per task: the last epoch is kept.
-- ``fresh_init="random"`` (default): at the start of each task, the weights of its mask
-  that no earlier task uses take the network's initial random values, as the first
-  task's do. The official code zeroes them (``fresh_init="zero"``), so a new task's
-  sub-network starts mostly at zero and learns more slowly when a task gets few steps:
-  split MNIST, MLP 784-256-256, Adam 1e-3, batch 64, final average accuracy with 3
-  epochs per task 0.932 / 0.976 (random; seeds 0 / 1) against 0.855 / 0.972 (zero),
-  with 15 epochs 0.975 / 0.986 against 0.977 / 0.987. Weights grown during a task
-  start at zero in both modes, as in the official code and RigL.
-- Multi-head as in the paper: the loss is cross-entropy over the current task's
-  classes only; one output layer over all classes is masked like the other layers.
-- Without a task id (class-incremental or domain-incremental streams, or a task not yet
-  learned) the task is inferred per example (``task_inference``): ``max-logit`` (the
-  official ``subnet_selection`` criterion, per example instead of per batch) scores
-  each class by log q(task | x) + log p(class | x, task) with q the softmax over tasks
-  of each sub-network's largest logit; ``latest`` uses the last task's sub-network.
-  A task slot is the experience's ``task_id``, or its index when the id is hidden.
+Notes: docs/papers/dst-cl.md
 """
 
 from __future__ import annotations
@@ -64,45 +23,13 @@ from lifelong.errors import ConfigError, NonFiniteLossError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+from lifelong.heads.task_scores import combine_task_scores
+from lifelong.layers.sparse import erk_densities
 
 INIT_MODES = ("uniform", "erk")
 GROWTH_MODES = ("random", "unfired", "gradient", "momentum")
 TASK_INFERENCE = ("max-logit", "latest")
 MASK_SEED_OFFSET = 0x5EED_D57
-
-
-def combine_task_scores(logits: torch.Tensor, class_masks: torch.Tensor, task_logq: torch.Tensor) -> torch.Tensor:
-    """log sum_s q(s|x) p_s(c|x): per-task class distributions mixed by task weights.
-
-    ``logits`` (T, n, C) are each task model's outputs, ``class_masks`` (T, C) the
-    classes each task predicts, ``task_logq`` (n, T) log q(s|x). Classes no task
-    predicts get ``-inf``. Used by :mod:`~lifelong.methods.dst` and
-    :mod:`~lifelong.methods.hypernet` when the task id is not given at test.
-    """
-    logp = torch.log_softmax(logits.masked_fill(~class_masks[:, None, :], float("-inf")), dim=2)
-    return torch.logsumexp(logp + task_logq.T[:, :, None], dim=0)
-
-
-def erk_densities(shapes: list[tuple[int, int]], density: float) -> list[float]:
-    """Per-layer densities of the Erdős–Rényi kernel init (Evci et al. 2020, as in DST-CL).
-
-    Densities are ε (n_in + n_out) / (n_in n_out), with ε chosen so that the total
-    number of active weights is ``density`` times the total; a layer whose density
-    would exceed 1 is made dense and ε is solved again for the others.
-    """
-    sizes = [a * b for a, b in shapes]
-    raw = [(a + b) / (a * b) for a, b in shapes]
-    dense: set[int] = set()
-    while True:
-        budget = density * sum(sizes) - sum(sizes[i] for i in dense)
-        divisor = sum(raw[i] * sizes[i] for i in range(len(shapes)) if i not in dense)
-        if divisor <= 0 or budget <= 0:
-            return [1.0 if i in dense else 0.0 for i in range(len(shapes))]
-        eps = budget / divisor
-        over = [i for i in range(len(shapes)) if i not in dense and raw[i] * eps > 1]
-        if not over:
-            return [1.0 if i in dense else raw[i] * eps for i in range(len(shapes))]
-        dense.add(max(over, key=lambda i: raw[i]))
 
 
 class SparseMLP(nn.Module):
@@ -198,7 +125,6 @@ class DST(GradientLearner):
     """Per-task sparse masks found by dynamic sparse training, with earlier tasks' weights frozen."""
 
     config_class = DSTConfig
-    test_config = {"epochs": 3, "batch_size": 16, "hidden": (32,), "update_every": 4, "density": 0.5}
 
     def __init__(self, config: DSTConfig, seed: int = 0):
         super().__init__(config, seed)

@@ -1,38 +1,13 @@
-"""A bag of tricks for few-shot class-incremental learning (Roy, Park, Fahrezi, Etemad; arXiv 2403.14392).
+"""A bag of tricks for few-shot class-incremental learning: frozen-encoder prototypes plus switchable tricks.
 
-The paper's framework is "incremental-frozen": train the network on the base
-session, freeze it, and classify every class (base and novel) by cosine similarity
-to its prototype, the mean embedding of its examples (k shots for novel classes).
-It adds tricks in three groups. Here the network is a small projection head on top
-of a frozen pre-trained encoder (the inputs are that encoder's features), and every
-trick is a switch of :class:`FSCILTricksConfig`:
+A Bag of Tricks for Few-Shot Class-Incremental Learning (arXiv 2403.14392). The base session trains a
+residual projection head on a frozen encoder's features (``project``), which is then frozen, and every class
+is classified by cosine similarity to its prototype. Each trick is a switch of :class:`FSCILTricksConfig`:
+stability (``supcon``, ``etf``, ``pseudo_classes``) and adaptability (``subnet_tuning``); with every switch
+off the learner is the plain prototype classifier on the frozen features. Head sizes, loss weights and
+temperatures are guesses.
 
-- training the head on the base session (``project``): a residual MLP
-  ``g(f) = f + MLP(f)`` whose last layer starts at zero, so training starts from the
-  pre-trained embedding, trained with a cosine-softmax cross-entropy on the base
-  classes and then frozen (the paper's base training; with every switch off the
-  learner is the plain prototype classifier on the frozen features);
-- stability tricks: ``supcon`` adds the supervised contrastive loss (Khosla et al.
-  2020) over two views per example (feature dropout as the augmentation, as in
-  SimCSE); ``etf`` pre-assigns fixed prototypes for *all* classes of the stream
-  (a simplex equiangular tight frame, Papyan et al. 2020) and trains the base
-  embeddings towards their class's vertex, reserving directions for the classes to
-  come; ``pseudo_classes`` adds synthetic classes during base training — mixtures
-  of two base classes' features with their own labels (and ETF vertices) — that
-  occupy space future classes can use;
-- adaptability trick: ``subnet_tuning`` fine-tunes, in each incremental session,
-  only the ``subnet_fraction`` of the head's weights with the largest gradient on
-  the session's few-shot loss (cosine softmax over old prototypes, kept fixed, and
-  the new ones), for ``subnet_steps`` steps at ``subnet_lr``;
-- training tricks: the paper's self-supervised pre-training of the encoder is what
-  the frozen pre-trained encoder already is (all-MiniLM-L6-v2 is contrastively
-  pre-trained), so it is in every variant including the baseline; its rotation
-  pretext task has no counterpart on text features and is not implemented.
-
-Guesses (the paper does not fix them for this setting): the head's sizes, the loss
-weights (1 each), the logit scale 16, SupCon temperature 0.1, feature-dropout 0.1,
-the mixing coefficient of pseudo-classes in [0.4, 0.6], and the SubNet selection by
-gradient magnitude.
+Notes: docs/papers/fscil-tricks.md
 """
 
 from __future__ import annotations
@@ -45,9 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
-from lifelong.methods.base import ClassTracker
+from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
+from lifelong.heads.etf import simplex_etf
 
 TRICKS = ("project", "supcon", "etf", "pseudo_classes", "subnet_tuning")
 
@@ -105,22 +81,6 @@ class ResidualHead(nn.Module):
         return f + self.fc2(F.relu(self.fc1(f)))
 
 
-def simplex_etf(num: int, dim: int, generator: torch.Generator) -> torch.Tensor:
-    """``num`` unit vectors in ``dim`` dimensions with pairwise cosine ``-1/(num-1)`` (needs ``dim >= num``).
-
-    ``M = sqrt(K/(K-1)) U (I - 11^T/K)`` with ``U`` a random orthonormal ``dim x K``
-    basis. When ``dim < num`` a simplex ETF does not exist; the rows are then random
-    unit vectors (nearly orthogonal in high dimension).
-    """
-    if num < 1:
-        return torch.zeros(0, dim)
-    if dim < num or num == 1:
-        return F.normalize(torch.randn(num, dim, generator=generator), dim=1)
-    U, _ = torch.linalg.qr(torch.randn(dim, num, generator=generator))
-    M = math.sqrt(num / (num - 1)) * U @ (torch.eye(num) - torch.full((num, num), 1.0 / num))
-    return F.normalize(M.T, dim=1).contiguous()  # row-major, as a checkpoint restores it (same GEMM kernel)
-
-
 def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al. 2020, L_out) over normalised embeddings ``z``."""
     z = F.normalize(z, dim=1)
@@ -139,7 +99,7 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> to
 
 
 @register("fscil-tricks")
-class FSCILTricks:
+class FSCILTricks(LearnerBase):
     """Prototype classifier over a (base-trained, then frozen) projection of frozen features, with switchable tricks.
 
     Experience 0 is the base session (full data): the head is trained there when
@@ -149,20 +109,16 @@ class FSCILTricks:
     """
 
     config_class = FSCILTricksConfig
-    test_config = {"base_epochs": 3, "hidden": 32, "subnet_steps": 2, "batch_size": 32}
 
     def __init__(self, config: FSCILTricksConfig, seed: int = 0):
-        self.config = config
-        self.seed = seed
+        super().__init__(config, seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.classes = ClassTracker()
         self.head: ResidualHead | None = None
         self.targets: torch.Tensor | None = None  # ETF vertices: classes then pseudo-classes
         self.sums: torch.Tensor | None = None
         self.counts: torch.Tensor | None = None
         self.dim: int | None = None
         self.num_classes: int | None = None
-        self.samples_seen = 0
         self.sessions = 0
         self.last_losses: list[float] = []
 

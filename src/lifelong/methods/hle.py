@@ -1,37 +1,12 @@
-"""HLE's rehearsal method (PL-FMS; Lee, Jung, Choi & Chun, ICCV 2023, "Online Continual
-Learning on Hierarchical Label Expansion").
+"""HLE's rehearsal method (PL-FMS): hierarchy-aware pseudo-labels, pseudo-label memory, flexible sampling.
 
-Online rehearsal for the hierarchical label expansion setting
-(:func:`lifelong.scenarios.hierarchical`), where coarse classes are learned first and
-fine classes below them appear later. Three parts, after the paper's description:
+Online Continual Learning on Hierarchical Label Expansion (arXiv 2308.14374). Online rehearsal for streams
+where coarse classes come first and fine classes below them later (:func:`lifelong.scenarios.hierarchical`):
+every example gets a target at both levels (a fine pseudo-label from the model for coarse-labelled ones), a
+class-balanced memory is keyed by (pseudo-)fine labels, and replay over-samples the current experience's new
+classes. Pass ``parents=class_parents(stream)``; without ``parents`` it is ER with a class-balanced buffer.
 
-1. **Hierarchy-aware pseudo-labelling.** Every training example (stream or memory)
-   gets a target at both levels: a fine-labelled example implies its coarse parent
-   (read from the tree); a coarse-labelled example gets as fine *pseudo-label* the
-   argmax of the model's scores over the seen fine children of its coarse class
-   (none while no child has been seen). Each level has its own softmax over its seen
-   classes; the loss is the sum of the coarse and fine cross-entropies.
-2. **Pseudo-label based memory management.** A class-balanced memory (CBRS-style,
-   evict a random example of the largest class) whose class key is each stored
-   example's fine label, or fine pseudo-label for coarse-labelled examples
-   (recomputed with the current model before every insertion), else its coarse
-   label. An example of a class with fewer stored examples than the largest class is
-   always admitted, so newly encountered classes are kept.
-3. **Flexible memory sampling.** The replay batch is drawn without replacement with
-   weight ``new_class_weight`` for stored examples whose key class first appeared in
-   the current experience and 1 for the others (over-sampling new classes).
-
-The hierarchy is given through ``parents`` (stream id -> coarse stream id, -1 for
-coarse classes): pass ``parents=class_parents(stream)``. With no ``parents`` (any
-non-hierarchical stream) every class is one level, there are no pseudo-labels, the
-loss is ER's cross-entropy over the seen classes, and the method is ER with a
-class-balanced buffer (plus new-class over-sampling).
-
-Simplifications and guesses (the paper's exact formulas were not available to us):
-depth 2 only; one linear head with a per-level softmax (a guess at "train both
-levels"); pseudo-labels are hard argmax labels without a confidence threshold; the
-FMS schedule is reduced to a fixed over-sampling weight for the current
-experience's new classes.
+Notes: docs/papers/hle.md
 """
 
 from __future__ import annotations
@@ -76,7 +51,6 @@ class HLE(GradientLearner):
 
     config_class = HLEConfig
     name = "hle"
-    test_config = {"buffer_size": 40, "epochs": 2}
 
     def __init__(self, config: HLEConfig, seed: int = 0):
         super().__init__(config, seed)

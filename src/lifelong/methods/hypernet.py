@@ -1,53 +1,13 @@
 """Task-conditioned hypernetworks for continual learning: HNET and the recurrent DPHN variant.
 
-- **HNET** (von Oswald et al., ICLR 2020, *Continual learning with hypernetworks*): a
-  hypernetwork h maps a learned task embedding e_t and, per chunk, a learned chunk
-  embedding c_k to one chunk of the target network's weights; the chunks, concatenated,
-  are all the weights (and biases) of the target MLP. Learning task t minimises
-  ``L_task(f(x; h(e_t))) + beta / (t - 1) * sum_{s<t} || h(e_s) - h*(e_s) ||^2``,
-  where h* is the hypernetwork as it was before task t and e_s the stored embeddings of
-  the earlier tasks (the output regulariser: only one weight vector per task is
-  "rehearsed", no data). ``hnet="mlp"``.
-- **DPHN** (Chandra et al., WACV 2023, seed paper 35, *Continual Learning with Dependency
-  Preserving Hypernetworks*): the hypernetwork is recurrent (an LSTM) and emits the
-  chunks one after the other, so the weights of later chunks (layers) depend on the
-  earlier ones through the hidden state, with few parameters. ``hnet="lstm"`` (default).
+HNET (Continual learning with hypernetworks, arXiv 1906.00695; ``hnet="mlp"``) generates the target MLP's
+weights chunk by chunk from a learned task embedding, with an output regulariser towards the earlier tasks'
+generated weights. DPHN (Continual Learning with Dependency Preserving Hypernetworks, arXiv 2209.07712;
+``hnet="lstm"``, default) generates the chunks with an LSTM. DPHN's regulariser (``regularizer="fisher"``)
+and growth (``growth_rank``) are guesses from its abstract. Without a task id at test the task is inferred
+(``task_inference``: lowest predictive entropy, or the latest task).
 
-What is followed and what is guessed (no public DPHN code; only the abstract was
-available, see docs/papers.md):
-
-- Followed (HNET): chunked generation with learned chunk embeddings, task embeddings
-  trained with their task and frozen afterwards, targets h*(e_s) recomputed from the
-  snapshot taken before each new task, beta = 0.01, Adam 1e-3.
-- Followed (DPHN abstract): an LSTM hypernetwork whose input at step k is
-  [e_t, c_k] and whose output projection gives chunk k.
-- Guessed: DPHN's "novel regularisation" as an importance-weighted output regulariser
-  (``regularizer="fisher"``): each earlier task's term is weighted per generated weight
-  by the diagonal empirical Fisher of that task's loss with respect to the weight,
-  computed at the end of the task and normalised to mean 1; ``"output"`` (default) is
-  HNET's plain regulariser. DPHN's "network growth" as per-task low-rank growth of the
-  hypernetwork's output projection (``growth_rank`` > 0): each task gets its own
-  ``(H x r)(r x chunk)`` term added to the shared projection, trained with that task
-  only and frozen afterwards (B starts at zero, so a new task starts from the shared
-  generation).
-- Ours: generated weights are scaled by 1/sqrt(fan_in), and the first layer's also by
-  1/rms(input) measured once on the first experience's training inputs and then fixed
-  (a data-dependent init, Salimans & Kingma 2016), so hypernetwork outputs of order 1
-  give a well-scaled target network whatever the input scale. Without it, inputs of
-  small scale (unit-norm 384-d sentence vectors) need generated values of order 10, and
-  the LSTM reaches them by saturating its hidden state (|h| > 0.95 for 91% of units after
-  the first CLINC150 task), after which new task embeddings barely change its output and
-  later tasks are not learned. The loss is cross-entropy over the
-  current task's classes (multi-head, as HNET's task-incremental heads); the target
-  network is an MLP with ReLU.
-
-Task identity: training needs a task slot (the experience's ``task_id``, or its index
-when the stream hides it). At test the given task id selects the embedding; without it
-(class- or domain-incremental streams, or a task not learned yet) ``task_inference``
-decides: ``entropy`` (HNET's rule: per example, the task whose generated network gives
-the lowest predictive entropy over its classes; implemented as a sharp softmax over
-tasks of -entropy / 0.01 mixing the per-task class distributions, so scores stay
-finite) or ``latest`` (the last task's embedding for every class).
+Notes: docs/papers/dphn.md
 """
 
 from __future__ import annotations
@@ -62,7 +22,7 @@ from torch import nn
 from lifelong.errors import ConfigError, NonFiniteLossError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
-from lifelong.methods.dst import combine_task_scores
+from lifelong.heads.task_scores import combine_task_scores
 from lifelong.methods.registry import register
 
 HNETS = ("lstm", "mlp")
@@ -269,8 +229,6 @@ class HypernetLearner(GradientLearner):
     """A task-conditioned (LSTM or MLP) hypernetwork generating a target MLP per task."""
 
     config_class = HypernetConfig
-    test_config = {"epochs": 5, "batch_size": 16, "hidden": (16,), "chunk_size": 64, "lstm_hidden": 16,
-                   "emb_dim": 8, "chunk_emb_dim": 8}
 
     def __init__(self, config: HypernetConfig, seed: int = 0):
         super().__init__(config, seed)

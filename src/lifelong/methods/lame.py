@@ -1,27 +1,12 @@
-"""LAME: Laplacian Adjusted Maximum-likelihood Estimation (Boudiaf et al., CVPR 2022, arXiv 2201.05718).
+"""LAME: Laplacian Adjusted Maximum-likelihood Estimation, parameter-free online test-time adaptation.
 
-Parameter-free online test-time adaptation: the classifier is left untouched and only
-its *outputs* on a test batch are corrected. With ``p_i`` the classifier's
-probabilities and ``W`` an affinity matrix over the batch's L2-normalised features,
-LAME finds assignments ``Y`` (rows on the simplex) minimising
+Parameter-free Online Test-time Adaptation (arXiv 2201.05718). The classifier is left untouched; its
+probabilities ``p`` on a test batch are corrected to assignments ``Y`` minimising
+``sum_i KL(y_i || p_i) - lambda sum_ij W_ij y_i^T y_j`` for an affinity ``W`` over the batch's features
+(official defaults: RBF, lambda 1). :class:`LAME` wraps any learner: ``adapt(x)`` returns the corrected
+probabilities and ``predict`` their log, so ``lifelong run --methods lame`` adapts every evaluation batch.
 
-    E(Y) = sum_i KL(y_i || p_i) - lambda * sum_ij W_ij y_i^T y_j
-
-by the paper's concave-convex bound: starting from ``Y = p``, repeat
-``y_i <- softmax(log p_i + lambda * sum_j W_ij y_j)`` until the relative change of
-``E`` is at most ``1e-8`` (at most 100 iterations). Defaults are the official code's
-(``fiveai/LAME``: RBF affinity with sigma = mean distance to the 5th neighbour,
-lambda = 1, no symmetrisation); ``knn`` (binary 5-NN) and ``linear`` affinities
-are options.
-
-:class:`LAME` wraps any learner. It delegates ``learn`` and checkpoints to the inner
-learner, and ``adapt(x)`` returns LAME's corrected probabilities for the batch
-``x``; ``predict`` returns their log (``-inf`` where the inner learner masks a
-class), so ``lifelong run --methods lame`` adapts every evaluation batch. Features
-for the affinity are the inner learner's ``features(x)`` if it has one, else its
-model's ``features(x)`` (the backbone of a :class:`~lifelong.heads.Classifier`),
-else the flattened inputs. Probabilities are ``softmax(scores / temperature)`` of
-the inner learner's scores.
+Notes: docs/papers/lame.md
 """
 
 from __future__ import annotations
@@ -151,7 +136,6 @@ class LAME:
     """
 
     config_class = LAMEConfig
-    test_config = {"inner": "ncm"}
 
     def __init__(self, config: LAMEConfig, seed: int = 0, inner=None):
         self.config = config

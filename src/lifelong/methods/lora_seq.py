@@ -1,31 +1,13 @@
 """Sequential LoRA (``lora-seq``): one LoRA adapter per experience, merged or kept.
 
-The plain baseline of continual learning over PEFT adapters (the "SeqLoRA" row of
-O-LoRA, InfLoRA and similar papers): the backbone's pre-trained weights stay frozen;
-each experience trains a fresh low-rank adapter (Hu et al., *LoRA*, ICLR 2022,
-arXiv:2106.09685) on its ``nn.Linear`` layers together with the linear head, with
-cross-entropy over the classes seen so far. Nothing else protects old classes, so it
-shows how much a low-rank, frozen-backbone update forgets by itself.
+The plain baseline of continual learning over PEFT adapters (LoRA: Low-Rank Adaptation of Large Language
+Models, arXiv 2106.09685): the backbone stays frozen, each experience trains a fresh adapter on its
+``nn.Linear`` layers with the linear head, cross-entropy over the classes seen so far. ``mode="merge"`` folds
+each adapter into the weights; ``mode="keep"`` keeps them separate (exportable in HF PEFT's format).
+Backbones: ``"mlp"`` over vectors, or ``"minilm"`` / a local HF encoder over token ids
+(:func:`text_token_dataset`). ``variant="allora"`` trains ALLoRA adapters (arXiv 2410.09692).
 
-- ``mode="merge"``: after the experience its adapter is folded into the backbone
-  weights (``W <- W + s B A``) and the next experience starts a new adapter on top.
-- ``mode="keep"``: every experience's adapter is kept separate and frozen, all of them
-  active (the same function as ``merge`` up to rounding), so each task's update can be
-  inspected, removed, or exported on its own in HF PEFT's format
-  (:meth:`LoRASeq.save_task_adapter`).
-
-Backbones (``backbone``): ``"mlp"`` - an MLP over the inputs (``hidden`` sizes,
-randomly initialised from the seed; for vector data such as cached sentence
-features); ``"minilm"`` or the path of a local Hugging Face encoder folder - the
-pre-trained transformer with LoRA inside its attention and feed-forward ``Linear``
-layers, mean-pooled and L2-normalised like all-MiniLM-L6-v2. A text backbone reads
-token ids: load the text dataset (CLINC150, a text file) with ``representation="tokens"``
-(command line: ``--set data.representation=tokens``) or convert a loaded one with
-:func:`text_token_dataset`. ``variant="allora"`` trains ALLoRA adapters (seed paper 37)
-instead of plain LoRA.
-
-The optimizer restarts at every experience (its parameters are new); AdamW at lr 1e-3
-is the usual LoRA setting.
+Notes: docs/papers/lora-seq.md
 """
 
 from __future__ import annotations
@@ -43,6 +25,7 @@ from torch import nn
 from lifelong.adapters import (ALL_LINEAR, ALLoRAConfig, LoRAConfig, adapter_parameters, find_targets,
                                fold_adapter, inject_adapter, lora_layers, save_adapter, set_active_adapters,
                                wrap_targets)
+from lifelong.data.tokens import text_token_dataset
 from lifelong.encoders import MLP
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.heads import Classifier
@@ -68,7 +51,7 @@ class LoRASeqConfig(GradientConfig):
                                                         "dotted suffixes (query,value) or all-linear")
     mode: str = hp("merge", "merge: fold each task's adapter into the backbone after the task | keep: keep one "
                             "frozen adapter per task, all active")
-    variant: str = hp("lora", "adapter kind: lora | allora (seed paper 37: no alpha, no dropout, per-row lr)")
+    variant: str = hp("lora", "adapter kind: lora | allora (arXiv 2410.09692: no alpha, no dropout, per-row lr)")
     eta: float = hp(1.0, "ALLoRA's eta: gradient coefficient at a zero update (variant=allora)")
     init: str = hp("kaiming", "adapter init: kaiming (A Kaiming-uniform, B = 0) | gaussian")
     loss_scope: str = hp("seen", "classes in the training cross-entropy: seen (all classes seen so far) | current "
@@ -165,36 +148,6 @@ class TextBackbone(nn.Module):
         return F.normalize(pooled, dim=1) if self.normalize else pooled
 
 
-def text_token_dataset(data, encoder: str | os.PathLike = "minilm", max_length: int = 64):
-    """A copy of a text dataset whose inputs are token ids (float32, right-padded with the pad id).
-
-    ``data`` must carry its raw sentences in ``meta["texts_train"]`` / ``meta["texts_test"]``
-    (as :func:`lifelong.data.load_clinc150` and ``load_text_file`` do); labels, class
-    names, coarse labels and domains are kept. Both splits are padded to the same width
-    (the longest tokenised sentence, at most ``max_length``). Use it with
-    ``lora-seq``'s text backbones: ``make_learner("lora-seq", {"backbone": "minilm"})``.
-    The loaders give the same inputs directly, without encoding features first:
-    ``load_dataset("clinc150", representation="tokens")`` (:func:`lifelong.data.text.tokenize_splits`).
-    """
-    from lifelong.data import Dataset
-    from lifelong.data.text import tokenize_splits
-
-    texts = {s: (data.meta or {}).get(f"texts_{s}") for s in ("train", "test")}
-    if any(t is None for t in texts.values()):
-        raise DataError(f"dataset {data.name!r} has no raw sentences in meta['texts_train'/'texts_test']; load it "
-                        "with load_dataset('clinc150') or load_dataset('text-file', ...)")
-    for s, t in texts.items():
-        n = len(getattr(data, f"y_{s}"))
-        if len(t) != n:
-            raise DataError(f"dataset {data.name!r} has {len(t)} {s} sentences but {n} {s} labels")
-    xs, tok_meta = tokenize_splits(texts, encoder, max_length)
-    meta = {k: v for k, v in (data.meta or {}).items() if k not in ("oos_features",)}
-    meta.update(tok_meta)
-    return Dataset(f"{data.name}-tokens", xs["train"], data.y_train, xs["test"], data.y_test, list(data.class_names),
-                   coarse_labels=data.coarse_labels, domains_train=data.domains_train,
-                   domains_test=data.domains_test, meta=meta)
-
-
 # ---- the learner ------------------------------------------------------------------------------------
 def _freeze(backbone: nn.Module, name: str) -> None:
     """Freeze adapter ``name`` and turn its dropout off (a kept adapter is a fixed part of the function)."""
@@ -214,7 +167,6 @@ class LoRASeq(GradientLearner):
     """
 
     config_class = LoRASeqConfig
-    test_config = {"epochs": 4, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16}
 
     def __init__(self, config: LoRASeqConfig, seed: int = 0):
         super().__init__(config, seed)
@@ -222,10 +174,13 @@ class LoRASeq(GradientLearner):
         self.folded: list[str] = []  # adapters folded into the backbone (mode=merge)
         self._current: torch.Tensor | None = None  # bool mask of the current experience's classes
 
+    #: feature vectors through the MLP backbone, token ids through a text backbone (see ``reads``)
+    inputs = {"features": "backbone=mlp", "tokens": "backbone=minilm"}
+
     @staticmethod
-    def reads_token_ids(config) -> bool:
-        """True when ``config``'s backbone is a text encoder over token ids (anything but ``mlp``)."""
-        return config.backbone != "mlp"
+    def reads(config) -> str:
+        """``"tokens"`` when ``config``'s backbone is a text encoder (anything but ``mlp``), else ``"features"``."""
+        return "features" if config.backbone == "mlp" else "tokens"
 
     @property
     def backbone(self) -> nn.Module:
@@ -257,7 +212,7 @@ class LoRASeq(GradientLearner):
     def _check_inputs(self, experience) -> None:
         """One clear error for feature vectors fed to a text backbone, or token ids fed to the MLP."""
         data = experience.dataset
-        if not self.reads_token_ids(self.config):
+        if self.reads(self.config) == "features":
             if (data.meta or {}).get("inputs") == "token ids":
                 raise DataError(f"{self.name} with backbone=mlp reads feature vectors, but dataset {data.name!r} "
                                 "holds token ids; set backbone=minilm (CLI: --set method.backbone=minilm) or load "
@@ -268,7 +223,7 @@ class LoRASeq(GradientLearner):
 
     def _check_token_ids(self, x: torch.Tensor, what: str = "the inputs") -> None:
         """Raise DataError unless ``x`` holds token ids of the text backbone's vocabulary."""
-        if not self.reads_token_ids(self.config) or not x.numel():
+        if self.reads(self.config) == "features" or not x.numel():
             return
         fractional = x.is_floating_point() and not (torch.isfinite(x).all() and torch.equal(x, x.round()))
         if fractional or x.min() < 0:

@@ -1,69 +1,13 @@
-"""Mamba-FSCIL (Li, Yang, Wu, Yu, Yang, Nie, Zhang; *Dynamic Adaptation with Selective State Space
-Model for Few-Shot Class-Incremental Learning*, 2024; seed paper 50).
+"""Mamba-FSCIL: a dual selective-SSM projector over frozen features with a fixed simplex-ETF head.
 
-A frozen backbone feeds a **dual selective SSM projector** whose output is classified
-by a fixed **simplex-ETF head** (as in NC-FSCIL, dot-regression loss):
+Mamba-FSCIL: Dynamic Adaptation with Selective State Space Model for Few-Shot Class-Incremental Learning
+(arXiv 2407.06136). ``z(f) = f + g_base(f) + g_inc(f)`` is scored by cosine to ETF vertices with the
+dot-regression loss: the static branch ``g_base`` is trained on the base session and frozen; the dynamic
+branch ``g_inc`` (zero at start) is trained in each incremental session with the suppression and separation
+losses. Here the scan runs over the cached feature vector cut into ``tokens`` chunks, and the optimiser,
+suppression weight and base memory were changed from the official recipe after measuring.
 
-    z(f) = f + g_base(f) + g_inc(f),   score_k = cos(z, e_k)
-
-Each branch ``g`` follows the official ``MambaNeck``: a per-position MLP projection
-(position width -> ``mid_channels`` (default twice that width) -> dim, LayerNorm, LeakyReLU(0.1), last layer without bias) plus a
-learned positional embedding, then a Mamba block without output projection
-(:class:`~lifelong.heads.selective_scan.SelectiveSSMBlock`) scanned over the positions in
-both directions, then averaged over the positions.
-
-- ``g_base`` (static branch) is trained on the base session with the dot-regression
-  loss ``0.5 (cos(z, e_y) - 1)^2`` (linear warm-up then cosine decay to 1 %, the
-  official schedule) and then frozen;
-- ``g_inc`` (dynamic branch) starts with the gate half of its Mamba input projection at
-  zero, so it adds nothing until trained (official ``init_weights``). Each incremental
-  session trains it for ``inc_steps`` steps of batch ``inc_batch`` on every novel shot
-  seen so far plus a memory of base-class features (``base_memory``: 5 random training
-  features per base class by default; 0 = one class-mean feature per class, the
-  official ``get_training_memory(reduce='mean')``), with
-  - the dot-regression loss, with feature mixup (the official ``mixup_feat``: with
-    probability ``mixup_prob`` the batch's outputs are mixed 50/50 with a permutation
-    and the two labels' losses averaged);
-  - the **suppression loss**: ``supp_weight * ||g_inc(x)|| / numel`` over base-class
-    inputs, minus ``supp_novel_weight`` times the same over novel-class inputs
-    (official ``loss_supp_base`` / ``loss_supp_novel``);
-  - the **separation loss**: for each input-dependent scan parameter Δ, B, C of the
-    dynamic branch, the base-class and novel-class means (over samples and positions)
-    are L2-normalised and ``mean |I - S|`` of their 2x2 cosine matrix is minimised
-    (official ``calculate_sep_loss``), weighted ``sep_weight``.
-  Step counts and the separation weight are the official CIFAR-100 configuration's
-  (sep 0.001, 200 steps of batch 8).
-
-Here the frozen backbone is the cached feature vector (e.g. all-MiniLM-L6-v2 on
-CLINC150). A sentence embedding is one vector, not a feature map, so the positions the
-scan runs over are the vector cut into ``tokens`` contiguous chunks (zero-padded to a
-multiple of ``tokens``), and the residual is the vector itself — our choice; the paper
-flattens a ResNet feature map (2x2 or 7x7 positions) and scans it in four directions
-(two here: a 1-D sequence has two). Other departures: state size 16 instead of the
-official 256 (CPU cost), per-position LayerNorm (official: over the whole map), no
-class-count rectification of the ETF targets (official ``with_len``), no image
-augmentations in the base session. The ETF has one vertex per class of the stream (a
-simplex ETF needs feature dim >= classes; below that the vertices are random unit
-vectors).
-
-Changed from the official recipe after measuring (digits, one seed; see docs/papers.md):
-
-- optimiser: AdamW (decoupled weight decay 5e-4, lr 3e-3) instead of SGD (momentum 0.9,
-  lr 0.25, coupled weight decay 5e-4): with the official SGD the static branch trains
-  (96.1 % base accuracy on digits) but the dynamic branch never leaves zero (novel
-  classes 0 %, with suppression weight 10 or 100). ``optimizer="sgd", lr=0.25,
-  inc_lr=0.25`` restores the official optimiser. (A first version
-  used Adam with *coupled* L2 decay: the decay swamped the small dot-regression
-  gradients and the static branch never learned — chance accuracy on CLINC150.)
-- suppression weight 10 instead of 100: at 100 the dynamic branch stays at zero on
-  digits (novel classes at 0 %).
-- no negative suppression term on novel inputs by default (official weight 1e-5): the
-  dot-regression loss is scale-invariant, so ``-||g_inc||`` is unbounded below; on split
-  MNIST (hundreds of novel examples per session) it drove ``||g_inc||`` to 1.5e11 and the
-  loss to -inf. ``supp_novel_weight=1e-5`` restores it.
-- base memory of real features instead of class means: the suppression fitted the few
-  mean vectors while real base-class inputs still got a large dynamic response
-  (‖g_inc‖ 30 vs 0.0002 with 5 examples per class) and base accuracy fell 13 points.
+Notes: docs/papers/mamba-fscil.md
 """
 
 from __future__ import annotations
@@ -78,9 +22,9 @@ from torch import nn
 from lifelong.data.sampling import cycle_batches
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from lifelong.heads.selective_scan import SelectiveSSMBlock
-from lifelong.methods.base import ClassTracker
+from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
-from lifelong.methods.fscil_tricks import simplex_etf
+from lifelong.heads.etf import simplex_etf
 from lifelong.methods.registry import register
 
 
@@ -193,8 +137,8 @@ class DualSSMNeck(nn.Module):
 
 
 @register("mamba-fscil")
-class MambaFSCIL:
-    """Dual selective-SSM projector over frozen features with an ETF head (Mamba-FSCIL, seed paper 50).
+class MambaFSCIL(LearnerBase):
+    """Dual selective-SSM projector over frozen features with an ETF head (Mamba-FSCIL, arXiv 2407.06136).
 
     Experience 0 is the base session: the static branch is trained there (dot
     regression to the ETF vertices of its classes) and frozen. Later experiences train
@@ -203,14 +147,10 @@ class MambaFSCIL:
     """
 
     config_class = MambaFSCILConfig
-    test_config = {"tokens": 2, "mid_channels": 16, "d_state": 4, "base_epochs": 10, "batch_size": 16, "lr": 0.01,
-                   "inc_steps": 5}
 
     def __init__(self, config: MambaFSCILConfig, seed: int = 0):
-        self.config = config
-        self.seed = seed
+        super().__init__(config, seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.classes = ClassTracker()
         self.neck: DualSSMNeck | None = None
         self.etf: torch.Tensor | None = None
         self.mem_x: torch.Tensor | None = None
@@ -219,7 +159,6 @@ class MambaFSCIL:
         self.dim: int | None = None
         self.num_classes: int | None = None
         self.sessions = 0
-        self.samples_seen = 0
         self.last_losses: list[float] = []
 
     def prepare(self, input_shape, num_classes: int) -> None:

@@ -1,14 +1,10 @@
 """Nearest class mean (NCM; Mensink et al. 2013, as used by iCaRL, Rebuffi et al. 2017).
 
-Keeps a running sum and count of feature vectors per class and predicts the class
-whose mean is nearest (Euclidean, or cosine on L2-normalised features). It never
-forgets what it has stored and needs no gradient steps. Features are the flattened
-inputs by default; a frozen encoder plugs in through ``feature_fn``.
-
-It is :class:`lifelong.methods.simplecil.SimpleCIL` with two differences: the
-default metric is Euclidean, and with the cosine metric each feature vector is
-L2-normalised *before* it enters the class mean (iCaRL's NCM), where SimpleCIL
-averages the raw embeddings.
+Keeps a running sum and count of feature vectors per class and predicts the class whose mean is nearest
+(Euclidean, or cosine on L2-normalised features); no gradient steps, nothing forgotten. Features are the
+flattened inputs unless a frozen encoder is given as ``feature_fn``. It differs from
+:class:`lifelong.methods.base_prototype.PrototypeLearner` (as SimpleCIL) in the default metric (Euclidean) and, with the cosine metric,
+in normalising each feature *before* it enters the class mean (iCaRL's NCM).
 """
 
 from __future__ import annotations
@@ -20,12 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.methods.registry import register
-from lifelong.methods.simplecil import SimpleCIL, SimpleCILConfig
+from lifelong.methods.base_prototype import PrototypeConfig, PrototypeLearner
 from lifelong.methods.config import hp
 
 
 @dataclass
-class NCMConfig(SimpleCILConfig):
+class NCMConfig(PrototypeConfig):
     """NCM settings."""
 
     metric: str = hp("euclidean", "distance: euclidean | cosine")
@@ -33,7 +29,7 @@ class NCMConfig(SimpleCILConfig):
 
 
 @register("ncm")
-class NCM(SimpleCIL):
+class NCM(PrototypeLearner):
     """Nearest-class-mean classifier over (by default) the flattened inputs."""
 
     config_class = NCMConfig

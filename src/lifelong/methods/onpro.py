@@ -1,37 +1,12 @@
-"""OnPro: online prototype learning (Wei, Ye, Huang, Zhang & Shan, ICCV 2023, arXiv 2308.00301).
+"""OnPro: online prototype learning for a single-pass stream with a small replay buffer.
 
-An online replay method for a single-pass stream with a small reservoir buffer.
-Each step takes the incoming batch and a replay batch, makes two augmented views of
-both, and trains a backbone with a projection head and a linear classifier on:
+Online Prototype Learning for Online Continual Learning (arXiv 2308.00301). Each step trains on the incoming
+and a replay batch, two augmented views each: instance-wise supervised contrast, online prototype equilibrium
+(OPE: contrast of the per-class means of the two views) and adaptive prototypical feedback (APF: mixup of
+buffer examples from easily confused class pairs) for the cross-entropy. Defaults follow the official code;
+``ope=False`` / ``apf=False`` are the ablations, and ``apf_pair_counts`` counts the pairs APF sampled.
 
-- **instance-wise supervised contrast** on the projections of each batch's two views
-  (the OCM base loss OnPro builds on; temperature ``ins_temperature``);
-- **online prototype equilibrium (OPE)**: per view, the online prototypes are the
-  per-class means of the batch's normalised projections; a contrastive loss over
-  prototypes (:func:`lifelong.heads.losses.prototype_contrast_loss`, temperature
-  ``proto_temperature``) pulls each class's two view-prototypes together and pushes
-  all other classes' prototypes away. It is applied to the incoming batch's classes
-  and to the seen classes in the replay batch;
-- **adaptive prototypical feedback (APF)**: from the replay batch's prototypes, class
-  pairs are sampled with probability ``softmax(1 / distance)`` over all pairs (close,
-  easily confused classes more often) and a buffer example of each class is mixed
-  with ``lam ~ Beta(alpha, alpha)`` (with probability ``mixup_p``); the other
-  ``mixup_base_rate`` share of the replay batch gets ordinary random mixup with
-  ``lam ~ U(0, mixup_upper)``. Cross-entropy is taken on this mixed replay batch;
-  during the first experience, on the incoming batch (as in the official code,
-  cross-entropy on later experiences sees new data only through the buffer).
-
-Defaults follow the official code (``weilllllls/OnPro``: Adam, lr 5e-4, weight decay
-1e-4, replay batch ``min(64, 7 x seen classes)``, temperatures 0.5 / 0.07, CIFAR-10
-mixup settings ``mixup_p=0.6``, ``mixup_base_rate=0.75``, ``alpha=0.4``, random
-mixup ``lam`` in (0, 0.6)). Simplifications: OCM's rotation-expanded instance loss
-is plain SupCon on the two views; views are pixel shifts + Gaussian noise (no
-colour/crop augmentations); APF draws pairs by a multinomial over pairs instead of
-rounding expected counts, and flips the mixup coin per example instead of per pair.
-
-``ope=False`` / ``apf=False`` switch the two components off for ablations (without
-APF the replay cross-entropy uses the unmixed replay batch). The learner counts the
-class pairs APF sampled during the latest experience in ``apf_pair_counts``.
+Notes: docs/papers/onpro.md
 """
 
 from __future__ import annotations
@@ -107,7 +82,6 @@ class OnPro(GradientLearner):
     """Online prototype learning: OPE + APF on top of replay with contrastive views."""
 
     config_class = OnProConfig
-    test_config = {"buffer_size": 40, "buffer_batch_size": 16, "epochs": 2, "lr": 0.005}
 
     def __init__(self, config: OnProConfig, seed: int = 0):
         super().__init__(config, seed)

@@ -1,35 +1,12 @@
-"""PRD: prototype-sample relation distillation (Asadi, Davari, Mudur, Aljundi & Belilovsky, ICML 2023, arXiv 2303.14771).
+"""PRD: prototype-sample relation distillation, a replay-free class-incremental method.
 
-A replay-free class-incremental method: it stores no examples. An encoder ``f`` with
-a projection head is trained with a supervised contrastive loss (SupCon) on two
-augmented views of each batch; class prototypes ``p_c`` live in the encoder's
-feature space and are learned alongside it:
+Prototype-Sample Relation Distillation: Towards Replay-Free Continual Learning (arXiv 2303.14771). An encoder
+is trained with SupCon on two views, class prototypes are learned on detached features, and after each
+experience a distillation keeps the old prototypes' similarity relations to new samples (teacher: the frozen
+encoder and prototypes). Loss ``L_SupCon + prototypes_coef * L_p + distill_coef * L_d``; prediction is cosine
+to the seen classes' prototypes. ``distill_coef=0`` is the paper's no-distillation ablation.
 
-- **prototype loss** on detached features: ``L_p = mean(1 - cos(f(x), p_y))``, so the
-  prototypes follow the representation without shaping it;
-- **relation distillation**: after each experience the encoder and the prototypes are
-  frozen as a teacher. On the new data, for every earlier experience ``t'`` the
-  scores ``s_c(x) = <f(x), p_c> / ||p_c||`` over that experience's classes are
-  computed by the teacher (old encoder, old prototypes) and by the student (current
-  encoder, current prototypes); ``L_d = sum_t' CE(softmax(s_old / tau), log_softmax(s_new / tau))``.
-  Old prototypes thus keep their similarity relations to new samples and move with
-  the encoder instead of being left behind.
-
-The loss is ``L_SupCon + prototypes_coef * L_p + distill_coef * L_d``. Prediction is the
-cosine between the normalised feature and every seen class's normalised prototype
-(class-incremental), restricted to a task's classes when a task id is given.
-``distill_coef=0`` is the paper's no-distillation ablation.
-
-Defaults: SupCon temperature 0.1 with the reference implementation's scaling by
-``temperature / 0.07``, projection size 128, prototypes in their own parameter group
-(lr 0.01, no momentum, no weight decay), ``tau = 1`` (from the official code
-``naderAsadi/Probing-Continual-Learning``, ``methods/repe.py``, and its sweep file);
-coefficients 2.0 and 4.0 follow the research catalogue (the official sweep grid is
-{4, 8} and {4, 8, 12}; the paper's own values were not checked). Simplifications: an
-MLP encoder instead of ResNet-18, views from pixel shifts + Gaussian noise, and one
-prototype matrix over all classes (rows of unseen classes are untouched) instead of
-one bias-free linear layer per task — the per-experience grouping is kept for the
-distillation softmax.
+Notes: docs/papers/prd.md
 """
 
 from __future__ import annotations
@@ -106,7 +83,6 @@ class PRD(GradientLearner):
     """Prototype-sample relation distillation: SupCon + prototypes + relation distillation, no stored data."""
 
     config_class = PRDConfig
-    test_config = {"epochs": 3, "batch_size": 32, "lr": 0.05}
 
     def __init__(self, config: PRDConfig, seed: int = 0):
         super().__init__(config, seed)

@@ -1,39 +1,13 @@
-"""SLCA: Slow Learner with Classifier Alignment (Zhang, Wang, Kang, Chen, Wei, ICCV 2023,
-arXiv:2303.05118; seed paper 56).
+"""SLCA: slow learner, per-experience heads and classifier alignment on Gaussian pseudo-features.
 
-Sequential fine-tuning of a pre-trained model with two changes (official
-``GengDavid/SLCA``, ``models/slca.py``, ``models/base.py``, ``convs/linears.py``,
-``exps/slca/slca_cifar.json``):
+SLCA: Slow Learner with Classifier Alignment for Continual Learning on a Pre-trained Model (arXiv 2303.05118).
+Sequential fine-tuning where the representation learns at 1/100 of the head's learning rate, one linear head
+per experience (earlier heads frozen, loss over the current classes) and, from the second experience on, the
+heads re-trained on samples from each class's stored Gaussian with logit normalisation. On cached features
+the representation is a trainable module over the frozen embedding (``representation``); with
+``backbone_lr_scale=1`` and ``ca=False`` the learner is the paper's Seq FT baseline.
 
-1. **Slow learner.** The representation is trained with a learning rate
-   ``backbone_lr_scale = 1/100`` of the classifier's (head lr 0.01, so 1e-4), SGD
-   momentum 0.9, weight decay 5e-4, batch 128, 20 epochs per experience with the lr
-   divided by 10 at epoch 18. The classifier is one linear head per experience
-   (``SimpleContinualLinear``: trunc-normal std 0.02 init, zero bias); the heads of
-   earlier experiences are frozen and the loss is cross-entropy over the *current*
-   experience's classes only.
-2. **Classifier alignment (CA).** After each experience, the mean and covariance
-   (``+ 1e-4 I``) of the representation of each of its classes are stored (old
-   classes' statistics are never recomputed). From the second experience on, the
-   heads of all seen classes are re-trained for ``ca_epochs = 5`` epochs on 256
-   samples per class drawn from N(mean_c, cov_c) each epoch (batches of 256; SGD,
-   lr 0.01, momentum 0.9, weight decay 5e-4, cosine annealing), with **logit
-   normalisation**: logits divided by the mean over experiences of the L2 norm of
-   that experience's logits, and by the temperature 0.1. As in the official code,
-   the mean of a class from experience t is scaled by ``0.9 + 0.1 (t + 1) / (T + 1)``
-   (T = index of the current experience), the aligned head is used for prediction,
-   and the next experience continues from the *pre-alignment* heads
-   (``fc.backup()`` / ``fc.recall()``), aligning again from them.
-
-**Simplification on cached features.** The paper fine-tunes every weight of a ViT.
-With a frozen feature cache the representation is a trainable module on top of the
-frozen embedding: by default ``representation="linear"``, a full ``d x d`` layer
-initialised to the identity (``adapter``: a residual bottleneck; ``ssf``: scale and
-shift; ``none``: frozen features, the paper's "fix backbone" case when
-``backbone_lr_scale = 0``). The embedding is first RMS-normalised (``input_norm="rms"``,
-``sqrt(d) * f / ||f||``), standing in for the ViT's final LayerNorm that the paper's
-learning rates were set for. With ``backbone_lr_scale = 1`` and ``ca = False`` this
-learner is the paper's sequential fine-tuning (Seq FT) baseline.
+Notes: docs/papers/slca.md
 """
 
 from __future__ import annotations
@@ -47,11 +21,11 @@ from torch import nn
 
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from lifelong.heads.prototype import ClassGaussians, encode_in_batches
-from lifelong.methods.aper import feature_adapter, rms_normalize
-from lifelong.methods.base import ClassTracker
+from lifelong.adapters.feature import feature_adapter, rms_normalize
+from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
-from lifelong.methods.simplecil import frozen_encoder
+from lifelong.encoders.frozen import frozen_encoder
 
 REPRESENTATIONS = ("linear", "adapter", "ssf", "none")
 
@@ -94,8 +68,8 @@ class SLCAConfig(MethodConfig):
 
 
 @register("slca")
-class SLCA:
-    """Slow learner + per-experience heads + classifier alignment on Gaussian pseudo-features (seed paper 56).
+class SLCA(LearnerBase):
+    """Slow learner + per-experience heads + classifier alignment on Gaussian pseudo-features (SLCA, arXiv 2303.05118).
 
     Args:
         config: :class:`SLCAConfig`.
@@ -104,14 +78,11 @@ class SLCA:
     """
 
     config_class = SLCAConfig
-    test_config = {"epochs": 3, "milestones": (2,), "ca_epochs": 2, "ca_samples": 32}
 
     def __init__(self, config: SLCAConfig, seed: int = 0, encoder: Callable | nn.Module | None = None):
-        self.config = config
-        self.seed = seed
+        super().__init__(config, seed)
         self.encoder = frozen_encoder(encoder)
         self.generator = torch.Generator().manual_seed(seed)
-        self.classes = ClassTracker()
         self.num_classes: int | None = None
         self.dim: int | None = None
         self.representation: nn.Module | None = None
@@ -121,7 +92,6 @@ class SLCA:
         self.aligned_b: torch.Tensor | None = None
         self.gaussians: ClassGaussians | None = None
         self.experience_classes: list[list[int]] = []  # classes of each learned experience, in order
-        self.samples_seen = 0
         self.last_param_groups: list[dict] = []  # lr per parameter group of the last stage-1 optimizer
 
     # ---- modules ------------------------------------------------------------------------------

@@ -1,76 +1,13 @@
-"""TAME: task-agnostic continual learning with multiple experts (seed paper 16).
+"""TAME: task-agnostic continual learning with a growing set of experts, without task boundaries.
 
-Zhu, Majzoubi, Jain & Choromanska, "TAME: Task Agnostic Continual Learning using
-Multiple Experts" (arXiv 2210.03869). The learner is given one stream of labelled
-mini-batches and no task boundaries or identities. It keeps a growing set of expert
-networks and trains one of them, the *active* expert, at a time:
+TAME: Task Agnostic Continual Learning using Multiple Experts (arXiv 2210.03869). Each expert tracks a
+smoothed loss on the incoming batches; when the active expert's loss rises above its threshold a task change
+is declared, and the first expert that fits is re-activated or a new one is spawned. A selector network
+trained on a reservoir buffer routes test inputs to an expert; experts are pruned when they are left.
+``observe(x, y)`` is the per-batch entry point (``learn`` only slices an experience into batches);
+``observe(x, y, task=t)`` is the oracle that picks the expert by the true task.
 
-1. **Loss statistics per expert** (official ``utils_.py::Expert``). Before each step
-   every expert's cross-entropy ``L_k`` on the incoming batch is measured. Each expert
-   keeps an exponential moving average of it, ``s_k <- a * L_k + (1 - a) * s_k``
-   (``smoothing`` a = 0.2; the first value is ``L_k`` itself), and, while it is
-   active, a window of its last ``window`` = 35 raw losses (started with ``log C``,
-   the loss of a uniform guess over the expert's ``C`` outputs) and the EMA of the
-   losses it had while active.
-2. **Shift test.** The active expert's threshold is ``mean(window) + c * max(std(window),
-   min_std)`` (population std, ``c`` = 3, ``min_std`` = 0.005); an inactive expert's
-   threshold stays frozen at its last value. A task change is declared when the active
-   expert's smoothed loss ``s_a`` exceeds its threshold.
-3. **Re-select or spawn.** On a change, the experts are tried in creation order: the
-   first one whose candidate smoothed loss ``a * L_k + (1 - a) * (its last active EMA)``
-   is below its frozen threshold becomes active again (a recurring task returns to
-   its expert); if none fits, a new expert is created. The batch then trains the
-   chosen expert. A change that re-selects the expert that was active is not a switch.
-4. **Selector.** Every stream example is offered to a reservoir buffer (uniform over
-   the stream) labelled with the id of the expert active when it arrived. At test
-   time a selector network, trained on that buffer (``selector_epochs`` = 200, lr 0.1),
-   sends each test input to one expert (``routing="hard"``, the paper's choice).
-5. **Online pruning** (official ``prune.py``: global L1 magnitude pruning of all
-   linear weights, then fine-tuning with the mask held). When the active expert is
-   left for another one, it is pruned to ``expert_prune`` sparsity and fine-tuned for
-   ``prune_epochs`` on a reservoir of the examples it trained on during its last
-   activation (``prune_buffer_size`` = 500, the official ``PRUNE_CAPACITY``); a pruned
-   expert keeps its mask if it is re-activated. The selector is pruned to
-   ``selector_prune`` = 0.5 and fine-tuned ``selector_prune_epochs`` at lr 1e-3 after
-   each training.
-
-Sources and choices (see ``docs/papers.md``, "Simplifications and guesses"): the
-paper's text beyond the abstract was not available here; the test statistic, the
-re-selection rule and every default follow the official code
-(``HaoranZhuExplorer/TAME``: ``train.py``, ``utils_.py``, ``prune.py``; split-MNIST:
-batch 128, lr 0.1, momentum 0.9, weight decay 5e-4, ``SMOOTHING_FACTOR`` 0.2,
-``WINDOW_SIZE`` 35, threshold ``avg + 3 * max(sd, 0.005)``, selector 200 epochs at
-lr 0.1, ``cap`` 5000, ``prune_cap`` 500, selector pruned 50%). Differences:
-
-- experts are MLPs with Xavier-uniform init (the code's commented-out alternative
-  ``MLP([784, 100, 100, C])``; its default expert is a LeNet) over the stream's
-  *global* class ids with the logits of classes an expert never trained on masked
-  out (the code gives each expert its task's 2 local labels, a domain-incremental
-  setup); when measuring ``L_k`` the classes of the incoming batch are unmasked so the
-  loss stays finite. The window starts at ``log(num_classes)`` (the head size), the
-  analogue of the code's ``log(num_classes_per_task)``, which a task-free learner
-  cannot know;
-- the selector buffer is one reservoir over the stream (the abstract: "drawn
-  uniformly at random"); the code keeps a uniform sample per class of
-  ``cap / num_classes`` each, deduplicated by dataset index;
-- the selector is a plain softmax MLP (the code's LeNet ends in a sigmoid) and is
-  (re)trained from scratch, seeded by the buffer's contents, whenever it is needed
-  and the buffer changed: it is a pure function of the buffer, so when the
-  evaluation asks for predictions cannot change what is learned. The code trains
-  it once after the stream;
-- expert pruning is called when an expert is left; the published code collects the
-  pruning data at each spawn but its call to ``gradual_prunning`` (98% sparsity, 200
-  epochs at lr 0.1) is absent, so when and how hard to prune is a guess; the
-  defaults here are the code's numbers;
-- ``max_experts`` > 0 optionally caps the number of experts (the best-fitting one is
-  re-used instead of spawning), an addition of this library.
-
-``observe(x, y)`` is the per-batch entry point: ``learn(experience)`` only slices the
-experience into its batches and calls it, so detection never reads
-``experience.index``, ``classes`` or ``task_id`` (``task_id`` and ``classes`` are kept
-only to mask scores in task-incremental evaluation). ``observe(x, y, task=t)`` is the
-*oracle* variant used as the paper's upper reference: the expert is chosen by the
-true task label instead of the loss test. ``switches`` lists every detected change.
+Notes: docs/papers/tame.md
 """
 
 from __future__ import annotations
@@ -86,10 +23,11 @@ from lifelong.encoders import MLP
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from lifelong.heads import Classifier
 from lifelong.memory import ReservoirBuffer
-from lifelong.methods.base import ClassTracker
+from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
 from lifelong.optim import build_optimizer
+from lifelong.layers.sparse import global_magnitude_masks
 
 
 @dataclass
@@ -192,44 +130,21 @@ def _ema(prev: float | None, value: float, a: float) -> float:
     return value if prev is None else a * value + (1.0 - a) * prev
 
 
-def global_magnitude_masks(weights: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
-    """Masks keeping the ``1 - sparsity`` largest-magnitude entries over all ``weights`` together.
-
-    Global unstructured L1 pruning, as ``torch.nn.utils.prune.global_unstructured`` with
-    ``L1Unstructured`` in TAME's official ``prune.py``.
-    """
-    flat = torch.cat([w.detach().abs().flatten() for w in weights])
-    keep = max(1, int(round((1.0 - sparsity) * flat.numel())))
-    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
-    chosen[torch.topk(flat, keep, sorted=False).indices] = True
-    masks, start = [], 0
-    for w in weights:
-        masks.append(chosen[start:start + w.numel()].view_as(w).to(w.dtype))
-        start += w.numel()
-    return masks
-
-
 @register("tame")
-class Tame:
+class Tame(LearnerBase):
     """Task-agnostic continual learning with loss-shift-detected experts and a selector (TAME)."""
 
     config_class = TameConfig
-    test_config = {"batch_size": 8, "epochs": 5, "hidden": (32,), "selector_hidden": (32,),
-                   "selector_epochs": 30, "selector_prune_epochs": 5, "prune_epochs": 5, "buffer_size": 64,
-                   "prune_buffer_size": 32}
 
     def __init__(self, config: TameConfig, seed: int = 0):
-        self.config = config
-        self.seed = seed
+        super().__init__(config, seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.classes = ClassTracker()
         self.experts: list[_Expert] = []
         self.active: int | None = None
         self.task_experts: dict[int, int] = {}
         self.switches: list[dict] = []
         self.position = 0
         self.batches = 0
-        self.samples_seen = 0
         self.input_shape: tuple[int, ...] | None = None
         self.num_classes: int | None = None
         self.buffer = ReservoirBuffer(config.buffer_size)

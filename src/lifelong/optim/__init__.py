@@ -1,9 +1,9 @@
 """Optimizers and learning-rate schedules, selectable by name from any method's config.
 
-- :class:`Lamb` (seed paper 33, registered ``"lamb"``)
+- :class:`Lamb` (LAMB, arXiv 1904.00962; registered ``"lamb"``)
 - :class:`AdaGradNorm` (registered ``"adagradnorm"``) and the adaptive batch-size
-  controllers of AdAdaGrad (seed paper 10)
-- :func:`build_schedule`: constant / linear / cosine / refined schedules (seed paper 34)
+  controllers of AdAdaGrad (arXiv 2402.11215)
+- :func:`build_schedule`: constant / linear / cosine / refined schedules (arXiv 2310.07831)
 """
 
 from lifelong.optim.adadagrad import (

@@ -1,31 +1,12 @@
 """AdAdaGrad / AdAdaGradNorm: adaptive gradient methods with adaptively growing batches.
 
-Seed paper 10: Lau, Liu, Kolar, *AdAdaGrad: Adaptive Batch Size Schemes for Adaptive
-Gradient Methods* (arXiv:2402.11215; official code ``timlautk/AdAdaGrad``).
+AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient Methods (arXiv 2402.11215). A training loop
+combines an optimizer (:class:`AdaGradNorm`, registered ``"adagradnorm"``, or ``torch.optim.Adagrad``) with a
+batch-size controller (:class:`NormTestBatchController`, :class:`InnerProductTestBatchController`) that runs
+the adaptive-sampling test on per-sample gradients (``torch.func``) between steps; the batch never shrinks.
+:func:`adadagradnorm` and :func:`adadagrad` build both.
 
-Two pieces that a training loop combines:
-
-- an optimizer: :class:`AdaGradNorm` (scalar AdaGrad step ``lr / b_k`` with
-  ``b_k^2 = b_0^2 + sum_j ||g_j||^2``; registered as ``"adagradnorm"``) for
-  AdAdaGradNorm, or ``torch.optim.Adagrad`` (coordinate-wise) for AdAdaGrad;
-- a batch-size controller (:class:`NormTestBatchController`,
-  :class:`InnerProductTestBatchController`) that the loop queries between steps. It
-  computes per-sample gradients of the current batch with ``torch.func``
-  (``vmap(grad(functional_call(...)))``, no Python loop over samples), runs the
-  adaptive-sampling test and returns the batch size for the next step. The batch size
-  never shrinks and is capped at ``max_batch_size``.
-
-A loop looks like::
-
-    opt, ctl = adadagradnorm(model, lr=0.5, initial_batch_size=16, max_batch_size=1024)
-    for step in range(steps):
-        idx = torch.randperm(n, generator=gen)[:ctl.batch_size]
-        ctl.update(model, F.cross_entropy, x[idx], y[idx], set_grad=True)  # grads + test
-        opt.step()
-
-With ``set_grad=True`` the controller writes the batch-mean gradient (the mean of the
-per-sample gradients it computed anyway) into ``.grad``, so no second backward pass is
-needed.
+Notes: docs/papers/adadagrad.md
 """
 
 from __future__ import annotations
@@ -50,7 +31,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 class AdaGradNorm(torch.optim.Optimizer):
     """AdaGrad-Norm: AdaGrad with one scalar step size (Ward, Wu & Bottou 2019), the
-    optimizer of AdAdaGradNorm (seed paper 10, arXiv:2402.11215).
+    optimizer of AdAdaGradNorm (arXiv 2402.11215).
 
     Update, over *all* parameters of the optimizer together::
 
@@ -179,7 +160,7 @@ def per_sample_gradients(model: torch.nn.Module, loss_fn: LossFn, x: torch.Tenso
 
 
 class BatchSizeController:
-    """Base of the adaptive batch-size controllers of AdAdaGrad (seed paper 10).
+    """Base of the adaptive batch-size controllers of AdAdaGrad (arXiv 2402.11215).
 
     Holds the current batch size ``b_k`` (:attr:`batch_size`), which only grows and is
     capped at ``max_batch_size``. :meth:`update` computes per-sample gradients of the
@@ -304,7 +285,7 @@ def _moments(grads: dict[str, torch.Tensor], means: dict[str, torch.Tensor]):
 
 
 class NormTestBatchController(BatchSizeController):
-    """Adaptive batch size by the (approximate) norm test (seed paper 10, arXiv:2402.11215).
+    """Adaptive batch size by the (approximate) norm test (AdAdaGrad, arXiv 2402.11215).
 
     With per-sample gradients ``g_i`` of the current batch and their mean ``g_bar``::
 
@@ -351,7 +332,7 @@ class NormTestBatchController(BatchSizeController):
 
 
 class InnerProductTestBatchController(BatchSizeController):
-    """Adaptive batch size by the augmented inner-product test (seed paper 10).
+    """Adaptive batch size by the augmented inner-product test (AdAdaGrad, arXiv 2402.11215).
 
     With ``a_i = <g_i, g_bar>`` and ``g_i_perp = g_i - a_i g_bar / ||g_bar||^2``::
 
@@ -403,7 +384,7 @@ def _controller(test: str, initial_batch_size: int, max_batch_size: int, test_kw
 def adadagradnorm(params, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
                   max_batch_size: int = 4096, weight_decay: float = 0.0, **test_kwargs
                   ) -> tuple[AdaGradNorm, BatchSizeController]:
-    """AdAdaGradNorm (seed paper 10): an :class:`AdaGradNorm` optimizer and a controller.
+    """AdAdaGradNorm (arXiv 2402.11215): an :class:`AdaGradNorm` optimizer and a controller.
 
     ``params`` is a module or an iterable of parameters; ``test`` is ``"norm"`` or
     ``"inner_product"``; ``test_kwargs`` go to the controller (``eta=`` for the norm
@@ -417,7 +398,7 @@ def adadagradnorm(params, *, lr: float, test: str = "norm", initial_batch_size: 
 def adadagrad(params, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
               max_batch_size: int = 4096, weight_decay: float = 0.0, **test_kwargs
               ) -> tuple[torch.optim.Adagrad, BatchSizeController]:
-    """AdAdaGrad (seed paper 10): coordinate-wise ``torch.optim.Adagrad`` and a controller.
+    """AdAdaGrad (arXiv 2402.11215): coordinate-wise ``torch.optim.Adagrad`` and a controller.
 
     Same arguments as :func:`adadagradnorm`. The paper pairs AdAdaGrad with a
     coordinate-wise test; pass ``coordinatewise=True`` (our guess at it, see

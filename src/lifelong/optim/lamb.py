@@ -1,27 +1,11 @@
-"""LAMB: layer-wise adaptive moments for large-batch training (seed paper 33).
+"""LAMB: layer-wise adaptive moments for large-batch training.
 
-You, Li, Reddi, Hseu, Kumar, Bhojanapalli, Song, Demmel, Keutzer, Hsieh, *Large Batch
-Optimization for Deep Learning: Training BERT in 76 minutes*, ICLR 2020
-(arXiv:1904.00962). The update follows Algorithm 2 of the paper and the TF-Addons
-reference ``tfa.optimizers.LAMB`` that the abstract cites. For each parameter tensor
-(a "layer") ``w`` with gradient ``g`` at step ``t``::
+Large Batch Optimization for Deep Learning: Training BERT in 76 minutes (arXiv 1904.00962): Adam's update
+``r`` (plus weight decay) scaled per parameter tensor by the trust ratio ``phi(||w||) / ||r||``, following
+Algorithm 2 and TF-Addons' ``tfa.optimizers.LAMB`` (whose defaults it takes). Weight-decay and
+layer-adaptation exclusions are parameter groups (``weight_decay``, ``adapt``), built by :func:`lamb_param_groups`.
 
-    m <- b1 m + (1 - b1) g            v <- b2 v + (1 - b2) g^2
-    m_hat = m / (1 - b1^t)            v_hat = v / (1 - b2^t)     (bias_correction=True)
-    r = m_hat / (sqrt(v_hat) + eps) + wd * w
-    trust = phi(||w||) / ||r||   if ||w|| > 0 and ||r|| > 0, else 1
-    w <- w - lr * trust * r
-
-``phi`` is the identity, or ``min(||w||, trust_clip)`` when ``trust_clip`` is set (the
-paper allows any ``phi`` with ``gamma_l <= phi(z) <= gamma_u``; torch-optimizer uses a
-clip of 10). Defaults are TF-Addons': ``lr=1e-3, betas=(0.9, 0.999), eps=1e-6,
-weight_decay=0`` (checked against the TF-Addons API page).
-
-Weight-decay and layer-adaptation exclusions (TF-Addons' ``exclude_from_weight_decay``
-/ ``exclude_from_layer_adaptation`` regex lists, used for LayerNorm and bias in BERT)
-are expressed here the PyTorch way, as parameter groups: every group may set its own
-``weight_decay`` and ``adapt`` (``False`` = trust ratio fixed at 1).
-:func:`lamb_param_groups` builds those groups from a model's parameter names.
+Notes: docs/papers/lamb.md
 """
 
 from __future__ import annotations
@@ -73,7 +57,7 @@ def _nonfinite_error(owner: str) -> NonFiniteLossError:
 
 
 class Lamb(torch.optim.Optimizer):
-    """LAMB optimizer (You et al., ICLR 2020, seed paper 33; arXiv:1904.00962).
+    """LAMB optimizer (You et al., ICLR 2020; arXiv 1904.00962).
 
     Adam moments with a per-tensor trust ratio ``phi(||w||) / ||r||`` that rescales
     each layer's update, so that the step of every layer is proportional to its
@@ -247,5 +231,5 @@ def lamb_param_groups(model: torch.nn.Module | Iterable[tuple[str, torch.nn.Para
 
 @register_optimizer("lamb")
 def lamb(params, *, lr, momentum=0.0, weight_decay=0.0):
-    """LAMB (You et al., 2020; seed paper 33) with TF-Addons defaults; ``momentum`` is ignored."""
+    """LAMB (You et al., 2020; arXiv 1904.00962) with TF-Addons defaults; ``momentum`` is ignored."""
     return Lamb(params, lr=lr, weight_decay=weight_decay)

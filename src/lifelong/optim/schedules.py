@@ -1,25 +1,12 @@
 """Learning-rate schedules: constant, cosine, linear decay, and refined-from-gradient-norms.
 
-Seed paper 34: Defazio, Cutkosky, Mehta, Mishchenko, *When, Why and How Much?
-Adaptive Learning Rate Scheduling by Refinement* (arXiv:2310.07831; official code
-``facebookresearch/adaptive_scheduling``). Its worst-case analysis of the *last*
-iterate recommends **linear decay** as the default schedule, and its **refinement**
-turns the gradient norms ``G_t`` observed in one run into the schedule of the next:
-weights ``w_t = G_t^-2`` (``G_t^-1`` for the L1/Adam variant), step
-``eta_t ∝ w_t * sum_{p > t} w_p``, scaled so that its maximum is the base lr. With
-constant ``G`` this is exactly linear decay — the identity :func:`refined_schedule`
-is tested against.
+When, Why and How Much? Adaptive Learning Rate Scheduling by Refinement (arXiv 2310.07831) recommends linear
+decay and refines one run's gradient norms into the next run's schedule (:func:`refined_schedule`; with
+constant norms it is exactly linear decay). Every schedule is a ``torch.optim.lr_scheduler.LRScheduler``
+stepped once after each optimizer step; one built for ``total_steps`` raises :class:`ConfigError` when stepped
+past its end.
 
-Every schedule here is a ``torch.optim.lr_scheduler.LRScheduler``: step it once after
-each optimizer step. A schedule built for ``total_steps`` steps sets the lr for steps
-``0 .. total_steps - 1``; the ``total_steps``-th ``scheduler.step()`` (after the last
-optimizer step) sets the final value, and one more raises :class:`ConfigError`.
-
-Step convention: ``t = 0 .. T-1`` counts optimizer steps. Linear decay is
-``m_t = 1 - t / (T - 1)``: the paper's ``eta (1 - t/T)`` on 1-based steps, rescaled so
-that the first step uses the full base lr (the refined schedule is normalised the same
-way, which is what makes the identity exact). Warm-up, when asked for, rises linearly
-as ``(t + 1) / (W + 1)`` over the first ``W`` steps.
+Notes: docs/papers/refined-schedules.md
 """
 
 from __future__ import annotations
@@ -43,7 +30,7 @@ DEFAULT_SMOOTHING = 0.1
 
 def refined_schedule(grad_norms: Sequence[float] | np.ndarray, *, smoothing: float = DEFAULT_SMOOTHING,
                      power: float = 2.0, total_steps: int | None = None) -> np.ndarray:
-    """Refined lr multipliers from an earlier run's gradient norms (seed paper 34).
+    """Refined lr multipliers from an earlier run's gradient norms (arXiv 2310.07831).
 
     Steps (following the paper and its ``find_closed_form_schedule``):
 
@@ -228,7 +215,7 @@ def build_schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int
 
     - ``"constant"``: the base lr (after the optional warm-up);
     - ``"linear"``: warm-up, then linear decay to 0 at the last step — the default the
-      refinement paper (seed paper 34) derives from last-iterate theory; LAMB (paper 33)
+      refinement paper (arXiv 2310.07831) derives from last-iterate theory; LAMB (arXiv 1904.00962)
       trains with warm-up + polynomial (here linear) decay;
     - ``"cosine"``: warm-up, then half-cosine decay to 0 at the last step (baseline);
     - ``"refined"``: :func:`refined_schedule` of ``grad_norms`` (one per step of an

@@ -1,23 +1,12 @@
 """The paper registry: every seed paper, what implements it, and its checkable claim.
 
-The 59 seed papers are listed in :mod:`lifelong.papers.catalog` with status
-``planned``. A paper that has a reproduction lives in its own module of this package
-(``lifelong/papers/<short_name with underscores>.py``) defining a module-level
-``PAPER`` (a :class:`~lifelong.papers.base.Paper` with the same number and short
-name as its catalogue entry, ``reproduce=`` its ``reproduce`` function and its own
-status). Such modules are found when :func:`all_papers` is called, so adding one
-needs no change here.
-
-Public functions::
-
-    all_papers()              # the 59 papers, module entries replacing catalogue ones
-    get_paper("lame")         # by short name, or by number as a string ("47")
-    reproduce("cl-llm-survey", scale="quick")   # -> Claim
-    papers_table()            # rows for `lifelong papers`
-    format_claim(claim)       # plain-text table of one checked claim
-    format_papers_table(rows) # plain-text table of all papers
-
-Importing this package imports nothing but the catalogue and the two dataclasses.
+The 59 seed papers are listed in :mod:`lifelong.papers.catalog`. A paper with a reproduction has
+its own module (``lifelong/papers/<short_name with underscores>.py``, found at call time) defining
+``PAPER`` and the procedure ``check(settings, scale) -> Claim``, and its protocol as data in
+``lifelong/papers/specs/<short-name>.toml`` (:mod:`lifelong.papers.spec`).
+``reproduce("lame", "quick", sets=["seeds=[0,1]"])`` loads the spec, applies the overrides and
+runs the check; :func:`paper_settings` returns the resolved settings. Importing this package
+imports nothing but the catalogue and the two dataclasses.
 """
 
 from __future__ import annotations
@@ -26,14 +15,14 @@ import importlib
 import pkgutil
 import textwrap
 from collections import Counter
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from lifelong.errors import ConfigError, LifelongError, unknown_name
 from lifelong.papers.base import Claim, Paper
 from lifelong.papers.catalog import CATALOG
 
 __all__ = [
-    "Claim", "Paper", "SCALES", "all_papers", "get_paper", "reproduce", "papers_table",
+    "Claim", "Paper", "SCALES", "all_papers", "get_paper", "reproduce", "paper_settings", "papers_table",
     "format_claim", "format_papers_table",
 ]
 
@@ -41,7 +30,7 @@ __all__ = [
 SCALES: tuple[str, ...] = ("quick", "full")
 
 # Modules of this package that hold infrastructure rather than one paper.
-_NOT_PAPER_MODULES = frozenset({"base", "catalog", "__init__"})
+_NOT_PAPER_MODULES = frozenset({"base", "catalog", "common", "spec", "__init__"})
 
 
 def _paper_modules() -> dict[int, Paper]:
@@ -107,20 +96,49 @@ def get_paper(name: str) -> Paper:
     raise unknown_name("paper", name, [p.short_name for p in papers])
 
 
-def reproduce(name: str, scale: str = "quick") -> Claim:
+def _procedure(paper: Paper) -> Callable | None:
+    """The ``check(settings, scale)`` of ``paper``'s module, or None when it has no spec-driven procedure."""
+    module = importlib.import_module(paper.reproduce.__module__)
+    return getattr(module, "check", None)
+
+
+def paper_settings(name: str, scale: str = "quick", sets: Iterable[str] = ()) -> dict:
+    """The resolved protocol settings of paper ``name`` at ``scale`` (its spec with ``sets`` applied).
+
+    Raises:
+        ConfigError: unknown paper or scale, a paper without a spec, an unknown key or a mistyped value.
+    """
+    from lifelong.papers.spec import load_spec
+
+    paper = get_paper(name)
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+    return load_spec(paper.short_name, scale, sets)
+
+
+def reproduce(name: str, scale: str = "quick", sets: Iterable[str] = ()) -> Claim:
     """Run the reproduction of paper ``name`` at ``scale`` and return its :class:`Claim`.
 
     ``scale="quick"`` runs in seconds (it is a unit test); ``"full"`` runs in minutes.
+    ``sets`` overrides settings of the paper's spec (``"dotted.key=value"``, see
+    :func:`lifelong.papers.spec.load_spec`).
 
     Raises:
-        ConfigError: unknown paper, unknown scale, or a paper without a reproduction.
+        ConfigError: unknown paper, unknown scale, a paper without a reproduction, a bad override.
     """
     paper = get_paper(name)
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
     if paper.reproduce is None:
         raise ConfigError(f"paper {paper.short_name} is {paper.status}: no reproduction yet; see docs/papers.md")
-    claim = paper.reproduce(scale)
+    sets = list(sets)
+    check = _procedure(paper)
+    if check is not None:
+        claim = check(paper_settings(paper.short_name, scale, sets), scale)
+    elif sets:
+        raise ConfigError(f"paper {paper.short_name} has no spec file, so its settings cannot be set")
+    else:
+        claim = paper.reproduce(scale)
     if not isinstance(claim, Claim):
         raise LifelongError(f"reproduce() of paper {paper.short_name} returned {type(claim).__name__}, "
                             f"not a Claim; fix lifelong.papers module of that paper")

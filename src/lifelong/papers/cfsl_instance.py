@@ -1,18 +1,10 @@
-"""Seed paper 9: *Expanding continual few-shot learning benchmarks to include recognition of specific
-instances* (Kowadlo, Ahmed, Mayan & Rawlinson, PLOS ONE 2024).
+"""Paper 9: *Expanding continual few-shot learning benchmarks to include recognition of specific instances*
+(Kowadlo, Ahmed, Mayan & Rawlinson, PLOS ONE 2024).
 
-Claims (catalogue): (a) accuracy falls as the number of classes N_C grows (ProtoNet,
-class test); (b) replay adds >= 10 points to Pretrain+Tune on the instance test;
-(c) instance accuracy falls monotonically with the occlusion level.
-
-Setup: (a) class test on procedural glyphs (:func:`lifelong.scenarios.cfsl.make_glyphs`),
-5-way 5-shot support sets, N_C in {10, 50} (quick) or {10, 50, 100} (full);
-(b, c) instance test on scikit-learn digits images: N_C instances (20 quick, 50 full),
-5 per support set, queries under occlusion (fraction of pixels zeroed) + Gaussian noise
-std 0.1; (b) at occlusion 0.25, (c) over occlusion {0, 0.1, 0.25, 0.5} with
-Pretrain+Tune + replay. Quick: seed 0; full: seeds 0, 1, 2 (means reported).
-Departures: no pre-training / meta-training (see :mod:`lifelong.methods.cfsl`),
-glyphs instead of Omniglot, 8x8 digits instead of Omniglot/ROAD images.
+Claims: (a) ProtoNet class-test accuracy falls as the number of classes grows; (b) replay adds a
+margin to Pretrain+Tune on the instance test; (c) instance accuracy falls with occlusion.
+Setting: :mod:`lifelong.scenarios.cfsl` (glyphs for the class test, digits images as instances),
+learners :mod:`lifelong.methods.cfsl`; protocol in ``specs/cfsl-instance.toml``.
 Run ``lifelong reproduce cfsl-instance``.
 """
 
@@ -21,14 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from lifelong.papers.base import Claim, Paper
-
-MARGIN = 0.10
-OCCLUSIONS = (0.0, 0.1, 0.25, 0.5)
-TUNE = {"learner": "tune"}
-REPLAY = {"learner": "tune", "replay": True}
-PROTO = {"learner": "protonet"}
-#: the quick scale's smaller network (seconds on a shared CPU); full uses the method defaults
-QUICK_NET = {"hidden": (64,), "epochs": 10}
+from lifelong.papers.spec import load_spec
 
 
 def query_acc(stream, config: dict, seed: int) -> float:
@@ -41,48 +26,59 @@ def query_acc(stream, config: dict, seed: int) -> float:
     return query_accuracy(result.accuracy_matrix, stream.describe()["test_sizes"])
 
 
-def class_test(n_classes: int, seed: int, config: dict = PROTO) -> float:
-    """Class-test query accuracy on ``n_classes`` glyph classes (5-way 5-shot support sets)."""
+def class_test(n_classes: int, seed: int, config: dict, per_class: int = 20, ways: int = 5,
+               shots: int = 5) -> float:
+    """Class-test query accuracy on ``n_classes`` glyph classes (``ways``-way ``shots``-shot support sets)."""
     from lifelong.scenarios.cfsl import cfsl, make_glyphs
 
-    data = make_glyphs(num_classes=n_classes, per_class=20, seed=seed)
-    return query_acc(cfsl(data, classes=n_classes, ways=5, shots=5, seed=seed), config, seed)
+    data = make_glyphs(num_classes=n_classes, per_class=per_class, seed=seed)
+    return query_acc(cfsl(data, classes=n_classes, ways=ways, shots=shots, seed=seed), config, seed)
 
 
-def instance_test(n_instances: int, occlusion: float, seed: int, config: dict) -> float:
-    """Instance-test query accuracy: ``n_instances`` digits images, 5 per support set, 10 queries each."""
+def instance_test(n_instances: int, occlusion: float, seed: int, config: dict, ways: int = 5, queries: int = 10,
+                  noise: float = 0.1) -> float:
+    """Instance-test query accuracy: ``n_instances`` digits images, ``ways`` per support set, ``queries`` each."""
     from lifelong.data import load_digits
     from lifelong.scenarios.cfsl import cfsl
 
-    stream = cfsl(load_digits(), classes=n_instances, ways=5, instance=True, queries=10,
-                  occlusion=occlusion, noise=0.1, seed=seed)
+    stream = cfsl(load_digits(), classes=n_instances, ways=ways, instance=True, queries=queries,
+                  occlusion=occlusion, noise=noise, seed=seed)
     return query_acc(stream, config, seed)
 
 
 def reproduce(scale: str = "quick") -> Claim:
-    """Measure claims (a)-(c) of the CFSL instance-test paper (see the module docstring)."""
-    quick = scale == "quick"
-    seeds = (0,) if quick else (0, 1, 2)
-    ncs = (10, 50) if quick else (10, 50, 100)
-    n_inst = 20 if quick else 50
-    occlusions = (0.0, 0.25, 0.5) if quick else OCCLUSIONS
-    net = QUICK_NET if quick else {}
-    tune_cfg, replay_cfg = {**TUNE, **net}, {**REPLAY, **net}
+    """Measure claims (a)-(c) at ``scale`` (settings from ``specs/cfsl-instance.toml``)."""
+    return check(load_spec("cfsl-instance", scale), scale)
+
+
+def check(settings: dict, scale: str) -> Claim:
+    """Measure claims (a)-(c) of the CFSL instance-test paper with ``settings``."""
+    seeds, ncs, n_inst = settings["seeds"], settings["class_counts"], settings["instances"]
+    occlusions, margin = settings["occlusions"], settings["margin"]
+    ct, it, arms = settings["class_test"], settings["instance_test"], settings["arms"]
+    tune_cfg, replay_cfg, proto = ({**arms["tune"], **settings["net"]}, {**arms["replay"], **settings["net"]},
+                                   arms["protonet"])
+    occ_b = it["occlusion"]
+
+    def inst(occlusion, seed, config):
+        return instance_test(n_inst, occlusion, seed, config, ways=it["ways"], queries=it["queries"],
+                             noise=it["noise"])
+
     m: dict = {"seeds": len(seeds)}
-    cls = {n: float(np.mean([class_test(n, s) for s in seeds])) for n in ncs}
+    cls = {n: float(np.mean([class_test(n, s, proto, ct["per_class"], ct["ways"], ct["shots"]) for s in seeds]))
+           for n in ncs}
     for n, v in cls.items():
         m[f"class_test/protonet/N_C={n}"] = round(v, 4)
-    tune = float(np.mean([instance_test(n_inst, 0.25, s, tune_cfg) for s in seeds]))
-    rep = float(np.mean([instance_test(n_inst, 0.25, s, replay_cfg) for s in seeds]))
-    proto = float(np.mean([instance_test(n_inst, 0.25, s, PROTO) for s in seeds]))
+    tune = float(np.mean([inst(occ_b, s, tune_cfg) for s in seeds]))
+    rep = float(np.mean([inst(occ_b, s, replay_cfg) for s in seeds]))
+    proto_acc = float(np.mean([inst(occ_b, s, proto) for s in seeds]))
     m.update({"instance_test/tune": round(tune, 4), "instance_test/tune+replay": round(rep, 4),
-              "instance_test/protonet": round(proto, 4), "instance_test/replay_gain": round(rep - tune, 4)})
-    occ = [rep if o == 0.25 else float(np.mean([instance_test(n_inst, o, s, replay_cfg) for s in seeds]))
-           for o in occlusions]
+              "instance_test/protonet": round(proto_acc, 4), "instance_test/replay_gain": round(rep - tune, 4)})
+    occ = [rep if o == occ_b else float(np.mean([inst(o, s, replay_cfg) for s in seeds])) for o in occlusions]
     for o, v in zip(occlusions, occ):
         m[f"instance_test/tune+replay/occlusion={o}"] = round(v, 4)
     a = cls[ncs[-1]] < cls[ncs[0]]
-    b = rep - tune >= MARGIN
+    b = rep - tune >= margin
     c = all(occ[i + 1] < occ[i] for i in range(len(occ) - 1))
     m.update({"a_held": a, "b_held": b, "c_held": c})
     return Claim(
@@ -90,9 +86,10 @@ def reproduce(scale: str = "quick") -> Claim:
         statement=("CFSL accuracy falls as the number of classes grows; on the instance test replay helps "
                    "Pretrain+Tune by a large margin; instance accuracy falls with occlusion"),
         criterion=(f"({len(seeds)} seed(s)) (a) ProtoNet class-test accuracy at N_C={ncs[-1]} < at N_C={ncs[0]} "
-                   f"(glyphs, 5-way 5-shot); (b) Tune+replay >= Tune + {MARGIN * 100:.0f} points on the instance "
-                   f"test ({n_inst} digits instances, occlusion 0.25, noise 0.1); (c) Tune+replay instance accuracy "
-                   f"strictly decreasing over occlusion {list(occlusions)}"),
+                   f"(glyphs, {ct['ways']}-way {ct['shots']}-shot); (b) Tune+replay >= Tune + {margin * 100:.0f} "
+                   f"points on the instance test ({n_inst} digits instances, occlusion {occ_b}, noise "
+                   f"{it['noise']}); (c) Tune+replay instance accuracy strictly decreasing over occlusion "
+                   f"{list(occlusions)}"),
         measured=m,
         held=bool(a and b and c),
         scale=scale,

@@ -1,50 +1,19 @@
-"""Seed paper 26: *Discrete Key-Value Bottleneck* (Träuble et al., ICML 2023).
+"""Paper 26: *Discrete Key-Value Bottleneck* (Träuble et al., ICML 2023).
 
-Claim (catalogue): on a class-incremental stream over a frozen pre-trained encoder,
-without replay or task boundaries, the key-value bottleneck keeps far more than a
-sequentially fine-tuned linear probe: final average accuracy >= probe + 20 points;
-the keys stay bit-identical after initialisation; value rows that a task's data
-never fetches stay bit-identical while that task is learned (localised updates).
-
-``quick``: scikit-learn digits (64 raw pixel features standing in for a frozen
-encoder), 5 tasks of 2 classes, seed 0 (seconds). ``full``: CLINC150 as frozen
-all-MiniLM-L6-v2 features, 5 tasks of 30 intents, class orders of seeds 0, 1, 2
-(minutes). Baselines: the linear probe (``finetune`` with no hidden layer, trained
-in sequence) and, for reference, the cosine prototype classifier (``ncm``).
-Run ``lifelong reproduce dkvb [--scale full]``.
+Claim: on a class-incremental stream over a frozen encoder, without replay or task boundaries,
+the key-value bottleneck (:mod:`lifelong.methods.dkvb`) keeps far more than a sequentially
+fine-tuned linear probe, its keys stay frozen after initialisation and its updates are local
+(values no input fetched stay unchanged). Protocol in ``specs/dkvb.toml`` (digits at quick
+scale, CLINC150 MiniLM features at full). Run ``lifelong reproduce dkvb [--scale full]``.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from lifelong.papers.base import Claim, Paper
-
-#: the linear probe: sequential fine-tuning of a linear head (no replay)
-LINEAR_PROBE = {"hidden": (), "epochs": 5, "lr": 0.1, "batch_size": 32}
-MARGIN = 0.20
-
-
-def _clinc_root() -> str | None:
-    """``LIFELONG_DATA`` (left to the loader), else the workspace's ``../shared/data`` if it has CLINC150."""
-    if os.environ.get("LIFELONG_DATA"):
-        return None
-    shared = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    return str(shared) if (shared / "clinc150" / "data_full.json").exists() else None
-
-
-def _stream(scale: str, seed: int):
-    from lifelong.data import load_dataset, load_digits
-    from lifelong.scenarios import class_incremental
-
-    if scale == "quick":
-        return class_incremental(load_digits(), tasks=5, seed=seed)
-    data = load_dataset("clinc150", data_root=_clinc_root(), progress=False)
-    return class_incremental(data, tasks=5, seed=seed)
+from lifelong.papers.spec import load_spec
 
 
 def _final_accuracy(learner, stream) -> float:
@@ -90,14 +59,23 @@ def _baseline(name: str, config: dict, stream, seed: int) -> float:
 
 
 def reproduce(scale: str = "quick") -> Claim:
-    """DKVB vs a sequentially trained linear probe on a class-incremental stream (see the module docstring)."""
-    seeds = (0,) if scale == "quick" else (0, 1, 2)
+    """DKVB vs a sequentially trained linear probe at ``scale`` (settings from ``specs/dkvb.toml``)."""
+    return check(load_spec("dkvb", scale), scale)
+
+
+def check(settings: dict, scale: str) -> Claim:
+    """DKVB vs a sequentially trained linear probe on a class-incremental stream with ``settings``."""
+    from lifelong.papers.common import load_data
+    from lifelong.scenarios import class_incremental
+
+    seeds, margin = settings["seeds"], settings["margin"]
+    data = load_data(settings["data"])
     rows = []
     for seed in seeds:
-        stream = _stream(scale, seed)
-        d = run_dkvb(stream, seed)
-        d["probe"] = _baseline("finetune", LINEAR_PROBE, stream, seed)
-        d["ncm"] = _baseline("ncm", {"metric": "cosine"}, stream, seed)
+        stream = class_incremental(data, tasks=settings["tasks"], seed=seed)
+        d = run_dkvb(stream, seed, settings["dkvb"])
+        d["probe"] = _baseline("finetune", settings["probe"], stream, seed)
+        d["ncm"] = _baseline("ncm", settings["ncm"], stream, seed)
         rows.append(d)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("accuracy", "probe", "ncm", "fetched_fraction")}
     keys_frozen = all(r["keys_frozen"] for r in rows)
@@ -113,18 +91,18 @@ def reproduce(scale: str = "quick") -> Claim:
     for seed, r in zip(seeds, rows):
         measured[f"seed{seed}/dkvb"] = round(r["accuracy"], 4)
         measured[f"seed{seed}/probe"] = round(r["probe"], 4)
-    data = ("digits (64 raw pixels), 5 tasks x 2 classes" if scale == "quick"
-            else "CLINC150 MiniLM features, 5 tasks x 30 intents")
+    what = ("CLINC150 MiniLM features" if settings["data"]["name"] == "clinc150" else settings["data"]["name"])
+    what += f", {settings['tasks']} tasks x {stream.num_classes // settings['tasks']} classes"
     return Claim(
         paper=PAPER.short_name,
         statement=("a discrete key-value bottleneck over a frozen encoder, with keys frozen after unsupervised "
                    "initialisation and only the fetched values trained, forgets far less than a linear probe "
                    "trained on the same class-incremental stream"),
-        criterion=(f"mean final average accuracy of DKVB >= linear probe + {MARGIN:.2f} on {data} "
+        criterion=(f"mean final average accuracy of DKVB >= linear probe + {margin:.2f} on {what} "
                    f"({len(seeds)} seed(s)); keys bit-identical after initialisation; value rows not fetched by "
                    "an experience bit-identical while it is learned"),
         measured=measured,
-        held=bool(gap >= MARGIN and keys_frozen and local),
+        held=bool(gap >= margin and keys_frozen and local),
         scale=scale,
         notes=("DKVB: C=64 codebooks x M=256 pairs, 8-d keys from random projections, EMA k-means keys on the "
                "first experience's unlabelled inputs, zero-initialised values, SGD lr 0.3 (no momentum), clip 1.0, "

@@ -1,26 +1,12 @@
 """Continual few-shot learning (CFSL) streams and the *instance test*.
 
-Kowadlo, Ahmed, Mayan & Rawlinson, "Expanding continual few-shot learning benchmarks
-to include recognition of specific instances" (PLOS ONE 2024), extending the CFSL
-protocol of Antoniou et al. (2020):
+Expanding continual few-shot learning benchmarks to include recognition of specific instances
+(arXiv 2209.07863), extending the CFSL protocol of Antoniou et al. (2020). Class test (``instance=False``):
+N_C classes in support sets of ``ways`` x ``shots``, one :class:`Experience` each, scored by
+:func:`query_accuracy`. Instance test (``instance=True``): each class is one image, queried under occlusion
+and Gaussian noise. :func:`make_glyphs` generates as many procedural 8x8 classes as wanted.
 
-* **class test** (``instance=False``): ``classes`` (N_C) classes are presented as a
-  sequence of small support sets, ``ways`` classes x ``shots`` examples each; the
-  query set after the last set covers every class seen. Here each support set is one
-  :class:`Experience` whose test split is all test examples of its classes, so the
-  CFSL query accuracy is the test-size-weighted mean of the last row of ``R``
-  (:func:`query_accuracy`).
-* **instance test** (``instance=True``): each "class" is one specific training image
-  (an instance). Its support example is the clean image; its query items are
-  ``queries`` copies under **occlusion** (a random ``occlusion`` fraction of the
-  pixels set to 0) and additive Gaussian **noise** (std ``noise``), generated
-  procedurally and deterministically from ``seed``.
-
-:func:`make_glyphs` is a procedural class generator (random 8x8 stroke patterns, as
-many classes as wanted) for the N_C sweep, since the embedded datasets have 10
-classes. Departures from the paper: support sets never repeat classes (the paper's
-``repeats`` knob is not implemented); corruptions are pixel masks and noise only
-(no affine/colour transforms); the glyph generator replaces Omniglot.
+Notes: docs/papers/cfsl-instance.md
 """
 
 from __future__ import annotations

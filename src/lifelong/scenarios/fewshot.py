@@ -1,16 +1,10 @@
 """Few-shot class-incremental learning (FSCIL) streams.
 
-The protocol of Tao et al., CVPR 2020 ("Few-Shot Class-Incremental Learning",
-TOPIC), used by CEC (Zhang et al. 2021), FACT, and the FSCIL studies since: a
-*base session* holds every training example of the base classes (CIFAR-100: 60
-classes), then ``sessions`` incremental sessions each bring ``ways`` new classes with
-only ``shots`` training examples per class (CIFAR-100: 8 sessions of 5-way 5-shot).
-After every session the model is tested on the full test sets of all classes seen.
-
-In this library each session is one :class:`Experience` whose test split is the
-test examples of *its own* classes, so ``R[i, j]`` is the accuracy on session j's
-classes after session i and the FSCIL "accuracy on all seen classes after session
-i" is the test-size-weighted mean of ``R[i, :i+1]`` (:func:`session_accuracies`).
+The protocol of Tao et al., *Few-Shot Class-Incremental Learning* (CVPR 2020): a base session with every
+training example of the base classes (CIFAR-100: 60), then ``sessions`` sessions of ``ways`` new classes with
+``shots`` examples each, testing on all classes seen after every session. Each session is one
+:class:`Experience` whose test split holds its own classes' test examples, so the FSCIL accuracy on all seen
+classes after session i is the test-size-weighted mean of ``R[i, :i+1]`` (:func:`session_accuracies`).
 """
 
 from __future__ import annotations

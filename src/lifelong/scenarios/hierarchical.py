@@ -1,41 +1,13 @@
-"""Hierarchical label expansion (HLE; Lee, Jung, Choi & Chun, ICCV 2023, "Online Continual
-Learning on Hierarchical Label Expansion").
+"""Hierarchical label expansion streams: coarse classes first, the fine classes below them later.
 
-The stream first labels examples with *coarse* classes (CLINC150: the 10 domains),
-then later experiences label other examples with the *fine* classes below them
-(the 150 intents). Coarse and fine classes are separate classes of one label space,
-as in HLE: stream ids ``0..K-1`` are the K coarse classes, ``K..K+F-1`` the F fine
-classes in the order they are revealed.
+The setting of Online Continual Learning on Hierarchical Label Expansion (arXiv 2308.14374), depth 2:
+experience 0 labels examples with coarse classes (CLINC150: the 10 domains), later experiences label other
+examples with the fine classes below them (``expand="per-coarse"`` or ``"all"``). Coarse and fine classes
+share one label space (stream ids ``0..K-1`` coarse, then fine). ``level_task_ids`` picks per-level or strict
+flat evaluation, ``batch_size`` makes the stream online. ``stream.params`` holds the hierarchy;
+:func:`class_levels` and :func:`class_parents` read it.
 
-Choices made here (a depth-2 hierarchy, the paper's simplest case):
-
-- **Data.** Each fine class's training examples are shuffled (``seed``) and split:
-  the first ``coarse_fraction`` go to experience 0 with their coarse label, the rest
-  to the experience that reveals the fine class, with their fine label. No example
-  is seen twice.
-- **Expansion.** ``expand="per-coarse"`` reveals the fine classes one coarse class at
-  a time (experience k+1 holds the fine classes of the k-th coarse class in the
-  order set by ``seed``; ``-1`` keeps 0..K-1); ``expand="all"`` reveals every fine
-  class in experience 1.
-- **Evaluation.** Experience 0's test split is the whole test split labelled with
-  coarse classes (coarse accuracy); a fine experience's test split is the test
-  examples of its fine classes labelled with fine classes (fine accuracy). With
-  ``level_task_ids=True`` (default) an experience's ``task_id`` is its level (0
-  coarse, 1 fine), so a learner scores only the seen classes of the level asked
-  for, as in per-level accuracy; with ``False`` the task id is hidden and a test
-  example counts as right only when the argmax over *all* seen classes of both levels
-  is its label (strict flat evaluation).
-- **Online.** ``batch_size`` makes every experience a single ordered pass in
-  mini-batches of that size (HLE's online setting); ``None`` keeps offline epochs.
-
-To express per-experience relabelling the stream indexes a *label-space view* of the
-dataset: the same input tensors (not copied), labels shifted by K so that original
-fine class ``c`` is class ``K + c``, and class names ``coarse names + fine names``.
-Each experience's ``label_map`` maps that view's labels to stream ids: to the coarse
-stream id in experience 0, to the fine stream id later. ``stream.params`` exposes
-the hierarchy: ``levels`` (level of each stream class), ``parents`` (coarse stream id
-of each fine stream class, -1 for coarse ones), ``experience_levels`` and
-``num_coarse``; :func:`class_levels` and :func:`class_parents` read them.
+Notes: docs/papers/hle.md
 """
 
 from __future__ import annotations

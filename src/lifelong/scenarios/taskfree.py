@@ -1,33 +1,13 @@
 """Task-free (task-agnostic) streams: no task boundaries or identities given to the learner.
 
-The setting of seed paper 16, TAME (Zhu, Majzoubi, Jain & Choromanska, "Task Agnostic
-Continual Learning using Multiple Experts", arXiv 2210.03869): the data arrive as one
-stream of mini-batches whose distribution changes at unknown points; the learner must
-infer where tasks change from the data alone. Following the paper's split-MNIST
-protocol, each task is a group of classes and (as in the official ``train.py``) its
-training data may be streamed for several consecutive passes before the next task.
+The setting of TAME: Task Agnostic Continual Learning using Multiple Experts (arXiv 2210.03869): one stream of
+mini-batches whose distribution changes at unknown points. The stream still holds one :class:`Experience` per
+segment (for the evaluation's ``R[i, j]``), but every experience has ``task_id=None``, is online with a small
+batch size, and segments of one task may recur; the true boundaries live only in ``stream.params``
+(``boundaries``, ``segment_tasks``). A learner for this scenario must treat consecutive ``learn`` calls as
+one continuous stream.
 
-**How the boundaries are hidden with the library's Experience/Stream types.** The
-evaluation loop (:func:`lifelong.evaluation.run`) needs one test set per task to fill
-``R[i, j]``, so the stream still holds one :class:`Experience` per *segment* (a
-contiguous stretch of one task). The learner, however, is not told anything about the
-segments:
-
-- every experience has ``task_id=None`` and ``online=True`` with a small
-  ``batch_size``: the learner sees each stream example once, in the given order;
-- the segments of one task may recur (``order=[0, 1, 2, 3, 4, 0]``), so neither the
-  number of experiences nor their position says which task is present;
-- a learner written for this scenario must treat consecutive ``learn`` calls as one
-  continuous stream and must not read ``experience.index`` or ``experience.classes``
-  to detect a change (TAME's tests feed the whole stream through its per-batch entry
-  point in one go and check that it finds the same boundaries);
-- the true boundaries are kept only in ``stream.params`` for the evaluation:
-  ``boundaries`` (stream positions, in training examples, where segments 1.. start)
-  and ``segment_tasks`` (the true task of each segment).
-
-The learner could still, in principle, notice that ``learn`` was called again; the
-scenario cannot prevent that, it can only make the call carry no information it is
-allowed to use. Evaluating after each segment is an observer's act, not the learner's.
+Notes: docs/papers/tame.md
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """The vocabulary used to name continual-learning scenarios.
 
-It follows the taxonomy of the survey *Continual Learning of Large Language Models:
-A Comprehensive Survey* (seed paper 48, :mod:`lifelong.papers.cl_llm_survey`):
-
-- :class:`CLStage`: the stage of a model's life at which it keeps learning
-  (continual pre-training, domain-adaptive pre-training, continual fine-tuning);
-- :class:`Continuity`: the direction of the shift between consecutive stages or
-  experiences (vertical: general to specific; horizontal: across time and domains);
-- :class:`IncrementalSetting`: the classic settings a stream of experiences can be
-  built in (class-, task-, domain-incremental, online, task-free).
-
-Every member carries a one-line ``description``; :func:`describe` returns the whole
-taxonomy as a JSON-able dict (used by ``lifelong list scenarios`` and the docs).
-The descriptions are written for this library, not quoted from the survey.
+It follows Continual Learning of Large Language Models: A Comprehensive Survey (arXiv 2404.16789):
+:class:`CLStage` (continual pre-training, domain-adaptive pre-training, continual fine-tuning),
+:class:`Continuity` (vertical or horizontal shift) and :class:`IncrementalSetting` (class-, task-,
+domain-incremental, online, task-free). Every member carries a one-line ``description`` written for this
+library; :func:`describe` returns the whole taxonomy as a JSON-able dict (``lifelong list scenarios``).
 """
 
 from __future__ import annotations

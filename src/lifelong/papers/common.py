@@ -1,0 +1,151 @@
+"""Protocol helpers shared by several paper reproductions (reproduction machinery, not library code).
+
+Data and streams built from a spec's settings (:func:`load_data`, :func:`digits_tasks`,
+:func:`clinc_stream`, :func:`fscil_stream`, :func:`teacher_student_data`), one run's final
+accuracy (:func:`final_accuracy`) or record (:func:`run_row`), and small summaries
+(:func:`gap_closed`, :func:`mean`). Paper modules import these, never each other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def clinc_data_root() -> str:
+    """Where CLINC150 is looked for: the library's data root (``LIFELONG_DATA``, else ``~/.cache/lifelong/data``)."""
+    from lifelong.data.text import default_data_root
+
+    return str(default_data_root())
+
+
+def clinc_available() -> bool:
+    """Whether the CLINC150 files are on disk under :func:`clinc_data_root` (no download)."""
+    from pathlib import Path
+
+    root = Path(clinc_data_root())
+    return any((root / sub / "data_full.json").exists() for sub in ("", "clinc150"))
+
+
+def load_data(cfg: dict):
+    """The dataset ``cfg["name"]`` loaded with the other keys of ``cfg`` as loader arguments.
+
+    CLINC150 is read from :func:`clinc_data_root` without a progress bar.
+    """
+    from lifelong.data import load_dataset
+
+    kwargs = {k: v for k, v in cfg.items() if k != "name"}
+    if cfg["name"] == "clinc150":
+        kwargs = {"data_root": clinc_data_root(), "progress": False, **kwargs}
+    return load_dataset(cfg["name"], **kwargs)
+
+
+def class_subset(x: torch.Tensor, y: torch.Tensor, classes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The examples of ``classes`` (out of 10), relabelled ``0..len(classes)-1`` in the given order."""
+    keep = torch.isin(y, torch.tensor(classes))
+    remap = torch.full((10,), -1, dtype=torch.long)
+    remap[torch.tensor(classes)] = torch.arange(len(classes))
+    return x[keep], remap[y[keep]]
+
+
+def digits_tasks(knowledge, task):
+    """(knowledge train, knowledge test, task train, task test) as (x, y) pairs from scikit-learn digits.
+
+    Images are flattened (64 values in [0, 1]); each class group is relabelled from 0.
+    """
+    from lifelong.data import load_digits
+
+    d = load_digits()
+    xtr, xte = d.x_train.flatten(1), d.x_test.flatten(1)
+    return (class_subset(xtr, d.y_train, knowledge), class_subset(xte, d.y_test, knowledge),
+            class_subset(xtr, d.y_train, task), class_subset(xte, d.y_test, task))
+
+
+def digits_split(seed: int, train_fraction: float = 0.8):
+    """scikit-learn digits (pixels / 16) split at random with ``seed``: ``(x_train, y_train, x_test, y_test)``."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(d.target, dtype=torch.long)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_train = int(train_fraction * len(y))
+    return x[perm[:n_train]], y[perm[:n_train]], x[perm[n_train:]], y[perm[n_train:]]
+
+
+def teacher_student_data(n_train: int, n_test: int, *, seed: int, dim: int = 64, hidden: int = 128,
+                         classes: int = 10):
+    """Synthetic classification data from a random teacher, generated with a seeded Generator.
+
+    Inputs ``x ~ N(0, I_dim)``; label ``argmax(tanh(x W1) W2)`` with Gaussian ``W1, W2``
+    scaled by ``1/sqrt(fan_in)``. Returns ``(x_train, y_train, x_test, y_test)``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_test
+    x = torch.randn(n, dim, generator=g)
+    w1 = torch.randn(dim, hidden, generator=g) / math.sqrt(dim)
+    w2 = torch.randn(hidden, classes, generator=g) / math.sqrt(hidden)
+    y = (torch.tanh(x @ w1) @ w2).argmax(1)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def clinc_stream(data_cfg: dict):
+    """The CLINC150 class-incremental stream of the pre-trained-model reproductions: one domain per experience.
+
+    ``data_cfg`` holds the loader arguments (e.g. ``domains``, ``max_per_class``); the
+    class order is CLINC's domain order (``class_incremental(seed=-1)``).
+    """
+    from lifelong.scenarios import class_incremental
+
+    data = load_data({"name": "clinc150", **data_cfg})
+    tasks = len(set(data.coarse_labels))
+    return class_incremental(data, tasks=tasks, seed=-1)
+
+
+def fscil_stream(cfg: dict, seed: int):
+    """A few-shot class-incremental stream from ``cfg``: ``data`` (loader settings), ``base_classes``,
+    ``ways``, ``shots``, ``sessions`` and ``natural_order`` (classes in the dataset's order, else seeded)."""
+    from lifelong.scenarios.fewshot import few_shot_incremental
+
+    data = load_data(cfg["data"])
+    kw = {"class_order": list(range(data.num_classes))} if cfg["natural_order"] else {}
+    return few_shot_incremental(data, base_classes=cfg["base_classes"], ways=cfg["ways"], shots=cfg["shots"],
+                                sessions=cfg["sessions"], seed=seed, **kw)
+
+
+def final_accuracy(name: str, config: dict, stream, seed: int = 0) -> tuple[float, np.ndarray]:
+    """Final average accuracy (mean of the last row of R) of method ``name`` and the matrix ``R``."""
+    from lifelong.evaluation import run
+    from lifelong.methods import make_learner
+
+    result = run(stream, make_learner(name, config, seed=seed), seed=seed, progress=False)
+    R = np.asarray(result.accuracy_matrix)
+    return float(R[-1].mean()), R
+
+
+def run_row(result, metric: str) -> tuple:
+    """(final average accuracy, ``result.metrics[metric]``, learn seconds, samples seen, (trainable, total params)).
+
+    The per-run record of the DST (arXiv:2308.14831) and DPHN (arXiv:2209.07712) reproductions.
+    """
+    m = result.metrics
+    return (m["final_average_accuracy"], m[metric], float(sum(result.learn_seconds)), int(result.samples_seen[-1]),
+            (int(result.trainable_parameters), int(result.total_parameters)))
+
+
+def gap_closed(method: float, base: float, bound: float) -> float:
+    """Fraction of the gap from ``base`` to ``bound`` that ``method`` closes (negative if below ``base``)."""
+    return (method - base) / (bound - base) if bound != base else float("nan")
+
+
+def mean(values) -> float:
+    """Plain arithmetic mean of a non-empty sequence (``sum / len``, no numpy rounding differences)."""
+    values = list(values)
+    return sum(values) / len(values)
+
+
+__all__ = ["clinc_data_root", "clinc_available", "load_data", "class_subset", "digits_tasks", "digits_split",
+           "teacher_student_data", "clinc_stream", "fscil_stream", "final_accuracy", "run_row", "gap_closed",
+           "mean"]
