@@ -67,7 +67,8 @@ def main() -> None:
     from lifelong.data import load_dataset
     from lifelong.evaluation import run
     from lifelong.methods import make_learner
-    from lifelong.methods.lora_seq import TextBackbone, text_token_dataset
+    from lifelong.data.tokens import text_token_dataset
+    from lifelong.encoders.text_backbone import TextBackbone
     from lifelong.scenarios import class_incremental
 
     torch.set_num_threads(args.threads)

@@ -62,7 +62,7 @@ def worker(mode: str, steps: int, batch: int, threads: int, max_length: int) -> 
     import torch.nn.functional as F
 
     from lifelong.adapters import LoRAConfig, count_parameters, inject_adapter
-    from lifelong.methods.lora_seq import TextBackbone
+    from lifelong.encoders.text_backbone import TextBackbone
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -126,7 +126,7 @@ def part_inject(args) -> dict:
     from torch import nn
 
     from lifelong.adapters import LoRAConfig, inject_adapter, lora_layers, merge_adapters, unmerge_adapters
-    from lifelong.methods.lora_seq import TextBackbone
+    from lifelong.encoders.text_backbone import TextBackbone
 
     torch.set_num_threads(args.threads)
 
@@ -183,7 +183,7 @@ def part_clinc(args) -> dict:
     from lifelong.data import load_dataset
     from lifelong.evaluation import run
     from lifelong.methods import make_learner
-    from lifelong.methods.lora_seq import text_token_dataset
+    from lifelong.data.tokens import text_token_dataset
     from lifelong.scenarios import class_incremental
 
     torch.set_num_threads(args.threads)

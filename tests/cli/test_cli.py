@@ -200,7 +200,7 @@ def test_list_show_papers_reproduce(capsys):
     (["--set", "method.hidden=-5"], "hidden must list layer widths >= 1"),
     (["--set", "method.hidden=0"], "hidden must list layer widths >= 1"),
     (["--set", "method.optimizer=adamw2"], "unknown optimizer 'adamw2'"),
-    (["--set", "method.batch_test_eta=-1"], "batch_test_eta must be > 0"),
+    (["--set", "method.optimizer=sgd+norm_test:eta=-1"], "eta must be a number > 0"),
     (["--set", "scenario.tasks=3"], "the number of tasks is given twice"),
     (["--threads", "10000"], "threads must lie in [1, 256]"),
     (["--name", "../escape"], "--name must be a plain folder name"),

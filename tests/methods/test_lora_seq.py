@@ -9,7 +9,8 @@ from lifelong.data import Dataset
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.evaluation import run
 from lifelong.methods import make_learner
-from lifelong.methods.lora_seq import TextBackbone, text_token_dataset
+from lifelong.data.tokens import text_token_dataset
+from lifelong.encoders.text_backbone import TextBackbone
 from lifelong.scenarios import class_incremental
 
 QUICK = {"epochs": 3, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16}

@@ -5,7 +5,7 @@ import torch
 
 from lifelong.data import load_digits
 from lifelong.errors import ConfigError, DataError
-from lifelong.heads.selective_scan import SelectiveSSMBlock, selective_scan
+from lifelong.layers.selective_scan import SelectiveSSMBlock, selective_scan
 from lifelong.methods import make_learner
 from lifelong.methods.mamba_fscil import separation_loss
 from lifelong.scenarios.fewshot import few_shot_incremental

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.errors import ConfigError, DataError
-from lifelong.heads.losses import (augment, class_means, mixup_cross_entropy, prototype_contrast_loss,
+from lifelong.data.augment import augment
+from lifelong.heads.losses import (class_means, mixup_cross_entropy, prototype_contrast_loss,
                                    soft_cross_entropy, supcon_loss)
 from lifelong.methods.config import build_config
 from lifelong.methods.onpro import OnPro, OnProConfig

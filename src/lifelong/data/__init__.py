@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from lifelong.data.clinc150 import load_clinc150
 from lifelong.data.dataset import Dataset, check_dataset, stratified_split
 from lifelong.data.embedded import load_digits, load_mnist, make_blobs
 from lifelong.data.sampling import cycle_batches
-from lifelong.data.clinc150 import load_clinc150
 from lifelong.data.textfile import load_text_file
 from lifelong.errors import unknown_name
 from lifelong.values import checked_kwargs

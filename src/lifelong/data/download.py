@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from lifelong.fileio import default_mode, sha256_file
 

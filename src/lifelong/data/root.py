@@ -8,8 +8,8 @@ its subfolder named after the dataset (``<root>/clinc150``).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def default_data_root(data_root: str | os.PathLike | None = None) -> Path:

@@ -10,7 +10,7 @@ converts a dataset loaded with features, as long as it kept its raw sentences.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

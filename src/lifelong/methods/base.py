@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from lifelong.errors import CheckpointError, DataError, NonFiniteLossError
 from lifelong.heads import Classifier
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.optim import build_optimizer
+from lifelong.optim.spec import parse_optimizer_spec
 from lifelong.scenarios import Experience
 
 
@@ -113,10 +114,13 @@ class LearnerBase:
 class GradientConfig(MethodConfig):
     """Shared training settings of gradient methods (Mammoth/Avalanche-style defaults for MLPs on MNIST)."""
 
+    adaptive_batch: ClassVar[bool] = True  # the training loop grows the batch when the optimizer spec asks
+
     epochs: int = hp(3, "passes over each experience's training data (online streams force 1)")
     batch_size: int = hp(32, "mini-batch size (online streams use the stream's batch size)")
     lr: float = hp(0.01, "learning rate")
-    optimizer: str = hp("sgd", "optimizer name: see `lifelong list optimizers`")
+    optimizer: str = hp("sgd", "optimizer (`lifelong list optimizers`), optionally + an adaptive batch size: "
+                               "sgd+norm_test[:eta=0.1,max_batch_size=1024] or +inner_product_test (AdAdaGrad)")
     momentum: float = hp(0.9, "momentum (SGD only)")
     weight_decay: float = hp(0.0, "L2 weight decay")
     hidden: tuple[int, ...] = hp((256, 256), "hidden sizes of the MLP backbone")
@@ -124,10 +128,6 @@ class GradientConfig(MethodConfig):
     lr_schedule: str = hp("constant", "learning-rate schedule over each experience's steps: constant | linear | "
                                       "cosine (lifelong.optim.schedules)")
     warmup_steps: int = hp(0, "linear warm-up steps at the start of each experience's schedule")
-    batch_test: str = hp("none", "adaptive batch size (AdAdaGrad, arXiv 2402.11215): none | norm | inner_product; "
-                                 "the batch grows from batch_size by the test on per-sample gradients")
-    max_batch_size: int = hp(1024, "cap of the adaptive batch size")
-    batch_test_eta: float = hp(0.1, "eta of the norm test (larger: slower growth)")
 
     def validate(self) -> None:
         from lifelong.errors import ConfigError
@@ -139,8 +139,6 @@ class GradientConfig(MethodConfig):
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden must list layer widths >= 1, like 256,256 (empty: no hidden layer); "
                               f"got {self.hidden}")
-        if not self.batch_test_eta > 0:
-            raise ConfigError(f"batch_test_eta must be > 0, got {self.batch_test_eta}")
         if self.momentum < 0 or self.weight_decay < 0:
             raise ConfigError(f"momentum and weight_decay must be >= 0, got {self.momentum}, {self.weight_decay}; "
                               "set method.momentum / method.weight_decay to 0 or more")
@@ -150,10 +148,11 @@ class GradientConfig(MethodConfig):
                               "lifelong.optim.schedules.build_schedule from Python)")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.batch_test not in ("none", "norm", "inner_product"):
-            raise ConfigError(f"batch_test must be none, norm or inner_product, got {self.batch_test!r}")
-        if self.batch_test != "none" and (self.batch_size < 2 or self.max_batch_size < self.batch_size):
-            raise ConfigError("an adaptive batch needs batch_size >= 2 and max_batch_size >= batch_size")
+        spec = parse_optimizer_spec(self.optimizer)
+        if spec.batch_test is not None and (self.batch_size < 2 or spec.options["max_batch_size"] < self.batch_size):
+            raise ConfigError(f"an adaptive batch ({spec.batch_test}) needs batch_size >= 2 and max_batch_size >= "
+                              f"batch_size, got batch_size={self.batch_size}, "
+                              f"max_batch_size={spec.options['max_batch_size']}")
 
 
 class GradientLearner(LearnerBase):
@@ -249,20 +248,12 @@ class GradientLearner(LearnerBase):
                               warmup_steps=min(c.warmup_steps, total_steps - 1))
 
     def _make_batch_controller(self, batch_size: int, n: int):
-        """An AdAdaGrad batch-size controller starting at ``batch_size`` (None when disabled).
+        """The optimizer spec's adaptive batch-size controller starting at ``batch_size`` (None without one).
 
         The test runs on the plain cross-entropy of the stream batch after each step;
         the batch size restarts from ``batch_size`` at each experience.
         """
-        c = self.config
-        if c.batch_test == "none":
-            return None
-        from lifelong.optim.adadagrad import InnerProductTestBatchController, NormTestBatchController
-
-        cap = max(batch_size, min(c.max_batch_size, n))
-        if c.batch_test == "norm":
-            return NormTestBatchController(batch_size, cap, eta=c.batch_test_eta)
-        return InnerProductTestBatchController(batch_size, cap)
+        return parse_optimizer_spec(self.config.optimizer).batch_controller(batch_size, n)
 
     def _plain_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out.masked_fill(~self.classes.seen, float("-inf")), y)

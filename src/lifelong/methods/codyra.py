@@ -4,7 +4,7 @@ Adaptive Rank, Reduced Forgetting: Knowledge Retention in Continual Learning Vis
 Dynamic Rank-Selective LoRA (arXiv 2412.01004). Per experience a fresh CoDyRA adapter
 (:mod:`lifelong.adapters.codyra`) is trained with the linear head, its gates soft-thresholded after every
 step of the sparse phase, then folded into the backbone: inference runs the plain backbone + head. Built on
-:class:`~lifelong.methods.lora_seq.LoRASeq` (merge mode); ``loss_scope="current"`` (default) masks earlier
+:class:`~lifelong.methods.base_lora.LoRASequence` (merge mode); ``loss_scope="current"`` (default) masks earlier
 tasks' logits in the training loss, as the official code does.
 
 Notes: docs/papers/codyra.md
@@ -24,7 +24,7 @@ from lifelong.adapters.codyra import GATE_INITS, CoDyRAConfig, KappaSchedule, ef
 from lifelong.errors import ConfigError
 from lifelong.methods.base import GradientConfig
 from lifelong.methods.config import hp
-from lifelong.methods.lora_seq import LOSS_SCOPES, LoRASeq
+from lifelong.methods.base_lora import LOSS_SCOPES, LoRASequence
 from lifelong.methods.registry import register
 
 
@@ -77,7 +77,7 @@ class CoDyRAMethodConfig(GradientConfig):
 
 
 @register("codyra")
-class CoDyRA(LoRASeq):
+class CoDyRA(LoRASequence):
     """CoDyRA learner: per-experience rank-selective adapter, proximal gate updates, merge-and-reset after the task.
 
     Attributes:

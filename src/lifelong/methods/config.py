@@ -79,8 +79,13 @@ def _check_field_ranges(cfg: MethodConfig) -> None:
         if f.name == "optimizer" and isinstance(v, str):
             from lifelong.errors import unknown_name
             from lifelong.optim import list_optimizers
+            from lifelong.optim.spec import parse_optimizer_spec
 
-            if v not in list_optimizers():
-                raise unknown_name("optimizer", v, list_optimizers())
+            spec = parse_optimizer_spec(v)  # "sgd+norm_test:eta=0.5": the optimizer and a component
+            if spec.name not in list_optimizers():
+                raise unknown_name("optimizer", spec.name, list_optimizers())
+            if spec.batch_test is not None and not getattr(cfg, "adaptive_batch", False):
+                raise ConfigError(f"{type(cfg).__name__} does not train in one mini-batch loop, so the optimizer "
+                                  f"component {spec.batch_test} does not apply; use optimizer={spec.name}")
         if "temperature" in f.name and isinstance(v, float) and not v > 0:
             raise ConfigError(f"{f.name} must be > 0 (it divides the scores), got {v}")

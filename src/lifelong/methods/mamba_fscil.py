@@ -21,7 +21,7 @@ from torch import nn
 
 from lifelong.data.sampling import cycle_batches
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
-from lifelong.heads.selective_scan import SelectiveSSMBlock
+from lifelong.layers.selective_scan import SelectiveSSMBlock
 from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.heads.etf import simplex_etf

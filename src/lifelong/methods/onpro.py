@@ -21,7 +21,8 @@ from torch import nn
 from lifelong.encoders import MLP
 from lifelong.errors import ConfigError
 from lifelong.heads import Classifier
-from lifelong.heads.losses import augment, class_means, mixup_cross_entropy, prototype_contrast_loss, supcon_loss
+from lifelong.data.augment import augment
+from lifelong.heads.losses import class_means, mixup_cross_entropy, prototype_contrast_loss, supcon_loss
 from lifelong.memory import make_buffer
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp

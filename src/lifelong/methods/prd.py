@@ -20,7 +20,8 @@ from torch import nn
 
 from lifelong.encoders import MLP
 from lifelong.errors import ConfigError
-from lifelong.heads.losses import augment, soft_cross_entropy, supcon_loss
+from lifelong.data.augment import augment
+from lifelong.heads.losses import soft_cross_entropy, supcon_loss
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register

@@ -37,12 +37,15 @@ def list_optimizers() -> list[str]:
 
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float,
                     momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Create the optimizer registered as ``name`` over ``params``.
+    """Create the optimizer registered as ``name`` (or named by an optimizer spec) over ``params``.
 
     Raises :class:`ConfigError` for an unknown name, a non-positive learning rate or a
     setting the optimizer refuses (negative momentum, say).
     """
     _load_builtin()
+    from lifelong.optim.spec import parse_optimizer_spec
+
+    name = parse_optimizer_spec(name).name  # a spec's components (adaptive batch) belong to the training loop
     if name not in OPTIMIZERS:
         raise unknown_name("optimizer", name, OPTIMIZERS)
     if not lr > 0:

@@ -1,30 +1,10 @@
-"""Seed paper 10: *AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient Methods*.
+"""Paper 10: *AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient Methods* (Lau, Liu, Kolar,
+arXiv:2402.11215; official code ``timlautk/AdAdaGrad``). Implemented by :mod:`lifelong.optim.adadagrad`
+(:class:`~lifelong.optim.adadagrad.AdaGradNorm` and the batch-size controllers).
 
-Lau, Liu, Kolar (arXiv:2402.11215; official code ``timlautk/AdAdaGrad``). Implemented
-by :mod:`lifelong.optim.adadagrad`: the :class:`~lifelong.optim.adadagrad.AdaGradNorm`
-optimizer and the batch-size controllers (norm test, augmented inner-product test) that
-compute per-sample gradients with ``torch.func.vmap``.
-
-:func:`reproduce` follows the catalogue's CPU plan: an MLP (64-64-10) on scikit-learn's
-digits (80/20 seeded split, pixels / 16), AdaGradNorm with lr 0.5 (the paper's MNIST
-value), three ways of choosing the batch:
-
-- constant ``b = 16``;
-- constant ``b = 512``;
-- AdAdaGradNorm: norm test with ``eta = 0.3``, ``b_0 = 16``, capped at the training-set
-  size; the test uses at most 128 per-sample gradients of each batch (our speed
-  simplification, see ``max_test_samples``).
-
-Each step draws a fresh uniform batch without replacement; after every step the full
-training loss is evaluated. Counted: optimizer steps and processed samples until the
-training loss first reaches the target (0.1 at full scale; 0.5 at the quick scale, which
-must run in seconds). A run that never reaches it counts its whole budget, which is
-conservative for the claim. Held-out accuracy at the end is reported too.
-
-Criterion: the adaptive batch size never decreases and grows by >= 4x; AdAdaGradNorm
-reaches the target in fewer steps than constant-16 and with fewer samples than
-constant-512 (means over seeds). At full scale, for information, the inner-product test
-and the norm test with ``eta`` 0.5 and 1.0 are also run (first seed).
+:func:`check` trains a digits MLP with AdaGradNorm at a small and a large constant batch and with the
+norm-test batch controller, and counts steps and samples until a target training loss; protocol in
+``specs/adadagrad.toml``. Run ``lifelong reproduce adadagrad``.
 """
 
 from __future__ import annotations
@@ -35,29 +15,8 @@ import torch.nn.functional as F
 from lifelong.optim.adadagrad import (AdaGradNorm, BatchSizeController, InnerProductTestBatchController,
                                       NormTestBatchController)
 from lifelong.papers.base import Claim, Paper
-from lifelong.papers.lamb import single_thread
-
-_SETTINGS = {
-    "quick": dict(target=0.5, max_steps=800, seeds=(0,)),
-    "full": dict(target=0.1, max_steps=3000, seeds=(0, 1, 2)),
-}
-LR = 0.5
-ETA = 0.3
-B0 = 16
-B_LARGE = 512
-TEST_SAMPLES = 128
-
-
-def _digits(seed: int):
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(d.target, dtype=torch.long)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_train = int(0.8 * len(y))
-    tr, te = perm[:n_train], perm[n_train:]
-    return x[tr], y[tr], x[te], y[te]
+from lifelong.papers.common import mean as _mean
+from lifelong.papers.spec import load_spec
 
 
 def _mlp(seed: int) -> torch.nn.Module:
@@ -66,7 +25,7 @@ def _mlp(seed: int) -> torch.nn.Module:
 
 
 def run_adaptive_batch(controller: BatchSizeController | None, batch_size: int, *, seed: int, target: float,
-                       max_steps: int, data) -> dict:
+                       max_steps: int, data, lr: float = 0.5) -> dict:
     """Train the digits MLP with AdaGradNorm; ``controller=None`` keeps ``batch_size`` fixed.
 
     Returns steps/samples to reach ``target`` training loss (``None`` if not reached), the
@@ -75,7 +34,7 @@ def run_adaptive_batch(controller: BatchSizeController | None, batch_size: int, 
     x, y, xt, yt = data
     n = x.shape[0]
     model = _mlp(seed)
-    opt = AdaGradNorm(model.parameters(), lr=LR)
+    opt = AdaGradNorm(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed + 7)
     bs = controller.batch_size if controller is not None else batch_size
     history = [bs]
@@ -113,34 +72,40 @@ def _samples(r):
     return r["samples"] if r["samples"] is not None else r["total_samples"]
 
 
-def _mean(v):
-    return sum(v) / len(v)
-
-
 def reproduce(scale: str = "quick") -> Claim:
-    """Run the AdAdaGradNorm vs fixed-batch comparison (see module docstring)."""
+    """Run the AdAdaGradNorm vs fixed-batch comparison at ``scale`` (settings from ``specs/adadagrad.toml``)."""
+    return check(load_spec("adadagrad", scale), scale)
+
+
+def check(settings: dict, scale: str) -> Claim:
+    """Run the AdAdaGradNorm vs fixed-batch comparison on one intra-op thread."""
+    from lifelong.runtime import single_thread
+
     with single_thread():
-        return _reproduce(scale)
+        return _check(settings, scale)
 
 
-def _reproduce(scale: str) -> Claim:
-    s = _SETTINGS["full" if scale == "full" else "quick"]
-    rows = {"c16": [], "c512": [], "adaptive": []}
+def _check(s: dict, scale: str) -> Claim:
+    from lifelong.papers.common import digits_split
+
+    b0, b_large, test_samples, lr = s["b0"], s["b_large"], s["test_samples"], s["lr"]
+    small, large = f"c{b0}", f"c{b_large}"
+    rows = {small: [], large: [], "adaptive": []}
     for seed in s["seeds"]:
-        data = _digits(seed)
-        common = dict(seed=seed, target=s["target"], max_steps=s["max_steps"], data=data)
+        data = digits_split(seed, s["train_fraction"])
+        common = dict(seed=seed, target=s["target"], max_steps=s["max_steps"], data=data, lr=lr)
         n_train = data[0].shape[0]
-        rows["c16"].append(run_adaptive_batch(None, B0, **common))
-        rows["c512"].append(run_adaptive_batch(None, B_LARGE, **common))
-        ctl = NormTestBatchController(B0, n_train, eta=ETA, max_test_samples=TEST_SAMPLES)
-        rows["adaptive"].append(run_adaptive_batch(ctl, B0, **common))
+        rows[small].append(run_adaptive_batch(None, b0, **common))
+        rows[large].append(run_adaptive_batch(None, b_large, **common))
+        ctl = NormTestBatchController(b0, n_train, eta=s["eta"], max_test_samples=test_samples)
+        rows["adaptive"].append(run_adaptive_batch(ctl, b0, **common))
     hist = [r["history"] for r in rows["adaptive"]]
     monotone = all(all(b2 >= b1 for b1, b2 in zip(h, h[1:])) for h in hist)
     growth = min(h[-1] / h[0] for h in hist)
     steps = {k: _mean([_steps(r) for r in v]) for k, v in rows.items()}
     samples = {k: _mean([_samples(r) for r in v]) for k, v in rows.items()}
-    fewer_steps = steps["adaptive"] < steps["c16"]
-    fewer_samples = samples["adaptive"] < samples["c512"]
+    fewer_steps = steps["adaptive"] < steps[small]
+    fewer_samples = samples["adaptive"] < samples[large]
     measured = {
         "target_train_loss": s["target"], "seeds": len(s["seeds"]), "max_steps": s["max_steps"],
         "batch_monotone": monotone, "batch_growth_min_over_seeds": round(growth, 2),
@@ -149,32 +114,34 @@ def _reproduce(scale: str) -> Claim:
         **{f"samples_to_target_{k}": round(v, 1) for k, v in samples.items()},
         **{f"runs_reaching_target_{k}": sum(r["steps"] is not None for r in v) for k, v in rows.items()},
         **{f"test_acc_{k}": round(_mean([r["test_acc"] for r in v]), 2) for k, v in rows.items()},
-        "fewer_steps_than_c16": fewer_steps, "fewer_samples_than_c512": fewer_samples,
+        f"fewer_steps_than_{small}": fewer_steps, f"fewer_samples_than_{large}": fewer_samples,
     }
-    if scale == "full":
-        data = _digits(0)
+    if s["extra_etas"] or s["extra_inner_product"]:
+        seed = s["seeds"][0]
+        data = digits_split(seed, s["train_fraction"])
         n_train = data[0].shape[0]
-        common = dict(seed=0, target=s["target"], max_steps=s["max_steps"], data=data)
-        extra = {f"norm_eta{eta}": NormTestBatchController(B0, n_train, eta=eta, max_test_samples=TEST_SAMPLES)
-                 for eta in (0.5, 1.0)}
-        extra["inner_product"] = InnerProductTestBatchController(B0, n_train, max_test_samples=TEST_SAMPLES)
+        common = dict(seed=seed, target=s["target"], max_steps=s["max_steps"], data=data, lr=lr)
+        extra = {f"norm_eta{eta}": NormTestBatchController(b0, n_train, eta=eta, max_test_samples=test_samples)
+                 for eta in s["extra_etas"]}
+        if s["extra_inner_product"]:
+            extra["inner_product"] = InnerProductTestBatchController(b0, n_train, max_test_samples=test_samples)
         for name, ctl in extra.items():
-            r = run_adaptive_batch(ctl, B0, **common)
-            measured[f"seed0_{name}_steps"] = _steps(r)
-            measured[f"seed0_{name}_samples"] = _samples(r)
-            measured[f"seed0_{name}_reached"] = r["steps"] is not None
-            measured[f"seed0_{name}_final_batch"] = r["history"][-1]
+            r = run_adaptive_batch(ctl, b0, **common)
+            measured[f"seed{seed}_{name}_steps"] = _steps(r)
+            measured[f"seed{seed}_{name}_samples"] = _samples(r)
+            measured[f"seed{seed}_{name}_reached"] = r["steps"] is not None
+            measured[f"seed{seed}_{name}_final_batch"] = r["history"][-1]
     return Claim(
         paper="adadagrad",
         statement="Growing the batch by an adaptive-sampling test lets AdaGrad-Norm use large-batch steps "
                   "without paying for large batches from the start",
-        criterion=f"batch size never decreases and grows >= 4x; reaches train loss <= {s['target']} in fewer steps "
-                  f"than b={B0} and fewer samples than b={B_LARGE} (means over seeds)",
+        criterion=f"batch size never decreases and grows >= {s['min_growth']:g}x; reaches train loss <= {s['target']} "
+                  f"in fewer steps than b={b0} and fewer samples than b={b_large} (means over seeds)",
         measured=measured,
-        held=bool(monotone and growth >= 4 and fewer_steps and fewer_samples),
+        held=bool(monotone and growth >= s["min_growth"] and fewer_steps and fewer_samples),
         scale="full" if scale == "full" else "quick",
-        notes=f"digits MLP 64-64-10, AdaGradNorm lr {LR}, norm test eta {ETA}, b0 {B0}, cap = training-set size, "
-              f"test on <= {TEST_SAMPLES} per-sample gradients per batch. Runs that miss the target count their "
+        notes=f"digits MLP 64-64-10, AdaGradNorm lr {lr}, norm test eta {s['eta']}, b0 {b0}, cap = training-set "
+              f"size, test on <= {test_samples} per-sample gradients per batch. Runs that miss the target count their "
               f"whole budget.",
     )
 

@@ -115,6 +115,13 @@ def fscil_stream(cfg: dict, seed: int):
                                 sessions=cfg["sessions"], seed=seed, **kw)
 
 
+def fscil_label(cfg: dict) -> str:
+    """A short description of the FSCIL stream setting ``cfg`` (see :func:`fscil_stream`)."""
+    data = "CLINC150 MiniLM features" if cfg["data"]["name"] == "clinc150" else cfg["data"]["name"]
+    return (f"{data}: {cfg['base_classes']} base classes + {cfg['sessions']} sessions x {cfg['ways']}-way "
+            f"{cfg['shots']}-shot")
+
+
 def final_accuracy(name: str, config: dict, stream, seed: int = 0) -> tuple[float, np.ndarray]:
     """Final average accuracy (mean of the last row of R) of method ``name`` and the matrix ``R``."""
     from lifelong.evaluation import run
@@ -140,6 +147,12 @@ def gap_closed(method: float, base: float, bound: float) -> float:
     return (method - base) / (bound - base) if bound != base else float("nan")
 
 
+def sci(x: float) -> str:
+    """``x`` in short scientific form, as the protocol writes it (``0.001`` -> ``1e-3``)."""
+    mantissa, exponent = f"{x:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def mean(values) -> float:
     """Plain arithmetic mean of a non-empty sequence (``sum / len``, no numpy rounding differences)."""
     values = list(values)
@@ -147,5 +160,5 @@ def mean(values) -> float:
 
 
 __all__ = ["clinc_data_root", "clinc_available", "load_data", "class_subset", "digits_tasks", "digits_split",
-           "teacher_student_data", "clinc_stream", "fscil_stream", "final_accuracy", "run_row", "gap_closed",
-           "mean"]
+           "teacher_student_data", "clinc_stream", "fscil_stream", "fscil_label", "final_accuracy", "run_row", "gap_closed",
+           "sci", "mean"]

@@ -141,11 +141,22 @@ def _parse_like(key: str, text: str, current: Any, where: str) -> Any:
         try:
             value = tomllib.loads(f"v = [{inner}]")["v"]
         except tomllib.TOMLDecodeError:
-            raise ConfigError(f"{label} {key!r} expects a list like {json.dumps(current)}, got {text!r}") from None
+            if current:
+                raise ConfigError(f"{label} {key!r} expects a list like {json.dumps(current)}, got {text!r}") \
+                    from None
+            value = [_scalar(v.strip()) for v in inner.split(",") if v.strip()]  # bare words: strings
         if current and not all(_same_shape(v, current[0]) for v in value):
             raise ConfigError(f"{label} {key!r} expects a list like {json.dumps(current)}, got {text!r}")
         return value
     raise ConfigError(f"{label} {key!r} cannot be set from the command line")
+
+
+def _scalar(text: str) -> Any:
+    """A TOML scalar (number, boolean, quoted string) parsed, else ``text`` itself as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def _same_shape(value: Any, like: Any) -> bool:

@@ -30,7 +30,7 @@ def absolute_paths(data: str, data_kwargs: dict) -> dict:
     import inspect
 
     from lifelong.data import DATASETS
-    from lifelong.data.text import default_data_root
+    from lifelong.data.root import default_data_root
 
     loader = DATASETS.get(data)
     if loader is not None and "data_root" in inspect.signature(loader).parameters \
