@@ -7,7 +7,8 @@ trained on a reservoir buffer routes test inputs to an expert; experts are prune
 ``observe(x, y)`` is the per-batch entry point (``learn`` only slices an experience into batches);
 ``observe(x, y, task=t)`` is the oracle that picks the expert by the true task.
 
-Notes: docs/papers/tame.md
+Notes: docs/papers/tame.md. Longer than most method files (~500 lines) because TAME is one learner with
+five coupled phases (loss tracking, switch detection, expert spawning, selector training, pruning) over one state.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class OptimizerSpec:
         """
         if self.batch_test is None:
             return None
-        from lifelong.optim.adadagrad import InnerProductTestBatchController, NormTestBatchController
+        from lifelong.optim.batch_size import InnerProductTestBatchController, NormTestBatchController
 
         opts = dict(self.options)
         cap = max(batch_size, min(int(opts.pop("max_batch_size")), n))

@@ -58,8 +58,9 @@ def check(settings: dict, scale: str) -> Claim:
     from lifelong.papers.common import load_data
 
     seeds, learner = settings["seeds"], settings["learner"]
+    data = load_data(settings["data"])
     with torch.random.fork_rng(devices=[]):
-        out = run_comparison(load_data(settings["data"]), seeds, coarse_labels=settings["coarse_labels"],
+        out = run_comparison(data, seeds, coarse_labels=settings["coarse_labels"],
                              coarse_fraction=settings["coarse_fraction"], batch_size=settings["batch_size"],
                              buffer_size=learner["buffer_size"], lr=learner["lr"], optimizer=learner["optimizer"])
     mean = {(m, lv): float(np.mean(out[m][lv])) for m in out for lv in ("coarse", "fine")}

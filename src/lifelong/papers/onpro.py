@@ -1,29 +1,10 @@
-"""Seed paper 28: *Online Prototype Learning for Online Continual Learning* (OnPro; Wei et al., ICCV 2023).
+"""Paper 28: *Online Prototype Learning for Online Continual Learning* (OnPro; Wei et al., ICCV 2023).
+Implemented by :mod:`lifelong.methods.onpro` (online prototype equilibrium + adaptive prototypical
+feedback) with the losses in :mod:`lifelong.heads.losses`.
 
-Implemented by :mod:`lifelong.methods.onpro` (online prototype equilibrium + adaptive
-prototypical feedback) with the losses in :mod:`lifelong.heads.losses`.
-
-The reproduction runs an online class-incremental stream (5 experiences of 2 digit
-classes, one pass, batches of 10) with a 100-example reservoir buffer and compares,
-on the same streams and seeds:
-
-- ER (replay batch = stream batch, the library default) and ER with a 64-example
-  replay batch (OnPro's replay batch size, so ER gets the same replay per step);
-- OnPro without APF and full OnPro.
-
-Claim (the paper's qualitative result, scaled down): OnPro's final average accuracy
-is at least 3 points above ER's (here: above the better of the two ER settings), and
-the class pair APF samples most often during the last experience is among the 3 most
-confused pairs of the final confusion matrix (in a majority of seeds).
-
-Every method uses Adam with lr 1e-3, chosen for both ER and OnPro on tuning seeds
-100 and 101 (not the reported seeds) from {SGD 0.01/0.03/0.1, Adam 1e-3/3e-3(/1e-2)}:
-the official lr 5e-4 was set for a ResNet-18 and under-trains this MLP in one pass.
-Data: the 5,000-image MNIST subset (80 steps per experience). ``quick`` runs seed 0
-without the ablation (about 10 s); ``full`` seeds 0-4 with it (about a minute).
-On scikit-learn's 8x8 digits (29 steps per experience) OnPro falls far behind ER:
-its cross-entropy sees new classes only through the buffer after the first
-experience, which needs a longer stream (see ``benchmarks/online_replayfree_results.md``).
+Claim (scaled down): OnPro beats experience replay with the same buffer on an online class-incremental
+stream, and APF mixes up the classes the model confuses most. Protocol in ``specs/onpro.toml``
+(notes on digits vs MNIST in benchmarks/online_replayfree_results.md). Run ``lifelong reproduce onpro``.
 """
 
 from __future__ import annotations
@@ -32,25 +13,15 @@ import numpy as np
 import torch
 
 from lifelong.papers.base import Claim, Paper
-
-LR = 1e-3
-BUFFER = 100
+from lifelong.papers.spec import load_spec
 
 
-def _methods(ablation: bool = True) -> dict[str, tuple[type, dict]]:
-    from lifelong.methods.er import ER
-    from lifelong.methods.onpro import OnPro
+def methods_from(settings: dict) -> dict[str, tuple[type, dict]]:
+    """{row: (learner class, config)} for the spec's ``rows``, each config over the shared ``learner`` settings."""
+    from lifelong.methods import get_method
 
-    common = {"optimizer": "adam", "lr": LR, "buffer_size": BUFFER}
-    methods = {
-        "er": (ER, dict(common)),
-        "er_replay64": (ER, {**common, "replay_batch_size": 64}),
-        "onpro_no_apf": (OnPro, {**common, "apf": False}),
-        "onpro": (OnPro, dict(common)),
-    }
-    if not ablation:
-        del methods["onpro_no_apf"]
-    return methods
+    rows = {row: settings["methods"][row] for row in settings["rows"]}
+    return {row: (get_method(m["method"]), {**settings["learner"], **m["config"]}) for row, m in rows.items()}
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -70,7 +41,7 @@ def pair_confusion_rank(confusion: torch.Tensor, pair: tuple[int, int]) -> int:
     return 1 + int((values > sym[a, b]).sum())
 
 
-def run_comparison(data, seeds, tasks: int = 5, batch_size: int = 10, methods=None) -> dict:
+def run_comparison(data, seeds, methods: dict[str, tuple[type, dict]], tasks: int = 5, batch_size: int = 10) -> dict:
     """Final average accuracy per method and seed, plus OnPro's APF pair ranks.
 
     Returns ``{"accuracy": {method: [acc per seed]}, "apf": [per-seed dicts],
@@ -80,7 +51,6 @@ def run_comparison(data, seeds, tasks: int = 5, batch_size: int = 10, methods=No
     from lifelong.methods.config import build_config
     from lifelong.scenarios import online
 
-    methods = methods or _methods()
     acc = {m: [] for m in methods}
     secs = {m: [] for m in methods}
     apf = []
@@ -105,38 +75,46 @@ def run_comparison(data, seeds, tasks: int = 5, batch_size: int = 10, methods=No
 
 
 def reproduce(scale: str = "quick") -> Claim:
-    """Run the comparison (``quick``: 1 seed, no ablation; ``full``: 5 seeds with the no-APF ablation)."""
-    from lifelong.data import load_mnist
+    """Run the OnPro comparison at ``scale`` (settings from ``specs/onpro.toml``)."""
+    return check(load_spec("onpro", scale), scale)
 
-    full = scale == "full"
-    seeds = [0, 1, 2, 3, 4] if full else [0]
+
+def check(settings: dict, scale: str) -> Claim:
+    """OnPro vs ER on an online class-incremental stream, and APF's pair vs the most confused ones."""
+    from lifelong.papers.common import load_data
+
+    seeds, learner = settings["seeds"], settings["learner"]
+    data = load_data(settings["data"])
     with torch.random.fork_rng(devices=[]):
-        out = run_comparison(load_mnist(), seeds, methods=_methods(ablation=full))
+        out = run_comparison(data, seeds, methods_from(settings), tasks=settings["tasks"],
+                             batch_size=settings["batch_size"])
     acc = {k: float(np.mean(v)) for k, v in out["accuracy"].items()}
     best_er = max(acc["er"], acc["er_replay64"])
     margin = acc["onpro"] - best_er
     ranks = [a["rank"] for a in out["apf"]]
-    in_top3 = sum(1 for r in ranks if r is not None and r <= 3)
-    held_acc = margin >= 0.03
+    top = settings["top_pairs"]
+    in_top3 = sum(1 for r in ranks if r is not None and r <= top)
+    held_acc = margin >= settings["min_gain"]
     held_apf = in_top3 * 2 > len(seeds)
     measured = {f"final_acc/{k}": round(v, 4) for k, v in acc.items()}
     measured.update({f"final_acc_std/{k}": round(float(np.std(v)), 4) for k, v in out["accuracy"].items()})
     measured["onpro_minus_best_er"] = round(margin, 4)
     measured["apf_top_pair_rank_per_seed"] = ", ".join(str(r) for r in ranks)
     measured["apf_top_pair_per_seed"] = "; ".join(str(a["top_pair"]) for a in out["apf"])
-    measured["apf_top_pair_in_top3_seeds"] = f"{in_top3}/{len(seeds)}"
+    measured[f"apf_top_pair_in_top{top}_seeds"] = f"{in_top3}/{len(seeds)}"
     return Claim(
         paper=PAPER.short_name,
         statement=("online prototype learning (OPE + APF) beats experience replay with the same buffer on an "
                    "online class-incremental stream, and APF mixes up the classes the model confuses most"),
-        criterion=("OnPro final average accuracy >= max(ER, ER with replay batch 64) + 3 points, mean over seeds; "
-                   "APF's most-sampled pair in the last experience ranks among the 3 most-confused pairs of the "
-                   "final confusion matrix in a majority of seeds"),
+        criterion=(f"OnPro final average accuracy >= max(ER, ER with replay batch 64) + {settings['min_gain'] * 100:g} "
+                   f"points, mean over seeds; APF's most-sampled pair in the last experience ranks among the {top} "
+                   "most-confused pairs of the final confusion matrix in a majority of seeds"),
         measured=measured,
         held=bool(held_acc and held_apf),
         scale=scale,
-        notes=(f"mnist (5,000-image subset); online stream of 5 x 2 classes, batch 10, one pass, reservoir buffer {BUFFER}; MLP 256-256; "
-               f"Adam lr {LR} for every method (tuned on seeds 100-101); seeds {seeds}. "
+        notes=(f"{settings['data']['name']}; online stream of {settings['tasks']} x 2 classes, batch "
+               f"{settings['batch_size']}, one pass, reservoir buffer {learner['buffer_size']}; MLP 256-256; "
+               f"{learner['optimizer']} lr {learner['lr']} for every method (tuned on seeds 100-101); seeds {seeds}. "
                f"accuracy part {'held' if held_acc else 'NOT held'}, APF part {'held' if held_apf else 'NOT held'}"),
     )
 
