@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("paper", help="short name or number (lifelong papers)")
     rp.add_argument("--scale", choices=["quick", "full"], default="quick")
     rp.add_argument("--threads", type=int, default=None)
+    rp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of the paper's spec (lifelong/papers/specs/NAME.toml), e.g. "
+                         "--set seeds=0,1; repeatable; --show-spec lists the keys")
+    rp.add_argument("--show-spec", action="store_true", help="print the resolved settings and exit (runs nothing)")
     return p
 
 
@@ -237,11 +241,19 @@ def _cmd_papers(a) -> int:
 
 
 def _cmd_reproduce(a) -> int:
-    from lifelong.papers import format_claim, reproduce
+    from lifelong.papers import format_claim, get_paper, paper_settings, reproduce
+    from lifelong.papers.spec import format_spec
+
+    if a.show_spec:
+        name = get_paper(a.paper).short_name
+        settings = paper_settings(name, a.scale, a.sets)
+        print(f"# {name}, {a.scale} scale: lifelong/papers/specs/{name}.toml ([common] + [{a.scale}], --set applied)")
+        print(format_spec(settings))
+        return 0
     from lifelong.runtime import configure_threads
 
     configure_threads(a.threads)
-    claim = reproduce(a.paper, a.scale)
+    claim = reproduce(a.paper, a.scale, a.sets)
     print(format_claim(claim))
     return 0
 

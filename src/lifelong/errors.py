@@ -1,5 +1,9 @@
 """Exceptions with messages that name the problem and the fix."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 
 class LifelongError(Exception):
     """Base class of every error `lifelong` raises on bad input."""
@@ -41,7 +45,7 @@ class RunDirError(LifelongError):
     """An output folder already holds a different run, is locked by another process, or cannot be written."""
 
 
-def unknown_name(kind: str, name: str, valid) -> ConfigError:
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> ConfigError:
     """Build the error for an unknown registry name, listing the valid ones."""
     valid = sorted(valid)
     return ConfigError(f"unknown {kind} {name!r}; choose one of: {', '.join(valid)}")

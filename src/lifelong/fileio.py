@@ -12,6 +12,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def default_mode() -> int:
@@ -55,12 +56,12 @@ def _no_constant(name: str):
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def loads_strict(text: str):
+def loads_strict(text: str) -> Any:
     """``json.loads`` that refuses ``NaN`` / ``Infinity`` (``ValueError``), as strict JSON readers do."""
     return json.loads(text, parse_constant=_no_constant)
 
 
-def finite_or_none(obj):
+def finite_or_none(obj: Any) -> Any:
     """``obj`` with every NaN / infinite float replaced by ``None`` (JSON ``null``)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -71,17 +72,17 @@ def finite_or_none(obj):
     return obj
 
 
-def dumps_strict(obj, **kwargs) -> str:
+def dumps_strict(obj: Any, **kwargs) -> str:
     """``json.dumps`` that refuses NaN and infinities (``ValueError``) instead of writing non-standard JSON."""
     return json.dumps(obj, allow_nan=False, **kwargs)
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented, strict JSON atomically (``ValueError`` on NaN / infinity)."""
     return atomic_write_bytes(path, (dumps_strict(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def append_jsonl(path: str | os.PathLike, obj) -> None:
+def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
     """Append one strict JSON line (a streamed log; each line is written whole with one call)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,7 @@ class FolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> "FolderLock":
+        """Take the lock and write this process's pid into it; ``RunDirError`` when another process holds it."""
         from lifelong.errors import RunDirError
 
         try:
@@ -139,6 +141,7 @@ class FolderLock:
         return self
 
     def release(self) -> None:
+        """Drop the lock and remove the lock file (nothing when not held)."""
         if self._fd is None:
             return
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 DEFAULT_THREADS = 1
 MAX_THREADS = 256  # torch's OpenMP pool crashed (segmentation fault) at 10,000
@@ -74,7 +75,7 @@ def configure_threads(threads: int | None = None) -> int:
 
 
 @contextlib.contextmanager
-def single_thread():
+def single_thread() -> Iterator[None]:
     """Run torch on one intra-op thread inside the block, restoring the previous count after.
 
     For small models one thread is fastest and avoids oversubscription when other

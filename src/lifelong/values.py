@@ -19,16 +19,16 @@ from lifelong.errors import ConfigError
 _NONE_WORDS = ("none", "null")
 
 
-def type_name(tp) -> str:
+def type_name(tp: Any) -> str:
     """A short readable name of a type annotation (``int``, ``str | None``)."""
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _is_union(tp) -> bool:
+def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) is typing.Union or isinstance(tp, types.UnionType)
 
 
-def parse_value(key: str, value: Any, tp, *, where: str = "config key") -> Any:
+def parse_value(key: str, value: Any, tp: Any, *, where: str = "config key") -> Any:
     """``value`` converted to annotation ``tp``; a :class:`ConfigError` naming ``key`` otherwise.
 
     Strings are parsed (``"0.1"`` -> 0.1, ``"yes"`` -> True, ``"(1,2)"`` -> (1, 2)).
@@ -43,7 +43,7 @@ def parse_value(key: str, value: Any, tp, *, where: str = "config key") -> Any:
         raise ConfigError(f"{where} {key!r} expects {_expected(tp)}, got {shown}") from None
 
 
-def _expected(tp) -> str:
+def _expected(tp: Any) -> str:
     if _is_union(tp):
         return " or ".join("none" if a is type(None) else _expected(a) for a in typing.get_args(tp))
     if tp is float:
@@ -57,7 +57,7 @@ def _expected(tp) -> str:
     return type_name(tp)
 
 
-def _parse(value: Any, tp) -> Any:
+def _parse(value: Any, tp: Any) -> Any:
     if tp is Any or tp is inspect.Parameter.empty:
         return value
     if _is_union(tp):

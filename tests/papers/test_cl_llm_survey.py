@@ -9,7 +9,8 @@ import pytest
 
 from lifelong.evaluation import metrics
 from lifelong.papers import format_claim, reproduce
-from lifelong.papers.cl_llm_survey import CASES, PAPER
+from lifelong.papers.cl_llm_survey import PAPER
+from lifelong.papers.spec import load_spec
 from lifelong.scenarios.taxonomy import CLStage, Continuity, IncrementalSetting, describe
 
 
@@ -44,7 +45,7 @@ def test_a_wrong_definition_fails_the_claim(monkeypatch):
 
 
 def test_cases_are_3x3_and_cover_every_metric():
-    for spec in CASES.values():
+    for spec in load_spec("cl-llm-survey", "quick")["cases"].values():
         assert np.asarray(spec["R"]).shape == (3, 3) and len(spec["initial"]) == 3
         assert set(spec["expected"]) == set(metrics.METRIC_NAMES)
 

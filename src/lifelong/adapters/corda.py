@@ -127,7 +127,7 @@ def collect_covariances(model: nn.Module, names: list[str], inputs: torch.Tensor
     handles = []
 
     def make_hook(key: str):
-        def hook(_mod, args, _out):
+        def hook(_mod: nn.Module, args: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
             x = args[0].detach().double().reshape(-1, args[0].shape[-1])
             c = x.T @ x
             covs[key] = covs[key] + c if key in covs else c

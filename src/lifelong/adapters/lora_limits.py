@@ -13,6 +13,7 @@ Notes: docs/papers/lora-limits.md
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -58,8 +59,8 @@ class AttentionLoRAProblem:
         return max(float((q[s:s + 1024] @ k.T).abs().max()) for s in range(0, len(q), 1024))
 
 
-def make_problem(length: int, dim: int, rank: int = 4, targets=("q", "v"), *, alpha: float | None = None,
-                 seed: int = 0, dtype=torch.float64) -> AttentionLoRAProblem:
+def make_problem(length: int, dim: int, rank: int = 4, targets: Sequence[str] = ("q", "v"), *,
+                 alpha: float | None = None, seed: int = 0, dtype: torch.dtype = torch.float64) -> AttentionLoRAProblem:
     """A random problem: ``X, W ~ N(0, 1/d)``-scaled, LoRA factors both non-zero, ``Y ~ N(0, 1/d)``."""
     if length < 1 or dim < 1 or rank < 1 or rank > dim:
         raise ConfigError(f"need length >= 1, dim >= 1 and 1 <= rank <= dim; got {length}, {dim}, {rank}")
@@ -68,7 +69,7 @@ def make_problem(length: int, dim: int, rank: int = 4, targets=("q", "v"), *, al
         raise ConfigError(f"targets must be a non-empty subset of {TARGETS}, got {targets!r}")
     g = torch.Generator().manual_seed(seed)
 
-    def randn(*shape, std=1.0):
+    def randn(*shape: int, std: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=g, dtype=dtype) * std
 
     x = randn(length, dim)

@@ -259,7 +259,8 @@ def restore_ranks(model: nn.Module, name: str) -> dict[str, int]:
     return ranks(model, name)
 
 
-def _check_schedule(model, adapter_name, budget, t_init, t_final, delta_t) -> None:
+def _check_schedule(model: nn.Module, adapter_name: str, budget: int, t_init: int, t_final: int,
+                    delta_t: int) -> None:
     if isinstance(budget, bool) or not (isinstance(budget, int) and budget > 0):
         raise ConfigError(f"budget must be a positive parameter count, got {budget!r}")
     if not (0 <= t_init < t_final) or delta_t < 1:

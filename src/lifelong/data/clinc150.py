@@ -23,6 +23,7 @@ import torch
 from lifelong.data.dataset import Dataset
 from lifelong.data.download import download_files
 from lifelong.data.encode import encode_dataset
+from lifelong.data.feature_cache import Encoder
 from lifelong.data.root import dataset_dir
 from lifelong.data.texts import TextDataset
 from lifelong.data.tokens import check_representation, tokenize_dataset
@@ -117,7 +118,7 @@ def _subsample(labels: np.ndarray, keep_classes: np.ndarray, max_per_class: int 
     return np.sort(np.concatenate(chosen)) if chosen else idx[:0]
 
 
-def _chosen_domains(domains, all_domains: list[str]) -> list[int]:
+def _chosen_domains(domains: Sequence[int | str] | str | int | None, all_domains: list[str]) -> list[int]:
     """Sorted ids of ``domains`` (ids, names, or one comma-separated string of them; None: all)."""
     if domains is None:
         return list(range(len(all_domains)))
@@ -185,7 +186,9 @@ def clinc150_texts(data_root: str | os.PathLike | None = None, *, eval_split: st
                        citation="Larson et al., EMNLP-IJCNLP 2019 (CLINC150, CC BY 3.0)")
 
 
-def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder="minilm",
+# ``Encoder`` comes first in ``encoder``'s annotation: lifelong.values passes an object through
+# unchanged for it, where ``str`` first would turn a Path into a string.
+def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder: Encoder | str | os.PathLike = "minilm",
                   cache_dir: str | os.PathLike | None | bool = None, eval_split: str = "test",
                   domains: Sequence[int | str] | None = None, max_per_class: int | None = None,
                   oos: str = "exclude", seed: int = 0, precision: str = "fp32", threads: int | None = None,

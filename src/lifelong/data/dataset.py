@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from lifelong.errors import DataError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass
@@ -63,8 +68,8 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     @classmethod
-    def from_arrays(cls, name: str, x, y, class_names=None, *, test_fraction: float = 0.2,
-                    seed: int = 0, **kwargs) -> "Dataset":
+    def from_arrays(cls, name: str, x: ArrayLike, y: ArrayLike, class_names: Sequence[str] | None = None, *,
+                    test_fraction: float = 0.2, seed: int = 0, **kwargs) -> "Dataset":
         """Build a dataset from one labelled array pair with a stratified split.
 
         ``x``: array-like ``(n, ...)``; ``y``: integer labels. The split is
@@ -121,6 +126,6 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def data_input_kind(dataset) -> str:
+def data_input_kind(dataset: Dataset) -> str:
     """The kind of input a dataset holds: ``"tokens"`` (token ids of a text encoder) or ``"features"``."""
     return "tokens" if (getattr(dataset, "meta", None) or {}).get("inputs") == "token ids" else "features"

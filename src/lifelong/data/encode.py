@@ -8,15 +8,18 @@ rows from there instead of encoding anything.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
 import torch
 
 from lifelong.data.dataset import Dataset
-from lifelong.data.feature_cache import CacheInfo, FeatureCache, cached_features, summarize
+from lifelong.data.feature_cache import CacheInfo, Encoder, FeatureCache, cached_features, summarize
 from lifelong.data.texts import TextDataset
 
 
-def make_encoder(encoder, precision: str = "fp32", threads: int | None = None, batch_size: int = 128,
-                 progress: bool | None = None):
+def make_encoder(encoder: Encoder | str | os.PathLike, precision: str = "fp32", threads: int | None = None,
+                 batch_size: int = 128, progress: bool | None = None) -> Encoder:
     """A ready encoder (anything with ``encode`` and ``fingerprint``) or a TextEncoder by name/path."""
     from lifelong.encoders.text import make_text_encoder  # transformers loads only when features are encoded
 
@@ -24,7 +27,8 @@ def make_encoder(encoder, precision: str = "fp32", threads: int | None = None, b
                              progress=progress)
 
 
-def encode_splits(encoder, dataset: str, texts: dict[str, list[str]], *, cache_dir=None,
+def encode_splits(encoder: Encoder, dataset: str, texts: dict[str, list[str]], *,
+                  cache_dir: str | os.PathLike | None | bool = None,
                   full: dict[str, list[str]] | None = None, refresh: bool = False
                   ) -> tuple[dict[str, torch.Tensor], dict[str, CacheInfo]]:
     """Encode each split's texts through the feature cache; returns (features, cache info) per split.
@@ -45,7 +49,8 @@ def encode_splits(encoder, dataset: str, texts: dict[str, list[str]], *, cache_d
     return out, infos
 
 
-def _subset_from_full(encoder, dataset, split, texts, full_texts, cache_dir):
+def _subset_from_full(encoder: Encoder, dataset: str, split: str, texts: Sequence[str], full_texts: Sequence[str],
+                      cache_dir: str | os.PathLike | None | bool):
     """Rows of ``texts`` read from the cached features of ``full_texts``, or None when not cached."""
     cache = FeatureCache(None if cache_dir in (None, True) else cache_dir)
     x, info = cache.get(encoder, full_texts, dataset=dataset, split=split)
@@ -62,7 +67,8 @@ def _subset_from_full(encoder, dataset, split, texts, full_texts, cache_dir):
                                               "rows of the cached full split")
 
 
-def encode_dataset(texts: TextDataset, encoder="minilm", *, cache_dir=None, refresh: bool = False,
+def encode_dataset(texts: TextDataset, encoder: Encoder | str | os.PathLike = "minilm", *,
+                   cache_dir: str | os.PathLike | None | bool = None, refresh: bool = False,
                    precision: str = "fp32", threads: int | None = None, batch_size: int = 128,
                    progress: bool | None = None,
                    extra_features: dict[str, dict[str, tuple[str, list[str]]]] | None = None) -> Dataset:

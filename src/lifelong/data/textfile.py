@@ -20,6 +20,7 @@ import torch
 
 from lifelong.data.dataset import Dataset, stratified_split
 from lifelong.data.encode import encode_dataset
+from lifelong.data.feature_cache import Encoder
 from lifelong.data.texts import TextDataset
 from lifelong.data.tokens import check_representation, tokenize_dataset
 from lifelong.errors import ConfigError, DataError
@@ -172,11 +173,12 @@ def text_file_texts(path: str | os.PathLike, *, text_column: str | int = "text",
     return TextDataset(name, texts, torch.as_tensor(y_tr), torch.as_tensor(y_te), names, coarse, meta)
 
 
+# ``Encoder`` first in ``encoder``'s annotation, as in load_clinc150 (lifelong.values keeps a Path a Path).
 def load_text_file(path: str | os.PathLike, *, text_column: str | int = "text",
                    label_column: str | int = "label", coarse_column: str | int | None = None,
                    test_path: str | os.PathLike | None = None, test_fraction: float = 0.2, seed: int = 0,
                    name: str | None = None, format: str | None = None, json_key: str | None = None,
-                   encoder="minilm", cache_dir: str | os.PathLike | None | bool = None,
+                   encoder: Encoder | str | os.PathLike = "minilm", cache_dir: str | os.PathLike | None | bool = None,
                    precision: str = "fp32", threads: int | None = None, batch_size: int = 128,
                    progress: bool | None = None, refresh: bool = False, representation: str = "features",
                    max_length: int = 64) -> Dataset:

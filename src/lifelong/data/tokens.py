@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,16 +20,19 @@ from lifelong.data.dataset import Dataset
 from lifelong.data.texts import TextDataset
 from lifelong.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from lifelong.data.feature_cache import Encoder
+
 REPRESENTATIONS = ("features", "tokens")
 
 
-def check_max_length(max_length) -> None:
+def check_max_length(max_length: int) -> None:
     """Raise :class:`ConfigError` unless ``max_length`` is an integer of at least 2 tokens."""
     if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 2:
         raise ConfigError(f"max_length must be an integer >= 2 tokens, got {max_length!r}")
 
 
-def check_representation(representation: str, encoder, max_length: int) -> None:
+def check_representation(representation: str, encoder: Encoder | str | os.PathLike, max_length: int) -> None:
     """Raise :class:`ConfigError` for an unknown ``representation`` or a tokens request that cannot be met."""
     if representation not in REPRESENTATIONS:
         raise ConfigError(f"representation must be one of {REPRESENTATIONS} (features: frozen sentence vectors; "

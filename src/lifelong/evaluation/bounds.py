@@ -6,11 +6,16 @@ reproductions on frozen features (SimpleCIL/APER, arXiv:2303.07338; SLCA, arXiv:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from lifelong.scenarios import Stream
 
-def joint_logistic_regression(stream, C: float = 1.0, max_iter: int = 500) -> float:
+
+def joint_logistic_regression(stream: Stream, C: float = 1.0, max_iter: int = 500) -> float:
     """Accuracy of the joint upper bound: multinomial logistic regression on every experience at once.
 
     Trained on the union of all training sets with L-BFGS, objective as scikit-learn's

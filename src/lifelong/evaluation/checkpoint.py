@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
@@ -29,11 +30,11 @@ _INTKEYS = "__intkeys__"
 _FLOAT = "__float__"  # NaN / infinities, which strict JSON cannot hold
 
 
-def flatten_state(obj, prefix: str = "s") -> tuple[dict[str, torch.Tensor], object]:
+def flatten_state(obj: Any, prefix: str = "s") -> tuple[dict[str, torch.Tensor], object]:
     """Split ``obj`` into ``(tensors, skeleton)``; raises ``TypeError`` on unsupported values."""
     tensors: dict[str, torch.Tensor] = {}
 
-    def walk(o, key):
+    def walk(o: Any, key: str) -> Any:
         if isinstance(o, torch.Tensor):
             tensors[key] = o.detach().cpu().contiguous().clone()
             return {_TENSOR: key}
@@ -57,10 +58,10 @@ def flatten_state(obj, prefix: str = "s") -> tuple[dict[str, torch.Tensor], obje
     return tensors, walk(obj, prefix)
 
 
-def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
+def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     """Inverse of :func:`flatten_state`."""
 
-    def walk(o):
+    def walk(o: Any) -> Any:
         if isinstance(o, dict):
             if set(o) == {_TENSOR}:
                 if o[_TENSOR] not in tensors:

@@ -8,6 +8,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from lifelong.evaluation.result import Result
 from lifelong.methods.registry import check_inputs
 from lifelong.scenarios import Stream
 
+if TYPE_CHECKING:
+    from lifelong.methods.base import Learner
+
 EVAL_BATCH = 2048
 MAX_SEED = 2**32 - 1  # numpy's and Python's generators all take seeds in [0, 2**32)
 
@@ -30,14 +34,14 @@ def peak_memory_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def check_seed(seed) -> int:
+def check_seed(seed: int) -> int:
     """``seed`` as an int in ``[0, 2**32)``; a :class:`ConfigError` otherwise."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
         raise ConfigError(f"seeds must be integers in [0, {MAX_SEED}], got {seed!r}; pick e.g. --seeds 0,1,2")
     return int(seed)
 
 
-def accuracy(learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None,
+def accuracy(learner: Learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None,
              num_classes: int | None = None) -> float:
     """Fraction of ``(x, y)`` the learner classifies right (predictions in batches).
 
@@ -63,7 +67,7 @@ def accuracy(learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None,
     return correct / max(len(y), 1)
 
 
-def divergence_hint(learner) -> str:
+def divergence_hint(learner: Learner) -> str:
     """Which settings to look at when ``learner`` diverged: real-valued ones changed from their defaults, else the lr."""
     import dataclasses
 
@@ -84,12 +88,12 @@ def divergence_hint(learner) -> str:
     return f"lower method.lr (now {lr:g})" if isinstance(lr, (int, float)) else "check the inputs and settings"
 
 
-def _counts(learner) -> tuple[int, int]:
+def _counts(learner: Learner) -> tuple[int, int]:
     f = getattr(learner, "parameter_counts", None)
     return f() if f is not None else (0, 0)
 
 
-def _check_representation(stream: Stream, learner, method: str) -> None:
+def _check_representation(stream: Stream, learner: Learner, method: str) -> None:
     """Refuse a stream whose kind of input (feature vectors, token ids) the learner does not read.
 
     A learner declares what it reads (``inputs``, see :func:`lifelong.methods.check_inputs`);
@@ -103,7 +107,7 @@ def _check_representation(stream: Stream, learner, method: str) -> None:
                            "tokens": "load the data with representation='tokens'"}, set_prefix="")
 
 
-def run(stream: Stream, learner, *, seed: int = 0, method: str | None = None, config: dict | None = None,
+def run(stream: Stream, learner: Learner, *, seed: int = 0, method: str | None = None, config: dict | None = None,
         run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> Result:
     """Train ``learner`` on each experience of ``stream`` in order and evaluate on every test set.
 
@@ -195,7 +199,7 @@ def _data_info(stream: Stream) -> dict:
     return {"feature_cache": {k: cache[k] for k in keys if k in cache}}
 
 
-def _record(run_dir: Path, result: Result, learner, i: int) -> None:
+def _record(run_dir: Path, result: Result, learner: Learner, i: int) -> None:
     append_jsonl(run_dir / "metrics.jsonl", {
         "experience": i, "accuracy": result.accuracy_matrix[-1].tolist(),
         "average_accuracy_seen": float(result.accuracy_matrix[-1][: i + 1].mean()),
@@ -221,7 +225,7 @@ def _py_rng_state() -> list:
     return [v, list(internal), gauss]
 
 
-def _restore(run_dir: Path, stream: Stream, learner, result: Result) -> int:
+def _restore(run_dir: Path, stream: Stream, learner: Learner, result: Result) -> int:
     state, meta = load_checkpoint(run_dir / "checkpoints")
     if meta.get("stream") != result.stream or meta.get("method") != result.method:
         raise CheckpointError(f"the checkpoint in {run_dir} was written for another stream or method; "
@@ -271,9 +275,9 @@ def _trim_metrics(path: Path, position: int) -> None:
 
 
 class _NoBar:
-    def update(self, n): ...
-    def set_postfix(self, **kw): ...
-    def close(self): ...
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kw) -> None: ...
+    def close(self) -> None: ...
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):

@@ -11,36 +11,41 @@ Notes: docs/papers/cl-llm-survey.md
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from lifelong.errors import DataError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 METRIC_NAMES = ("final_average_accuracy", "average_incremental_accuracy", "forgetting",
                 "backward_transfer", "forward_transfer")
 
 
-def _check(R) -> np.ndarray:
+def _check(R: ArrayLike) -> np.ndarray:
     R = np.asarray(R, dtype=np.float64)
     if R.ndim != 2 or R.shape[0] == 0 or R.shape[0] > R.shape[1]:
         raise DataError(f"accuracy matrix must have shape (k, T) with 1 <= k <= T, got {R.shape}")
     return R
 
 
-def final_average_accuracy(R) -> float:
+def final_average_accuracy(R: ArrayLike) -> float:
     """Mean accuracy over the experiences learned so far, after the last one: mean_{j<k} R[k-1, j]."""
     R = _check(R)
     k = R.shape[0]
     return float(R[k - 1, :k].mean())
 
 
-def average_incremental_accuracy(R) -> float:
+def average_incremental_accuracy(R: ArrayLike) -> float:
     """(1/k) sum_i mean_{j<=i} R[i, j]: the average of the accuracy curve."""
     R = _check(R)
     k = R.shape[0]
     return float(np.mean([R[i, : i + 1].mean() for i in range(k)]))
 
 
-def forgetting(R) -> float | None:
+def forgetting(R: ArrayLike) -> float | None:
     """mean_{j<k-1} (max_{i in [j, k-2]} R[i, j] - R[k-1, j]); ``None`` when k < 2."""
     R = _check(R)
     k = R.shape[0]
@@ -50,7 +55,7 @@ def forgetting(R) -> float | None:
     return float(np.mean(best - R[k - 1, : k - 1]))
 
 
-def backward_transfer(R) -> float | None:
+def backward_transfer(R: ArrayLike) -> float | None:
     """mean_{j<k-1} (R[k-1, j] - R[j, j]); negative means forgetting. ``None`` when k < 2."""
     R = _check(R)
     k = R.shape[0]
@@ -59,7 +64,7 @@ def backward_transfer(R) -> float | None:
     return float(np.mean(R[k - 1, : k - 1] - np.diag(R)[: k - 1]))
 
 
-def forward_transfer(R, initial) -> float | None:
+def forward_transfer(R: ArrayLike, initial: ArrayLike) -> float | None:
     """mean_{1<=j<k} (R[j-1, j] - initial[j]); ``None`` when k < 2.
 
     ``initial[j]`` is the accuracy on experience j before any learning.
@@ -74,7 +79,7 @@ def forward_transfer(R, initial) -> float | None:
     return float(np.mean([R[j - 1, j] - initial[j] for j in range(1, k)]))
 
 
-def all_metrics(R, initial) -> dict[str, float | None]:
+def all_metrics(R: ArrayLike, initial: ArrayLike) -> dict[str, float | None]:
     """Every metric of :data:`METRIC_NAMES` in one dict."""
     return {
         "final_average_accuracy": final_average_accuracy(R),

@@ -15,12 +15,15 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lifelong.evaluation.summary import _complete, _experiences, _number, summarize
 from lifelong.fileio import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_accuracy_curves", "plot_accuracy_matrix", "plot_accuracy_vs_compute", "plot_names"]
 
@@ -37,7 +40,7 @@ def _new_figure(width: float, height: float, ncols: int = 1):
     return fig, axes
 
 
-def _save_png(fig, path: str | os.PathLike) -> Path:
+def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI)
     return atomic_write_bytes(path, buf.getvalue())
@@ -212,7 +215,7 @@ def plot_accuracy_vs_compute(results_by_method: Mapping[str, Sequence[Mapping]],
             ax.set_xlim(lo / 2.0, hi * 2.0)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
             if hi / lo < 30:  # narrow range: also label the 2x and 5x minor ticks
-                def minor(v, _):
+                def minor(v: float, _: int) -> str:
                     lead = v / 10 ** math.floor(math.log10(v) + 1e-9)
                     return f"{v:,.6g}" if round(lead, 6) in (2.0, 5.0) else ""
                 ax.xaxis.set_minor_formatter(FuncFormatter(minor))

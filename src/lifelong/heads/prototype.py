@@ -10,6 +10,8 @@ checkpoints with :meth:`state` / :meth:`load`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -187,7 +189,8 @@ class ClassGaussians:
         self._chol = None
 
 
-def encode_in_batches(encoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def encode_in_batches(encoder: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                      batch_size: int = 1024) -> torch.Tensor:
     """``encoder`` applied to ``x`` in batches of ``batch_size`` rows, concatenated (no gradients).
 
     The frozen-feature step of every prototype classifier: a pre-trained model's

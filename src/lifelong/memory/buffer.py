@@ -88,9 +88,11 @@ class ReservoirBuffer(_TensorStore):
         self.size = min(self.capacity, self.seen)
 
     def state_dict(self) -> dict:
+        """The stored examples and the count of examples offered so far."""
         return {**super().state_dict(), "seen": self.seen}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
         super().load_state_dict(state)
         self.seen = int(state["seen"])
 
@@ -149,17 +151,19 @@ class ClassBalancedBuffer(_TensorStore):
             self.write(s[keep], batch, r[keep])
 
     def state_dict(self) -> dict:
+        """The stored examples with each class's slots and examples seen."""
         return {**super().state_dict(),
                 "class_slots": {str(k): list(v) for k, v in self.class_slots.items()},
                 "class_seen": {str(k): v for k, v in self.class_seen.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
         super().load_state_dict(state)
         self.class_slots = {int(k): list(v) for k, v in state["class_slots"].items()}
         self.class_seen = {int(k): int(v) for k, v in state["class_seen"].items()}
 
 
-def make_buffer(kind: str, capacity: int):
+def make_buffer(kind: str, capacity: int) -> ReservoirBuffer | ClassBalancedBuffer:
     """``"reservoir"`` or ``"class-balanced"`` buffer of ``capacity`` examples."""
     kinds = {"reservoir": ReservoirBuffer, "class-balanced": ClassBalancedBuffer}
     if kind not in kinds:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from lifelong.encoders.frozen import frozen_encoder
 from lifelong.optim import build_optimizer
 from lifelong.adapters.feature import feature_adapter, rms_normalize
 from lifelong.heads.cosine import CosineClassifier
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 ADAPTERS = ("adapter", "ssf", "finetune")
 
@@ -53,6 +56,7 @@ class APERConfig(MethodConfig):
     encode_batch: int = hp(1024, "inputs embedded per batch (no effect on results)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         if self.adapter not in ADAPTERS:
             raise ConfigError(f"adapter must be one of {ADAPTERS}, got {self.adapter!r} (VPT needs token inputs)")
         if self.merge not in ("concat", "adapted"):
@@ -109,12 +113,12 @@ class APER(LearnerBase):
             return feature_adapter(self.config.adapter, dim, self.config.bottleneck, self.config.adapter_scale)
 
     # ---- learning --------------------------------------------------------------------------
-    def prepare(self, input_shape, num_classes: int) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Allocate the prototypes of ``num_classes`` classes."""
         self.classes.prepare(num_classes)
         self.head = PrototypeHead(num_classes)
 
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Adapt on the first experience (only), then add the experience's prototypes."""
         if self.head is None:
             self.prepare(experience.input_shape, experience.num_classes)
@@ -125,7 +129,7 @@ class APER(LearnerBase):
         self.head.update(self.features(x), y)
         self.samples_seen += len(y)
 
-    def _adapt(self, x: torch.Tensor, y: torch.Tensor, experience) -> None:
+    def _adapt(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         """Train adapter + cosine head with cross-entropy on ``(x, y)``, then freeze the adapter.
 
         An online experience gets one ordered pass in the stream's mini-batches.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,10 @@ from lifelong.optim import build_optimizer
 from lifelong.optim.spec import parse_optimizer_spec
 from lifelong.scenarios import Experience
 
+if TYPE_CHECKING:
+    from lifelong.optim.batch_size import BatchSizeController
+    from lifelong.optim.schedules import MultiplierSchedule
+
 
 @runtime_checkable
 class Learner(Protocol):
@@ -30,9 +34,11 @@ class Learner(Protocol):
     JSON-able values only), ``samples_seen`` and ``parameter_counts()``.
     """
 
-    def learn(self, experience: Experience) -> None: ...
+    def learn(self, experience: Experience) -> None:
+        """Train on one experience."""
 
-    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor: ...
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        """Scores ``(n, v)`` over the classes seen so far (``-inf`` for classes not predictable)."""
 
 
 class ClassTracker:
@@ -73,9 +79,11 @@ class ClassTracker:
         return scores[:, :v].masked_fill(~allowed, float("-inf"))
 
     def state(self) -> dict:
+        """The seen-class mask and each task's classes (tensors and JSON-able values)."""
         return {"seen": self.seen.clone(), "task_classes": {str(k): v for k, v in self.task_classes.items()}}
 
     def load(self, state: dict) -> None:
+        """Restore :meth:`state`."""
         self.seen = state["seen"].to(torch.bool).clone()
         self.task_classes = {int(k): list(v) for k, v in state["task_classes"].items()}
 
@@ -130,6 +138,7 @@ class GradientConfig(MethodConfig):
     warmup_steps: int = hp(0, "linear warm-up steps at the start of each experience's schedule")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         from lifelong.errors import ConfigError
 
         if self.epochs < 1 or self.batch_size < 1:
@@ -237,7 +246,7 @@ class GradientLearner(LearnerBase):
                 if controller is not None and len(idx) >= 2:
                     controller.update(self.model, self._plain_loss, x[idx], y[idx])
 
-    def _make_schedule(self, total_steps: int):
+    def _make_schedule(self, total_steps: int) -> MultiplierSchedule | None:
         """The configured LR schedule over ``total_steps`` steps, or None for a constant LR."""
         c = self.config
         if c.lr_schedule == "constant" and c.warmup_steps == 0:
@@ -247,7 +256,7 @@ class GradientLearner(LearnerBase):
         return build_schedule(c.lr_schedule, self.optimizer, total_steps,
                               warmup_steps=min(c.warmup_steps, total_steps - 1))
 
-    def _make_batch_controller(self, batch_size: int, n: int):
+    def _make_batch_controller(self, batch_size: int, n: int) -> BatchSizeController | None:
         """The optimizer spec's adaptive batch-size controller starting at ``batch_size`` (None without one).
 
         The test runs on the plain cross-entropy of the stream batch after each step;

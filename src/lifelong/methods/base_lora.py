@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ from lifelong.heads import Classifier
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.encoders.text_backbone import TextBackbone
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 MODES = ("merge", "keep")
 VARIANTS = ("lora", "allora")
@@ -58,6 +62,7 @@ class LoRASeqConfig(GradientConfig):
     epochs: int = hp(3, "passes over each experience's training data (online streams force 1)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
@@ -112,7 +117,7 @@ class LoRASequence(GradientLearner):
     inputs = {"features": "backbone=mlp", "tokens": "backbone=minilm"}
 
     @staticmethod
-    def reads(config) -> str:
+    def reads(config: LoRASeqConfig) -> str:
         """``"tokens"`` when ``config``'s backbone is a text encoder (anything but ``mlp``), else ``"features"``."""
         return "features" if config.backbone == "mlp" else "tokens"
 
@@ -138,12 +143,12 @@ class LoRASequence(GradientLearner):
         wrap_targets(backbone, c.adapter_config())  # one state-dict layout whatever adapters come and go
         return Classifier(backbone, dim, num_classes)
 
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Check that the inputs suit the backbone (token ids for a text one), then train as usual."""
         self._check_inputs(experience)
         super().learn(experience)
 
-    def _check_inputs(self, experience) -> None:
+    def _check_inputs(self, experience: Experience) -> None:
         """One clear error for feature vectors fed to a text backbone, or token ids fed to the MLP."""
         data = experience.dataset
         if self.reads(self.config) == "features":
@@ -170,7 +175,7 @@ class LoRASequence(GradientLearner):
                             f"{self.config.backbone} ({vocab} ids); tokenise with the backbone's own tokenizer "
                             "(representation='tokens' with encoder= the same model)")
 
-    def before_experience(self, experience) -> None:
+    def before_experience(self, experience: Experience) -> None:
         """Add this experience's adapter (seeded by the learner's generator) and an optimizer over it + the head."""
         name = f"task{experience.index}"
         inject_adapter(self.backbone, self.config.adapter_config(), name, generator=self.generator,
@@ -182,14 +187,14 @@ class LoRASequence(GradientLearner):
         self._current = torch.zeros(self.num_classes, dtype=torch.bool)
         self._current[list(experience.classes)] = True
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, experience) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         """Cross-entropy over all seen classes (``loss_scope=seen``) or the current experience's (``current``)."""
         if self.config.loss_scope == "seen":
             return super().loss(x, y, experience)
         allowed = self.classes.seen & self._current
         return F.cross_entropy(self.model(x).masked_fill(~allowed, float("-inf")), y)
 
-    def after_experience(self, experience) -> None:
+    def after_experience(self, experience: Experience) -> None:
         """Fold the adapter into the backbone (merge) or freeze and keep it (keep)."""
         name = f"task{experience.index}"
         if self.config.mode == "merge":

@@ -8,7 +8,7 @@ of a frozen encoder's outputs and scores by cosine similarity or negative distan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from lifelong.heads.prototype import METRICS, PrototypeHead, encode_in_batches
 from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
+
 
 @dataclass
 class PrototypeConfig(MethodConfig):
@@ -28,6 +31,7 @@ class PrototypeConfig(MethodConfig):
     batch_size: int = hp(1024, "inputs embedded per batch (no effect on results)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         if self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {METRICS}, got {self.metric!r}")
         if self.batch_size < 1:
@@ -50,7 +54,7 @@ class PrototypeLearner(LearnerBase):
         self.encoder = frozen_encoder(encoder)
         self.head: PrototypeHead | None = None
 
-    def prepare(self, input_shape, num_classes: int) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Allocate the prototypes of ``num_classes`` classes."""
         self.classes.prepare(num_classes)
         self.head = PrototypeHead(num_classes)
@@ -59,7 +63,7 @@ class PrototypeLearner(LearnerBase):
         """Frozen embeddings of ``x``, shape (n, d)."""
         return encode_in_batches(self.encoder, x, self.config.batch_size)
 
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Set the prototypes of the experience's classes to their mean embedding (``replace_fc``)."""
         if self.head is None:
             self.prepare(experience.input_shape, experience.num_classes)

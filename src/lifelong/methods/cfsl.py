@@ -12,6 +12,7 @@ Notes: docs/papers/cfsl-instance.md
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,9 @@ from lifelong.memory import make_buffer
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -35,6 +39,7 @@ class CFSLConfig(GradientConfig):
     lr: float = hp(0.05, "learning rate")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.learner not in ("tune", "protonet"):
             raise ConfigError(f"learner must be 'tune' or 'protonet', got {self.learner!r}")
@@ -56,14 +61,14 @@ class CFSL(GradientLearner):
         self.proto_sum: torch.Tensor | None = None
         self.proto_count: torch.Tensor | None = None
 
-    def prepare(self, input_shape, num_classes) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Build the network and the (empty) prototype sums."""
         super().prepare(input_shape, num_classes)
         dim = int(torch.Size(input_shape).numel())
         self.proto_sum = torch.zeros(num_classes, dim)
         self.proto_count = torch.zeros(num_classes)
 
-    def fit(self, x, y, experience) -> None:
+    def fit(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         """ProtoNet: add the support set to the prototypes; Pretrain+Tune: SGD epochs (base loop)."""
         if self.config.learner == "protonet":
             self.proto_sum.index_add_(0, y, x.reshape(len(x), -1))
@@ -72,7 +77,7 @@ class CFSL(GradientLearner):
             return
         super().fit(x, y, experience)
 
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         """Cross-entropy on the support batch, plus a replayed batch of past shots when ``replay``."""
         if self.config.replay and len(self.buffer):
             m = self.buffer.sample(self.config.replay_batch_size or len(y), self.generator)
@@ -80,7 +85,7 @@ class CFSL(GradientLearner):
             self.samples_seen += len(m["y"])
         return F.cross_entropy(self.logits(x), y)
 
-    def after_experience(self, experience) -> None:
+    def after_experience(self, experience: Experience) -> None:
         """Store this support set in the replay buffer (once, after training on it)."""
         if self.config.replay and self.config.learner == "tune":
             x, y = experience.train_tensors()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from lifelong.methods.base import GradientConfig
 from lifelong.methods.config import hp
 from lifelong.methods.base_lora import LOSS_SCOPES, LoRASequence
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 
@@ -56,6 +60,7 @@ class CoDyRAMethodConfig(GradientConfig):
     lr_schedule: str = hp("cosine", "learning-rate schedule over each experience (official: cosine)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.loss_scope not in LOSS_SCOPES:
             raise ConfigError(f"loss_scope must be one of {LOSS_SCOPES}, got {self.loss_scope!r}")
@@ -94,7 +99,7 @@ class CoDyRA(LoRASequence):
         self._step = 0
         self._current: torch.Tensor | None = None  # bool mask of the current experience's classes
 
-    def before_experience(self, experience) -> None:
+    def before_experience(self, experience: Experience) -> None:
         """New adapter + optimizer and current-class mask (as lora-seq), and the task's kappa schedule."""
         super().before_experience(experience)
         c = self.config
@@ -108,14 +113,14 @@ class CoDyRA(LoRASequence):
         self._step = 0
         self._gates = gate_parameters(self.backbone, f"task{experience.index}")
 
-    def after_step(self, x: torch.Tensor, y: torch.Tensor, experience) -> None:
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         """The proximal step on every gate: ``lambda <- sign(lambda) max(|lambda| - kappa_t, 0)``."""
         self._step += 1
         t = self._schedule(self._step)
         if t > 0:
             proximal_step(self._gates, t)
 
-    def after_experience(self, experience) -> None:
+    def after_experience(self, experience: Experience) -> None:
         """Record effective ranks, fold ``s B diag(lambda) A`` into the backbone and drop the adapter."""
         name = f"task{experience.index}"
         per = effective_ranks(self.backbone, name)

@@ -16,7 +16,7 @@ from lifelong.errors import ConfigError
 from lifelong.values import parse_value, type_name
 
 
-def hp(default: Any, help: str):
+def hp(default: Any, help: str) -> Any:
     """A config field with a default and a help string (shown by ``lifelong show``)."""
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help})
@@ -68,7 +68,7 @@ def build_config(cls: type[MethodConfig], overrides: dict | MethodConfig | None 
     return cfg
 
 
-def _type_name(tp) -> str:
+def _type_name(tp: Any) -> str:
     return type_name(tp)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,9 @@ from lifelong.errors import ConfigError, NonFiniteLossError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -50,6 +54,7 @@ class DKVBConfig(GradientConfig):
     hidden: tuple[int, ...] = hp((), "unused (DKVB has no MLP backbone); kept for the shared config")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.key_init not in ("ema", "kmeans"):
             raise ConfigError(f"key_init must be 'ema' or 'kmeans', got {self.key_init!r}")
@@ -184,16 +189,17 @@ class DKVB(GradientLearner):
 
     config_class = DKVBConfig
 
-    def build_model(self, input_shape, num_classes):
+    def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         c = self.config
         return KeyValueBottleneck(int(math.prod(input_shape)), num_classes, c.num_codebooks, c.pairs_per_codebook,
                                   c.dim_keys, c.topk, c.chunk)
 
     @property
     def bottleneck(self) -> KeyValueBottleneck:
+        """The model: the key-value bottleneck with its decoder."""
         return self.model
 
-    def before_experience(self, experience) -> None:
+    def before_experience(self, experience: Experience) -> None:
         """Initialise the keys on this experience's inputs if not done yet (labels are not used)."""
         if bool(self.model.initialised):
             return
@@ -205,7 +211,7 @@ class DKVB(GradientLearner):
         else:
             init_keys_kmeans(self.model, x, epochs=c.init_epochs, generator=self.generator)
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, experience) -> None:
+    def fit(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         """Look the keys up once (keys and encoder are frozen, so each example's pairs never change),
         then run the epochs of value updates on the cached indices."""
         idx_all = self.model.lookup(x)
@@ -219,7 +225,7 @@ class DKVB(GradientLearner):
                 b = order[start:start + bs]
                 self._value_step(idx_all[b], y[b], experience)
 
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         """Label-smoothed cross-entropy over the classes seen so far."""
         return self._loss_from_indices(self.model.lookup(x), y)
 
@@ -229,7 +235,7 @@ class DKVB(GradientLearner):
         target = torch.searchsorted(seen_ids, y)
         return F.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing)
 
-    def _value_step(self, idx: torch.Tensor, y: torch.Tensor, experience) -> float:
+    def _value_step(self, idx: torch.Tensor, y: torch.Tensor, experience: Experience) -> float:
         """One SGD step on the values fetched by ``idx`` with the gradient clipped to ``grad_clip``."""
         loss = self._loss_from_indices(idx, y)
         if not torch.isfinite(loss):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ from lifelong.methods.config import hp
 from lifelong.methods.registry import register
 from lifelong.heads.task_scores import combine_task_scores
 from lifelong.layers.sparse import erk_densities
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 INIT_MODES = ("uniform", "erk")
 GROWTH_MODES = ("random", "unfired", "gradient", "momentum")
@@ -100,6 +104,7 @@ class DSTConfig(GradientConfig):
     max_tasks: int = hp(100, "task slots (one bias row per layer each)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if not 0 < self.density <= 1:
             raise ConfigError(f"density must lie in (0, 1], got {self.density}")
@@ -148,7 +153,7 @@ class DST(GradientLearner):
         self.total_steps = 1
 
     # ---- construction ------------------------------------------------------------------
-    def build_model(self, input_shape, num_classes):
+    def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         return SparseMLP(math.prod(input_shape), tuple(self.config.hidden), num_classes, self.config.max_tasks)
 
     def _init_mask(self) -> list[torch.Tensor]:
@@ -160,7 +165,7 @@ class DST(GradientLearner):
         return [torch.rand(s, generator=self.mask_rng) < d for s, d in zip(shapes, densities)]
 
     # ---- hooks -----------------------------------------------------------------------------
-    def before_experience(self, experience):
+    def before_experience(self, experience: Experience) -> None:
         c = self.config
         slot = experience.task_id if experience.task_id is not None else experience.index
         if not 0 <= slot < c.max_tasks:
@@ -196,7 +201,7 @@ class DST(GradientLearner):
         self.total_steps = (1 if online else c.epochs) * math.ceil(n / bs)
         self.step_count = 0
 
-    def after_experience(self, experience):
+    def after_experience(self, experience: Experience) -> None:
         self.masks[self.slot] = [m.clone() for m in self.mask]
         with torch.no_grad():
             for i, b in enumerate(self.model.bias):
@@ -206,11 +211,11 @@ class DST(GradientLearner):
         self.slot_order.append(self.slot)
 
     # ---- training ----------------------------------------------------------------------------
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         out = self.model(x, self.mask_f)
         return F.cross_entropy(out.masked_fill(~self.class_mask, float("-inf")), y)
 
-    def train_step(self, x, y, experience) -> float:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> float:
         """One step: gradients of frozen weights zeroed, step, mask re-applied, prune-and-grow when due."""
         loss = self.loss(x, y, experience)
         value = loss.item()

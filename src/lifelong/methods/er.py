@@ -5,7 +5,10 @@ from a replay buffer; stream examples enter the buffer by reservoir sampling (or
 class-balanced reservoir sampling) after each step.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +18,9 @@ from lifelong.memory import make_buffer
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -26,6 +32,7 @@ class ERConfig(GradientConfig):
     replay_batch_size: int = hp(0, "examples replayed per step (0: same as the batch size)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.buffer_size < 1:
             raise ConfigError(f"buffer_size must be >= 1, got {self.buffer_size}")
@@ -43,7 +50,7 @@ class ER(GradientLearner):
         super().__init__(config, seed)
         self.buffer = make_buffer(config.buffer, config.buffer_size)
 
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         if len(self.buffer):
             m = self.buffer.sample(self.config.replay_batch_size or len(y), self.generator)
             x = torch.cat([x, m["x"]])
@@ -51,7 +58,7 @@ class ER(GradientLearner):
             self.samples_seen += len(m["y"])
         return F.cross_entropy(self.logits(x), y)
 
-    def after_step(self, x, y, experience):
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         self.buffer.add(self.generator, x=x, y=y)
 
     def extra_state(self) -> dict:

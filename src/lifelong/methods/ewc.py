@@ -9,7 +9,10 @@ experiences the Fishers are accumulated as ``F <- gamma * F + F_new`` and
 equals summing per-task penalties when gamma = 1 up to the anchor point.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,9 @@ from lifelong.errors import ConfigError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -30,6 +36,7 @@ class EWCConfig(GradientConfig):
     fisher_samples: int = hp(1024, "training examples used to estimate the Fisher (0 = all)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.ewc_lambda < 0 or not 0 <= self.gamma <= 1:
             raise ConfigError("ewc_lambda must be >= 0 and gamma in [0, 1]")
@@ -48,7 +55,7 @@ class EWC(GradientLearner):
         self.fisher: dict[str, torch.Tensor] = {}
         self.anchor: dict[str, torch.Tensor] = {}
 
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         ce = F.cross_entropy(self.logits(x), y)
         if not self.fisher:
             return ce
@@ -56,7 +63,7 @@ class EWC(GradientLearner):
                       for n, p in self.model.named_parameters() if n in self.fisher)
         return ce + 0.5 * self.config.ewc_lambda * penalty
 
-    def after_experience(self, experience):
+    def after_experience(self, experience: Experience) -> None:
         x, y = experience.train_tensors()
         k = self.config.fisher_samples
         if k and k < len(y):
@@ -73,7 +80,7 @@ class EWC(GradientLearner):
         buffers = dict(self.model.named_buffers())
         seen = self.classes.seen
 
-        def nll(p, xi, yi):
+        def nll(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
             out = functional_call(self.model, (p, buffers), (xi.unsqueeze(0),))
             return F.cross_entropy(out.masked_fill(~seen, float("-inf")), yi.unsqueeze(0))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
 from lifelong.heads.etf import simplex_etf
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 TRICKS = ("project", "supcon", "etf", "pseudo_classes", "subnet_tuning")
 
@@ -52,6 +56,7 @@ class FSCILTricksConfig(MethodConfig):
     subnet_steps: int = hp(10, "full-batch SubNet tuning steps per incremental session")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         if self.hidden < 1 or self.base_epochs < 1 or self.batch_size < 1 or self.subnet_steps < 0:
             raise ConfigError("hidden, base_epochs and batch_size must be >= 1 and subnet_steps >= 0")
         if self.pseudo_classes < -1:
@@ -123,7 +128,7 @@ class FSCILTricks(LearnerBase):
         self.last_losses: list[float] = []
 
     # ---- construction ---------------------------------------------------------------------
-    def prepare(self, input_shape, num_classes: int) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Build the head and allocate prototypes for ``num_classes`` classes of ``prod(input_shape)``-dim features."""
         self.dim, self.num_classes = int(math.prod(input_shape)), int(num_classes)
         self.classes.prepare(self.num_classes)
@@ -271,7 +276,7 @@ class FSCILTricks(LearnerBase):
             p.grad = None
 
     # ---- the Learner protocol ---------------------------------------------------------------------
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Base session: train (optionally) and freeze the head; every session: add its prototypes."""
         if self.counts is None:
             self.prepare(experience.input_shape, experience.num_classes)

@@ -12,6 +12,7 @@ Notes: docs/papers/hle.md
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,9 @@ from lifelong.errors import CheckpointError, ConfigError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -33,6 +37,7 @@ class HLEConfig(GradientConfig):
     pseudo_weight: float = hp(1.0, "weight of the fine loss on pseudo-labelled (coarse-labelled) examples")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.buffer_size < 1:
             raise ConfigError(f"buffer_size must be >= 1, got {self.buffer_size}")
@@ -57,7 +62,7 @@ class HLE(GradientLearner):
         self.size = 0
         self._mem_keys = torch.zeros(0, dtype=torch.long)
 
-    def prepare(self, input_shape, num_classes):
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Build the model, the hierarchy tensors and the preallocated memory."""
         c = self.config
         if c.parents and len(c.parents) != num_classes:
@@ -101,7 +106,7 @@ class HLE(GradientLearner):
         return torch.where(fine_t >= 0, fine_t, y)
 
     # ---- training -----------------------------------------------------------------
-    def before_experience(self, experience):
+    def before_experience(self, experience: Experience) -> None:
         self._mem_keys = torch.zeros(0, dtype=torch.long)  # seen classes changed: recompute pseudo-labels
         new = torch.as_tensor(experience.classes, dtype=torch.long)
         new = new[self.first_exp[new] < 0]
@@ -120,7 +125,7 @@ class HLE(GradientLearner):
         w[self.first_exp[keys] == self.experience_index] = self.config.new_class_weight
         return torch.multinomial(w, n, replacement=False, generator=self.generator)
 
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         if self.size:
             idx = self._sample(self.config.replay_batch_size or len(y))
             x = torch.cat([x, self.mem_x[idx]])
@@ -139,7 +144,7 @@ class HLE(GradientLearner):
             loss = loss + (per * w).sum() / len(y)
         return loss
 
-    def after_step(self, x, y, experience):
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         """Pseudo-label based class-balanced memory update (new classes always admitted)."""
         cap = self.config.buffer_size
         both = self._keys(torch.cat([self.mem_x[: self.size], x]), torch.cat([self.mem_y[: self.size], y]))
@@ -178,7 +183,7 @@ class HLE(GradientLearner):
 
     # ---- inference ----------------------------------------------------------------
     @torch.inference_mode()
-    def predict(self, x, task_id=None):
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         """Per-level log-probabilities over the seen classes (raw scores without a hierarchy)."""
         if self.model is None:
             return torch.empty(len(x), 0)

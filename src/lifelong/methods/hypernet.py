@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.heads.task_scores import combine_task_scores
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 HNETS = ("lstm", "mlp")
 REGULARIZERS = ("output", "fisher")
@@ -94,9 +98,10 @@ class HyperNetwork(nn.Module):
             chunks = chunks + torch.bmm(torch.bmm(h, grow_a), grow_b)
         return chunks.reshape(len(emb), -1)[:, : self.n_out]
 
-    def slot_inputs(self, slots: list[int], current: int | None):
+    def slot_inputs(self, slots: list[int], current: int | None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Embeddings (and growth factors) of ``slots``: the trainable ones for ``current``, else the bank's."""
-        def pick(param, bank):
+        def pick(param: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
             rows = [param if s == current else bank[s] for s in slots]
             return torch.stack(rows)
 
@@ -205,6 +210,7 @@ class HypernetConfig(GradientConfig):
     max_tasks: int = hp(100, "task slots (stored embeddings)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.hnet not in HNETS:
             raise ConfigError(f"hnet must be one of {HNETS}, got {self.hnet!r}")
@@ -241,7 +247,7 @@ class HypernetLearner(GradientLearner):
         self.class_mask: torch.Tensor | None = None
 
     # ---- construction ------------------------------------------------------------------
-    def build_model(self, input_shape, num_classes):
+    def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         c = self.config
         in_dim = math.prod(input_shape)
         n_out = sum(math.prod(s) for s in target_shapes(in_dim, tuple(c.hidden), num_classes))
@@ -256,7 +262,7 @@ class HypernetLearner(GradientLearner):
         return self.model.hnet
 
     # ---- hooks -----------------------------------------------------------------------------
-    def before_experience(self, experience):
+    def before_experience(self, experience: Experience) -> None:
         c = self.config
         slot = experience.task_id if experience.task_id is not None else experience.index
         if not 0 <= slot < c.max_tasks:
@@ -277,7 +283,7 @@ class HypernetLearner(GradientLearner):
         self.class_mask = classes
         self.slot_classes[slot] = sorted(set(self.slot_classes.get(slot, [])) | set(experience.classes))
 
-    def after_experience(self, experience):
+    def after_experience(self, experience: Experience) -> None:
         self.hnet.store(self.slot)
         if self.slot in self.slot_order:
             self.slot_order.remove(self.slot)
@@ -291,7 +297,7 @@ class HypernetLearner(GradientLearner):
             self.importance[self.slot] = self.fisher_importance(x, y)
 
     # ---- training ----------------------------------------------------------------------------
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         c = self.config
         slots = [self.slot]
         reg_idx = None
@@ -310,7 +316,7 @@ class HypernetLearner(GradientLearner):
             loss = loss + c.beta * diff.sum() / len(reg_idx)
         return loss
 
-    def train_step(self, x, y, experience) -> float:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> float:
         """The base step, with the gradient norm clipped at ``grad_clip`` when it is set."""
         if not self.config.grad_clip:
             return super().train_step(x, y, experience)

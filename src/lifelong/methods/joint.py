@@ -4,13 +4,19 @@ The usual upper bound. It keeps every training example it has seen (as tensors, 
 that a checkpoint holds everything needed to continue).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -31,7 +37,7 @@ class Joint(GradientLearner):
         self.past_x: torch.Tensor | None = None
         self.past_y: torch.Tensor | None = None
 
-    def fit(self, x, y, experience) -> None:
+    def fit(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         if self.past_x is not None:
             x, y = torch.cat([self.past_x, x]), torch.cat([self.past_y, y])
         self.past_x, self.past_y = x, y

@@ -12,7 +12,9 @@ Notes: docs/papers/lame.md
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,12 @@ import torch.nn.functional as F
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import get_method, make_learner, register
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from lifelong.methods.base import Learner
+    from lifelong.scenarios import Experience
 
 AFFINITIES = ("rbf", "knn", "linear")
 
@@ -42,6 +50,7 @@ class LAMEConfig(MethodConfig):
     adapt_on_predict: bool = hp(True, "predict() adapts each batch it is given (False: inner scores unchanged)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         if self.affinity not in AFFINITIES:
             raise ConfigError(f"affinity must be one of {', '.join(AFFINITIES)}, got {self.affinity!r}")
         if self.knn < 1 or self.max_steps < 1:
@@ -137,7 +146,7 @@ class LAME:
 
     config_class = LAMEConfig
 
-    def __init__(self, config: LAMEConfig, seed: int = 0, inner=None):
+    def __init__(self, config: LAMEConfig, seed: int = 0, inner: Learner | None = None):
         self.config = config
         self.seed = seed
         if inner is None:
@@ -150,7 +159,7 @@ class LAME:
         self.last_iterations = 0
 
     @classmethod
-    def around(cls, learner, seed: int = 0, **overrides) -> "LAME":
+    def around(cls, learner: Learner, seed: int = 0, **overrides) -> "LAME":
         """Wrap an existing ``learner`` (its own config stays as it is)."""
         from lifelong.methods.config import build_config
 
@@ -158,13 +167,13 @@ class LAME:
         return cls(cfg, seed=seed, inner=learner)
 
     # ---- delegation ------------------------------------------------------------------
-    def prepare(self, input_shape, num_classes: int) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Prepare the inner learner."""
         fn = getattr(self.inner, "prepare", None)
         if fn is not None:
             fn(input_shape, num_classes)
 
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Train the inner learner (LAME itself learns nothing but, with ``calibrate``, a temperature)."""
         self.inner.learn(experience)
         if self.config.calibrate:
@@ -173,6 +182,7 @@ class LAME:
 
     @property
     def samples_seen(self) -> int:
+        """Examples the inner learner trained on."""
         return int(getattr(self.inner, "samples_seen", 0))
 
     def parameter_counts(self) -> tuple[int, int]:
@@ -265,7 +275,8 @@ def fit_temperature(scores: torch.Tensor, y: torch.Tensor, grid: int = 61) -> fl
     return float(fine[int(nll(fine).argmin())])
 
 
-def batched_accuracy(predict, x: torch.Tensor, y: torch.Tensor, batches: list) -> float:
+def batched_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                     batches: list) -> float:
     """Accuracy of ``predict`` applied to each index batch in order (an online test stream)."""
     correct = 0
     total = 0
@@ -277,7 +288,7 @@ def batched_accuracy(predict, x: torch.Tensor, y: torch.Tensor, batches: list) -
     return correct / max(total, 1)
 
 
-def tta_batches(y, batch_size: int, order: str = "iid", alpha: float = 0.1, seed: int = 0) -> list:
+def tta_batches(y: ArrayLike, batch_size: int, order: str = "iid", alpha: float = 0.1, seed: int = 0) -> list:
     """Index batches over ``y`` for online test-time adaptation, each example once.
 
     ``iid``: a random permutation. ``sorted``: grouped by class (classes in random

@@ -7,8 +7,11 @@ student's and the teacher's softened outputs on the old classes, computed on the
 new data only. No examples are stored.
 """
 
+from __future__ import annotations
+
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +20,9 @@ from lifelong.errors import ConfigError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -27,6 +33,7 @@ class LwFConfig(GradientConfig):
     temperature: float = hp(2.0, "distillation temperature T")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.alpha < 0:
             raise ConfigError(f"alpha (the distillation weight) must be >= 0, got {self.alpha}")
@@ -43,16 +50,16 @@ class LwF(GradientLearner):
         self.teacher = None
         self.old_classes: torch.Tensor | None = None
 
-    def before_experience(self, experience):
+    def before_experience(self, experience: Experience) -> None:
         if experience.index > 0 and self.old_classes is not None and self.old_classes.any():
             self.teacher = copy.deepcopy(self.model).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
 
-    def after_experience(self, experience):
+    def after_experience(self, experience: Experience) -> None:
         self.old_classes = self.classes.seen.clone()
 
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         out = self.model(x)
         ce = F.cross_entropy(out.masked_fill(~self.classes.seen, float("-inf")), y)
         if self.teacher is None:

@@ -13,7 +13,9 @@ Notes: docs/papers/mamba-fscil.md
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,9 @@ from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.heads.etf import simplex_etf
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -56,6 +61,7 @@ class MambaFSCILConfig(MethodConfig):
     dynamic: bool = hp(True, "train the dynamic branch in incremental sessions (False: static branch only)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         if min(self.tokens, self.d_state, self.base_epochs, self.batch_size, self.inc_batch) < 1:
             raise ConfigError("tokens, d_state, base_epochs, batch_size and inc_batch must be >= 1")
         if min(self.inc_steps, self.mid_channels, self.d_conv, self.warmup_steps, self.base_memory) < 0:
@@ -161,7 +167,7 @@ class MambaFSCIL(LearnerBase):
         self.sessions = 0
         self.last_losses: list[float] = []
 
-    def prepare(self, input_shape, num_classes: int) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Build the neck and the ETF for ``num_classes`` classes of ``prod(input_shape)``-dim features."""
         c = self.config
         self.dim, self.num_classes = int(math.prod(input_shape)), int(num_classes)
@@ -192,7 +198,8 @@ class MambaFSCIL(LearnerBase):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_warmup(s, total, c.warmup_steps))
         return opt, sched
 
-    def _fit(self, params: list, lr: float, total: int, batches, loss_fn, where: str) -> None:
+    def _fit(self, params: list, lr: float, total: int, batches: Iterable[torch.Tensor],
+             loss_fn: Callable[[torch.Tensor], torch.Tensor], where: str) -> None:
         """Train ``params`` (and only them) on ``batches`` of indices with ``loss_fn(idx)``; freeze them after."""
         for p in params:
             p.requires_grad_(True)
@@ -269,7 +276,7 @@ class MambaFSCIL(LearnerBase):
         self.mem_x = torch.cat([self.mem_x, f])
         self.mem_y = torch.cat([self.mem_y, y])
 
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Base session: train and freeze the static branch; later sessions: train the dynamic branch."""
         if self.neck is None:
             self.prepare(experience.input_shape, experience.num_classes)

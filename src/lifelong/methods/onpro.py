@@ -12,6 +12,7 @@ Notes: docs/papers/onpro.md
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from lifelong.memory import make_buffer
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -53,6 +57,7 @@ class OnProConfig(GradientConfig):
     shift: int = hp(2, "augmentation: max pixel translation (images only)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.buffer_size < 1 or self.buffer_batch_size < 1 or self.buffer_per_class < 1:
             raise ConfigError("buffer_size, buffer_batch_size and buffer_per_class must be >= 1, got "
@@ -90,22 +95,22 @@ class OnPro(GradientLearner):
         self.apf_pair_counts: torch.Tensor | None = None  # (C, C) pairs sampled in the latest experience
         self.apf_pair_counts_total: torch.Tensor | None = None
 
-    def build_model(self, input_shape, num_classes):
+    def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         backbone = MLP(input_shape, self.config.hidden)
         return ProjectedClassifier(backbone, backbone.out_dim, num_classes, self.config.projection_dim)
 
-    def prepare(self, input_shape, num_classes):
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         super().prepare(input_shape, num_classes)
         self.apf_pair_counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
         self.apf_pair_counts_total = torch.zeros(num_classes, num_classes, dtype=torch.long)
 
-    def before_experience(self, experience):
+    def before_experience(self, experience: Experience) -> None:
         self.apf_pair_counts.zero_()
 
-    def _view(self, x):
+    def _view(self, x: torch.Tensor) -> torch.Tensor:
         return augment(x, self.generator, noise=self.config.noise, shift=self.config.shift)
 
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         c = self.config
         model: ProjectedClassifier = self.model
         n_seen = int(self.classes.seen.sum())
@@ -155,7 +160,8 @@ class OnPro(GradientLearner):
         a = self.config.mixup_alpha
         return torch.from_numpy(np.random.default_rng(seed).beta(a, a, size=n)).float()
 
-    def _feedback(self, mx, my, means, present):
+    def _feedback(self, mx: torch.Tensor, my: torch.Tensor, means: torch.Tensor, present: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """APF: the mixed replay batch ``(x, y_a, y_b, lam)`` (Wei et al. 2023, Sec. 3.3)."""
         c = self.config
         g = self.generator
@@ -212,7 +218,7 @@ class OnPro(GradientLearner):
         flat = int(counts.flatten().argmax())
         return flat // counts.shape[1], flat % counts.shape[1]
 
-    def after_step(self, x, y, experience):
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         self.buffer.add(self.generator, x=x, y=y)
 
     def extra_state(self) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,9 @@ from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
 from lifelong.optim import build_optimizer
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -46,6 +50,7 @@ class PRDConfig(GradientConfig):
     shift: int = hp(1, "augmentation: max pixel translation (images only)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if not (self.supcon_temperature > 0 and self.base_temperature > 0 and self.distill_temperature > 0):
             raise ConfigError("supcon_temperature, base_temperature and distill_temperature must be > 0")
@@ -92,11 +97,11 @@ class PRD(GradientLearner):
         self.groups: list[list[int]] = []  # classes first seen in each finished experience
         self._group_masks: list[torch.Tensor] = []
 
-    def build_model(self, input_shape, num_classes):
+    def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         backbone = MLP(input_shape, self.config.hidden)
         return PrototypeNet(backbone, backbone.out_dim, num_classes, self.config.projection_dim)
 
-    def make_optimizer(self):
+    def make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
         model: PrototypeNet = self.model
         rest = [p for n, p in model.named_parameters() if n != "prototypes" and p.requires_grad]
@@ -104,10 +109,10 @@ class PRD(GradientLearner):
                   {"params": [model.prototypes], "lr": c.prototypes_lr, "momentum": 0.0, "weight_decay": 0.0}]
         return build_optimizer(c.optimizer, groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
-    def _view(self, x):
+    def _view(self, x: torch.Tensor) -> torch.Tensor:
         return augment(x, self.generator, noise=self.config.noise, shift=self.config.shift)
 
-    def loss(self, x, y, experience):
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         c = self.config
         model: PrototypeNet = self.model
         views = torch.cat([self._view(x), self._view(x)])
@@ -135,7 +140,7 @@ class PRD(GradientLearner):
             total = total + soft_cross_entropy(s_new[:, cols], s_old[:, cols], tau)
         return total
 
-    def after_experience(self, experience):
+    def after_experience(self, experience: Experience) -> None:
         known = {c for g in self.groups for c in g}
         new = sorted(int(c) for c in torch.nonzero(self.classes.seen).flatten().tolist() if c not in known)
         if new:

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from lifelong.errors import unknown_name
 from lifelong.methods.config import MethodConfig, build_config
 
+if TYPE_CHECKING:
+    from lifelong.methods.base import Learner
+
+_Cls = TypeVar("_Cls", bound=type)
+
 METHODS: dict[str, type] = {}
 
 
-def register(name: str):
+def register(name: str) -> Callable[[_Cls], _Cls]:
     """Class decorator registering a learner under ``name``.
 
     The class must define ``config_class`` (a :class:`MethodConfig` subclass) and
     accept ``(config, seed=0)`` in its constructor.
     """
 
-    def wrap(cls):
+    def wrap(cls: _Cls) -> _Cls:
         if name in METHODS and METHODS[name] is not cls:
             raise ValueError(f"method {name!r} is registered twice")
         if not (isinstance(getattr(cls, "config_class", None), type)
@@ -54,7 +61,7 @@ def get_method(name: str) -> type:
     return METHODS[name]
 
 
-def make_learner(name: str, config: dict | MethodConfig | None = None, seed: int = 0):
+def make_learner(name: str, config: dict | MethodConfig | None = None, seed: int = 0) -> Learner:
     """Build the learner ``name`` with ``config`` overrides (dict or config object) and ``seed``."""
     cls = get_method(name)
     return cls(build_config(cls.config_class, config), seed=seed)

@@ -13,7 +13,7 @@ Notes: docs/papers/slca.md
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,9 @@ from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
 from lifelong.encoders.frozen import frozen_encoder
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 REPRESENTATIONS = ("linear", "adapter", "ssf", "none")
 
@@ -55,6 +58,7 @@ class SLCAConfig(MethodConfig):
     encode_batch: int = hp(1024, "inputs embedded per batch (no effect on results)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         if self.representation not in REPRESENTATIONS:
             raise ConfigError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}")
         if self.input_norm not in ("rms", "none"):
@@ -95,7 +99,7 @@ class SLCA(LearnerBase):
         self.last_param_groups: list[dict] = []  # lr per parameter group of the last stage-1 optimizer
 
     # ---- modules ------------------------------------------------------------------------------
-    def prepare(self, input_shape, num_classes: int) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Allocate per-class state for ``num_classes`` classes."""
         self.num_classes = int(num_classes)
         self.classes.prepare(num_classes)
@@ -125,7 +129,7 @@ class SLCA(LearnerBase):
         return self.representation(self.frozen_features(x))
 
     # ---- learning -----------------------------------------------------------------------------
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Slow-learner training on the experience, class statistics, then classifier alignment."""
         if self.num_classes is None:
             self.prepare(experience.input_shape, experience.num_classes)
@@ -164,7 +168,7 @@ class SLCA(LearnerBase):
         groups.append({"params": [w, b], "lr": c.lr, "name": "head"})
         return groups
 
-    def _stage1(self, g: torch.Tensor, y: torch.Tensor, current: torch.Tensor, experience) -> None:
+    def _stage1(self, g: torch.Tensor, y: torch.Tensor, current: torch.Tensor, experience: Experience) -> None:
         """Train the representation (slowly) and the current experience's head; online streams get one ordered pass."""
         c = self.config
         index = experience.index

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,9 @@ from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
 from lifelong.optim import build_optimizer
 from lifelong.layers.sparse import global_magnitude_masks
+
+if TYPE_CHECKING:
+    from lifelong.scenarios import Experience
 
 
 @dataclass
@@ -65,6 +69,7 @@ class TameConfig(MethodConfig):
     routing: str = hp("hard", "test routing: hard (argmax of the selector, the paper) | soft (mixture)")
 
     def validate(self) -> None:
+        """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         if not self.lr > 0 or not self.selector_lr > 0 or not self.prune_lr > 0 or not self.selector_prune_lr > 0:
             raise ConfigError("lr, selector_lr, prune_lr and selector_prune_lr must be > 0")
         if self.batch_size < 1 or self.epochs < 1 or self.selector_batch_size < 1 or self.selector_epochs < 1:
@@ -157,7 +162,7 @@ class Tame(LearnerBase):
         self.prune_seconds = 0.0
 
     # ---- construction ---------------------------------------------------------------
-    def prepare(self, input_shape, num_classes: int) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Fix the input shape and class count (no expert exists before the first batch)."""
         self.input_shape, self.num_classes = tuple(input_shape), int(num_classes)
         self.classes.prepare(self.num_classes)
@@ -180,7 +185,7 @@ class Tame(LearnerBase):
             return Classifier(backbone, backbone.out_dim, outputs).apply(_xavier)
 
     # ---- the stream ---------------------------------------------------------------------
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Feed the experience's training batches, in stream order, to :meth:`observe`.
 
         Online experiences give one ordered pass in the stream's batch size; offline ones
@@ -337,8 +342,9 @@ class Tame(LearnerBase):
         self.prune_seconds += time.perf_counter() - t0
 
     @staticmethod
-    def _fit(model: nn.Module, opt, x, y, epochs: int, bs: int, generator: torch.Generator,
-             masks: list[torch.Tensor] | None = None, seen: torch.Tensor | None = None) -> None:
+    def _fit(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, epochs: int, bs: int,
+             generator: torch.Generator, masks: list[torch.Tensor] | None = None,
+             seen: torch.Tensor | None = None) -> None:
         """Plain mini-batch training of ``model`` on ``(x, y)``, re-applying pruning ``masks`` after each step."""
         weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
         n = len(y)

@@ -8,7 +8,27 @@ registered method and imports no method module (it only calls the wrapped learne
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+if TYPE_CHECKING:
+    import torch
+
+    from lifelong.scenarios import Experience
+
+    class SegmentLearner(Protocol):
+        """What :class:`OracleBoundaries` calls on the learner it wraps (TAME's interface)."""
+
+        config: Any
+        num_classes: int | None
+        samples_seen: int
+
+        def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None: ...
+
+        def observe(self, x: torch.Tensor, y: torch.Tensor, task: int | None = None) -> int: ...
+
+        def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor: ...
+
+        def parameter_counts(self) -> tuple[int, int]: ...
 
 
 class OracleBoundaries:
@@ -21,16 +41,16 @@ class OracleBoundaries:
 
     name = "tame-oracle"
 
-    def __init__(self, tame, segment_tasks: Sequence[int]):
+    def __init__(self, tame: SegmentLearner, segment_tasks: Sequence[int]):
         self.tame = tame
         self.segment_tasks = list(segment_tasks)
         self.config = tame.config
 
-    def prepare(self, input_shape, num_classes: int) -> None:
+    def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Prepare the wrapped learner."""
         self.tame.prepare(input_shape, num_classes)
 
-    def learn(self, experience) -> None:
+    def learn(self, experience: Experience) -> None:
         """Stream the experience's batches with its true task id."""
         if self.tame.num_classes is None:
             self.prepare(experience.input_shape, experience.num_classes)
@@ -40,7 +60,7 @@ class OracleBoundaries:
         for s in range(0, len(y), bs):
             self.tame.observe(x[s:s + bs], y[s:s + bs], task=task)
 
-    def predict(self, x, task_id=None):
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         """The wrapped learner's prediction (its own routing, no task id)."""
         return self.tame.predict(x, None)
 

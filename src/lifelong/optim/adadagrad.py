@@ -12,7 +12,7 @@ Notes: docs/papers/adadagrad.md
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import torch
 
@@ -20,6 +20,9 @@ from lifelong.errors import ConfigError
 from lifelong.optim.lamb import _check_lr, _check_nonfinite_policy, _grads_are_finite, _nonfinite_error
 from lifelong.optim.batch_size import (BatchSizeController, InnerProductTestBatchController, NormTestBatchController, per_sample_gradients)
 from lifelong.optim.registry import register_optimizer
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
 
 __all__ = [
     "AdaGradNorm", "BatchSizeController", "NormTestBatchController", "InnerProductTestBatchController",
@@ -54,7 +57,7 @@ class AdaGradNorm(torch.optim.Optimizer):
             :data:`lifelong.optim.lamb.NONFINITE_POLICIES`).
     """
 
-    def __init__(self, params, lr: float = 1.0, *, initial_accumulator_value: float = 1e-2,
+    def __init__(self, params: ParamsT, lr: float = 1.0, *, initial_accumulator_value: float = 1e-2,
                  weight_decay: float = 0.0, eps: float = 1e-10, nonfinite: str = "raise"):
         _check_lr(lr, "AdaGradNorm")
         _check_nonfinite_policy(nonfinite, "AdaGradNorm")
@@ -78,7 +81,7 @@ class AdaGradNorm(torch.optim.Optimizer):
         self.skipped_steps = 0
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One AdaGrad-Norm step; returns the closure's loss when given.
 
         Raises:
@@ -128,7 +131,8 @@ class AdaGradNorm(torch.optim.Optimizer):
 
 
 @register_optimizer("adagradnorm")
-def _adagradnorm_factory(params, *, lr, momentum=0.0, weight_decay=0.0):
+def _adagradnorm_factory(params: ParamsT, *, lr: float, momentum: float = 0.0,
+                         weight_decay: float = 0.0) -> AdaGradNorm:
     """AdaGrad-Norm (scalar AdaGrad; paper 10's optimizer); ``momentum`` is ignored."""
     return AdaGradNorm(params, lr=lr, weight_decay=weight_decay)
 
@@ -142,7 +146,7 @@ def _controller(test: str, initial_batch_size: int, max_batch_size: int, test_kw
     return _TESTS[test](initial_batch_size, max_batch_size, **test_kwargs)
 
 
-def adadagradnorm(params, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
+def adadagradnorm(params: torch.nn.Module | ParamsT, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
                   max_batch_size: int = 4096, weight_decay: float = 0.0, **test_kwargs
                   ) -> tuple[AdaGradNorm, BatchSizeController]:
     """AdAdaGradNorm (arXiv 2402.11215): an :class:`AdaGradNorm` optimizer and a controller.
@@ -156,7 +160,7 @@ def adadagradnorm(params, *, lr: float, test: str = "norm", initial_batch_size: 
     return opt, _controller(test, initial_batch_size, max_batch_size, test_kwargs)
 
 
-def adadagrad(params, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
+def adadagrad(params: torch.nn.Module | ParamsT, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
               max_batch_size: int = 4096, weight_decay: float = 0.0, **test_kwargs
               ) -> tuple[torch.optim.Adagrad, BatchSizeController]:
     """AdAdaGrad (arXiv 2402.11215): coordinate-wise ``torch.optim.Adagrad`` and a controller.

@@ -37,7 +37,7 @@ def per_sample_gradients(model: torch.nn.Module, loss_fn: LossFn, x: torch.Tenso
         raise ConfigError("per_sample_gradients: the model has no trainable parameters; "
                           "set requires_grad=True on the parameters to train")
 
-    def one(p, xi, yi):
+    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         out = functional_call(model, (p, frozen, buffers), (xi.unsqueeze(0),))
         return loss_fn(out, yi.unsqueeze(0))
 
@@ -196,7 +196,8 @@ class NormTestBatchController(BatchSizeController):
         self.eta = eta
         self.coordinatewise = coordinatewise
 
-    def _propose(self, grads, means):
+    def _propose(self, grads: dict[str, torch.Tensor],
+                 means: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
         if self.coordinatewise:
             n = next(iter(grads.values())).shape[0]
             worst, gsq = [], []
@@ -239,7 +240,8 @@ class InnerProductTestBatchController(BatchSizeController):
                 raise ConfigError(f"inner-product test: {name} must be > 0, got {v!r}; paper defaults theta=0.5, nu=1")
         self.theta, self.nu, self.augmented = theta, nu, augmented
 
-    def _propose(self, grads, means):
+    def _propose(self, grads: dict[str, torch.Tensor],
+                 means: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
         n, means, gsq, var_sum = _moments(grads, means)
         inner = sum(g.reshape(n, -1) @ means[k].reshape(-1) for k, g in grads.items())
         var_ip = inner.var(correction=1)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import torch
 
 from lifelong.errors import ConfigError, NonFiniteLossError
 from lifelong.optim.registry import register_optimizer
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
 
 __all__ = ["Lamb", "lamb_param_groups", "NONFINITE_POLICIES"]
 
@@ -31,13 +34,13 @@ NONFINITE_POLICIES = ("raise", "skip")
 DEFAULT_NO_DECAY = ("bias", "LayerNorm", "layer_norm", r"(^|\.)norm")
 
 
-def _check_lr(lr, owner: str) -> None:
+def _check_lr(lr: float, owner: str) -> None:
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ConfigError(f"{owner}: learning rate must be a finite number > 0, got {lr!r}; "
                           f"pass a positive lr such as 1e-3")
 
 
-def _check_nonfinite_policy(policy, owner: str) -> None:
+def _check_nonfinite_policy(policy: str, owner: str) -> None:
     if policy not in NONFINITE_POLICIES:
         raise ConfigError(f"{owner}: nonfinite={policy!r} is not a policy; choose one of: "
                           f"{', '.join(NONFINITE_POLICIES)}")
@@ -90,7 +93,7 @@ class Lamb(torch.optim.Optimizer):
     and ``trust_clip`` matches its ``clamp_value``.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-6, weight_decay: float = 0.0, *, bias_correction: bool = True,
                  trust_clip: float | None = None, adapt: bool = True, nonfinite: str = "raise"):
         _check_lr(lr, "Lamb")
@@ -123,7 +126,7 @@ class Lamb(torch.optim.Optimizer):
                               f"use None for no clipping")
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Take one LAMB step; returns the closure's loss when a closure is given.
 
         Raises:
@@ -230,6 +233,6 @@ def lamb_param_groups(model: torch.nn.Module | Iterable[tuple[str, torch.nn.Para
 
 
 @register_optimizer("lamb")
-def lamb(params, *, lr, momentum=0.0, weight_decay=0.0):
+def lamb(params: ParamsT, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> Lamb:
     """LAMB (You et al., 2020; arXiv 1904.00962) with TF-Addons defaults; ``momentum`` is ignored."""
     return Lamb(params, lr=lr, weight_decay=weight_decay)

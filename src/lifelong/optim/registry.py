@@ -17,7 +17,7 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 OPTIMIZERS: dict[str, OptimizerFactory] = {}
 
 
-def register_optimizer(name: str):
+def register_optimizer(name: str) -> Callable[[OptimizerFactory], OptimizerFactory]:
     """Decorator registering an optimizer factory under ``name``."""
 
     def wrap(factory: OptimizerFactory) -> OptimizerFactory:

@@ -95,7 +95,7 @@ def global_grad_norm(parameters: Iterable[torch.nn.Parameter], norm_type: float 
     return float(torch.linalg.vector_norm(torch.cat(grads), ord=norm_type))
 
 
-def _check_total_steps(total_steps) -> None:
+def _check_total_steps(total_steps: int) -> None:
     if not (isinstance(total_steps, (int, np.integer)) and not isinstance(total_steps, bool) and total_steps >= 1):
         raise ConfigError(f"total_steps must be an integer >= 1, got {total_steps!r}; pass the number of "
                           f"optimizer steps of the run")
@@ -126,8 +126,8 @@ def _cosine(total_steps: int, warmup_steps: int, **_) -> np.ndarray:
     return np.where(t < warmup_steps, _warmup(t, warmup_steps), 0.5 * (1.0 + np.cos(math.pi * frac)))
 
 
-def _refined(total_steps: int, warmup_steps: int, *, grad_norms=None, smoothing=DEFAULT_SMOOTHING,
-             power=2.0, **_) -> np.ndarray:
+def _refined(total_steps: int, warmup_steps: int, *, grad_norms: Sequence[float] | np.ndarray | None = None,
+             smoothing: float = DEFAULT_SMOOTHING, power: float = 2.0, **_) -> np.ndarray:
     if grad_norms is None:
         raise ConfigError("the 'refined' schedule needs grad_norms: the per-step gradient norms of an earlier "
                           "run (record them with lifelong.optim.schedules.global_grad_norm)")
@@ -149,7 +149,8 @@ def list_schedules() -> list[str]:
     return sorted(_SCHEDULES)
 
 
-def schedule_multipliers(name: str, total_steps: int, *, warmup_steps: int = 0, grad_norms=None,
+def schedule_multipliers(name: str, total_steps: int, *, warmup_steps: int = 0,
+                         grad_norms: Sequence[float] | np.ndarray | None = None,
                          smoothing: float = DEFAULT_SMOOTHING, power: float = 2.0) -> np.ndarray:
     """The ``total_steps`` lr multipliers of schedule ``name`` (a pure function).
 
@@ -186,7 +187,7 @@ class MultiplierSchedule(LRScheduler):
         self.multipliers = torch.tensor(np.append(m, last), dtype=torch.float64)
         super().__init__(optimizer, last_epoch)
 
-    def step(self, epoch=None):
+    def step(self, epoch: int | None = None) -> None:
         """Advance one optimizer step; raises ConfigError past ``total_steps``."""
         if epoch is not None:
             raise ConfigError(f"schedule {self.name!r}: step(epoch) is not supported; call step() once per "

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lifelong.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lifelong.optim.batch_size import BatchSizeController
 
 #: batch-size tests -> their options and defaults (``max_batch_size`` caps the growing batch)
 BATCH_TESTS: dict[str, dict] = {
@@ -28,7 +32,7 @@ class OptimizerSpec:
     batch_test: str | None = None
     options: dict = field(default_factory=dict)
 
-    def batch_controller(self, batch_size: int, n: int):
+    def batch_controller(self, batch_size: int, n: int) -> BatchSizeController | None:
         """The batch-size controller starting at ``batch_size`` for ``n`` examples (None without a test).
 
         The cap is ``max_batch_size``, at most ``n`` and at least ``batch_size``.

@@ -160,5 +160,5 @@ def mean(values) -> float:
 
 
 __all__ = ["clinc_data_root", "clinc_available", "load_data", "class_subset", "digits_tasks", "digits_split",
-           "teacher_student_data", "clinc_stream", "fscil_stream", "fscil_label", "final_accuracy", "run_row", "gap_closed",
-           "sci", "mean"]
+           "teacher_student_data", "clinc_stream", "fscil_stream", "fscil_label", "final_accuracy", "run_row",
+           "gap_closed", "sci", "mean"]

@@ -124,32 +124,6 @@ def load_torch_optimizer_lamb():
         return None
 
 
-def load_torch_optimizer_lamb():
-    """torch-optimizer's ``Lamb`` class, or ``None`` when the package is not installed.
-
-    torch-optimizer's package ``__init__`` imports ``pytorch_ranger``; when only
-    torch-optimizer itself is installed, its ``lamb.py`` is loaded on its own.
-    """
-    try:
-        import torch_optimizer
-
-        return torch_optimizer.Lamb
-    except ImportError:
-        pass
-    spec = importlib.util.find_spec("torch_optimizer")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    alias = "_lifelong_torch_optimizer_ref"
-    if alias not in sys.modules:
-        pkg = types.ModuleType(alias)
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules[alias] = pkg
-    try:
-        return importlib.import_module(f"{alias}.lamb").Lamb
-    except ImportError:
-        return None
-
-
 def parity_errors(steps: int = 3, seed: int = 33, lr: float = 0.01, b1: float = 0.9, b2: float = 0.999,
                   eps: float = 1e-6, wd: float = 0.01, clip: float = 10.0) -> dict[str, float]:
     """Max abs difference between :class:`Lamb` and the references after ``steps`` steps on a random 7x5 weight."""

@@ -57,7 +57,8 @@ def check(settings: dict, scale: str) -> Claim:
     margin, paper_gain = settings["min_gain_over_seqft"], settings["paper_aper_gain"]
     measured = {
         "experiences": len(stream), "classes": stream.num_classes,
-        "simplecil": simple, "seqft_linear": seqft, "seqft_linear_just_learned": float(np.diag(R["seqft_linear"]).mean()),
+        "simplecil": simple, "seqft_linear": seqft,
+        "seqft_linear_just_learned": float(np.diag(R["seqft_linear"]).mean()),
         **{row: a for row, a in acc.items() if row.startswith("aper_")}, "joint_logistic_regression": joint,
         "simplecil_minus_seqft": simple - seqft, "aper_minus_simplecil": aper - simple,
         "aper_gap_to_joint_closed": gap_closed(aper, simple, joint),

@@ -126,7 +126,7 @@ def _unquote(text: str) -> str:
 
 def _parse_like(key: str, text: str, current: Any, where: str) -> Any:
     """``text`` parsed to the type of ``current`` (a TOML value); ConfigError naming ``key`` otherwise."""
-    label = f"setting of {where}"
+    label = f"{where} setting"
     if isinstance(current, (bool, int, float)):
         return parse_value(key, text, type(current), where=label)
     if isinstance(current, str):
@@ -169,6 +169,22 @@ def _same_shape(value: Any, like: Any) -> bool:
     return type(value) is type(like)
 
 
+class ScaleSettings(dict):
+    """Settings of one paper by scale name, loaded from its spec on first use.
+
+    For callers that look settings up by name (``SCALES["full"]``) and add their own
+    named variants (``SCALES["bench"] = dict(SCALES["full"], seeds=(0,))``).
+    """
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def __missing__(self, scale: str) -> dict:
+        self[scale] = load_spec(self.name, scale)
+        return self[scale]
+
+
 def _toml_key(key: str) -> str:
     return ".".join(p if _BARE_KEY.match(p) else json.dumps(p) for p in key.split("."))
 
@@ -178,4 +194,4 @@ def format_spec(settings: dict) -> str:
     return "\n".join(f"{_toml_key(k)} = {json.dumps(v)}" for k, v in flatten(settings).items())
 
 
-__all__ = ["SCALES", "spec_names", "read_spec", "load_spec", "apply_sets", "flatten", "format_spec"]
+__all__ = ["SCALES", "ScaleSettings", "spec_names", "read_spec", "load_spec", "apply_sets", "flatten", "format_spec"]

@@ -140,11 +140,12 @@ def check(cfg: dict, scale: str) -> Claim:
                    "selector trained on a small uniform sample clearly beats fine-tuning and comes close to "
                    "knowing the boundaries"),
         criterion=(f"task-free split {cfg['data']['name']} ({cfg['tasks']} tasks, segments "
-                   f"{' '.join(map(str, cfg['order']))}, batch {cfg['batch_size']}, {cfg['passes']} passes per segment), "
-                   f"seeds {list(cfg['seeds'])}: every seed finds all true boundaries within {cfg['max_delay']} batches "
-                   f"with <= {cfg['max_false_alarms']} false alarm(s) and gives the recurring segment to its first "
-                   f"expert; mean final accuracy over the {cfg['tasks']} tasks >= fine-tune + "
-                   f"{cfg['min_gain'] * 100:g} pts and >= oracle-boundary TAME - {cfg['max_gap'] * 100:g} pts"),
+                   f"{' '.join(map(str, cfg['order']))}, batch {cfg['batch_size']}, {cfg['passes']} passes per "
+                   f"segment), seeds {list(cfg['seeds'])}: every seed finds all true boundaries within "
+                   f"{cfg['max_delay']} batches with <= {cfg['max_false_alarms']} false alarm(s) and gives the "
+                   f"recurring segment to its first expert; mean final accuracy over the {cfg['tasks']} tasks >= "
+                   f"fine-tune + {cfg['min_gain'] * 100:g} pts and >= oracle-boundary TAME - "
+                   f"{cfg['max_gap'] * 100:g} pts"),
         measured=measured,
         held=bool(held),
         scale=scale,

@@ -124,15 +124,16 @@ def check(settings: dict, scale: str) -> Claim:
     for arm in arms:
         measured[f"acc_{arm}_per_seed"] = " ".join(f"{r['acc']:.3f}" for r in res[arm])
     for arm in ("tri", "mask", "tri_orth"):
-        measured.update({f"mean_rank_{arm}_{n}": float(np.mean([r["ranks"][n] for r in res[arm]])) for n in settings["targets"]})
+        measured.update({f"mean_rank_{arm}_{n}": float(np.mean([r["ranks"][n] for r in res[arm]]))
+                         for n in settings["targets"]})
     return Claim(
         paper=PAPER.short_name,
         statement=("TriAdaptLoRA (triangular core B(tril L + triu U)A, rank growth by normalised-Frobenius importance "
                    "with a linear top-n threshold, parameter budget) reaches at least fixed-rank LoRA's accuracy "
                    "with no more trainable parameters"),
         criterion=(f"mean task test accuracy over {len(seeds)} seeds after {steps} steps: TriAdaptLoRA >= "
-                   f"LoRA (r={arms['lora']['r']}/layer) and TriAdaptLoRA's active adapter parameters (core included) <= "
-                   "LoRA's"),
+                   f"LoRA (r={arms['lora']['r']}/layer) and TriAdaptLoRA's active adapter parameters (core included) "
+                   "<= LoRA's"),
         measured=measured,
         held=bool(held),
         scale=scale,

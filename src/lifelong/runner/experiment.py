@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -31,6 +31,11 @@ from lifelong.runner.folders import (CHECKPOINT_FILES, EXPERIMENT_FORMAT, absolu
                                      check_writable, clear, compare, hash_files, plan_run, read_experiment)
 from lifelong.runtime import configure_threads
 from lifelong.scenarios import make_scenario
+
+if TYPE_CHECKING:
+    from lifelong.data import Dataset
+    from lifelong.methods import MethodConfig
+    from lifelong.scenarios import Stream
 
 DEFAULT_METHODS = ("finetune", "ewc", "lwf", "er", "ncm", "joint")
 DEFAULT_SCENARIO = "class-incremental"
@@ -141,7 +146,8 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
     return results
 
 
-def _execute(run_dir: Path, m: str, seed: int, config, stream, spec: dict, plan, progress: bool) -> Result:
+def _execute(run_dir: Path, m: str, seed: int, config: MethodConfig, stream: Stream, spec: dict, plan: Result | str,
+             progress: bool) -> Result:
     """Run (or reuse) one seed; a run that diverges or crashes comes back as a failed :class:`Result`."""
     if isinstance(plan, Result):
         return plan
@@ -187,7 +193,7 @@ def _execute(run_dir: Path, m: str, seed: int, config, stream, spec: dict, plan,
 
 
 def resume_experiment(root: str | Path, *, progress: bool = True, threads: int | None = None,
-                      data_root: str | Path | None = None):
+                      data_root: str | Path | None = None) -> dict[str, list[Result]]:
     """Continue the experiment stored in ``root/experiment.json`` (see :func:`run_experiment`).
 
     ``data_root`` is where a moved dataset's files are now: the loader's data root, or
@@ -227,7 +233,7 @@ def resume_experiment(root: str | Path, *, progress: bool = True, threads: int |
 
 
 
-def _check_inputs(data: str, data_kwargs: dict, configs: dict, dataset=None) -> None:
+def _check_inputs(data: str, data_kwargs: dict, configs: dict, dataset: Dataset | None = None) -> None:
     """Refuse methods that cannot read the data's kind of input (feature vectors or token ids).
 
     Without ``dataset``, judges from the loader's ``representation`` option (when it has

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from lifelong.errors import ConfigError, RunDirError
 from lifelong.evaluation.loop import check_seed
@@ -43,7 +45,8 @@ def absolute_paths(data: str, data_kwargs: dict) -> dict:
     return data_kwargs
 
 
-def hash_files(paths) -> dict[str, str]:
+def hash_files(paths: Iterable[str | Path]) -> dict[str, str]:
+    """SHA-256 of each file in ``paths``, keyed by the path as written."""
     return {str(p): sha256_file(p) for p in paths}
 
 
@@ -92,7 +95,7 @@ def experiment_files(root: Path, inv: dict) -> tuple[list[Path], list[Path]]:
     return files + temps, dirs
 
 
-def _valid_invocation(inv) -> bool:
+def _valid_invocation(inv: Any) -> bool:
     """Whether ``inv`` has every entry of an ``experiment.json`` with the right type."""
     return isinstance(inv, dict) and not _invocation_problems(inv)
 

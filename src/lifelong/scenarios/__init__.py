@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from lifelong.errors import unknown_name
 from lifelong.scenarios.cfsl import cfsl
@@ -12,6 +12,9 @@ from lifelong.scenarios.incremental import class_incremental, domain_incremental
 from lifelong.scenarios.stream import Experience, Stream
 from lifelong.scenarios.taskfree import task_free
 from lifelong.values import checked_kwargs
+
+if TYPE_CHECKING:
+    from lifelong.data import Dataset
 
 SCENARIOS: dict[str, Callable[..., Stream]] = {
     "class-incremental": class_incremental,
@@ -35,7 +38,7 @@ def register_scenario(name: str, fn: Callable[..., Stream]) -> None:
     SCENARIOS[name] = fn
 
 
-def make_scenario(name: str, data, **kwargs) -> Stream:
+def make_scenario(name: str, data: Dataset, **kwargs) -> Stream:
     """Build the scenario registered as ``name`` over ``data``.
 
     Unknown arguments and values of the wrong type (``tasks="abc"``) stop with one

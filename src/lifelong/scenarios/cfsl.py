@@ -134,7 +134,7 @@ def cfsl(data: Dataset, classes: int = 10, ways: int = 2, shots: int = 5, *, ins
     return Stream("cfsl", experiences, order, names, params)
 
 
-def query_accuracy(accuracy_matrix, test_sizes: Sequence[int]) -> float:
+def query_accuracy(accuracy_matrix: np.ndarray | Sequence[Sequence[float]], test_sizes: Sequence[int]) -> float:
     """CFSL query-set accuracy over all classes seen: the test-size-weighted mean of ``R``'s last row."""
     R = np.asarray(accuracy_matrix, dtype=float)
     n = np.asarray(test_sizes, dtype=float)

@@ -90,7 +90,8 @@ def sample_shots(labels: np.ndarray, classes: Sequence[int], shots: int, rng: np
     return np.sort(np.concatenate(picks))
 
 
-def session_accuracies(accuracy_matrix, test_sizes: Sequence[int]) -> list[float]:
+def session_accuracies(accuracy_matrix: np.ndarray | Sequence[Sequence[float]],
+                       test_sizes: Sequence[int]) -> list[float]:
     """FSCIL accuracy on all classes seen after each session, from ``R`` and per-experience test sizes.
 
     Session i's value is ``sum_j<=i R[i, j] * n_j / sum_j<=i n_j`` (the accuracy over the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -99,7 +99,7 @@ class Stream:
     def __len__(self) -> int:
         return len(self.experiences)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Experience]:
         return iter(self.experiences)
 
     def __getitem__(self, i: int) -> Experience:

@@ -17,6 +17,7 @@ class Permutation:
         self.spec = {"kind": "permutation", "seed": seed}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with its flattened features permuted."""
         flat = x.reshape(x.shape[0], -1)
         return flat[:, self.perm].reshape(x.shape)
 
@@ -29,6 +30,7 @@ class Rotation:
         self.spec = {"kind": "rotation", "degrees": self.degrees}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` rotated by :attr:`degrees`."""
         if x.dim() != 4:
             raise ValueError("rotation needs image inputs of shape (n, C, H, W)")
         a = math.radians(self.degrees)

@@ -141,7 +141,7 @@ InitFn = Callable[["LoRALinear", str, "torch.Generator | None"], None]
 LORA_INITS: dict[str, InitFn] = {}
 
 
-def register_lora_init(name: str):
+def register_lora_init(name: str) -> Callable[[InitFn], InitFn]:
     """Decorator registering an initialiser ``fn(layer, adapter_name, generator)`` under ``name``.
 
     Data-dependent inits (CorDA, PiSSA, ...) can read ``layer.base_layer.weight`` and

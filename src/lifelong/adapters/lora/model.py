@@ -14,7 +14,7 @@ import contextlib
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ def _linear_modules(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
-def _matches(name: str, pattern) -> bool:
+def _matches(name: str, pattern: str | Iterable[str]) -> bool:
     """PEFT's rule: a string is a full-match regex; a list entry matches the name or a dotted suffix of it."""
     if isinstance(pattern, str):
         return re.fullmatch(pattern, name) is not None
@@ -57,7 +57,8 @@ def _candidates(names: Iterable[str]) -> list[str]:
     return sorted(short)
 
 
-def find_targets(model: nn.Module, target_modules=ALL_LINEAR, exclude_modules: Sequence[str] = ()) -> list[str]:
+def find_targets(model: nn.Module, target_modules: str | Sequence[str] = ALL_LINEAR,
+                 exclude_modules: Sequence[str] = ()) -> list[str]:
     """Full names (in model order) of the ``nn.Linear`` modules of ``model`` the patterns select (PEFT semantics).
 
     Validated eagerly: a pattern that matches nothing, or matches a module that is not
@@ -244,7 +245,7 @@ def active_adapters(model: nn.Module) -> list[str]:
 
 
 @contextlib.contextmanager
-def adapters_disabled(model: nn.Module):
+def adapters_disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Context in which the model computes its base function (no merged adapter may be present)."""
     layers = lora_layers(model)
     merged = sorted({n for m in layers.values() for n in m.merged_adapters})
