@@ -101,7 +101,8 @@ def test_quick_reproduction_reports_the_comparison():
     assert claim.held == (m["acc_allora"] >= m["acc_lora"])
     assert m["allora_minus_lora"] == pytest.approx(m["acc_allora"] - m["acc_lora"], abs=1e-9)
     json.dumps(claim.to_dict())
-    assert "HELD" in format_claim(claim)
+    verdict = [line.split(None, 1)[1] for line in format_claim(claim).splitlines() if line.split()[:1] == ["result"]]
+    assert verdict == ["HELD" if claim.held else "NOT HELD"]  # "HELD" alone is also inside "NOT HELD"
     assert get_paper("37").status == "claim checked"
 
 

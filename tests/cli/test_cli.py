@@ -27,10 +27,29 @@ def test_run_options_and_resume(tmp_path, capsys):
     args = ["run", "--data", "digits", "--methods", "finetune,er", "--tasks", "2", "--seeds", "0",
             "--set", "method.epochs=1", "--set", "er.buffer_size=50", "--out", str(tmp_path), "--name", "x",
             "--quiet"]
+    import json
+
     assert main(args) == 0
+    out = capsys.readouterr().out
+    group = tmp_path / "x" / "class-incremental-digits"
+    assert sorted(p.relative_to(group).as_posix() for p in group.glob("*/seed*")) == ["er/seed0", "finetune/seed0"]
+    results = {m: json.loads((group / m / "seed0" / "results.json").read_text()) for m in ("finetune", "er")}
+    for m, r in results.items():
+        assert r["status"] == "complete" and r["data"] == "digits" and r["seed"] == 0
+        assert r["stream"]["num_experiences"] == 2 and len(r["accuracy_matrix"]) == 2  # --tasks 2
+        assert r["config"]["epochs"] == 1  # method.epochs reaches every method
+        assert f"\n{m} " in out  # a row of the printed table
+    assert results["er"]["config"]["buffer_size"] == 50
+    assert f"report: {group / 'report.md'}" in out and (group / "report.md").is_file()
+    finished = {p: p.read_bytes() for p in group.glob("*/seed0/results.json")}
     assert main(["run", "--resume", str(tmp_path / "x"), "--quiet"]) == 0
+    assert {p: p.read_bytes() for p in group.glob("*/seed0/results.json")} == finished  # nothing was run again
+    (group / "report.md").unlink()
+    capsys.readouterr()
     assert main(["report", str(tmp_path / "x")]) == 0
-    assert "report.md" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"report: {group / 'report.md'}\n"
+    report = (group / "report.md").read_text()
+    assert "| finetune |" in report and "| er |" in report and "2 experiences" in report
 
 
 @pytest.mark.parametrize("args, message", [
@@ -190,7 +209,23 @@ def test_list_show_papers_reproduce(capsys):
     out = capsys.readouterr().out
     assert "cl-llm-survey" in out and "lame" in out
     assert main(["reproduce", "cl-llm-survey"]) == 0
-    assert "HELD" in capsys.readouterr().out
+    from lifelong.papers import format_claim, reproduce
+
+    assert capsys.readouterr().out == format_claim(reproduce("cl-llm-survey")) + "\n"
+
+
+def test_format_claim_says_held_or_not_held():
+    from lifelong.papers import Claim, format_claim
+
+    def verdicts(text):
+        return [line.split(None, 1)[1] for line in text.splitlines() if line.split()[:1] == ["result"]]
+
+    held = format_claim(Claim("demo", "a statement", "x > 1", {"x": 2.0, "ok": True}, True))
+    not_held = format_claim(Claim("demo", "a statement", "x > 1", {"x": 0.5, "ok": False}, False, notes="n"))
+    assert verdicts(held) == ["HELD"] and verdicts(not_held) == ["NOT HELD"]  # "HELD" is inside "NOT HELD"
+    assert held.splitlines()[0] == "demo (quick scale)" and "criterion   x > 1" in held
+    assert "x         2" in held and "ok        yes" in held and "ok        no" in not_held
+    assert not_held.splitlines()[-1] == "notes       n"
 
 
 @pytest.mark.parametrize("args, message", [

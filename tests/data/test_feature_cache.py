@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 
 import pytest
 import torch
@@ -16,31 +17,35 @@ TEXTS = ["book a table for two", "what is my balance", "play some jazz", "cancel
 class CountingEncoder:
     """A cheap deterministic stand-in for a frozen encoder that counts its calls."""
 
-    def __init__(self, name="fake-a", dim=6):
+    def __init__(self, name="fake-a", dim=6, delay=0.0):
         self.fingerprint = hashlib.sha256(name.encode()).hexdigest()[:16]
         self.identity = {"name": name}
         self.dim = dim
         self.calls = 0
         self.salt = name
+        self.delay = delay  # seconds each call takes, like a real encoder's work
 
     def encode(self, texts):
         self.calls += 1
+        time.sleep(self.delay)
         rows = [torch.Generator().manual_seed(int(hashlib.sha256((self.salt + t).encode()).hexdigest()[:8], 16))
                 for t in texts]
         return torch.stack([torch.randn(self.dim, generator=g) for g in rows])
 
 
 def test_miss_then_hit_reads_the_same_features(tmp_path):
-    enc = CountingEncoder()
+    enc = CountingEncoder(delay=1.0)
     cache = FeatureCache(tmp_path)
     x1, info1 = cache.features(enc, TEXTS, dataset="toy", split="train")
     x2, info2 = cache.features(enc, TEXTS, dataset="toy", split="train")
-    assert enc.calls == 1
-    assert not info1.hit and info1.reason == "absent" and info1.encode_seconds > 0
-    assert info2.hit and info2.encode_seconds == 0.0 and info2.saved_seconds >= 0.0
-    assert torch.equal(x1, x2) and x2.dtype == torch.float32
+    assert enc.calls == 1  # the second load read the file: the encoder was not called again
+    assert not info1.hit and info1.reason == "absent" and info1.encode_seconds >= 1.0
+    assert info2.hit and info2.reason == "" and info2.encode_seconds == 0.0 and info2.load_seconds > 0.0
     st, js = cache.paths("toy", "train", cache.key(enc.fingerprint, texts_hash(TEXTS)))
     meta = json.loads(js.read_text())
+    assert meta["encode_seconds"] == info1.encode_seconds  # the hit saved the recorded encoding time less the load
+    assert info2.saved_seconds == pytest.approx(info1.encode_seconds - info2.load_seconds) and info2.saved_seconds > 0
+    assert torch.equal(x1, x2) and x2.dtype == torch.float32
     assert st.is_file() and meta["rows"] == 4 and meta["dim"] == 6 and meta["encoder"] == {"name": "fake-a"}
 
 

@@ -168,10 +168,40 @@ def test_folder_with_other_run_is_refused_unless_told(tmp_path):
     assert res["finetune"][0].config["epochs"] == 2
 
 
-def test_resume_reuses_finished_runs(tmp_path):
-    first = _exp(tmp_path)
+def _record_learning(monkeypatch, *classes) -> list:
+    """Wrap each class's ``learn`` to log (class name, seed, experience index); returns the log."""
+    log = []
+    for cls in classes:
+        def learn(self, experience, _original=cls.learn, _name=cls.__name__):
+            log.append((_name, self.seed, experience.index))
+            return _original(self, experience)
+
+        monkeypatch.setattr(cls, "learn", learn)
+    return log
+
+
+def test_resume_reuses_finished_runs(tmp_path, monkeypatch):
+    from conftest import interrupt_learning_at
+    from lifelong.methods.finetune import Finetune
+    from lifelong.methods.ncm import NCM
+
+    fresh = _exp(tmp_path / "fresh")
+    interrupt_learning_at(monkeypatch, Finetune, 1)  # Ctrl-C in finetune seed 0's second experience
+    with pytest.raises(KeyboardInterrupt):
+        _exp(tmp_path)
+    monkeypatch.undo()
+    learned = _record_learning(monkeypatch, Finetune, NCM)
+    first = _exp(tmp_path, resume=True)
+    # finetune seed 0 goes on from its checkpoint after experience 0; the runs not begun start from scratch
+    assert learned == [("Finetune", 0, 1), ("Finetune", 1, 0), ("Finetune", 1, 1),
+                       ("NCM", 0, 0), ("NCM", 0, 1), ("NCM", 1, 0), ("NCM", 1, 1)]
+    learned.clear()
     again = _exp(tmp_path, resume=True)
-    np.testing.assert_array_equal(first["finetune"][0].accuracy_matrix, again["finetune"][0].accuracy_matrix)
+    assert learned == []  # every run finished: nothing is learned again
+    for m in ("finetune", "ncm"):
+        for s in (0, 1):  # and the numbers are those of an uninterrupted run
+            np.testing.assert_array_equal(first[m][s].accuracy_matrix, fresh[m][s].accuracy_matrix)
+            np.testing.assert_array_equal(again[m][s].accuracy_matrix, fresh[m][s].accuracy_matrix)
 
 
 def test_feature_cache_facts_reach_results_and_report(tmp_path, monkeypatch):

@@ -118,6 +118,7 @@ def test_quick_reproduction_returns_a_well_formed_claim():
     assert m["keys_bit_identical"] is True and m["unfetched_values_bit_identical"] is True
     assert claim.held == (m["dkvb_minus_probe"] >= 0.20)
     json.dumps(claim.to_dict())
-    assert ("HELD" in format_claim(claim))
+    verdict = [line.split(None, 1)[1] for line in format_claim(claim).splitlines() if line.split()[:1] == ["result"]]
+    assert verdict == ["HELD" if claim.held else "NOT HELD"]  # "HELD" alone is also inside "NOT HELD"
     paper = get_paper("dkvb")
     assert paper.number == 26 and paper.status == "claim checked"

@@ -41,14 +41,16 @@ def test_output_regulariser_keeps_earlier_tasks_weights(permuted, hnet):
 def test_task_embeddings_select_the_generated_network(permuted):
     learner = make_learner("hypernet", TINY, seed=0)
     learner.learn(permuted[0])
+    emb0 = learner.hnet.emb_bank[0].clone()
+    init1 = learner.hnet.emb_bank[1].clone()  # task 1's embedding as drawn, before its task
     learner.learn(permuted[1])
+    # the embedding of task 0 is stored and frozen: learning task 1 trains task 1's embedding only
+    assert torch.equal(learner.hnet.emb_bank[0], emb0)
+    assert not torch.equal(learner.hnet.emb_bank[1], init1)
     x, _ = permuted[0].test_tensors()
     s0, s1 = learner.predict(x, task_id=0), learner.predict(x, task_id=1)
     assert s0.shape == s1.shape == (len(x), 10)
     assert not torch.allclose(s0, s1)
-    # the embedding of task 0 is stored and frozen: the regulariser target is what task 0 generates
-    assert torch.equal(learner.hnet.emb_bank[0], learner.hnet.emb_bank[0].clone())
-    assert not torch.equal(learner.hnet.emb_bank[0], learner.hnet.emb_bank[1])
 
 
 def test_lstm_chunks_depend_on_earlier_chunks_mlp_chunks_do_not():

@@ -28,7 +28,14 @@ def test_coarse_first_then_one_coarse_class_expanded_per_experience(data):
     parents = class_parents(s)
     x0, y0 = s[0].train_tensors()
     assert s[0].task_id == 0 and set(y0.tolist()) == {0, 1, 2} and len(y0) == 9 * 8
-    assert torch.equal(x0, data.x_train[torch.as_tensor(s[0].train_idx)])  # inputs are shared, not copied
+    assert torch.equal(x0, data.x_train[torch.as_tensor(s[0].train_idx)])
+
+    def storage(t):
+        return t.untyped_storage().data_ptr()
+
+    for e in s:  # inputs are shared, not copied: every experience reads the source dataset's memory
+        assert storage(e.dataset.x_train) == storage(data.x_train)
+        assert storage(e.dataset.x_test) == storage(data.x_test)
     assert torch.equal(y0, torch.tensor(PARENT)[data.y_train[torch.as_tensor(s[0].train_idx)]])
     _, yt0 = s[0].test_tensors()
     assert len(yt0) == len(data.y_test) and yt0.max() < 3  # coarse accuracy on the whole test set
