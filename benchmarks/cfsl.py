@@ -1,4 +1,4 @@
-"""Full-scale CFSL / instance-test benchmark (Kowadlo et al., PLOS ONE 2024; seed paper 9).
+"""Full-scale CFSL / instance-test benchmark (Kowadlo et al., PLOS ONE 2024; arXiv 2209.07863).
 
 Runs ``lifelong.papers.cfsl_instance.reproduce("full")`` (3 seeds: ProtoNet class test
 at N_C in {10, 50, 100} on procedural glyphs; Pretrain+Tune with/without replay and

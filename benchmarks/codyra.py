@@ -1,4 +1,4 @@
-"""CoDyRA vs lora-seq with LoRA inside all-MiniLM-L6-v2 on a class-incremental CLINC150 stream (seed paper 15).
+"""CoDyRA vs lora-seq with LoRA inside all-MiniLM-L6-v2 on a class-incremental CLINC150 stream (arXiv 2412.01004).
 
 Issue 4's claim: on a class-incremental CLINC150 stream with the MiniLM encoder, ``codyra``
 beats ``lora-seq`` on final average accuracy and forgetting, with effective rank at most
@@ -55,9 +55,13 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--runs", default="lora8,lora16,codyra,codyra-seen,codyra-k0",
-                    help="comma-separated subset of lora8, lora16, lora8-current, lora16-current, codyra, codyra-seen, codyra-k0, codyra-k2, "
-                         "codyra-lr")
+    ap.add_argument(
+        "--runs",
+        default="lora8,lora16,codyra,codyra-seen,codyra-k0",
+        help="comma-separated subset of lora8, lora16, lora8-current, lora16-current, codyra, codyra-seen, codyra-k0, "
+        "codyra-k2, "
+        "codyra-lr",
+    )
     ap.add_argument("--json", default=None, help="write every figure to this JSON file")
     args = ap.parse_args()
 
@@ -65,16 +69,21 @@ def main() -> None:
     import torch
 
     from lifelong.data import load_dataset
-    from lifelong.evaluation import run
-    from lifelong.methods import make_learner
     from lifelong.data.tokens import text_token_dataset
     from lifelong.encoders.text_backbone import TextBackbone
+    from lifelong.evaluation import run
+    from lifelong.methods import make_learner
     from lifelong.scenarios import class_incremental
 
     torch.set_num_threads(args.threads)
     domains = [int(d) for d in args.domains.split(",")]
-    data = load_dataset("clinc150", data_root=str(DATA_ROOT) if (DATA_ROOT / "clinc150").exists() else None,
-                        domains=domains, max_per_class=args.per_class, progress=False)
+    data = load_dataset(
+        "clinc150",
+        data_root=str(DATA_ROOT) if (DATA_ROOT / "clinc150").exists() else None,
+        domains=domains,
+        max_per_class=args.per_class,
+        progress=False,
+    )
     tokens = text_token_dataset(data, "minilm", max_length=args.max_length)
     stream = class_incremental(tokens, tasks=len(domains), seed=-1)
     n_classes = stream[0].num_classes
@@ -84,21 +93,34 @@ def main() -> None:
 
     common = {"backbone": "minilm", "epochs": args.epochs, "lr": 1e-3, "batch_size": 16, "eval_batch": 128}
     lora = {**common, "alpha": 16.0, "dropout": 0.05, "mode": "merge"}
-    specs = {"lora8": ("lora-seq r=8 (merge)", "lora-seq", {**lora, "rank": 8}),
-             "lora16": ("lora-seq r=16 (merge)", "lora-seq", {**lora, "rank": 16}),
-             "lora8-current": ("lora-seq r=8, current-task loss", "lora-seq",
-                               {**lora, "rank": 8, "loss_scope": "current"}),
-             "lora16-current": ("lora-seq r=16, current-task loss", "lora-seq",
-                                {**lora, "rank": 16, "loss_scope": "current"}),
-             "codyra": ("codyra r=16 (paper defaults)", "codyra", {**common}),
-             "codyra-seen": ("codyra, loss over all seen classes", "codyra", {**common, "loss_scope": "seen"}),
-             "codyra-k0": ("codyra, kappa=0 (no sparsity)", "codyra", {**common, "kappa": 0.0}),
-             "codyra-k2": ("codyra, kappa=0.01 (sensitivity)", "codyra", {**common, "kappa": 0.01}),
-             "codyra-lr": ("codyra, its own default lr 5e-4", "codyra", {**common, "lr": 5e-4})}
-    out = {"argv": sys.argv, "domains": domains, "per_class": args.per_class, "epochs": args.epochs,
-           "train_sizes": [len(e.train_idx) for e in stream], "test_sizes": [len(e.test_idx) for e in stream],
-           "max_tokens": int(tokens.x_train.shape[1]), "classes": n_classes,
-           "base_inference_params": base_params, "load_avg_start": os.getloadavg()[0], "runs": []}
+    specs = {
+        "lora8": ("lora-seq r=8 (merge)", "lora-seq", {**lora, "rank": 8}),
+        "lora16": ("lora-seq r=16 (merge)", "lora-seq", {**lora, "rank": 16}),
+        "lora8-current": ("lora-seq r=8, current-task loss", "lora-seq", {**lora, "rank": 8, "loss_scope": "current"}),
+        "lora16-current": (
+            "lora-seq r=16, current-task loss",
+            "lora-seq",
+            {**lora, "rank": 16, "loss_scope": "current"},
+        ),
+        "codyra": ("codyra r=16 (paper defaults)", "codyra", {**common}),
+        "codyra-seen": ("codyra, loss over all seen classes", "codyra", {**common, "loss_scope": "seen"}),
+        "codyra-k0": ("codyra, kappa=0 (no sparsity)", "codyra", {**common, "kappa": 0.0}),
+        "codyra-k2": ("codyra, kappa=0.01 (sensitivity)", "codyra", {**common, "kappa": 0.01}),
+        "codyra-lr": ("codyra, its own default lr 5e-4", "codyra", {**common, "lr": 5e-4}),
+    }
+    out = {
+        "argv": sys.argv,
+        "domains": domains,
+        "per_class": args.per_class,
+        "epochs": args.epochs,
+        "train_sizes": [len(e.train_idx) for e in stream],
+        "test_sizes": [len(e.test_idx) for e in stream],
+        "max_tokens": int(tokens.x_train.shape[1]),
+        "classes": n_classes,
+        "base_inference_params": base_params,
+        "load_avg_start": os.getloadavg()[0],
+        "runs": [],
+    }
     print(json.dumps({k: v for k, v in out.items() if k != "runs"}), flush=True)
     for key in args.runs.split(","):
         label, name, cfg = specs[key]
@@ -108,11 +130,20 @@ def main() -> None:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         R = np.asarray(res.accuracy_matrix)
         params = sum(p.numel() for p in learner.model.parameters())
-        row = {"run": label, "key": key, "method": name, "config": cfg, "R": R.round(4).tolist(),
-               "final_avg_acc": float(R[-1].mean()),
-               "forgetting": float(np.mean([R[:-1, j].max() - R[-1, j] for j in range(len(R) - 1)])),
-               "inference_params": params, "extra_inference_params": params - base_params,
-               "wall_s": wall, "cpu_s": cpu, "load_avg": os.getloadavg()[0]}
+        row = {
+            "run": label,
+            "key": key,
+            "method": name,
+            "config": cfg,
+            "R": R.round(4).tolist(),
+            "final_avg_acc": float(R[-1].mean()),
+            "forgetting": float(np.mean([R[:-1, j].max() - R[-1, j] for j in range(len(R) - 1)])),
+            "inference_params": params,
+            "extra_inference_params": params - base_params,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "load_avg": os.getloadavg()[0],
+        }
         if name == "codyra":
             row["effective_rank"] = learner.effective_rank_summary()
             row["rank_min_max"] = [(h["min"], h["max"]) for h in learner.rank_history]

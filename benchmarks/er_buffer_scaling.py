@@ -47,8 +47,9 @@ from lifelong.scenarios import Stream, class_incremental
 def repeated_stream(passes: int = 3) -> Stream:
     """Class-incremental MNIST (10 tasks) with its experiences repeated ``passes`` times."""
     base = class_incremental(load_dataset("mnist"), tasks=10, seed=0)
-    exps = [dataclasses.replace(e, index=p * len(base) + i)
-            for p in range(passes) for i, e in enumerate(base.experiences)]
+    exps = [
+        dataclasses.replace(e, index=p * len(base) + i) for p in range(passes) for i, e in enumerate(base.experiences)
+    ]
     return Stream(base.scenario, exps, base.class_order, base.class_names, {**base.params, "passes": passes})
 
 
@@ -90,7 +91,7 @@ def micro(specs, blocks=15, block=20, bs=32):
     bufs = [filled_buffer(cls, cap, classes, g) for cls, classes, cap in specs]
     add_t = [[] for _ in specs]
     samp_t = [[] for _ in specs]
-    for b in range(blocks):
+    for _ in range(blocks):
         xs = torch.rand(block, bs, 1, 28, 28)
         for j, ((_, classes, _), buf) in enumerate(zip(specs, bufs)):
             ys = torch.randint(classes, (block, bs))
@@ -102,8 +103,10 @@ def micro(specs, blocks=15, block=20, bs=32):
             for _ in range(block):
                 buf.sample(bs, g)
             samp_t[j].append((time.process_time() - t0) / block)
-    return [(statistics.median(a) * 1e6, min(a) * 1e6, max(a) * 1e6, statistics.median(s) * 1e6,
-             min(s) * 1e6, max(s) * 1e6) for a, s in zip(add_t, samp_t)]
+    return [
+        (statistics.median(a) * 1e6, min(a) * 1e6, max(a) * 1e6, statistics.median(s) * 1e6, min(s) * 1e6, max(s) * 1e6)
+        for a, s in zip(add_t, samp_t)
+    ]
 
 
 def main(argv=None):
@@ -119,13 +122,18 @@ def main(argv=None):
         stream = repeated_stream(3)
         epochs = make_learner("er").config.epochs
         offered = np.cumsum([len(e) * epochs for e in stream])
-        print(f"stream: class-incremental mnist, 10 tasks x 3 passes = {len(stream)} experiences of "
-              f"~{len(stream[0])} examples; ER defaults (3 epochs, batch 32, replay 32)")
-        configs = [("finetune", {}), ("er", {"buffer": "reservoir", "buffer_size": 200}),
-                   ("er", {"buffer": "reservoir", "buffer_size": 2000}),
-                   ("er", {"buffer": "reservoir", "buffer_size": 20000}),
-                   ("er", {"buffer": "class-balanced", "buffer_size": 200}),
-                   ("er", {"buffer": "class-balanced", "buffer_size": 2000})]
+        print(
+            f"stream: class-incremental mnist, 10 tasks x 3 passes = {len(stream)} experiences of "
+            f"~{len(stream[0])} examples; ER defaults (3 epochs, batch 32, replay 32)"
+        )
+        configs = [
+            ("finetune", {}),
+            ("er", {"buffer": "reservoir", "buffer_size": 200}),
+            ("er", {"buffer": "reservoir", "buffer_size": 2000}),
+            ("er", {"buffer": "reservoir", "buffer_size": 20000}),
+            ("er", {"buffer": "class-balanced", "buffer_size": 200}),
+            ("er", {"buffer": "class-balanced", "buffer_size": 2000}),
+        ]
         runs, cpus = [], []
         t0 = time.perf_counter()
         for r in range(args.repeats):
@@ -147,19 +155,28 @@ def main(argv=None):
                 rel = per_exp / ref
                 print(f"{name}{fill}{full}: learn {label} s per experience (median of {args.repeats}):")
                 print("    " + " ".join(f"{t:.3f}" for t in per_exp))
-                print(f"    exp 0 {per_exp[0]:.3f} | median exps 1-4 {early:.3f} | median last 10 {late:.3f} | "
-                      f"late/early {late / early:.3f} | relative to ER reservoir 200: exps 1-4 "
-                      f"{np.median(rel[1:5]):.3f}, last 10 {np.median(rel[-10:]):.3f}", flush=True)
+                print(
+                    f"    exp 0 {per_exp[0]:.3f} | median exps 1-4 {early:.3f} | median last 10 {late:.3f} | "
+                    f"late/early {late / early:.3f} | relative to ER reservoir 200: exps 1-4 "
+                    f"{np.median(rel[1:5]):.3f}, last 10 {np.median(rel[-10:]):.3f}",
+                    flush=True,
+                )
 
-    print("buffer microbenchmarks: batch 32 of 1x28x28 into a full buffer that was offered 2 x capacity;"
-          " CPU µs per call (process time), median [min-max] of 15 blocks of 20 calls")
+    print(
+        "buffer microbenchmarks: batch 32 of 1x28x28 into a full buffer that was offered 2 x capacity;"
+        " CPU µs per call (process time), median [min-max] of 15 blocks of 20 calls"
+    )
     print(f"{'buffer':20s} {'classes':>7s} {'capacity':>9s} {'add µs':>22s} {'sample(32) µs':>22s}")
-    specs = [(cls, classes, cap) for cls, classes in ((ReservoirBuffer, 10), (ClassBalancedBuffer, 10),
-                                                      (ClassBalancedBuffer, 100))
-             for cap in (200, 2000, 20000, 100000)]
+    specs = [
+        (cls, classes, cap)
+        for cls, classes in ((ReservoirBuffer, 10), (ClassBalancedBuffer, 10), (ClassBalancedBuffer, 100))
+        for cap in (200, 2000, 20000, 100000)
+    ]
     for (cls, classes, cap), (a, a0, a1, s, s0, s1) in zip(specs, micro(specs)):
-        print(f"{cls.__name__:20s} {classes:7d} {cap:9d} {a:8.1f} [{a0:6.1f}-{a1:6.1f}] "
-              f"{s:8.1f} [{s0:6.1f}-{s1:6.1f}]", flush=True)
+        print(
+            f"{cls.__name__:20s} {classes:7d} {cap:9d} {a:8.1f} [{a0:6.1f}-{a1:6.1f}] {s:8.1f} [{s0:6.1f}-{s1:6.1f}]",
+            flush=True,
+        )
     return 0
 
 

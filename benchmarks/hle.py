@@ -1,4 +1,4 @@
-"""HLE (seed paper 8) vs ER on online hierarchical label expansion streams, per hierarchy level.
+"""HLE (arXiv 2308.14374) vs ER on online hierarchical label expansion streams, per hierarchy level.
 
     .venv/bin/python benchmarks/hle.py [--seeds 0,1,2] [--sections digits,clinc]
         [--data-root ../shared/data/clinc150] [--clinc-max-per-class N]
@@ -44,20 +44,30 @@ def main(argv=None) -> None:
     p.add_argument("--sections", default="digits,clinc")
     p.add_argument("--out", default="benchmarks/hle_results.md")
     p.add_argument("--clinc-max-per-class", type=int, default=None, help="subsample CLINC150 (quick runs)")
-    p.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clinc150"))
+    p.add_argument(
+        "--data-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clinc150")
+    )
     a = p.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
-    lines = ["# HLE vs ER per hierarchy level", "",
-             f"Command: `.venv/bin/python benchmarks/hle.py --seeds {a.seeds} --sections {a.sections}"
-             + (f" --clinc-max-per-class {a.clinc_max_per_class}`" if a.clinc_max_per_class else "`"), "",
-             "| section | method | coarse acc | fine acc | learn s / run |", "|---|---|---|---|---|"]
+    lines = [
+        "# HLE vs ER per hierarchy level",
+        "",
+        f"Command: `.venv/bin/python benchmarks/hle.py --seeds {a.seeds} --sections {a.sections}"
+        + (f" --clinc-max-per-class {a.clinc_max_per_class}`" if a.clinc_max_per_class else "`"),
+        "",
+        "| section | method | coarse acc | fine acc | learn s / run |",
+        "|---|---|---|---|---|",
+    ]
     for section in a.sections.split(","):
         t = time.time()
         if section == "digits":
             out = run_comparison(load_digits(), seeds, coarse_labels=DIGIT_PAIRS, buffer_size=200)
         elif section == "clinc":
-            out = run_comparison(load_dataset("clinc150", data_root=a.data_root, progress=False,
-                                             max_per_class=a.clinc_max_per_class), seeds, buffer_size=500)
+            out = run_comparison(
+                load_dataset("clinc150", data_root=a.data_root, progress=False, max_per_class=a.clinc_max_per_class),
+                seeds,
+                buffer_size=500,
+            )
         else:
             raise SystemExit(f"unknown section {section!r}; use digits and/or clinc")
         for m, r in out.items():

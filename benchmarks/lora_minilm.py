@@ -103,17 +103,41 @@ def worker(mode: str, steps: int, batch: int, threads: int, max_length: int) -> 
     for i in range(3, 3 + steps):
         step(i)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"mode": mode, "steps": steps, "batch": batch, "threads": threads, "tokens_per_batch": int(ids.shape[1]),
-            "steps_per_s_wall": steps / wall, "steps_per_cpu_s": steps / cpu, "wall_s": wall, "cpu_s": cpu,
-            "trainable_params": counts.trainable, "total_params": counts.total,
-            "rss_after_model_mb": rss_model, "peak_rss_mb": _rss_mb(), "load_avg": os.getloadavg()[0]}
+    return {
+        "mode": mode,
+        "steps": steps,
+        "batch": batch,
+        "threads": threads,
+        "tokens_per_batch": int(ids.shape[1]),
+        "steps_per_s_wall": steps / wall,
+        "steps_per_cpu_s": steps / cpu,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "trainable_params": counts.trainable,
+        "total_params": counts.total,
+        "rss_after_model_mb": rss_model,
+        "peak_rss_mb": _rss_mb(),
+        "load_avg": os.getloadavg()[0],
+    }
 
 
 def part_speed(args) -> list[dict]:
     rows = []
     for mode in ("full", "lora8-all", "lora8-qv"):
-        cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--batch", str(args.batch),
-               "--threads", str(args.threads), "--max-length", str(args.max_length)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            mode,
+            "--steps",
+            str(args.steps),
+            "--batch",
+            str(args.batch),
+            "--threads",
+            str(args.threads),
+            "--max-length",
+            str(args.max_length),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ})
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
@@ -149,9 +173,12 @@ def part_inject(args) -> dict:
     m = models[0]
     n_linear = sum(p.numel() for layer in lora_layers(m).values() for p in layer.base_layer.parameters())
     original = {k: v.clone() for k, v in m.state_dict().items()}
-    out["minilm"] = {"linear_layers": len(lora_layers(m)), "linear_params": n_linear,
-                     "inject_cpu_s": min(times),
-                     "merge_cpu_s": best(lambda: (merge_adapters(m), unmerge_adapters(m))) / 2}
+    out["minilm"] = {
+        "linear_layers": len(lora_layers(m)),
+        "linear_params": n_linear,
+        "inject_cpu_s": min(times),
+        "merge_cpu_s": best(lambda: (merge_adapters(m), unmerge_adapters(m))) / 2,
+    }
 
     def merge_only():
         merge_adapters(m)
@@ -166,9 +193,10 @@ def part_inject(args) -> dict:
         mlp = nn.Sequential(*[nn.Linear(width, width) for _ in range(4)])
         inject_adapter(mlp, cfg, seed=0)
         params = 4 * width * width
-        t_merge = best(lambda: (merge_adapters(mlp), unmerge_adapters(mlp))) / 2
-        sweep.append({"width": width, "params": params, "merge_unmerge_cpu_s": t_merge,
-                      "ns_per_param": 1e9 * t_merge / params})
+        t_merge = best(lambda mlp=mlp: (merge_adapters(mlp), unmerge_adapters(mlp))) / 2
+        sweep.append(
+            {"width": width, "params": params, "merge_unmerge_cpu_s": t_merge, "ns_per_param": 1e9 * t_merge / params}
+        )
         print(json.dumps(sweep[-1]), flush=True)
     out["mlp_sweep"] = sweep
     print(json.dumps(out["minilm"]), flush=True)
@@ -181,40 +209,71 @@ def part_clinc(args) -> dict:
     import torch
 
     from lifelong.data import load_dataset
+    from lifelong.data.tokens import text_token_dataset
     from lifelong.evaluation import run
     from lifelong.methods import make_learner
-    from lifelong.data.tokens import text_token_dataset
     from lifelong.scenarios import class_incremental
 
     torch.set_num_threads(args.threads)
     domains = [int(d) for d in args.domains.split(",")]
-    data = load_dataset("clinc150", data_root=str(DATA_ROOT) if (DATA_ROOT / "clinc150").exists() else None,
-                        domains=domains, max_per_class=args.per_class, progress=False)
+    data = load_dataset(
+        "clinc150",
+        data_root=str(DATA_ROOT) if (DATA_ROOT / "clinc150").exists() else None,
+        domains=domains,
+        max_per_class=args.per_class,
+        progress=False,
+    )
     tokens = text_token_dataset(data, "minilm", max_length=args.max_length)
     tasks = len(domains)
     features_stream = class_incremental(data, tasks=tasks, seed=-1)
     token_stream = class_incremental(tokens, tasks=tasks, seed=-1)
-    common = {"backbone": "minilm", "rank": 8, "alpha": 16.0, "dropout": 0.05, "epochs": args.epochs, "lr": 1e-3,
-              "batch_size": 16, "eval_batch": 128}
-    runs = [("lora-seq merge", "lora-seq", {**common, "mode": "merge"}, token_stream),
-            ("lora-seq keep", "lora-seq", {**common, "mode": "keep"}, token_stream),
-            ("lora-seq allora (merge)", "lora-seq", {**common, "variant": "allora"}, token_stream),
-            ("simplecil (frozen features)", "simplecil", {}, features_stream),
-            ("linear head SeqFT (frozen features)", "finetune",
-             {"hidden": (), "epochs": args.epochs, "lr": 1e-3, "optimizer": "adamw", "batch_size": 16},
-             features_stream)]
-    out = {"domains": domains, "per_class": args.per_class, "train_sizes": [len(e.train_idx) for e in token_stream],
-           "test_sizes": [len(e.test_idx) for e in token_stream], "max_tokens": int(tokens.x_train.shape[1]),
-           "runs": []}
+    common = {
+        "backbone": "minilm",
+        "rank": 8,
+        "alpha": 16.0,
+        "dropout": 0.05,
+        "epochs": args.epochs,
+        "lr": 1e-3,
+        "batch_size": 16,
+        "eval_batch": 128,
+    }
+    runs = [
+        ("lora-seq merge", "lora-seq", {**common, "mode": "merge"}, token_stream),
+        ("lora-seq keep", "lora-seq", {**common, "mode": "keep"}, token_stream),
+        ("lora-seq allora (merge)", "lora-seq", {**common, "variant": "allora"}, token_stream),
+        ("simplecil (frozen features)", "simplecil", {}, features_stream),
+        (
+            "linear head SeqFT (frozen features)",
+            "finetune",
+            {"hidden": (), "epochs": args.epochs, "lr": 1e-3, "optimizer": "adamw", "batch_size": 16},
+            features_stream,
+        ),
+    ]
+    out = {
+        "domains": domains,
+        "per_class": args.per_class,
+        "train_sizes": [len(e.train_idx) for e in token_stream],
+        "test_sizes": [len(e.test_idx) for e in token_stream],
+        "max_tokens": int(tokens.x_train.shape[1]),
+        "runs": [],
+    }
     for label, name, cfg, stream in runs:
         t0, c0 = time.perf_counter(), time.process_time()
         res = run(stream, make_learner(name, cfg, seed=0), seed=0, progress=False)
         R = np.asarray(res.accuracy_matrix)
-        row = {"run": label, "method": name, "config": cfg, "R": R.round(4).tolist(),
-               "final_avg_acc": float(R[-1].mean()),
-               "forgetting": float(np.mean([R[:-1, j].max() - R[-1, j] for j in range(len(R) - 1)])) if len(R) > 1
-               else 0.0, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-               "load_avg": os.getloadavg()[0]}
+        row = {
+            "run": label,
+            "method": name,
+            "config": cfg,
+            "R": R.round(4).tolist(),
+            "final_avg_acc": float(R[-1].mean()),
+            "forgetting": float(np.mean([R[:-1, j].max() - R[-1, j] for j in range(len(R) - 1)]))
+            if len(R) > 1
+            else 0.0,
+            "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
+            "load_avg": os.getloadavg()[0],
+        }
         out["runs"].append(row)
         print(json.dumps(row), flush=True)
     return out

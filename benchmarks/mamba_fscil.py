@@ -1,4 +1,4 @@
-"""Full-scale Mamba-FSCIL reproduction (seed paper 50) on CLINC150 MiniLM features, seeds 0-2.
+"""Full-scale Mamba-FSCIL reproduction (Mamba-FSCIL) on CLINC150 MiniLM features, seeds 0-2.
 
 Runs :func:`lifelong.papers.mamba_fscil.reproduce` and prints the claim as JSON.
 Usage: ``LIFELONG_THREADS=1 .venv/bin/python benchmarks/mamba_fscil.py [quick|full]``.
@@ -14,5 +14,15 @@ if __name__ == "__main__":
     scale = sys.argv[1] if len(sys.argv) > 1 else "full"
     t = time.time()
     claim = reproduce(scale)
-    print(json.dumps({"scale": scale, "held": claim.held, "measured": claim.measured,
-                      "criterion": claim.criterion, "seconds": round(time.time() - t, 1)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "scale": scale,
+                "held": claim.held,
+                "measured": claim.measured,
+                "criterion": claim.criterion,
+                "seconds": round(time.time() - t, 1),
+            },
+            indent=1,
+        )
+    )

@@ -58,10 +58,10 @@ def clinc_stream(quick: bool):
 
 def mnist_stream(quick: bool):
     """The ``lifelong run`` default stream: class-incremental split MNIST (embedded 5,000 images)."""
-    from lifelong.data import load_dataset
-    from lifelong.runner import DEFAULT_DATA, DEFAULT_SCENARIO
     from dataclasses import replace
 
+    from lifelong.data import load_dataset
+    from lifelong.runner import DEFAULT_DATA, DEFAULT_SCENARIO
     from lifelong.scenarios import make_scenario
 
     stream = make_scenario(DEFAULT_SCENARIO, load_dataset(DEFAULT_DATA))
@@ -91,11 +91,18 @@ def measure(name: str, stream, seed: int) -> dict:
     R = np.asarray(result.accuracy_matrix)
     learn_wall = float(sum(result.learn_seconds))
     samples = int(result.samples_seen[-1]) if result.samples_seen else 0
-    return {"status": result.status, "error": result.error, "total_wall_s": wall, "total_cpu_s": cpu,
-            "learn_wall_s": learn_wall, "learn_cpu_s": learn_cpu[0], "samples": samples,
-            "samples_per_s": samples / learn_wall if learn_wall > 0 else None,
-            "final": float(R[-1].mean()) if len(R) else None,
-            "experts": len(learner.experts) if hasattr(learner, "experts") else None}
+    return {
+        "status": result.status,
+        "error": result.error,
+        "total_wall_s": wall,
+        "total_cpu_s": cpu,
+        "learn_wall_s": learn_wall,
+        "learn_cpu_s": learn_cpu[0],
+        "samples": samples,
+        "samples_per_s": samples / learn_wall if learn_wall > 0 else None,
+        "final": float(R[-1].mean()) if len(R) else None,
+        "experts": len(learner.experts) if hasattr(learner, "experts") else None,
+    }
 
 
 def median(rows: list[dict], key: str):
@@ -122,23 +129,37 @@ def bench_stream(label: str, stream, methods, repeats: int, seed: int) -> list[d
                 continue
             runs[m].append(r)
             fin = "—" if r["final"] is None else f"{100 * r['final']:.2f}"
-            print(f"[{label}] rep {rep} {m:12s} final {fin:>6s}  total {r['total_wall_s']:7.1f} s wall "
-                  f"{r['total_cpu_s']:7.1f} s cpu  learn {r['learn_wall_s']:7.1f} s wall "
-                  f"{r['learn_cpu_s']:7.1f} s cpu  {r['samples']} samples  status {r['status']}"
-                  + ("" if r["experts"] is None else f"  experts {r['experts']}"), flush=True)
+            print(
+                f"[{label}] rep {rep} {m:12s} final {fin:>6s}  total {r['total_wall_s']:7.1f} s wall "
+                f"{r['total_cpu_s']:7.1f} s cpu  learn {r['learn_wall_s']:7.1f} s wall "
+                f"{r['learn_cpu_s']:7.1f} s cpu  {r['samples']} samples  status {r['status']}"
+                + ("" if r["experts"] is None else f"  experts {r['experts']}"),
+                flush=True,
+            )
     er_cpu = median(runs.get("er", []), "total_cpu_s")
     er_learn = median(runs.get("er", []), "learn_cpu_s")
     rows = []
     for m in methods:
         rs = runs[m]
-        row = {"method": m, "runs": len(rs), "error": errors.get(m) or next((r["error"] for r in rs if r["error"]), None),
-               "status": ",".join(sorted({r["status"] for r in rs})) or "error"}
-        for key in ("total_wall_s", "total_cpu_s", "learn_wall_s", "learn_cpu_s", "samples", "samples_per_s", "final",
-                    "experts"):
+        row = {
+            "method": m,
+            "runs": len(rs),
+            "error": errors.get(m) or next((r["error"] for r in rs if r["error"]), None),
+            "status": ",".join(sorted({r["status"] for r in rs})) or "error",
+        }
+        for key in (
+            "total_wall_s",
+            "total_cpu_s",
+            "learn_wall_s",
+            "learn_cpu_s",
+            "samples",
+            "samples_per_s",
+            "final",
+            "experts",
+        ):
             row[key] = median(rs, key)
         row["x_er_cpu"] = row["total_cpu_s"] / er_cpu if er_cpu and row["total_cpu_s"] is not None else None
-        row["x_er_learn_cpu"] = (row["learn_cpu_s"] / er_learn
-                                 if er_learn and row["learn_cpu_s"] is not None else None)
+        row["x_er_learn_cpu"] = row["learn_cpu_s"] / er_learn if er_learn and row["learn_cpu_s"] is not None else None
         row["raw"] = rs
         rows.append(row)
     return rows
@@ -146,21 +167,26 @@ def bench_stream(label: str, stream, methods, repeats: int, seed: int) -> list[d
 
 def table(rows: list[dict], stream_examples: int) -> str:
     """Markdown table of the summary rows (medians); ``stream_examples``: training examples in the stream."""
+
     def f(v, fmt):
         return "—" if v is None else format(v, fmt)
 
-    out = ["| method | final avg acc % | total wall s | total CPU s | × er (total CPU) | train wall s | "
-           "train CPU s | × er (train CPU) | train examples (as counted) | train samples/s | "
-           "stream examples / train s | runs |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| method | final avg acc % | total wall s | total CPU s | × er (total CPU) | train wall s | "
+        "train CPU s | × er (train CPU) | train examples (as counted) | train samples/s | "
+        "stream examples / train s | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         acc = None if r["final"] is None else 100 * r["final"]
         name = r["method"] + ("" if not r["error"] else " (error)")
-        out.append(f"| {name} | {f(acc, '.2f')} | {f(r['total_wall_s'], '.1f')} | {f(r['total_cpu_s'], '.1f')} | "
-                   f"{f(r['x_er_cpu'], '.1f')} | {f(r['learn_wall_s'], '.1f')} | {f(r['learn_cpu_s'], '.1f')} | "
-                   f"{f(r['x_er_learn_cpu'], '.1f')} | {f(r['samples'], ',.0f')} | "
-                   f"{f(r['samples_per_s'], ',.0f')} | "
-                   f"{f(stream_examples / r['learn_wall_s'] if r['learn_wall_s'] else None, ',.0f')} | {r['runs']} |")
+        out.append(
+            f"| {name} | {f(acc, '.2f')} | {f(r['total_wall_s'], '.1f')} | {f(r['total_cpu_s'], '.1f')} | "
+            f"{f(r['x_er_cpu'], '.1f')} | {f(r['learn_wall_s'], '.1f')} | {f(r['learn_cpu_s'], '.1f')} | "
+            f"{f(r['x_er_learn_cpu'], '.1f')} | {f(r['samples'], ',.0f')} | "
+            f"{f(r['samples_per_s'], ',.0f')} | "
+            f"{f(stream_examples / r['learn_wall_s'] if r['learn_wall_s'] else None, ',.0f')} | {r['runs']} |"
+        )
     return "\n".join(out)
 
 
@@ -168,13 +194,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", default="clinc150,mnist", help="comma-separated: clinc150, mnist")
     parser.add_argument("--repeats", type=int, default=3, help="rotations of the method list (medians reported)")
-    parser.add_argument("--clinc-repeats", type=int, default=None,
-                        help="repeats for clinc150 only (default: --repeats)")
+    parser.add_argument(
+        "--clinc-repeats", type=int, default=None, help="repeats for clinc150 only (default: --repeats)"
+    )
     parser.add_argument("--only", default="", help="comma-separated methods (default: all ten)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke check: 2 experiences, small data, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="smoke check: 2 experiences, small data, 1 repeat")
     parser.add_argument("--json", default="", help="also write every row (and raw runs) to this JSON file")
     parser.add_argument("--render", default="", help="only print the tables of an earlier --json file")
     args = parser.parse_args()
@@ -183,12 +209,16 @@ def main() -> None:
             doc = json.load(fh)
         for s, d in doc["streams"].items():
             n = d.get("train_examples") or {"clinc150": 15000, "mnist": 4000}[s]
-            print(f"\n### {s} ({d['experiences']} experiences, {n:,} training examples, "
-                  f"medians of {d['repeats']} run(s))\n")
+            print(
+                f"\n### {s} ({d['experiences']} experiences, {n:,} training examples, "
+                f"medians of {d['repeats']} run(s))\n"
+            )
             print(table(d["rows"], n))
         ls, le = doc["load_start"], doc["load_end"]
-        print(f"\nload average at start {ls[0]:.2f} {ls[1]:.2f} {ls[2]:.2f}, at end {le[0]:.2f} {le[1]:.2f} "
-              f"{le[2]:.2f}; total {doc['total_wall_s']:.0f} s wall")
+        print(
+            f"\nload average at start {ls[0]:.2f} {ls[1]:.2f} {ls[2]:.2f}, at end {le[0]:.2f} {le[1]:.2f} "
+            f"{le[2]:.2f}; total {doc['total_wall_s']:.0f} s wall"
+        )
         return
 
     import torch
@@ -201,8 +231,10 @@ def main() -> None:
     repeats = 1 if args.quick else args.repeats
     t0 = time.perf_counter()
     load0 = os.getloadavg()
-    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
     out = {}
     for s in [s for s in args.streams.split(",") if s]:
         w = time.perf_counter()
@@ -212,24 +244,37 @@ def main() -> None:
             stream, reps = mnist_stream(args.quick), repeats
         else:
             raise SystemExit(f"unknown stream {s!r}; use clinc150 or mnist")
-        print(f"{s}: {len(stream)} experiences, {stream.num_classes} classes, "
-              f"{sum(len(e) for e in stream)} train examples, input {tuple(stream[0].input_shape)}; "
-              f"loaded in {time.perf_counter() - w:.1f} s; {reps} repeat(s)", flush=True)
+        print(
+            f"{s}: {len(stream)} experiences, {stream.num_classes} classes, "
+            f"{sum(len(e) for e in stream)} train examples, input {tuple(stream[0].input_shape)}; "
+            f"loaded in {time.perf_counter() - w:.1f} s; {reps} repeat(s)",
+            flush=True,
+        )
         from dataclasses import replace
 
         from lifelong.evaluation import run
         from lifelong.methods import make_learner
 
         # untimed warm-up (first-call import and allocator costs would otherwise land on one method)
-        run(replace(stream, experiences=stream.experiences[:1]), make_learner("finetune", {}, seed=0),
-            seed=0, progress=False)
+        run(
+            replace(stream, experiences=stream.experiences[:1]),
+            make_learner("finetune", {}, seed=0),
+            seed=0,
+            progress=False,
+        )
         rows = bench_stream(s, stream, methods, reps, args.seed)
-        out[s] = {"repeats": reps, "experiences": len(stream), "train_examples": sum(len(e) for e in stream),
-                  "rows": rows}
+        out[s] = {
+            "repeats": reps,
+            "experiences": len(stream),
+            "train_examples": sum(len(e) for e in stream),
+            "rows": rows,
+        }
     load1 = os.getloadavg()
     for s, d in out.items():
-        print(f"\n### {s} ({d['experiences']} experiences, {d['train_examples']:,} training examples, "
-              f"medians of {d['repeats']} run(s))\n")
+        print(
+            f"\n### {s} ({d['experiences']} experiences, {d['train_examples']:,} training examples, "
+            f"medians of {d['repeats']} run(s))\n"
+        )
         print(table(d["rows"], d["train_examples"]))
         for r in d["rows"]:
             if r["error"]:

@@ -64,9 +64,11 @@ def sections(data_root: str):
         return load_dataset("clinc150", data_root=data_root, progress=False)
 
     def online_methods(buffer, ablation=True):
-        m = {"finetune": ("finetune", dict(ONLINE)),
-             "er": ("er", {**ONLINE, "buffer_size": buffer}),
-             "er (replay 64)": ("er", {**ONLINE, "buffer_size": buffer, "replay_batch_size": 64})}
+        m = {
+            "finetune": ("finetune", dict(ONLINE)),
+            "er": ("er", {**ONLINE, "buffer_size": buffer}),
+            "er (replay 64)": ("er", {**ONLINE, "buffer_size": buffer, "replay_batch_size": 64}),
+        }
         if ablation:
             m["onpro w/o APF"] = ("onpro", {**ONLINE, "buffer_size": buffer, "apf": False})
             m["onpro, random mixup only"] = ("onpro", {**ONLINE, "buffer_size": buffer, "mixup_base_rate": 1.0})
@@ -74,19 +76,23 @@ def sections(data_root: str):
         return m
 
     def ci_methods(epochs, buffer, **prd):
-        return {"finetune": ("finetune", {"epochs": epochs}),
-                "er": ("er", {"epochs": epochs, "buffer_size": buffer}),
-                "prd w/o distillation": ("prd", {**PRD, **prd, "epochs": epochs, "distill_coef": 0.0}),
-                "prd": ("prd", {**PRD, **prd, "epochs": epochs})}
+        return {
+            "finetune": ("finetune", {"epochs": epochs}),
+            "er": ("er", {"epochs": epochs, "buffer_size": buffer}),
+            "prd w/o distillation": ("prd", {**PRD, **prd, "epochs": epochs, "distill_coef": 0.0}),
+            "prd": ("prd", {**PRD, **prd, "epochs": epochs}),
+        }
 
     return {
         "mnist-online": (load_mnist, lambda d, s: online(d, tasks=5, batch_size=10, seed=s), online_methods(100)),
         "digits-online": (load_digits, lambda d, s: online(d, tasks=5, batch_size=10, seed=s), online_methods(100)),
-        "clinc-online": (clinc, lambda d, s: online(d, tasks=10, batch_size=10, seed=s),
-                         online_methods(500, ablation=False)),
+        "clinc-online": (
+            clinc,
+            lambda d, s: online(d, tasks=10, batch_size=10, seed=s),
+            online_methods(500, ablation=False),
+        ),
         "mnist-ci": (load_mnist, lambda d, s: class_incremental(d, tasks=5, seed=s), ci_methods(20, 100)),
-        "clinc-ci": (clinc, lambda d, s: class_incremental(d, tasks=10, seed=s),
-                     ci_methods(5, 500, prototypes_lr=0.1)),
+        "clinc-ci": (clinc, lambda d, s: class_incremental(d, tasks=10, seed=s), ci_methods(5, 500, prototypes_lr=0.1)),
     }
 
 
@@ -124,21 +130,28 @@ def run_section(loader, make_stream, methods, seeds) -> dict:
 
 def table(out: dict) -> list[str]:
     er = np.mean(out["er"]["secs"])
-    lines = ["| method | final avg acc (mean ± std) | learn s / run | stream ex/s | examples drawn / stream ex | "
-             "wall vs er |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | final avg acc (mean ± std) | learn s / run | stream ex/s | examples drawn / stream ex | "
+        "wall vs er |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, rec in out.items():
         acc = np.array(rec["acc"]) * 100
         secs = np.mean(rec["secs"])
         rate = np.sum(rec["stream"]) / np.sum(rec["secs"])
         proc = np.sum(rec["seen"]) / np.sum(rec["stream"])
-        lines.append(f"| {label} | {acc.mean():.1f} ± {acc.std():.1f} | {secs:.1f} | {rate:,.0f} | {proc:.1f} | "
-                     f"{secs / er:.1f}x |")
+        lines.append(
+            f"| {label} | {acc.mean():.1f} ± {acc.std():.1f} | {secs:.1f} | {rate:,.0f} | {proc:.1f} | "
+            f"{secs / er:.1f}x |"
+        )
     ranks = out.get("onpro", {}).get("apf_rank", [])
     if ranks:
         lines.append("")
-        lines.append(f"OnPro: rank of APF's most-sampled pair (last experience) among all class pairs by final "
-                     f"confusion, per seed: {', '.join(str(r) for r in ranks)} "
-                     f"(in the top 3 for {sum(1 for r in ranks if r is not None and r <= 3)}/{len(ranks)} seeds)")
+        lines.append(
+            f"OnPro: rank of APF's most-sampled pair (last experience) among all class pairs by final "
+            f"confusion, per seed: {', '.join(str(r) for r in ranks)} "
+            f"(in the top 3 for {sum(1 for r in ranks if r is not None and r <= 3)}/{len(ranks)} seeds)"
+        )
     return lines
 
 
@@ -156,9 +169,13 @@ def main() -> None:
     all_sections = sections(a.data_root)
     names = list(all_sections) if a.sections == "all" else a.sections.split(",")
     cmd = "python " + " ".join([os.path.relpath(__file__, REPO), *sys.argv[1:]])
-    lines = ["# OnPro and PRD next to ER and fine-tuning", "",
-             f"Command: `.venv/bin/{cmd}` (1 torch thread; seeds {seeds}, CLINC150 sections {clinc_seeds}).",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), torch {torch.__version__}.", ""]
+    lines = [
+        "# OnPro and PRD next to ER and fine-tuning",
+        "",
+        f"Command: `.venv/bin/{cmd}` (1 torch thread; seeds {seeds}, CLINC150 sections {clinc_seeds}).",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), torch {torch.__version__}.",
+        "",
+    ]
     for name in names:
         loader, make_stream, methods = all_sections[name]
         print(f"[{name}]", flush=True)
@@ -169,9 +186,14 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001 - a missing dataset skips its section with the reason
             lines += [f"## {name}", "", f"Not run: {type(e).__name__}: {e}", ""]
             continue
-        lines += [f"## {name}", "",
-                  f"Load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; section wall {time.time() - t0:.0f} s.",
-                  "", *table(out), ""]
+        lines += [
+            f"## {name}",
+            "",
+            f"Load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; section wall {time.time() - t0:.0f} s.",
+            "",
+            *table(out),
+            "",
+        ]
         Path(a.out).write_text("\n".join(lines) + "\n")
     Path(a.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,4 +1,4 @@
-"""Step-time overhead of AdAdaGrad's norm test (seed paper 10) against plain AdaGradNorm.
+"""Step-time overhead of AdAdaGrad's norm test (arXiv 2402.11215) against plain AdaGradNorm.
 
 One training step is timed in three ways on the same model, batch and optimizer:
 
@@ -49,16 +49,19 @@ def _mlp(sizes):
 
 def _step_fn(mode, model, opt, x, y):
     if mode == "plain":
+
         def step():
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y).backward()
             opt.step()
+
         return step
-    ctl = NormTestBatchController(2, 10 ** 9, eta=0.3, max_test_samples=128 if mode == "subset" else None)
+    ctl = NormTestBatchController(2, 10**9, eta=0.3, max_test_samples=128 if mode == "subset" else None)
 
     def step():
         ctl.update(model, F.cross_entropy, x, y, set_grad=True)
         opt.step()
+
     return step
 
 
@@ -96,28 +99,42 @@ def main() -> None:
     rows = []
     for name, sizes, batches in CONFIGS:
         for b in batches:
-            t = measure(sizes, b, rounds=args.rounds, steps=args.steps,
-                        clock=time.process_time if args.clock == "cpu" else time.perf_counter)
+            t = measure(
+                sizes,
+                b,
+                rounds=args.rounds,
+                steps=args.steps,
+                clock=time.process_time if args.clock == "cpu" else time.perf_counter,
+            )
             sub = t.get("subset")
-            rows.append(f"| {name} | {b} | {t['plain'] * 1e3:.2f} | {t['full'] * 1e3:.2f} | "
-                        f"{t['full'] / t['plain']:.2f}x | "
-                        + (f"{sub * 1e3:.2f} ({sub / t['plain']:.2f}x)" if sub is not None else "—") + " |")
+            rows.append(
+                f"| {name} | {b} | {t['plain'] * 1e3:.2f} | {t['full'] * 1e3:.2f} | "
+                f"{t['full'] / t['plain']:.2f}x | "
+                + (f"{sub * 1e3:.2f} ({sub / t['plain']:.2f}x)" if sub is not None else "—")
+                + " |"
+            )
             print(rows[-1], flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    table = "\n".join([
-        "| model | batch | plain AdaGradNorm step (ms) | with norm test (ms) | ratio | norm test on 128 samples (ms, ratio) |",
-        "|---|---|---|---|---|---|",
-        *rows,
-    ])
-    cmd = (f".venv/bin/python benchmarks/optim_overhead.py --rounds {args.rounds} --steps {args.steps} "
-           f"--threads {args.threads} --clock {args.clock} --write")
-    text = f"""# Optimizer benchmarks: AdAdaGrad norm-test overhead (seed paper 10)
+    table = "\n".join(
+        [
+            "| model | batch | plain AdaGradNorm step (ms) | with norm test (ms) | ratio "
+            "| norm test on 128 samples (ms, ratio) |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    cmd = (
+        f".venv/bin/python benchmarks/optim_overhead.py --rounds {args.rounds} --steps {args.steps} "
+        f"--threads {args.threads} --clock {args.clock} --write"
+    )
+    clock = "process CPU" if args.clock == "cpu" else "wall-clock"
+    text = f"""# Optimizer benchmarks: AdAdaGrad norm-test overhead (AdAdaGrad, arXiv 2402.11215)
 
 Command: `{cmd}`
 
 Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU), {args.threads} thread(s);
 1-minute load average at the end of the run: {load:.1f} (the machine was shared). Median over
-{args.rounds} interleaved rounds of {args.steps} steps each; {"process CPU" if args.clock == "cpu" else "wall-clock"} time.
+{args.rounds} interleaved rounds of {args.steps} steps each; {clock} time.
 
 A step = one optimizer step on a fixed batch. "with norm test" computes the per-sample
 gradients of the whole batch with `torch.func.vmap(grad(...))` (no Python loop over

@@ -81,9 +81,9 @@ def bare_loop(stream, seed=0, epochs=3, batch_size=32, lr=0.01, momentum=0.9, hi
             for x, y in tests:
                 correct = 0
                 for s in range(0, len(y), EVAL_BATCH):
-                    scores = model(x[s:s + EVAL_BATCH])[:, :v].masked_fill(~seen[:v], float("-inf"))
+                    scores = model(x[s : s + EVAL_BATCH])[:, :v].masked_fill(~seen[:v], float("-inf"))
                     if v:
-                        correct += int((scores.argmax(1) == y[s:s + EVAL_BATCH]).sum())
+                        correct += int((scores.argmax(1) == y[s : s + EVAL_BATCH]).sum())
                 row.append(correct / len(y))
         model.train()
         return row
@@ -99,7 +99,7 @@ def bare_loop(stream, seed=0, epochs=3, batch_size=32, lr=0.01, momentum=0.9, hi
         for _ in range(epochs):
             order = torch.randperm(n, generator=gen)
             for s in range(0, n, batch_size):
-                idx = order[s:s + batch_size]
+                idx = order[s : s + batch_size]
                 loss = F.cross_entropy(model(x[idx]).masked_fill(~seen, float("-inf")), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -125,7 +125,9 @@ def timed(fn, *args):
 def spread(xs):
     xs = sorted(xs)
     q = lambda p: xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]  # noqa: E731
-    return f"median {statistics.median(xs):.3f}  min {xs[0]:.3f}  q25 {q(0.25):.3f}  q75 {q(0.75):.3f}  max {xs[-1]:.3f}"
+    return (
+        f"median {statistics.median(xs):.3f}  min {xs[0]:.3f}  q25 {q(0.25):.3f}  q75 {q(0.75):.3f}  max {xs[-1]:.3f}"
+    )
 
 
 def main(argv=None):
@@ -136,15 +138,19 @@ def main(argv=None):
     args = p.parse_args(argv)
     threads = configure_threads(args.threads)
     stream = class_incremental(load_dataset("mnist"), tasks=5, seed=0)
-    print(f"torch {torch.__version__}, intra-op threads {threads}, stream: class-incremental mnist, "
-          f"{len(stream)} experiences, {sum(len(e) for e in stream)} train examples")
+    print(
+        f"torch {torch.__version__}, intra-op threads {threads}, stream: class-incremental mnist, "
+        f"{len(stream)} experiences, {sum(len(e) for e in stream)} train examples"
+    )
 
     # warm-up (allocator, lazy imports) and the equality check
     (m_lib, _), (m_bare, _) = library_run(stream), bare_loop(stream)
     diff = float(np.abs(m_lib - m_bare).max())
-    print(f"accuracy matrices: max |library - bare| = {diff:.6f} "
-          f"({'identical' if diff == 0 else 'DIFFERENT'}); final average accuracy "
-          f"library {m_lib[-1].mean():.4f}, bare {m_bare[-1].mean():.4f}")
+    print(
+        f"accuracy matrices: max |library - bare| = {diff:.6f} "
+        f"({'identical' if diff == 0 else 'DIFFERENT'}); final average accuracy "
+        f"library {m_lib[-1].mean():.4f}, bare {m_bare[-1].mean():.4f}"
+    )
 
     lib_t, bare_t, lib_learn, bare_learn, ratios = [], [], [], [], []
     lib_cpu, bare_cpu, cpu_ratios = [], [], []
@@ -156,14 +162,20 @@ def main(argv=None):
         for name, fn in order:
             t, c, (_, learn) = timed(fn, stream)
             got[name] = (t, sum(learn), c)
-        lib_t.append(got["lib"][0]); bare_t.append(got["bare"][0])
-        lib_learn.append(got["lib"][1]); bare_learn.append(got["bare"][1])
-        lib_cpu.append(got["lib"][2]); bare_cpu.append(got["bare"][2])
+        lib_t.append(got["lib"][0])
+        bare_t.append(got["bare"][0])
+        lib_learn.append(got["lib"][1])
+        bare_learn.append(got["bare"][1])
+        lib_cpu.append(got["lib"][2])
+        bare_cpu.append(got["bare"][2])
         ratios.append(got["lib"][0] / got["bare"][0])
         cpu_ratios.append(got["lib"][2] / got["bare"][2])
-        print(f"  repeat {r:2d}: library {got['lib'][0]:.3f} s  bare {got['bare'][0]:.3f} s  "
-              f"ratio {ratios[-1]:.3f} | CPU s library {got['lib'][2]:.3f}  bare {got['bare'][2]:.3f}  "
-              f"ratio {cpu_ratios[-1]:.3f}", flush=True)
+        print(
+            f"  repeat {r:2d}: library {got['lib'][0]:.3f} s  bare {got['bare'][0]:.3f} s  "
+            f"ratio {ratios[-1]:.3f} | CPU s library {got['lib'][2]:.3f}  bare {got['bare'][2]:.3f}  "
+            f"ratio {cpu_ratios[-1]:.3f}",
+            flush=True,
+        )
     print(f"library wall s : {spread(lib_t)}")
     print(f"bare    wall s : {spread(bare_t)}")
     print(f"library learn s: {spread(lib_learn)}")

@@ -4,12 +4,12 @@ The whole CLINC150 stream (150 intents, 10 experiences of one domain = 15 intent
 each, 100 train / 30 test utterances per intent, class order = domain order,
 learner seed 0) over the cached 384-d MiniLM sentence features:
 
-- ``simplecil`` (seed paper 43): cosine prototypes of the frozen features, no training;
+- ``simplecil`` (arXiv 2303.07338): cosine prototypes of the frozen features, no training;
 - ``ncm``: the library's nearest-class-mean (cosine and Euclidean);
-- ``aper`` (seed paper 43, ADAM/APER): adapt on experience 0 only with a bottleneck
+- ``aper`` (arXiv 2303.07338, ADAM/APER): adapt on experience 0 only with a bottleneck
   adapter (default), SSF or an identity-initialised linear layer, then cosine
   prototypes on [frozen, adapted]; also the "adapted only" merge ablation;
-- ``slca`` (seed paper 56): SLCA (slow learner + classifier alignment), SL (no
+- ``slca`` (arXiv 2303.05118): SLCA (slow learner + classifier alignment), SL (no
   alignment), Seq FT (representation at the head's lr, no alignment), and Seq FT
   with a 10x faster representation;
 - ``finetune``: sequential fine-tuning of one shared linear head (cross-entropy over
@@ -65,8 +65,11 @@ def main() -> None:
     configure_threads(args.threads)
     t0 = time.perf_counter()
     stream = clinc_stream("full")
-    print(f"CLINC150: {len(stream)} experiences, {stream.num_classes} classes, "
-          f"{sum(len(e) for e in stream)} train examples; loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"CLINC150: {len(stream)} experiences, {stream.num_classes} classes, "
+        f"{sum(len(e) for e in stream)} train examples; loaded in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     only = {m for m in args.only.split(",") if m}
     rows = []
     for label, name, config in ROWS:
@@ -77,32 +80,60 @@ def main() -> None:
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         R = np.asarray(result.accuracy_matrix)
         m = result.metrics
-        rows.append({"row": label, "method": name, "config": config,
-                     "final": float(R[-1].mean()), "avg_incremental": m["average_incremental_accuracy"],
-                     "forgetting": m["forgetting"], "just_learned": float(np.diag(R).mean()),
-                     "learn_wall_s": float(sum(result.learn_seconds)), "total_cpu_s": cpu, "total_wall_s": wall,
-                     "trainable": result.trainable_parameters})
+        rows.append(
+            {
+                "row": label,
+                "method": name,
+                "config": config,
+                "final": float(R[-1].mean()),
+                "avg_incremental": m["average_incremental_accuracy"],
+                "forgetting": m["forgetting"],
+                "just_learned": float(np.diag(R).mean()),
+                "learn_wall_s": float(sum(result.learn_seconds)),
+                "total_cpu_s": cpu,
+                "total_wall_s": wall,
+                "trainable": result.trainable_parameters,
+            }
+        )
         print(f"{label:32s} final {rows[-1]['final']:.4f}  ({wall:.1f} s wall, {cpu:.1f} s cpu)", flush=True)
     c0, w0 = time.process_time(), time.perf_counter()
     joint = joint_logistic_regression(stream)
-    rows.append({"row": "joint logistic regression (bound)", "method": "joint-lr", "config": {"C": 1.0},
-                 "final": joint, "avg_incremental": None, "forgetting": None, "just_learned": None,
-                 "learn_wall_s": time.perf_counter() - w0, "total_cpu_s": time.process_time() - c0,
-                 "total_wall_s": time.perf_counter() - w0, "trainable": 384 * 150 + 150})
+    rows.append(
+        {
+            "row": "joint logistic regression (bound)",
+            "method": "joint-lr",
+            "config": {"C": 1.0},
+            "final": joint,
+            "avg_incremental": None,
+            "forgetting": None,
+            "just_learned": None,
+            "learn_wall_s": time.perf_counter() - w0,
+            "total_cpu_s": time.process_time() - c0,
+            "total_wall_s": time.perf_counter() - w0,
+            "trainable": 384 * 150 + 150,
+        }
+    )
     simple = next((r["final"] for r in rows if r["method"] == "simplecil"), None)
 
     def fmt(v, pct=True):
         return "—" if v is None else (f"{100 * v:.2f}" if pct else f"{v:.1f}")
 
-    print("\n| method | final avg acc % | avg incr acc % | forgetting (pts) | just learned % | learn s (wall) | "
-          "CPU s (total) | trainable params | gap SimpleCIL→joint closed |")
+    print(
+        "\n| method | final avg acc % | avg incr acc % | forgetting (pts) | just learned % | learn s (wall) | "
+        "CPU s (total) | trainable params | gap SimpleCIL→joint closed |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        gap = ("—" if simple is None or r["method"] == "joint-lr"
-               else f"{100 * gap_closed(r['final'], simple, joint):+.0f} %")
-        print(f"| {r['row']} | {fmt(r['final'])} | {fmt(r['avg_incremental'])} | {fmt(r['forgetting'])} | "
-              f"{fmt(r['just_learned'])} | {fmt(r['learn_wall_s'], False)} | {fmt(r['total_cpu_s'], False)} | "
-              f"{r['trainable']:,} | {gap} |")
+        gap = (
+            "—"
+            if simple is None or r["method"] == "joint-lr"
+            else f"{100 * gap_closed(r['final'], simple, joint):+.0f} %"
+        )
+        print(
+            f"| {r['row']} | {fmt(r['final'])} | {fmt(r['avg_incremental'])} | {fmt(r['forgetting'])} | "
+            f"{fmt(r['just_learned'])} | {fmt(r['learn_wall_s'], False)} | {fmt(r['total_cpu_s'], False)} | "
+            f"{r['trainable']:,} | {gap} |"
+        )
     print(f"\ntotal {time.perf_counter() - t0:.0f} s wall")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

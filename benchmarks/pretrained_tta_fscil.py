@@ -42,15 +42,21 @@ def main(argv=None) -> int:
         print(format_claim(claim), flush=True)
         print(f"[{name}: {seconds:.0f} s]", flush=True)
         rows = "\n".join(f"| {k} | {v} |" for k, v in claim.measured.items())
-        sections.append(f"## {name}: {'HELD' if claim.held else 'NOT HELD'}\n\n"
-                        f"- claim: {claim.statement}\n- criterion: {claim.criterion}\n"
-                        f"- wall time: {seconds:.0f} s ({a.threads} torch thread(s), shared 2-core machine)\n"
-                        f"- notes: {claim.notes}\n\n| measured | value |\n|---|---|\n{rows}\n")
-    text = (f"# Pre-trained features: DKVB, LAME, FSCIL tricks (full scale)\n\n"
-            f"Command: `{command.strip()}` (equivalently `lifelong reproduce <name> --scale full`).\n"
-            f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}.\n\n"
-            + "\n".join(sections)
-            + "\n<details><summary>raw JSON</summary>\n\n```json\n" + json.dumps(raw, indent=1) + "\n```\n</details>\n")
+        sections.append(
+            f"## {name}: {'HELD' if claim.held else 'NOT HELD'}\n\n"
+            f"- claim: {claim.statement}\n- criterion: {claim.criterion}\n"
+            f"- wall time: {seconds:.0f} s ({a.threads} torch thread(s), shared 2-core machine)\n"
+            f"- notes: {claim.notes}\n\n| measured | value |\n|---|---|\n{rows}\n"
+        )
+    text = (
+        f"# Pre-trained features: DKVB, LAME, FSCIL tricks (full scale)\n\n"
+        f"Command: `{command.strip()}` (equivalently `lifelong reproduce <name> --scale full`).\n"
+        f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}.\n\n"
+        + "\n".join(sections)
+        + "\n<details><summary>raw JSON</summary>\n\n```json\n"
+        + json.dumps(raw, indent=1)
+        + "\n```\n</details>\n"
+    )
     Path(a.out).write_text(text, encoding="utf-8")
     print(f"wrote {a.out}")
     return 0

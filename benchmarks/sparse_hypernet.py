@@ -1,4 +1,4 @@
-"""Full-scale runs of ``dst`` (DST-CL, seed paper 39) and ``hypernet`` (HNET / DPHN, seed paper 35),
+"""Full-scale runs of ``dst`` (DST-CL, arXiv 2308.14831) and ``hypernet`` (HNET / DPHN, arXiv 2209.07712),
 next to ``er`` and ``finetune`` on the same streams, with accuracy, wall time and samples/s.
 
     .venv/bin/python benchmarks/sparse_hypernet.py [--seeds 0,1,2] [--parts mnist,permuted,clinc]
@@ -7,9 +7,9 @@ Parts:
 
 - ``mnist``: split MNIST, 5 tasks x 2 classes, task id at test. ``lifelong.papers.dst_cl.measure("full")``
   (the DST grid {uniform, ERK} x {random, unfired, gradient, momentum} x density {0.2, 0.05} and two dense
-  fine-tunes) plus ``er`` with the same MLP / epochs / batch; the claim of paper 39.
+  fine-tunes) plus ``er`` with the same MLP / epochs / batch; the claim of arXiv 2308.14831.
 - ``permuted``: permuted MNIST, 10 tasks, task id at test. ``lifelong.papers.dphn.measure("full")`` (MLP and
-  LSTM hypernetworks, DPHN extras, two fine-tunes) plus ``er``; the claim of paper 35.
+  LSTM hypernetworks, DPHN extras, two fine-tunes) plus ``er``; the claim of arXiv 2209.07712.
 - ``mnist-small`` (not in the default parts): the DST-CL check with a 784-100 MLP and 10 epochs, to see how
   the gap to fine-tuning depends on the setting.
 - ``regtasks`` (not in the default parts): permuted MNIST, the two hypernetworks regularising every earlier
@@ -60,10 +60,15 @@ def run_one(stream, name: str, config: dict, seed: int) -> dict:
     r = run(stream, learner, seed=seed, progress=False)
     m = r.metrics
     epochs = learner.config.epochs
-    return {"acc": m["final_average_accuracy"], "forgetting": m["forgetting"], "bwt": m["backward_transfer"],
-            "seconds": float(sum(r.learn_seconds)), "stream_samples": epochs * sum(len(e) for e in stream),
-            "samples_seen": int(r.samples_seen[-1]), "params": [int(r.trainable_parameters),
-                                                                 int(r.total_parameters)]}
+    return {
+        "acc": m["final_average_accuracy"],
+        "forgetting": m["forgetting"],
+        "bwt": m["backward_transfer"],
+        "seconds": float(sum(r.learn_seconds)),
+        "stream_samples": epochs * sum(len(e) for e in stream),
+        "samples_seen": int(r.samples_seen[-1]),
+        "params": [int(r.trainable_parameters), int(r.total_parameters)],
+    }
 
 
 def table(rows: dict[str, list[dict]], reference: str = "er", extra: str = "forgetting") -> list[str]:
@@ -71,8 +76,11 @@ def table(rows: dict[str, list[dict]], reference: str = "er", extra: str = "forg
     if reference not in rows:
         reference = next(iter(rows))
     ref = np.mean([r["seconds"] for r in rows[reference]])
-    out = [f"| method | final avg acc (%) | {extra} (points) | wall s (mean) | samples/s | × {reference} wall "
-           "| params (trainable / total) |", "|---|---|---|---|---|---|---|"]
+    out = [
+        f"| method | final avg acc (%) | {extra} (points) | wall s (mean) | samples/s | × {reference} wall "
+        "| params (trainable / total) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, rs in rows.items():
         secs = np.mean([r["seconds"] for r in rs])
         sps = np.mean([r["stream_samples"] / r["seconds"] for r in rs])
@@ -80,14 +88,19 @@ def table(rows: dict[str, list[dict]], reference: str = "er", extra: str = "forg
         ex = mean_std(vals) if vals else "—"
         cost = f"{secs / ref:.2f}"
         p = rs[-1]["params"]
-        out.append(f"| {label} | {mean_std([r['acc'] for r in rs])} | {ex} | {secs:.1f} | {sps:.0f} | {cost} | "
-                   f"{p[0]:,} / {p[1]:,} |")
+        out.append(
+            f"| {label} | {mean_std([r['acc'] for r in rs])} | {ex} | {secs:.1f} | {sps:.0f} | {cost} | "
+            f"{p[0]:,} / {p[1]:,} |"
+        )
     return out
 
 
 def claim_lines(claim) -> list[str]:
-    out = [f"**{claim.paper}** ({claim.scale}): {'HELD' if claim.held else 'NOT HELD'}", "",
-           f"- criterion: {claim.criterion}"]
+    out = [
+        f"**{claim.paper}** ({claim.scale}): {'HELD' if claim.held else 'NOT HELD'}",
+        "",
+        f"- criterion: {claim.criterion}",
+    ]
     out += [f"- {k}: {v}" for k, v in claim.measured.items()]
     return out + [""]
 
@@ -105,20 +118,34 @@ def part_mnist(seeds, data) -> tuple[list[str], dict]:
     claim = dst_cl.summarize(runs, "bench")
     rows = {"er": er}
     for label, rs in runs.items():
-        rows[label] = [{"acc": a, "bwt": b, "forgetting": None, "seconds": sec, "samples_seen": n,
-                        "stream_samples": spec["epochs"] * 4000, "params": list(p)} for a, b, sec, n, p in rs]
-    lines = ["### Split MNIST, task-incremental (paper 39, DST-CL)", "",
-             f"5 tasks x 2 classes of the 5,000-image MNIST subset (4,000 train), task id at test; MLP "
-             f"784-{'-'.join(map(str, spec['hidden']))}, {spec['epochs']} epochs/task, batch 64; DST and "
-             "finetune[adam]: Adam 1e-3; finetune[sgd] and er: SGD lr 0.01 momentum 0.9 (er: reservoir buffer "
-             f"200). Seeds {', '.join(map(str, seeds))} (class order and init). Load average {l0:.1f} at the "
-             f"start, {load():.1f} at the end; {time.time() - t0:.0f} s in all.", ""]
+        rows[label] = [
+            {
+                "acc": a,
+                "bwt": b,
+                "forgetting": None,
+                "seconds": sec,
+                "samples_seen": n,
+                "stream_samples": spec["epochs"] * 4000,
+                "params": list(p),
+            }
+            for a, b, sec, n, p in rs
+        ]
+    lines = [
+        "### Split MNIST, task-incremental (arXiv 2308.14831, DST-CL)",
+        "",
+        f"5 tasks x 2 classes of the 5,000-image MNIST subset (4,000 train), task id at test; MLP "
+        f"784-{'-'.join(map(str, spec['hidden']))}, {spec['epochs']} epochs/task, batch 64; DST and "
+        "finetune[adam]: Adam 1e-3; finetune[sgd] and er: SGD lr 0.01 momentum 0.9 (er: reservoir buffer "
+        f"200). Seeds {', '.join(map(str, seeds))} (class order and init). Load average {l0:.1f} at the "
+        f"start, {load():.1f} at the end; {time.time() - t0:.0f} s in all.",
+        "",
+    ]
     lines += table(rows, extra="bwt") + [""] + claim_lines(claim)
     return lines, {k: v for k, v in rows.items()}
 
 
 def part_mnist_small(seeds, data) -> tuple[list[str], dict]:
-    """Sensitivity of paper 39's gap: a smaller MLP (784-100), 10 epochs, the two quick-scale variants."""
+    """Sensitivity of arXiv 2308.14831's gap: a smaller MLP (784-100), 10 epochs, the two quick-scale variants."""
     import lifelong.papers.dst_cl as dst_cl
 
     spec = dict(dst_cl.SCALES["quick"], hidden=(100,), epochs=10, seeds=tuple(seeds))
@@ -126,13 +153,29 @@ def part_mnist_small(seeds, data) -> tuple[list[str], dict]:
     t0, l0 = time.time(), load()
     runs = dst_cl.measure("bench-small", data)
     claim = dst_cl.summarize(runs, "bench-small")
-    rows = {label: [{"acc": a, "bwt": b, "forgetting": None, "seconds": sec, "samples_seen": n,
-                     "stream_samples": spec["epochs"] * 4000, "params": list(p)} for a, b, sec, n, p in rs]
-            for label, rs in runs.items()}
-    lines = ["### Split MNIST with a smaller MLP (sensitivity of the DST-CL gap)", "",
-             f"As the split-MNIST part but MLP 784-100 and {spec['epochs']} epochs/task, the two quick-scale "
-             f"variants; seeds {', '.join(map(str, seeds))}. Load average {l0:.1f} at the start, {load():.1f} at "
-             f"the end; {time.time() - t0:.0f} s in all.", ""]
+    rows = {
+        label: [
+            {
+                "acc": a,
+                "bwt": b,
+                "forgetting": None,
+                "seconds": sec,
+                "samples_seen": n,
+                "stream_samples": spec["epochs"] * 4000,
+                "params": list(p),
+            }
+            for a, b, sec, n, p in rs
+        ]
+        for label, rs in runs.items()
+    }
+    lines = [
+        "### Split MNIST with a smaller MLP (sensitivity of the DST-CL gap)",
+        "",
+        f"As the split-MNIST part but MLP 784-100 and {spec['epochs']} epochs/task, the two quick-scale "
+        f"variants; seeds {', '.join(map(str, seeds))}. Load average {l0:.1f} at the start, {load():.1f} at "
+        f"the end; {time.time() - t0:.0f} s in all.",
+        "",
+    ]
     return lines + table(rows, reference="finetune[adam]", extra="bwt") + [""] + claim_lines(claim), rows
 
 
@@ -148,15 +191,28 @@ def part_permuted(seeds, data) -> tuple[list[str], dict]:
     claim = dphn.summarize(runs, "bench")
     rows = {"er": er}
     for label, rs in runs.items():
-        rows[label] = [{"acc": a, "forgetting": f, "seconds": sec, "samples_seen": n,
-                        "stream_samples": spec["epochs"] * 4000, "params": list(p)} for a, f, sec, n, p in rs]
-    lines = ["### Permuted MNIST, task id at test (paper 35, DPHN / HNET)", "",
-             f"10 tasks (task 0 unpermuted), each a disjoint 400-image share of the 4,000 training images, "
-             f"tested on all 1,000 test images permuted; target MLP 784-100-10, {spec['epochs']} epochs/task, "
-             "batch 32; hypernetworks and finetune[adam]: Adam 1e-3; finetune[sgd] and er (buffer 200): SGD lr "
-             f"0.01 momentum 0.9. Seeds {', '.join(map(str, seeds))}. Load average {l0:.1f} at the start, "
-             f"{load():.1f} at the end; {time.time() - t0:.0f} s in all. Params of the hypernetworks: total "
-             "stored after the last task (hypernetwork + every task's embedding / growth terms).", ""]
+        rows[label] = [
+            {
+                "acc": a,
+                "forgetting": f,
+                "seconds": sec,
+                "samples_seen": n,
+                "stream_samples": spec["epochs"] * 4000,
+                "params": list(p),
+            }
+            for a, f, sec, n, p in rs
+        ]
+    lines = [
+        "### Permuted MNIST, task id at test (arXiv 2209.07712, DPHN / HNET)",
+        "",
+        f"10 tasks (task 0 unpermuted), each a disjoint 400-image share of the 4,000 training images, "
+        f"tested on all 1,000 test images permuted; target MLP 784-100-10, {spec['epochs']} epochs/task, "
+        "batch 32; hypernetworks and finetune[adam]: Adam 1e-3; finetune[sgd] and er (buffer 200): SGD lr "
+        f"0.01 momentum 0.9. Seeds {', '.join(map(str, seeds))}. Load average {l0:.1f} at the start, "
+        f"{load():.1f} at the end; {time.time() - t0:.0f} s in all. Params of the hypernetworks: total "
+        "stored after the last task (hypernetwork + every task's embedding / growth terms).",
+        "",
+    ]
     lines += table(rows) + [""] + claim_lines(claim)
     return lines, rows
 
@@ -188,19 +244,28 @@ def part_clinc(seeds) -> tuple[list[str], dict]:
     stream = class_incremental(data, tasks=10, seed=-1)
     for label, (name, cfg) in CLINC_METHODS.items():
         cil.setdefault(label, []).append(run_one(stream, name, {**common, **cfg}, seeds[0]))
-    lines = ["### CLINC150, frozen MiniLM features", "",
-             "150 intents, one domain (15 intents, 1,500 training sentences) per task in CLINC's domain order, "
-             "inputs = 384-d all-MiniLM-L6-v2 sentence vectors from the feature cache; MLP 384-100-150 (the "
-             "hypernetworks generate it: 53,650 weights), 5 epochs/task, batch 32. Learning rates at which each "
-             "method learns a new task well on the first 3 tasks (seed 0): er / finetune[sgd] SGD 0.1 momentum "
-             "0.9 (er: buffer 200), finetune[adam] and dst Adam 0.01 (dst: density 0.2, prune-and-grow every "
-             "20 batches), hypernetworks Adam 0.003 (beta 0.01, chunks of 1,000, embeddings of 32). "
-             f"Load average {l0:.1f} at the start, {load():.1f} at the end; {time.time() - t0:.0f} s in all.", "",
-             f"**Task-incremental** (task id at test), seeds {', '.join(map(str, seeds))} (learner init; the "
-             "domain order is fixed):", ""]
-    lines += table(til) + ["", f"**Class-incremental** (no task id at training or test; seed {seeds[0]}). DST "
-                           "infers the task by the largest logit per sub-network, the hypernetworks by the lowest "
-                           "predictive entropy (HNET); finetune and er predict over all seen classes:", ""]
+    lines = [
+        "### CLINC150, frozen MiniLM features",
+        "",
+        "150 intents, one domain (15 intents, 1,500 training sentences) per task in CLINC's domain order, "
+        "inputs = 384-d all-MiniLM-L6-v2 sentence vectors from the feature cache; MLP 384-100-150 (the "
+        "hypernetworks generate it: 53,650 weights), 5 epochs/task, batch 32. Learning rates at which each "
+        "method learns a new task well on the first 3 tasks (seed 0): er / finetune[sgd] SGD 0.1 momentum "
+        "0.9 (er: buffer 200), finetune[adam] and dst Adam 0.01 (dst: density 0.2, prune-and-grow every "
+        "20 batches), hypernetworks Adam 0.003 (beta 0.01, chunks of 1,000, embeddings of 32). "
+        f"Load average {l0:.1f} at the start, {load():.1f} at the end; {time.time() - t0:.0f} s in all.",
+        "",
+        f"**Task-incremental** (task id at test), seeds {', '.join(map(str, seeds))} (learner init; the "
+        "domain order is fixed):",
+        "",
+    ]
+    lines += table(til) + [
+        "",
+        f"**Class-incremental** (no task id at training or test; seed {seeds[0]}). DST "
+        "infers the task by the largest logit per sub-network, the hypernetworks by the lowest "
+        "predictive entropy (HNET); finetune and er predict over all seen classes:",
+        "",
+    ]
     lines += table(cil) + [""]
     return lines, {"til": til, "cil": cil}
 
@@ -219,12 +284,17 @@ def part_regtasks(seeds, data) -> tuple[list[str], dict]:
             name, cfg = dphn.METHODS[label]
             for k in (0, 2):
                 tag = f"{label} (reg_tasks={k or 'all'})"
-                rows.setdefault(tag, []).append(run_one(stream, name, {**dphn.COMMON, **cfg, "epochs": epochs,
-                                                                       "reg_tasks": k}, s))
-    lines = ["### Permuted MNIST: regularising every earlier task per step or 2 at random", "",
-             f"As the permuted-MNIST part ({epochs} epochs/task), seeds {', '.join(map(str, seeds))}; "
-             f"`reg_tasks=2` regularises 2 earlier tasks drawn at random per step instead of all of them. "
-             f"Load average {l0:.1f} at the start, {load():.1f} at the end; {time.time() - t0:.0f} s in all.", ""]
+                rows.setdefault(tag, []).append(
+                    run_one(stream, name, {**dphn.COMMON, **cfg, "epochs": epochs, "reg_tasks": k}, s)
+                )
+    lines = [
+        "### Permuted MNIST: regularising every earlier task per step or 2 at random",
+        "",
+        f"As the permuted-MNIST part ({epochs} epochs/task), seeds {', '.join(map(str, seeds))}; "
+        f"`reg_tasks=2` regularises 2 earlier tasks drawn at random per step instead of all of them. "
+        f"Load average {l0:.1f} at the start, {load():.1f} at the end; {time.time() - t0:.0f} s in all.",
+        "",
+    ]
     return lines + table(rows) + [""], rows
 
 
@@ -241,15 +311,23 @@ def main(argv=None) -> None:
 
     mnist = load_dataset("mnist") if {"mnist", "permuted", "regtasks", "mnist-small"} & set(parts) else None
     command = "LIFELONG_THREADS=1 .venv/bin/python benchmarks/sparse_hypernet.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    lines = ["# dst and hypernet next to er and finetune", "",
-             f"Command: `{command.strip()}` (torch {torch.__version__}, 1 intra-op thread, shared 2-core "
-             "machine).", ""]
+        sys.argv[1:] if argv is None else argv
+    )
+    lines = [
+        "# dst and hypernet next to er and finetune",
+        "",
+        f"Command: `{command.strip()}` (torch {torch.__version__}, 1 intra-op thread, shared 2-core machine).",
+        "",
+    ]
     record = {}
     for part in parts:
-        fn = {"mnist": lambda: part_mnist(seeds, mnist), "permuted": lambda: part_permuted(seeds, mnist),
-              "clinc": lambda: part_clinc(seeds), "regtasks": lambda: part_regtasks(seeds, mnist),
-              "mnist-small": lambda: part_mnist_small(seeds, mnist)}[part]
+        fn = {
+            "mnist": lambda: part_mnist(seeds, mnist),
+            "permuted": lambda: part_permuted(seeds, mnist),
+            "clinc": lambda: part_clinc(seeds),
+            "regtasks": lambda: part_regtasks(seeds, mnist),
+            "mnist-small": lambda: part_mnist_small(seeds, mnist),
+        }[part]
         part_lines, rows = fn()
         lines += part_lines
         record[part] = rows

@@ -1,4 +1,4 @@
-"""Task-free streams: TAME (seed paper 16) against oracle-boundary TAME, fine-tuning and ER.
+"""Task-free streams: TAME (arXiv 2210.03869) against oracle-boundary TAME, fine-tuning and ER.
 
 Every method runs through :func:`lifelong.evaluation.run` on the same task-free stream
 (:func:`lifelong.scenarios.taskfree.task_free`: segments of class-group tasks with one
@@ -43,14 +43,26 @@ SHARED_CLINC = ROOT.parent / "shared" / "data" / "clinc150"
 # on the unit-norm 384-d MiniLM features that rate barely moves an MLP in one stream, so
 # CLINC150 uses the official 0.1 unscaled.
 SETTINGS = {
-    "digits": {"data": "digits", "tasks": 5, "order": [0, 1, 2, 3, 4, 0], "batch_size": 10, "passes": 5,
-               "lr": 0.01},
-    "digits-lr0.1": {"data": "digits", "tasks": 5, "order": [0, 1, 2, 3, 4, 0], "batch_size": 10, "passes": 5,
-                     "lr": 0.1, "methods": ["tame"]},
-    "mnist": {"data": "mnist", "tasks": 5, "order": [0, 1, 2, 3, 4, 0], "batch_size": 32, "passes": 5,
-              "lr": 0.025},
-    "clinc150": {"data": "clinc150", "tasks": 10, "order": list(range(10)) + [0], "batch_size": 32, "passes": 3,
-                 "lr": 0.1, "natural_order": True},
+    "digits": {"data": "digits", "tasks": 5, "order": [0, 1, 2, 3, 4, 0], "batch_size": 10, "passes": 5, "lr": 0.01},
+    "digits-lr0.1": {
+        "data": "digits",
+        "tasks": 5,
+        "order": [0, 1, 2, 3, 4, 0],
+        "batch_size": 10,
+        "passes": 5,
+        "lr": 0.1,
+        "methods": ["tame"],
+    },
+    "mnist": {"data": "mnist", "tasks": 5, "order": [0, 1, 2, 3, 4, 0], "batch_size": 32, "passes": 5, "lr": 0.025},
+    "clinc150": {
+        "data": "clinc150",
+        "tasks": 10,
+        "order": list(range(10)) + [0],
+        "batch_size": 32,
+        "passes": 3,
+        "lr": 0.1,
+        "natural_order": True,
+    },
 }
 METHODS = ["tame", "tame-oracle", "finetune", "er"]
 
@@ -68,8 +80,16 @@ def _stream(data, setting: dict, seed: int):
     from lifelong.scenarios import make_scenario
 
     kw = {"class_order": list(range(data.num_classes))} if setting.get("natural_order") else {}
-    return make_scenario("task-free", data, tasks=setting["tasks"], batch_size=setting["batch_size"],
-                         passes=setting["passes"], order=setting["order"], seed=seed, **kw)
+    return make_scenario(
+        "task-free",
+        data,
+        tasks=setting["tasks"],
+        batch_size=setting["batch_size"],
+        passes=setting["passes"],
+        order=setting["order"],
+        seed=seed,
+        **kw,
+    )
 
 
 def _learner(method: str, setting: dict, stream, seed: int):
@@ -104,20 +124,31 @@ def run_one(setting: dict, method: str, seed: int, data) -> dict:
         first.setdefault(task, j)
     final = float(np.mean([result.accuracy_matrix[-1][j] for j in first.values()]))
     n = stream.params["stream_length"]
-    out = {"method": method, "seed": seed, "final_accuracy": final, "wall_seconds": wall,
-           "learn_seconds": float(sum(result.learn_seconds)), "eval_seconds": float(sum(result.eval_seconds)),
-           "stream_examples": n, "examples_per_second": n / wall,
-           "parameters": int(result.total_parameters)}
+    out = {
+        "method": method,
+        "seed": seed,
+        "final_accuracy": final,
+        "wall_seconds": wall,
+        "learn_seconds": float(sum(result.learn_seconds)),
+        "eval_seconds": float(sum(result.eval_seconds)),
+        "stream_examples": n,
+        "examples_per_second": n / wall,
+        "parameters": int(result.total_parameters),
+    }
     tame = getattr(learner, "tame", learner)
     if method.startswith("tame"):
-        out.update(selector_seconds=tame.selector_seconds, prune_seconds=tame.prune_seconds,
-                   experts=len(tame.experts))
+        out.update(selector_seconds=tame.selector_seconds, prune_seconds=tame.prune_seconds, experts=len(tame.experts))
     if method == "tame":
         match = match_boundaries(true_boundaries(stream), tame.detected_boundaries(), setting["batch_size"])
         owners = segment_experts(tame.switches, [len(e) for e in stream])
         delays = [d for d in match["delays"] if d is not None]
-        out.update(found=match["found"], boundaries=len(match["delays"]), false_alarms=match["false_alarms"],
-                   max_delay=max(delays, default=None), recurring_to_old_expert=owners[-1] == owners[0])
+        out.update(
+            found=match["found"],
+            boundaries=len(match["delays"]),
+            false_alarms=match["false_alarms"],
+            max_delay=max(delays, default=None),
+            recurring_to_old_expert=owners[-1] == owners[0],
+        )
     return out
 
 
@@ -128,9 +159,11 @@ def _ms(values) -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown table, one line per (setting, method), mean ± std over seeds."""
-    lines = ["| setting | method | final acc | boundaries found (per seed) | false alarms | max delay (batches) "
-             "| recurring → old expert | experts | params | wall s | examples/s | selector s | prune s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| setting | method | final acc | boundaries found (per seed) | false alarms | max delay (batches) "
+        "| recurring → old expert | experts | params | wall s | examples/s | selector s | prune s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     keys = []
     for r in rows:
         if (r["setting"], r["method"]) not in keys:
@@ -139,17 +172,21 @@ def table(rows: list[dict]) -> str:
         rs = [r for r in rows if r["setting"] == setting and r["method"] == method]
         det = ("—",) * 4
         if method == "tame":
-            det = (" ".join(f"{r['found']}/{r['boundaries']}" for r in rs),
-                   " ".join(str(r["false_alarms"]) for r in rs),
-                   " ".join(str(r["max_delay"]) for r in rs),
-                   " ".join("yes" if r["recurring_to_old_expert"] else "no" for r in rs))
+            det = (
+                " ".join(f"{r['found']}/{r['boundaries']}" for r in rs),
+                " ".join(str(r["false_alarms"]) for r in rs),
+                " ".join(str(r["max_delay"]) for r in rs),
+                " ".join("yes" if r["recurring_to_old_expert"] else "no" for r in rs),
+            )
         experts = " ".join(str(r["experts"]) for r in rs) if "experts" in rs[0] else "—"
         sel = f"{np.mean([r['selector_seconds'] for r in rs]):.1f}" if "selector_seconds" in rs[0] else "—"
         pru = f"{np.mean([r['prune_seconds'] for r in rs]):.1f}" if "prune_seconds" in rs[0] else "—"
-        lines.append(f"| {setting} | {method} | {_ms([r['final_accuracy'] for r in rs])} | {det[0]} | {det[1]} | "
-                     f"{det[2]} | {det[3]} | {experts} | {int(np.mean([r['parameters'] for r in rs]))} | "
-                     f"{np.mean([r['wall_seconds'] for r in rs]):.1f} | "
-                     f"{np.mean([r['examples_per_second'] for r in rs]):.0f} | {sel} | {pru} |")
+        lines.append(
+            f"| {setting} | {method} | {_ms([r['final_accuracy'] for r in rs])} | {det[0]} | {det[1]} | "
+            f"{det[2]} | {det[3]} | {experts} | {int(np.mean([r['parameters'] for r in rs]))} | "
+            f"{np.mean([r['wall_seconds'] for r in rs]):.1f} | "
+            f"{np.mean([r['examples_per_second'] for r in rs]):.0f} | {sel} | {pru} |"
+        )
     return "\n".join(lines)
 
 
@@ -177,8 +214,9 @@ def main(argv=None) -> int:
                 rows.append(r)
                 print(json.dumps(r), file=sys.stderr, flush=True)
     if a.out:
-        Path(a.out).write_text(json.dumps({"settings": {k: SETTINGS[k] for k in a.settings.split(",")},
-                                           "rows": rows}, indent=1))
+        Path(a.out).write_text(
+            json.dumps({"settings": {k: SETTINGS[k] for k in a.settings.split(",")}, "rows": rows}, indent=1)
+        )
     print(table(rows))
     return 0
 

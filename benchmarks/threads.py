@@ -61,6 +61,8 @@ OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THR
 
 def worker(threads: int) -> None:
     """Child process: build the stream, then run the workload named on each stdin line."""
+    import warnings
+
     import torch
 
     from lifelong.data import load_dataset
@@ -68,8 +70,6 @@ def worker(threads: int) -> None:
     from lifelong.methods import make_learner
     from lifelong.runtime import configure_threads
     from lifelong.scenarios import Stream, class_incremental
-
-    import warnings
 
     with warnings.catch_warnings():  # the spin-policy warning is what t2 / t2-spin10k measure
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -83,8 +83,11 @@ def worker(threads: int) -> None:
         return time.perf_counter() - t0
 
     # warm-up (lazy imports, allocator): two big steps on one experience
-    run(Stream(full.scenario, full.experiences[:1], full.class_order, full.class_names, full.params),
-        make_learner("finetune", {"epochs": 1, "batch_size": 512}, seed=0), progress=False)
+    run(
+        Stream(full.scenario, full.experiences[:1], full.class_order, full.class_names, full.params),
+        make_learner("finetune", {"epochs": 1, "batch_size": 512}, seed=0),
+        progress=False,
+    )
     print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
@@ -121,8 +124,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
-    p.add_argument("--cell-budget", type=float, default=10.0,
-                   help="stop repeating a cell once its runs took this many seconds in all")
+    p.add_argument(
+        "--cell-budget",
+        type=float,
+        default=10.0,
+        help="stop repeating a cell once its runs took this many seconds in all",
+    )
     p.add_argument("--load-limit", type=float, default=120.0, help="the busy loop's own time limit (s)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -138,9 +145,13 @@ def main(argv=None) -> int:
     try:
         for n in names:
             threads, extra = CONFIGS[n]
-            procs[n] = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", str(threads)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env={**base_env, **extra})
+            procs[n] = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--worker", str(threads)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**base_env, **extra},
+            )
         for n, pr in procs.items():
             info = json.loads(pr.stdout.readline())
             assert info["ready"] and info["threads"] == CONFIGS[n][0], info
@@ -156,7 +167,7 @@ def main(argv=None) -> int:
                         time.sleep(0.3)
                     la = loadavg()
                     for w in WORKLOADS:
-                        order = names[k % len(names):] + names[:k % len(names)]
+                        order = names[k % len(names) :] + names[: k % len(names)]
                         k += 1
                         for c in order:
                             if sum(times[(c, w, load)]) > args.cell_budget:
@@ -167,9 +178,16 @@ def main(argv=None) -> int:
                 finally:
                     if loader is not None:
                         stop(loader)
-                print(f"repeat {r} {load:4s} (load avg {la}): " + "  ".join(
-                    f"{c}/{w} {times[(c, w, load)][-1]:.2f}" for w in WORKLOADS for c in names
-                    if len(times[(c, w, load)]) == r + 1), flush=True)
+                print(
+                    f"repeat {r} {load:4s} (load avg {la}): "
+                    + "  ".join(
+                        f"{c}/{w} {times[(c, w, load)][-1]:.2f}"
+                        for w in WORKLOADS
+                        for c in names
+                        if len(times[(c, w, load)]) == r + 1
+                    ),
+                    flush=True,
+                )
     finally:
         for pr in procs.values():
             if pr.poll() is None:
@@ -182,8 +200,10 @@ def main(argv=None) -> int:
                     stop(pr)
 
     print(f"\nload average at end: {loadavg()}; total {time.perf_counter() - t_start:.1f} s")
-    print(f"median wall seconds of a finetune run [min-max] (n runs, at most {args.repeats}); "
-          "x = median / median of t1 in the same column")
+    print(
+        f"median wall seconds of a finetune run [min-max] (n runs, at most {args.repeats}); "
+        "x = median / median of t1 in the same column"
+    )
     cols = [(w, l) for w in WORKLOADS for l in ("idle", "busy")]
     print(f"{'config':12s} " + " ".join(f"{w + '/' + l:>29s}" for w, l in cols))
     for c in names:

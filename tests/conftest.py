@@ -7,8 +7,9 @@ import pytest
 
 os.environ.setdefault("LIFELONG_THREADS", "1")
 # the workspace's real data (../shared/data beside the repository), where the library looks for it: LIFELONG_DATA
-_SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared",
-                            "data")
+_SHARED_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data"
+)
 if os.path.isdir(_SHARED_DATA):
     os.environ.setdefault("LIFELONG_DATA", _SHARED_DATA)
 
@@ -36,8 +37,10 @@ def shared_path(*parts: str) -> str:
 
 
 CLINC = shared_path("data", "clinc150")
-needs_clinc = pytest.mark.skipif(not os.path.isfile(os.path.join(CLINC, "data_full.json")),
-                                 reason="the shared CLINC150 copy is not next to the repository")
+needs_clinc = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(CLINC, "data_full.json")),
+    reason="the shared CLINC150 copy is not next to the repository",
+)
 
 
 class HashEncoder:

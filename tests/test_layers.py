@@ -14,9 +14,26 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "lifelong"
 
 #: package -> rank; a module may import packages of a larger rank (lower layers) and its own package
-RANK = {"cli": 0, "papers": 1, "runner": 2, "evaluation": 3, "methods": 4, "scenarios": 5, "data": 6,
-        "encoders": 7, "heads": 7, "layers": 7, "adapters": 7, "optim": 7, "memory": 7, "merging": 7,
-        "runtime": 8, "fileio": 8, "values": 8, "errors": 9}
+RANK = {
+    "cli": 0,
+    "papers": 1,
+    "runner": 2,
+    "evaluation": 3,
+    "methods": 4,
+    "scenarios": 5,
+    "data": 6,
+    "encoders": 7,
+    "heads": 7,
+    "layers": 7,
+    "adapters": 7,
+    "optim": 7,
+    "memory": 7,
+    "merging": 7,
+    "runtime": 8,
+    "fileio": 8,
+    "values": 8,
+    "errors": 9,
+}
 #: the exceptions, each with its reason
 ALLOWED = {
     ("evaluation", "methods.registry"),  # the loop checks what a learner reads (its `inputs` tag)
@@ -61,10 +78,16 @@ def _problems(src: Path = SRC) -> list[str]:
             if theirs == "":
                 continue  # the package root: __version__ and lazy re-exports, no side effects
             elif theirs == mine:
-                if mine == "methods" and not me.split(".")[-1].startswith(("base", "config", "registry")) \
-                        and target not in METHOD_SHARED and not target.split(".")[-1].startswith("base"):
-                    out.append(f"{where} (a method imports another method; move the shared part down a layer "
-                               "or into a methods/base*.py module)")
+                if (
+                    mine == "methods"
+                    and not me.split(".")[-1].startswith(("base", "config", "registry"))
+                    and target not in METHOD_SHARED
+                    and not target.split(".")[-1].startswith("base")
+                ):
+                    out.append(
+                        f"{where} (a method imports another method; move the shared part down a layer "
+                        "or into a methods/base*.py module)"
+                    )
             elif (mine, target.split(".", 1)[1]) in ALLOWED:
                 continue
             elif RANK[theirs] <= RANK[mine]:
@@ -93,7 +116,9 @@ def test_lower_layers_import_without_the_upper_ones(module):
     import subprocess
     import sys
 
-    code = (f"import sys, {module}\n"
-            "bad = [m for m in ('lifelong.runner', 'lifelong.papers', 'lifelong.cli') if m in sys.modules]\n"
-            "assert not bad, bad\n")
+    code = (
+        f"import sys, {module}\n"
+        "bad = [m for m in ('lifelong.runner', 'lifelong.papers', 'lifelong.cli') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -25,16 +25,19 @@ def _child(code: str, env_policy: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if env_policy:
         env["OMP_WAIT_POLICY"] = env_policy
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.strip()
 
 
 def test_wait_policy_set_before_torch_and_user_value_wins():
-    code = ("import os; from lifelong.runtime import configure_wait_policy as c; "
-            "print(c(), os.environ.get('OMP_WAIT_POLICY'))")
+    code = (
+        "import os; from lifelong.runtime import configure_wait_policy as c; "
+        "print(c(), os.environ.get('OMP_WAIT_POLICY'))"
+    )
     assert _child(code) == "True PASSIVE"
     assert _child(code, env_policy="ACTIVE") == "True ACTIVE"
-    late = ("import torch, os; from lifelong.runtime import configure_wait_policy as c; print(c())")
+    late = "import torch, os; from lifelong.runtime import configure_wait_policy as c; print(c())"
     assert _child(late) == "False"
 
 

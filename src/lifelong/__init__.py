@@ -15,12 +15,21 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Dataset": "lifelong.data", "load_dataset": "lifelong.data", "list_datasets": "lifelong.data",
-    "Experience": "lifelong.scenarios", "Stream": "lifelong.scenarios",
-    "make_scenario": "lifelong.scenarios", "list_scenarios": "lifelong.scenarios",
-    "Learner": "lifelong.methods", "GradientLearner": "lifelong.methods",
-    "make_learner": "lifelong.methods", "list_methods": "lifelong.methods", "register": "lifelong.methods",
-    "run": "lifelong.evaluation", "Result": "lifelong.evaluation", "run_experiment": "lifelong.runner",
+    "Dataset": "lifelong.data",
+    "load_dataset": "lifelong.data",
+    "list_datasets": "lifelong.data",
+    "Experience": "lifelong.scenarios",
+    "Stream": "lifelong.scenarios",
+    "make_scenario": "lifelong.scenarios",
+    "list_scenarios": "lifelong.scenarios",
+    "Learner": "lifelong.methods",
+    "GradientLearner": "lifelong.methods",
+    "make_learner": "lifelong.methods",
+    "list_methods": "lifelong.methods",
+    "register": "lifelong.methods",
+    "run": "lifelong.evaluation",
+    "Result": "lifelong.evaluation",
+    "run_experiment": "lifelong.runner",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -44,29 +44,53 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lifelong`` command."""
     from lifelong.runner import DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO
 
-    p = _Parser(prog="lifelong", description="Models that keep learning: run, compare, "
-                "reproduce. `lifelong run` alone runs the default benchmark.")
+    p = _Parser(
+        prog="lifelong",
+        description="Models that keep learning: run, compare, "
+        "reproduce. `lifelong run` alone runs the default benchmark.",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run methods over a scenario and write a report")
-    r.add_argument("--scenario", default=None, help=f"scenario name (lifelong list scenarios; default {DEFAULT_SCENARIO})")
+    r.add_argument(
+        "--scenario", default=None, help=f"scenario name (lifelong list scenarios; default {DEFAULT_SCENARIO})"
+    )
     r.add_argument("--data", default=None, help=f"dataset name (lifelong list data; default {DEFAULT_DATA})")
-    r.add_argument("--methods", type=_csv, default=None,
-                   help=f"comma-separated method names (default {','.join(DEFAULT_METHODS)})")
+    r.add_argument(
+        "--methods", type=_csv, default=None, help=f"comma-separated method names (default {','.join(DEFAULT_METHODS)})"
+    )
     r.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     r.add_argument("--tasks", type=int, default=None, help="number of experiences (scenario.tasks)")
-    r.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding the dataset's files (data.data_root; default LIFELONG_DATA); with "
-                        "--resume, where the experiment's data files are now")
-    r.add_argument("--set", dest="sets", action="append", default=None, metavar="TARGET.KEY=VALUE",
-                   help="override: method.lr=0.1, er.buffer_size=500, scenario.seed=1, data.seed=1")
+    r.add_argument(
+        "--data-root",
+        default=None,
+        metavar="DIR",
+        help="folder holding the dataset's files (data.data_root; default LIFELONG_DATA); with "
+        "--resume, where the experiment's data files are now",
+    )
+    r.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=None,
+        metavar="TARGET.KEY=VALUE",
+        help="override: method.lr=0.1, er.buffer_size=500, scenario.seed=1, data.seed=1",
+    )
     r.add_argument("--out", default=None, help="folder for run outputs (default: runs)")
     r.add_argument("--name", default=None, help="experiment name, the subfolder of --out (default: default)")
-    r.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue the experiment stored in RUN_DIR (e.g. runs/default) with its own arguments; "
-                        "only --threads, --quiet and --data-root may be added")
-    r.add_argument("--overwrite", action="store_true", default=None,
-                   help="delete the experiment already in the output folder (all its methods and seeds) first")
+    r.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the experiment stored in RUN_DIR (e.g. runs/default) with its own arguments; "
+        "only --threads, --quiet and --data-root may be added",
+    )
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="delete the experiment already in the output folder (all its methods and seeds) first",
+    )
     r.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1; see README)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -85,36 +109,56 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("paper", help="short name or number (lifelong papers)")
     rp.add_argument("--scale", choices=["quick", "full"], default="quick")
     rp.add_argument("--threads", type=int, default=None)
-    rp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a setting of the paper's spec (lifelong/papers/specs/NAME.toml), e.g. "
-                         "--set seeds=0,1; repeatable; --show-spec lists the keys")
+    rp.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the paper's spec (lifelong/papers/specs/NAME.toml), e.g. "
+        "--set seeds=0,1; repeatable; --show-spec lists the keys",
+    )
     rp.add_argument("--show-spec", action="store_true", help="print the resolved settings and exit (runs nothing)")
     return p
 
 
 def _cmd_run(a) -> int:
     from lifelong.errors import ConfigError, RunFailedError
-    from lifelong.runner import (DEFAULT_DATA, DEFAULT_METHODS, DEFAULT_SCENARIO, parse_sets,
-                                 resume_experiment, run_experiment)
+    from lifelong.runner import (
+        DEFAULT_DATA,
+        DEFAULT_METHODS,
+        DEFAULT_SCENARIO,
+        parse_sets,
+        resume_experiment,
+        run_experiment,
+    )
 
     for opt in ("resume", "out", "name", "scenario", "data", "data_root"):
         if getattr(a, opt) is not None and not str(getattr(a, opt)).strip():
-            raise ConfigError(f"--{opt.replace('_', '-')} was given an empty value; give a value or leave the "
-                              "option out")
+            raise ConfigError(
+                f"--{opt.replace('_', '-')} was given an empty value; give a value or leave the option out"
+            )
     if a.name is not None and (Path(a.name).name != a.name or a.name in (".", "..")):
-        raise ConfigError(f"--name must be a plain folder name (no '/' or '..'), got {a.name!r}; put the "
-                          "folders in --out")
+        raise ConfigError(
+            f"--name must be a plain folder name (no '/' or '..'), got {a.name!r}; put the folders in --out"
+        )
     if a.resume is not None:
         given = [o for o in _EXPERIMENT_OPTIONS if getattr(a, o) is not None]
         if given:
             flags = ", ".join("--" + ("set" if o == "sets" else o.replace("_", "-")) for o in given)
-            raise ConfigError(f"--resume continues the experiment exactly as stored in {a.resume}/experiment.json, "
-                              f"so it takes no {flags}; drop them (only --threads, --quiet and --data-root combine "
-                              "with --resume), or start a changed experiment with --name NEW or --overwrite")
+            raise ConfigError(
+                f"--resume continues the experiment exactly as stored in {a.resume}/experiment.json, "
+                f"so it takes no {flags}; drop them (only --threads, --quiet and --data-root combine "
+                "with --resume), or start a changed experiment with --name NEW or --overwrite"
+            )
         root = Path(a.resume)
         a.run_root = root
-        run = lambda: resume_experiment(root, progress=not a.quiet, threads=a.threads,  # noqa: E731
-                                        data_root=a.data_root)
+        run = lambda: resume_experiment(
+            root,
+            progress=not a.quiet,
+            threads=a.threads,  # noqa: E731
+            data_root=a.data_root,
+        )
     else:
         a.scenario, a.data = a.scenario or DEFAULT_SCENARIO, a.data or DEFAULT_DATA
         a.methods = a.methods if a.methods is not None else list(DEFAULT_METHODS)
@@ -124,15 +168,24 @@ def _cmd_run(a) -> int:
         per_method, scen_kw, data_kw = parse_sets(a.sets, a.methods)
         if a.tasks is not None:
             if "tasks" in scen_kw:
-                raise ConfigError("the number of tasks is given twice (--tasks and --set scenario.tasks); "
-                                  "give it once")
+                raise ConfigError("the number of tasks is given twice (--tasks and --set scenario.tasks); give it once")
             scen_kw["tasks"] = a.tasks
         if a.data_root is not None:
             _set_data_root(a.data, a.data_root, data_kw)
         run = lambda: run_experiment(  # noqa: E731
-            scenario=a.scenario, data=a.data, methods=a.methods, seeds=a.seeds, overrides=per_method,
-            scenario_kwargs=scen_kw, data_kwargs=data_kw, out=a.out, name=a.name, overwrite=bool(a.overwrite),
-            progress=not a.quiet, threads=a.threads)
+            scenario=a.scenario,
+            data=a.data,
+            methods=a.methods,
+            seeds=a.seeds,
+            overrides=per_method,
+            scenario_kwargs=scen_kw,
+            data_kwargs=data_kw,
+            out=a.out,
+            name=a.name,
+            overwrite=bool(a.overwrite),
+            progress=not a.quiet,
+            threads=a.threads,
+        )
     try:
         run()
     except RunFailedError as e:
@@ -145,8 +198,8 @@ def _cmd_run(a) -> int:
 
 def _print_tables(root: Path) -> None:
     """Print the results table of the experiment in folder ``root`` (its runs only)."""
-    from lifelong.runner import experiment_runs
     from lifelong.evaluation.report import format_results_table, load_results, summarize
+    from lifelong.runner import experiment_runs
 
     runs = experiment_runs(root)
     for g in _groups(root):
@@ -172,8 +225,10 @@ def _set_data_root(data: str, root: str, data_kw: dict) -> None:
 
     loader = DATASETS.get(data)
     if loader is not None and "data_root" not in inspect.signature(loader).parameters:
-        raise ConfigError(f"dataset {data!r} takes no data_root, so --data-root does not apply; drop it "
-                          "(a text file is given with --set data.path=FILE)")
+        raise ConfigError(
+            f"dataset {data!r} takes no data_root, so --data-root does not apply; drop it "
+            "(a text file is given with --set data.path=FILE)"
+        )
     data_kw["data_root"] = root
 
 
@@ -215,20 +270,26 @@ def _cmd_show(a) -> int:
 
 def _cmd_report(a) -> int:
     from lifelong.errors import RunDirError
-    from lifelong.runner import experiment_group, experiment_runs
     from lifelong.evaluation.report import write_report
+    from lifelong.runner import experiment_group, experiment_runs
 
     root = Path(a.run_dir)
-    groups = [root] if any(root.glob("*/seed*/results.json")) else \
-        _groups(root) or sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json"))) \
-        if root.is_dir() else []
+    groups = (
+        [root]
+        if any(root.glob("*/seed*/results.json"))
+        else _groups(root) or sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*/seed*/results.json")))
+        if root.is_dir()
+        else []
+    )
     if not groups:
         raise RunDirError(f"no results under {root}; point at runs/<name> or runs/<name>/<scenario>-<data>")
     for g in groups:
         if experiment_group(g.parent) != g:
-            raise RunDirError(f"{g} is not the folder of an experiment written by `lifelong run` (no readable "
-                              f"experiment.json in {g.parent} naming it); lifelong report re-renders only its own "
-                              "run folders (from Python: lifelong.evaluation.report.write_report)")
+            raise RunDirError(
+                f"{g} is not the folder of an experiment written by `lifelong run` (no readable "
+                f"experiment.json in {g.parent} naming it); lifelong report re-renders only its own "
+                "run folders (from Python: lifelong.evaluation.report.write_report)"
+            )
         print(f"report: {write_report(g, experiment_runs(g.parent))}")
     return 0
 
@@ -266,8 +327,14 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_wait_policy()  # must precede the first torch import (see lifelong.runtime)
         args = build_parser().parse_args(argv)
-        handlers = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "report": _cmd_report,
-                    "papers": _cmd_papers, "reproduce": _cmd_reproduce}
+        handlers = {
+            "run": _cmd_run,
+            "list": _cmd_list,
+            "show": _cmd_show,
+            "report": _cmd_report,
+            "papers": _cmd_papers,
+            "reproduce": _cmd_reproduce,
+        }
         return handlers[args.command](args)
     except LifelongError as e:
         print(f"lifelong: error: {e}", file=sys.stderr)
@@ -282,14 +349,19 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as e:  # a file system refusal the checks did not foresee: one line, not a traceback
         where = f" {e.filename}" if e.filename else ""
-        print(f"lifelong: error: cannot access{where}: {e.strerror or e}; check that path and its permissions "
-              "(or choose another --out)", file=sys.stderr)
+        print(
+            f"lifelong: error: cannot access{where}: {e.strerror or e}; check that path and its permissions "
+            "(or choose another --out)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         root = getattr(args, "run_root", None)
         if root is not None and (Path(root) / "experiment.json").is_file():
-            print(f"lifelong: interrupted; whatever finished is saved, continue with "
-                  f"`lifelong run --resume {root}`", file=sys.stderr)
+            print(
+                f"lifelong: interrupted; whatever finished is saved, continue with `lifelong run --resume {root}`",
+                file=sys.stderr,
+            )
         else:
             print("lifelong: interrupted before anything was saved", file=sys.stderr)
         return 130

@@ -107,7 +107,7 @@ class FolderLock:
         self.path = self.folder / self.NAME
         self._fd: int | None = None
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         """Take the lock and write this process's pid into it; ``RunDirError`` when another process holds it."""
         from lifelong.errors import RunDirError
 
@@ -158,10 +158,12 @@ class FolderLock:
             return "?"
 
     def _held_message(self, owner: str) -> str:
-        return (f"{self.folder} is in use by another lifelong process (pid {owner}, lock file {self.path}); "
-                "wait for it to finish or stop it, or write elsewhere with --name")
+        return (
+            f"{self.folder} is in use by another lifelong process (pid {owner}, lock file {self.path}); "
+            "wait for it to finish or stop it, or write elsewhere with --name"
+        )
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

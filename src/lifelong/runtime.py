@@ -30,11 +30,14 @@ def resolve_threads(threads: int | None = None) -> int:
         try:
             threads = int(env) if env else DEFAULT_THREADS
         except ValueError:
-            raise ConfigError(f"LIFELONG_THREADS must be a whole number of threads, got {env!r}; set it like "
-                              "LIFELONG_THREADS=1 or unset it") from None
+            raise ConfigError(
+                f"LIFELONG_THREADS must be a whole number of threads, got {env!r}; set it like "
+                "LIFELONG_THREADS=1 or unset it"
+            ) from None
     if not 1 <= threads <= MAX_THREADS:
-        raise ConfigError(f"threads must lie in [1, {MAX_THREADS}], got {threads}; this machine has "
-                          f"{os.cpu_count()} cores")
+        raise ConfigError(
+            f"threads must lie in [1, {MAX_THREADS}], got {threads}; this machine has {os.cpu_count()} cores"
+        )
     return threads
 
 
@@ -50,8 +53,10 @@ def configure_wait_policy(policy: str | None = None) -> bool:
     if chosen not in ("PASSIVE", "ACTIVE"):
         from lifelong.errors import ConfigError
 
-        raise ConfigError(f"OpenMP wait policy must be PASSIVE or ACTIVE, got {chosen!r}; fix or unset the "
-                          "OMP_WAIT_POLICY environment variable")
+        raise ConfigError(
+            f"OpenMP wait policy must be PASSIVE or ACTIVE, got {chosen!r}; fix or unset the "
+            "OMP_WAIT_POLICY environment variable"
+        )
     if "torch" in sys.modules:
         return False
     os.environ["OMP_WAIT_POLICY"] = chosen
@@ -68,9 +73,13 @@ def configure_threads(threads: int | None = None) -> int:
     if n > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         import warnings
 
-        warnings.warn(f"{n} intra-op threads with OpenMP's default (spinning) wait policy can run small "
-                      "models 10-30x slower whenever another process uses the CPU; start Python with "
-                      "OMP_WAIT_POLICY=PASSIVE (see lifelong.runtime)", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{n} intra-op threads with OpenMP's default (spinning) wait policy can run small "
+            "models 10-30x slower whenever another process uses the CPU; start Python with "
+            "OMP_WAIT_POLICY=PASSIVE (see lifelong.runtime)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return n
 
 

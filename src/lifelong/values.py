@@ -12,7 +12,8 @@ import inspect
 import math
 import types
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lifelong.errors import ConfigError
 
@@ -132,20 +133,26 @@ def checked_kwargs(fn: Callable, kwargs: dict, *, kind: str, name: str, skip: in
     (the dataset of a scenario function) are not taken from ``kwargs``.
     """
     sig = inspect.signature(fn)
-    params = [p for p in list(sig.parameters.values())[skip:]
-              if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    params = [
+        p
+        for p in list(sig.parameters.values())[skip:]
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
     valid = [p.name for p in params]
     prefix = "scenario" if kind == "scenario" else "data"
     unknown = sorted(set(kwargs) - set(valid))
     if unknown and not takes_any:
-        raise ConfigError(f"{kind} {name!r} takes no {'argument' if len(unknown) == 1 else 'arguments'} "
-                          f"{', '.join(unknown)}; valid keys: {', '.join(valid) or '(none)'} "
-                          f"(--set {prefix}.KEY=VALUE)")
+        raise ConfigError(
+            f"{kind} {name!r} takes no {'argument' if len(unknown) == 1 else 'arguments'} "
+            f"{', '.join(unknown)}; valid keys: {', '.join(valid) or '(none)'} "
+            f"(--set {prefix}.KEY=VALUE)"
+        )
     missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs]
     if missing:
-        raise ConfigError(f"{kind} {name!r} needs {', '.join(missing)}; give "
-                          + " ".join(f"--set {prefix}.{m}=..." for m in missing))
+        raise ConfigError(
+            f"{kind} {name!r} needs {', '.join(missing)}; give " + " ".join(f"--set {prefix}.{m}=..." for m in missing)
+        )
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable annotations: pass the values through

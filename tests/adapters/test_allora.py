@@ -1,4 +1,4 @@
-"""ALLoRA (seed paper 37): the coefficient, the gradient rule, the config, and the quick reproduction."""
+"""ALLoRA (arXiv 2410.09692): the coefficient, the gradient rule, the config, and the quick reproduction."""
 
 import json
 
@@ -15,7 +15,7 @@ from lifelong.papers import format_claim, get_paper, reproduce
 def test_row_scale_formula():
     norms = torch.tensor([0.0, 0.5, 2.0, 100.0])
     c = allora_row_scale(norms, eta=2.0, power=2.0)
-    assert torch.allclose(c, 1 / torch.sqrt(norms ** 2 + 0.25))
+    assert torch.allclose(c, 1 / torch.sqrt(norms**2 + 0.25))
     assert c[0] == pytest.approx(2.0)  # eta at a zero update
     assert c[3] * 100.0 == pytest.approx(1.0, rel=1e-4)  # ~ 1/||row|| for large rows
     assert torch.allclose(allora_row_scale(norms, 2.0, 1.0), 1 / torch.sqrt(norms + 0.25))

@@ -1,13 +1,29 @@
-"""CoDyRA adapter: gates, proximal step, schedule, merge-and-reset (seed paper 15)."""
+"""CoDyRA adapter: gates, proximal step, schedule, merge-and-reset (arXiv 2412.01004)."""
 
 import pytest
 import torch
 from torch import nn
 
-from lifelong.adapters import (LoRAConfig, adapter_parameters, count_parameters, inject_adapter, load_adapter,
-                               lora_layers, save_adapter)
-from lifelong.adapters.codyra import (CoDyRAConfig, CoDyRALinear, KappaSchedule, effective_ranks, gate_parameters,
-                                      merge_and_reset, proximal_step, restore_gates, soft_threshold)
+from lifelong.adapters import (
+    LoRAConfig,
+    adapter_parameters,
+    count_parameters,
+    inject_adapter,
+    load_adapter,
+    lora_layers,
+    save_adapter,
+)
+from lifelong.adapters.codyra import (
+    CoDyRAConfig,
+    CoDyRALinear,
+    KappaSchedule,
+    effective_ranks,
+    gate_parameters,
+    merge_and_reset,
+    proximal_step,
+    restore_gates,
+    soft_threshold,
+)
 from lifelong.errors import ConfigError
 
 
@@ -128,9 +144,12 @@ def test_kappa_schedule_matches_official_staircase():
     short = KappaSchedule(20, 0.005, 0.5, 50, reference_steps=500)  # 10 sparse steps still reach the peak
     assert short(10) == 0.0 and short(20) == pytest.approx(0.005 * 25)
     assert k.total_shrinkage() == pytest.approx(0.65) and short.total_shrinkage() == pytest.approx(0.6875)
-    for bad in ({"total_steps": 0, "max_kappa": 0.1}, {"total_steps": 5, "max_kappa": -1.0},
-                {"total_steps": 5, "max_kappa": 0.1, "dense_fraction": 1.0},
-                {"total_steps": 5, "max_kappa": 0.1, "levels": 1}):
+    for bad in (
+        {"total_steps": 0, "max_kappa": 0.1},
+        {"total_steps": 5, "max_kappa": -1.0},
+        {"total_steps": 5, "max_kappa": 0.1, "dense_fraction": 1.0},
+        {"total_steps": 5, "max_kappa": 0.1, "levels": 1},
+    ):
         with pytest.raises(ConfigError):
             KappaSchedule(**bad)
 

@@ -1,4 +1,4 @@
-"""CorDA (seed paper 4): exact reconstruction, component choice, agreement with HF PEFT, bad input."""
+"""CorDA (arXiv 2406.05223): exact reconstruction, component choice, agreement with HF PEFT, bad input."""
 
 import copy
 import dataclasses
@@ -78,16 +78,22 @@ def test_matches_peft_corda(mode, peft_mode, monkeypatch):
     ours = copy.deepcopy(base)
     corda_inject(ours, CorDAConfig(r=4, alpha=8, mode=mode), x, "c")
     theirs = copy.deepcopy(base)
-    cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["0", "2"], init_lora_weights="corda",
-                          corda_config=CordaConfig(corda_method=peft_mode))
+    cfg = peft.LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["0", "2"],
+        init_lora_weights="corda",
+        corda_config=CordaConfig(corda_method=peft_mode),
+    )
     preprocess_corda(theirs, cfg, run_model=lambda: theirs(x))
     pm = peft.get_peft_model(theirs, cfg)
     for n in ("0", "2"):
         d_theirs = pm.base_model.model.get_submodule(n).get_delta_weight("default").detach()
         d_ours = lora_layers(ours)[n].delta_weight("c").detach()
         assert (d_theirs - d_ours).abs().max() < 1e-4 * max(1.0, float(d_theirs.abs().max()))
-        assert (pm.base_model.model.get_submodule(n).base_layer.weight
-                - lora_layers(ours)[n].base_layer.weight).abs().max() < 1e-4
+        assert (
+            pm.base_model.model.get_submodule(n).base_layer.weight - lora_layers(ours)[n].base_layer.weight
+        ).abs().max() < 1e-4
 
 
 def test_rank_deficient_covariance_is_damped():
@@ -138,11 +144,13 @@ def test_bad_input():
         corda_inject(model, CorDAConfig(r=4), torch.zeros(10, 16))
     with pytest.raises(ConfigError, match="CorDAConfig"):
         from lifelong.adapters import LoRAConfig
+
         corda_inject(model, LoRAConfig(r=4), x)
     for (n, p), q in zip(model.named_parameters(), ref.parameters()):  # nothing changed
         assert torch.equal(p, q), n
     assert not lora_layers(model)
     from lifelong.adapters import inject_adapter
+
     with pytest.raises(ConfigError, match="corda_inject"):
         inject_adapter(model, CorDAConfig(r=4), "c")  # no covariance collected
 

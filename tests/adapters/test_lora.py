@@ -6,10 +6,28 @@ import pytest
 import torch
 from torch import nn
 
-from lifelong.adapters import (LORA_INITS, AdapterError, LoRAConfig, LoRALinear, adapter_names, adapter_parameters,
-                               adapters_disabled, check_finite, count_parameters, delete_adapter, find_targets,
-                               fold_adapter, inject_adapter, lora_layers, merge_adapters, register_lora_init,
-                               set_active_adapters, unload, unmerge_adapters, wrap_targets)
+from lifelong.adapters import (
+    LORA_INITS,
+    AdapterError,
+    LoRAConfig,
+    LoRALinear,
+    adapter_names,
+    adapter_parameters,
+    adapters_disabled,
+    check_finite,
+    count_parameters,
+    delete_adapter,
+    find_targets,
+    fold_adapter,
+    inject_adapter,
+    lora_layers,
+    merge_adapters,
+    register_lora_init,
+    set_active_adapters,
+    unload,
+    unmerge_adapters,
+    wrap_targets,
+)
 from lifelong.encoders import MLP
 from lifelong.errors import ConfigError
 
@@ -23,8 +41,14 @@ def tiny_bert(seed=0):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=24, max_position_embeddings=16)
+    cfg = BertConfig(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=16,
+    )
     return BertModel(cfg, add_pooling_layer=False).eval()
 
 
@@ -39,8 +63,9 @@ def test_inject_by_suffix_regex_and_all_linear():
     regex = find_targets(tiny_bert(), r".*\.attention\.self\.(key|value)")
     assert regex == [f"encoder.layer.{i}.attention.self.{t}" for i in range(2) for t in ("key", "value")]
     assert len(find_targets(tiny_bert(), "all-linear")) == 12
-    assert find_targets(tiny_bert(), ["dense"], exclude_modules=["intermediate.dense"]) == \
-        [f"encoder.layer.{i}.{p}.dense" for i in range(2) for p in ("attention.output", "output")]
+    assert find_targets(tiny_bert(), ["dense"], exclude_modules=["intermediate.dense"]) == [
+        f"encoder.layer.{i}.{p}.dense" for i in range(2) for p in ("attention.output", "output")
+    ]
     # the insides of a LoRA layer are never targets
     assert find_targets(bert, "all-linear") == find_targets(tiny_bert(), "all-linear")
 
@@ -67,9 +92,18 @@ def test_failed_injection_changes_nothing():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("kw,match", [({"r": 0}, "rank"), ({"r": 2.5}, "rank"), ({"alpha": -1}, "alpha"),
-                                      ({"dropout": 1.0}, "dropout"), ({"target_modules": []}, "target_modules"),
-                                      ({"target_modules": "("}, "regular expression"), ({"init": "magic"}, "init")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"r": 0}, "rank"),
+        ({"r": 2.5}, "rank"),
+        ({"alpha": -1}, "alpha"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"target_modules": []}, "target_modules"),
+        ({"target_modules": "("}, "regular expression"),
+        ({"init": "magic"}, "init"),
+    ],
+)
 def test_bad_config_values(kw, match):
     with pytest.raises(ConfigError, match=match):
         LoRAConfig(**kw)

@@ -1,4 +1,4 @@
-"""Seed paper 6: exact LoRA gradient of an attention head and its chained low-rank approximation."""
+"""Seed arXiv 2406.03136: exact LoRA gradient of an attention head and its chained low-rank approximation."""
 
 import json
 import math
@@ -6,8 +6,16 @@ import math
 import pytest
 import torch
 
-from lifelong.adapters.lora_limits import (exact_gradients, loss_autograd, lowrank_gradients, make_problem,
-                                           relative_error, scale_to_bound, taylor_feature_count, taylor_features)
+from lifelong.adapters.lora_limits import (
+    exact_gradients,
+    loss_autograd,
+    lowrank_gradients,
+    make_problem,
+    relative_error,
+    scale_to_bound,
+    taylor_feature_count,
+    taylor_features,
+)
 from lifelong.errors import ConfigError
 from lifelong.papers import format_claim, reproduce
 
@@ -25,7 +33,7 @@ def test_taylor_kernel_is_the_exp_polynomial():
     for degree in (0, 1, 3, 4):
         phi, psi = taylor_features(q, degree), taylor_features(k, degree)
         assert phi.shape[1] == taylor_feature_count(5, degree) == math.comb(5 + degree, degree)
-        expected = sum(s ** j / math.factorial(j) for j in range(degree + 1))
+        expected = sum(s**j / math.factorial(j) for j in range(degree + 1))
         assert torch.allclose(phi @ psi.T, expected, atol=1e-10)
 
 
@@ -37,8 +45,10 @@ def test_chained_approximation_converges_and_degrades_with_the_bound(targets):
     exact = exact_gradients(small)
     errors = [relative_error(lowrank_gradients(small, g, block=32), exact) for g in (2, 4, 8)]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-8  # converges to the exact gradient
-    by_bound = [relative_error(lowrank_gradients(q, 4), exact_gradients(q))
-                for q in (scale_to_bound(p, b) for b in (0.5, 1, 4, 8))]
+    by_bound = [
+        relative_error(lowrank_gradients(q, 4), exact_gradients(q))
+        for q in (scale_to_bound(p, b) for b in (0.5, 1, 4, 8))
+    ]
     assert by_bound[1] < 1e-2
     assert all(a < b for a, b in zip(by_bound, by_bound[1:])) and by_bound[-1] > 100 * by_bound[1]
 
@@ -57,7 +67,8 @@ def test_quick_reproduction_measures_the_transition():
     m = claim.measured
     assert m["rel_error_maxS_0.5"] < m["rel_error_maxS_1"] < m["rel_error_maxS_8"]
     assert m["degree_for_1e-2_maxS_0.5"] <= m["degree_for_1e-2_maxS_8"]
-    assert claim.held == (m["rel_error_maxS_1"] < 1e-2 and m["rel_error_maxS_0.5"] < 1e-2
-                          and m["rel_error_maxS_8"] > 0.5)
+    assert claim.held == (
+        m["rel_error_maxS_1"] < 1e-2 and m["rel_error_maxS_0.5"] < 1e-2 and m["rel_error_maxS_8"] > 0.5
+    )
     json.dumps(claim.to_dict())
     assert "lora-limits" in format_claim(claim)

@@ -7,8 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from lifelong.adapters import (ALLoRAConfig, LoRAConfig, LoRALinear, adapter_names, inject_adapter, load_adapter,
-                               lora_layers, merge_adapters, read_adapter, save_adapter)
+from lifelong.adapters import (
+    ALLoRAConfig,
+    LoRAConfig,
+    LoRALinear,
+    adapter_names,
+    inject_adapter,
+    load_adapter,
+    lora_layers,
+    merge_adapters,
+    read_adapter,
+    save_adapter,
+)
 from lifelong.encoders import MLP
 from lifelong.errors import CheckpointError
 
@@ -20,8 +30,14 @@ IDS = torch.randint(0, 40, (3, 7), generator=torch.Generator().manual_seed(0))
 
 def tiny_bert(hidden=16, seed=0):
     torch.manual_seed(seed)
-    cfg = transformers.BertConfig(vocab_size=40, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=24, max_position_embeddings=16)
+    cfg = transformers.BertConfig(
+        vocab_size=40,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=16,
+    )
     return transformers.BertModel(cfg, add_pooling_layer=False).eval()
 
 
@@ -30,10 +46,14 @@ def out(model):
         return model(input_ids=IDS).last_hidden_state
 
 
-@pytest.mark.parametrize("cfg", [
-    LoRAConfig(r=4, alpha=8, dropout=0.1, target_modules=["query", "value"], init="random"),
-    LoRAConfig(r=2, alpha=3, use_rslora=True, target_modules="all-linear", init="random"),
-    ALLoRAConfig(r=3, target_modules=["key", "dense"], init="random")])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        LoRAConfig(r=4, alpha=8, dropout=0.1, target_modules=["query", "value"], init="random"),
+        LoRAConfig(r=2, alpha=3, use_rslora=True, target_modules="all-linear", init="random"),
+        ALLoRAConfig(r=3, target_modules=["key", "dense"], init="random"),
+    ],
+)
 def test_saved_by_lifelong_loads_in_peft(tmp_path, cfg):
     base = tiny_bert()
     model = copy.deepcopy(base)
@@ -47,9 +67,14 @@ def test_saved_by_lifelong_loads_in_peft(tmp_path, cfg):
     assert json.loads((tmp_path / "adapter_config.json").read_text())["peft_type"] == "LORA"
 
 
-@pytest.mark.parametrize("kw", [dict(r=4, lora_alpha=8, target_modules=["query", "value"]),
-                                dict(r=2, lora_alpha=5, use_rslora=True, target_modules=["dense", "key"]),
-                                dict(r=3, lora_alpha=6, target_modules=r".*\.(query|key)")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(r=4, lora_alpha=8, target_modules=["query", "value"]),
+        dict(r=2, lora_alpha=5, use_rslora=True, target_modules=["dense", "key"]),
+        dict(r=3, lora_alpha=6, target_modules=r".*\.(query|key)"),
+    ],
+)
 def test_saved_by_peft_loads_in_lifelong(tmp_path, kw):
     base = tiny_bert()
     pm = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(init_lora_weights=False, **kw)).eval()
@@ -149,8 +174,11 @@ def test_bad_files_fail_clearly(tmp_path):
     assert not lora_layers(model)
     # unsupported PEFT features and other adapter types
     cfg = json.loads((path / "adapter_config.json").read_text())
-    for change, match in (({"use_dora": True}, "DoRA"), ({"peft_type": "IA3"}, "LoRA adapters"),
-                          ({"r": 5}, "do not fit rank")):
+    for change, match in (
+        ({"use_dora": True}, "DoRA"),
+        ({"peft_type": "IA3"}, "LoRA adapters"),
+        ({"r": 5}, "do not fit rank"),
+    ):
         bad = tmp_path / f"bad{len(match)}"
         bad.mkdir()
         (bad / "adapter_config.json").write_text(json.dumps({**cfg, **change}))

@@ -1,4 +1,4 @@
-"""TriAdaptLoRA (seed paper 45): mask-mode ablation and the triangular split, growth, importance, budget, export."""
+"""TriAdaptLoRA (arXiv 2501.08008): mask-mode ablation and the triangular split, growth, importance, budget, export."""
 
 import copy
 
@@ -7,9 +7,14 @@ import torch
 from torch import nn
 
 from lifelong.adapters import adapter_parameters, inject_adapter, lora_layers, merge_adapters
-from lifelong.adapters.triadaptlora import (RankGrowthController, TriAdaptLoRAConfig, TriangularGrowthController,
-                                            active_parameter_count,
-                                            layer_importance, ranks)
+from lifelong.adapters.triadaptlora import (
+    RankGrowthController,
+    TriAdaptLoRAConfig,
+    TriangularGrowthController,
+    active_parameter_count,
+    layer_importance,
+    ranks,
+)
 from lifelong.errors import ConfigError
 
 
@@ -20,8 +25,12 @@ def _model(seed=0):
 
 def _tri(model, r=6, init_rank=1, triangular=False):
     """The first tests below were written for the mask-mode ablation (triangular=False)."""
-    inject_adapter(model, TriAdaptLoRAConfig(r=r, alpha=float(r), init_rank=init_rank, triangular=triangular,
-                                             target_modules=["0", "2"]), "t", seed=0)
+    inject_adapter(
+        model,
+        TriAdaptLoRAConfig(r=r, alpha=float(r), init_rank=init_rank, triangular=triangular, target_modules=["0", "2"]),
+        "t",
+        seed=0,
+    )
     return model
 
 
@@ -221,8 +230,9 @@ def test_triangular_growth_controller_schedule_importance_and_budget():
         ctrl.step(t)
         assert active_parameter_count(m, "t") <= budget
     assert sum(ranks(m, "t").values()) <= 8 and sum(ranks(m, "t").values()) > 2
-    exp = TriangularGrowthController(_tri(_model(), triangular=True), "t", budget=10_000, t_init=0, t_final=100,
-                                     target_total_rank=9, schedule="exp")
+    exp = TriangularGrowthController(
+        _tri(_model(), triangular=True), "t", budget=10_000, t_init=0, t_final=100, target_total_rank=9, schedule="exp"
+    )
     assert exp.n_grow(50, 1) == 2  # int(exp(0.5 log 8)) = int(2.83)
 
 

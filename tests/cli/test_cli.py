@@ -14,8 +14,10 @@ def test_default_benchmark_er_and_joint_beat_finetune(tmp_path, capsys):
     assert (group / "plots" / "accuracy_curves.png").exists()
     import json
 
-    acc = {m: json.loads((group / m / "seed0" / "results.json").read_text())["metrics"]["final_average_accuracy"]
-           for m in ("finetune", "ewc", "lwf", "er", "ncm", "joint")}
+    acc = {
+        m: json.loads((group / m / "seed0" / "results.json").read_text())["metrics"]["final_average_accuracy"]
+        for m in ("finetune", "ewc", "lwf", "er", "ncm", "joint")
+    }
     assert acc["finetune"] < 0.3  # finetune forgets
     assert acc["er"] > acc["finetune"] + 0.3
     assert acc["joint"] > acc["er"] and acc["joint"] > 0.85
@@ -24,9 +26,26 @@ def test_default_benchmark_er_and_joint_beat_finetune(tmp_path, capsys):
 
 
 def test_run_options_and_resume(tmp_path, capsys):
-    args = ["run", "--data", "digits", "--methods", "finetune,er", "--tasks", "2", "--seeds", "0",
-            "--set", "method.epochs=1", "--set", "er.buffer_size=50", "--out", str(tmp_path), "--name", "x",
-            "--quiet"]
+    args = [
+        "run",
+        "--data",
+        "digits",
+        "--methods",
+        "finetune,er",
+        "--tasks",
+        "2",
+        "--seeds",
+        "0",
+        "--set",
+        "method.epochs=1",
+        "--set",
+        "er.buffer_size=50",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "x",
+        "--quiet",
+    ]
     import json
 
     assert main(args) == 0
@@ -52,34 +71,52 @@ def test_run_options_and_resume(tmp_path, capsys):
     assert "| finetune |" in report and "| er |" in report and "2 experiences" in report
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "--methods", "nope"], "unknown method 'nope'"),
-    (["run", "--data", "nope"], "unknown dataset"),
-    (["run", "--scenario", "nope"], "unknown scenario"),
-    (["run", "--set", "er.nope=1", "--methods", "er"], "has no key 'nope'"),
-    (["run", "--set", "method.nope=1"], "no selected method"),
-    (["run", "--set", "lr=1"], "target.key=value"),
-    (["run", "--tasks", "11"], "at most 10 tasks"),
-    (["report", "/nonexistent/folder"], "no results"),
-    (["show", "nope"], "unknown method"),
-    (["reproduce", "nope"], "unknown paper"),
-    # each of these was a raw Python traceback before
-    (["run", "--data", "blobs", "--methods", "ncm", "--set", "data.per_clas=5"],
-     "dataset 'blobs' takes no argument per_clas; valid keys: num_classes, per_class"),
-    (["run", "--data", "text-file", "--methods", "ncm"], "dataset 'text-file' needs path; give --set data.path=..."),
-    (["run", "--data", "blobs", "--methods", "ncm", "--set", "scenario.tasks=abc"],
-     "scenario key 'tasks' expects an integer or none, got 'abc'"),
-    (["run", "--data", "blobs", "--methods", "finetune", "--set", "method.momentum=-3"],
-     "momentum and weight_decay must be >= 0"),
-    (["run", "--data", "blobs", "--methods", "finetune", "--set", "method.lr=inf"],
-     "config key 'lr' expects a finite number, got 'inf'"),
-    (["run", "--data", "blobs", "--methods", "er", "--set", "er.buffer_size=true"],
-     "config key 'buffer_size' expects an integer, got 'true'"),
-    (["run", "--data", "blobs", "--methods", "lwf", "--set", "lwf.temperature=0"], "temperature must be > 0"),
-    (["run", "--data", "blobs", "--methods", "ncm", "--seeds", "4294967296"], "seeds must be integers in [0, "),
-    (["run", "--data", "clinc150", "--methods", "ncm", "--data-root", "/nonexistent/clinc"],
-     "CLINC150 files not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--methods", "nope"], "unknown method 'nope'"),
+        (["run", "--data", "nope"], "unknown dataset"),
+        (["run", "--scenario", "nope"], "unknown scenario"),
+        (["run", "--set", "er.nope=1", "--methods", "er"], "has no key 'nope'"),
+        (["run", "--set", "method.nope=1"], "no selected method"),
+        (["run", "--set", "lr=1"], "target.key=value"),
+        (["run", "--tasks", "11"], "at most 10 tasks"),
+        (["report", "/nonexistent/folder"], "no results"),
+        (["show", "nope"], "unknown method"),
+        (["reproduce", "nope"], "unknown paper"),
+        # each of these was a raw Python traceback before
+        (
+            ["run", "--data", "blobs", "--methods", "ncm", "--set", "data.per_clas=5"],
+            "dataset 'blobs' takes no argument per_clas; valid keys: num_classes, per_class",
+        ),
+        (
+            ["run", "--data", "text-file", "--methods", "ncm"],
+            "dataset 'text-file' needs path; give --set data.path=...",
+        ),
+        (
+            ["run", "--data", "blobs", "--methods", "ncm", "--set", "scenario.tasks=abc"],
+            "scenario key 'tasks' expects an integer or none, got 'abc'",
+        ),
+        (
+            ["run", "--data", "blobs", "--methods", "finetune", "--set", "method.momentum=-3"],
+            "momentum and weight_decay must be >= 0",
+        ),
+        (
+            ["run", "--data", "blobs", "--methods", "finetune", "--set", "method.lr=inf"],
+            "config key 'lr' expects a finite number, got 'inf'",
+        ),
+        (
+            ["run", "--data", "blobs", "--methods", "er", "--set", "er.buffer_size=true"],
+            "config key 'buffer_size' expects an integer, got 'true'",
+        ),
+        (["run", "--data", "blobs", "--methods", "lwf", "--set", "lwf.temperature=0"], "temperature must be > 0"),
+        (["run", "--data", "blobs", "--methods", "ncm", "--seeds", "4294967296"], "seeds must be integers in [0, "),
+        (
+            ["run", "--data", "clinc150", "--methods", "ncm", "--data-root", "/nonexistent/clinc"],
+            "CLINC150 files not found",
+        ),
+    ],
+)
 def test_bad_input_one_clear_error(args, message, tmp_path, capsys):
     assert main(args + (["--out", str(tmp_path)] if args[0] == "run" else [])) == 2
     err = capsys.readouterr().err
@@ -96,14 +133,30 @@ def test_seed_lists_are_checked(seeds, message, tmp_path, capsys):
 
 
 def _fast_run(tmp_path, *extra):
-    return ["run", "--data", "blobs", "--methods", "ncm", "--tasks", "2", "--out", str(tmp_path), "--name", "e",
-            "--quiet", *extra]
+    return [
+        "run",
+        "--data",
+        "blobs",
+        "--methods",
+        "ncm",
+        "--tasks",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "e",
+        "--quiet",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("file, content, message", [
-    ("experiment.json", "{oops", "experiment.json is unreadable"),
-    ("class-incremental-blobs/ncm/seed0/config.json", "{oops", "config.json is unreadable"),
-])
+@pytest.mark.parametrize(
+    "file, content, message",
+    [
+        ("experiment.json", "{oops", "experiment.json is unreadable"),
+        ("class-incremental-blobs/ncm/seed0/config.json", "{oops", "config.json is unreadable"),
+    ],
+)
 def test_corrupt_run_files_on_resume_give_one_line(tmp_path, capsys, file, content, message):
     assert main(_fast_run(tmp_path)) == 0
     (tmp_path / "e" / file).write_text(content)
@@ -157,14 +210,27 @@ def test_an_unforeseen_os_error_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_interrupt_message_names_the_run_folder(tmp_path, capsys, monkeypatch):
     import lifelong.runner as ex
-    from lifelong.methods.finetune import Finetune
-
     from conftest import interrupt_learning_at
+    from lifelong.methods.finetune import Finetune
 
     original = Finetune.learn
     interrupt_learning_at(monkeypatch, Finetune, 1)
-    args = ["run", "--data", "blobs", "--methods", "finetune", "--tasks", "2", "--set", "method.hidden=16",
-            "--out", str(tmp_path), "--name", "e", "--quiet"]
+    args = [
+        "run",
+        "--data",
+        "blobs",
+        "--methods",
+        "finetune",
+        "--tasks",
+        "2",
+        "--set",
+        "method.hidden=16",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "e",
+        "--quiet",
+    ]
     assert main(args) == 130
     err = capsys.readouterr().err
     assert f"continue with `lifelong run --resume {tmp_path / 'e'}`" in err and "RUN_DIR" not in err
@@ -180,15 +246,32 @@ def test_interrupt_message_names_the_run_folder(tmp_path, capsys, monkeypatch):
 
 
 def test_one_diverging_method_does_not_sink_the_others(tmp_path, capsys):
-    args = ["run", "--data", "blobs", "--methods", "ewc,ncm,finetune", "--tasks", "2", "--out", str(tmp_path),
-            "--name", "d", "--quiet", "--set", "ewc.ewc_lambda=1e38", "--set", "method.hidden=16"]
+    args = [
+        "run",
+        "--data",
+        "blobs",
+        "--methods",
+        "ewc,ncm,finetune",
+        "--tasks",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "d",
+        "--quiet",
+        "--set",
+        "ewc.ewc_lambda=1e38",
+        "--set",
+        "method.hidden=16",
+    ]
     assert main(args) == 1
     captured = capsys.readouterr()
     group = tmp_path / "d" / "class-incremental-blobs"
     import json
 
-    status = {m: json.loads((group / m / "seed0" / "results.json").read_text())["status"]
-              for m in ("ewc", "ncm", "finetune")}
+    status = {
+        m: json.loads((group / m / "seed0" / "results.json").read_text())["status"] for m in ("ewc", "ncm", "finetune")
+    }
     assert status == {"ewc": "failed", "ncm": "complete", "finetune": "complete"}
     report = (group / "report.md").read_text()
     assert "ewc" in report and "1 failed" in report and "ncm" in report
@@ -228,26 +311,28 @@ def test_format_claim_says_held_or_not_held():
     assert not_held.splitlines()[-1] == "notes       n"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--set", "data.per_class=0"], "blobs: per_class must be >= 2"),
-    (["--set", "data.dim=0"], "blobs: dim must be >= 1"),
-    (["--set", "data.seed=-1"], "data seed must lie in [0, 2**32)"),
-    (["--set", "method.hidden=-5"], "hidden must list layer widths >= 1"),
-    (["--set", "method.hidden=0"], "hidden must list layer widths >= 1"),
-    (["--set", "method.optimizer=adamw2"], "unknown optimizer 'adamw2'"),
-    (["--set", "method.optimizer=sgd+norm_test:eta=-1"], "eta must be a number > 0"),
-    (["--set", "scenario.tasks=3"], "the number of tasks is given twice"),
-    (["--threads", "10000"], "threads must lie in [1, 256]"),
-    (["--name", "../escape"], "--name must be a plain folder name"),
-    (["--out", ""], "--out was given an empty value"),
-    (["--resume", ""], "--resume was given an empty value"),
-    (["--seeds", ""], "no seeds given"),
-    (["--seeds", "0,0"], "seed(s) 0 listed twice"),
-    (["--tasks", "abc"], "argument --tasks: invalid int value"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "data.per_class=0"], "blobs: per_class must be >= 2"),
+        (["--set", "data.dim=0"], "blobs: dim must be >= 1"),
+        (["--set", "data.seed=-1"], "data seed must lie in [0, 2**32)"),
+        (["--set", "method.hidden=-5"], "hidden must list layer widths >= 1"),
+        (["--set", "method.hidden=0"], "hidden must list layer widths >= 1"),
+        (["--set", "method.optimizer=adamw2"], "unknown optimizer 'adamw2'"),
+        (["--set", "method.optimizer=sgd+norm_test:eta=-1"], "eta must be a number > 0"),
+        (["--set", "scenario.tasks=3"], "the number of tasks is given twice"),
+        (["--threads", "10000"], "threads must lie in [1, 256]"),
+        (["--name", "../escape"], "--name must be a plain folder name"),
+        (["--out", ""], "--out was given an empty value"),
+        (["--resume", ""], "--resume was given an empty value"),
+        (["--seeds", ""], "no seeds given"),
+        (["--seeds", "0,0"], "seed(s) 0 listed twice"),
+        (["--tasks", "abc"], "argument --tasks: invalid int value"),
+    ],
+)
 def test_more_bad_input_is_one_line_and_writes_nothing(args, message, tmp_path, capsys):
-    base = ["run", "--data", "blobs", "--methods", "finetune", "--tasks", "2", "--out", str(tmp_path / "o"),
-            "--quiet"]
+    base = ["run", "--data", "blobs", "--methods", "finetune", "--tasks", "2", "--out", str(tmp_path / "o"), "--quiet"]
     if args[0] == "--out":
         base = base[:-3] + ["--quiet"]
     if args[0] == "--resume":
@@ -263,8 +348,13 @@ def test_more_bad_input_is_one_line_and_writes_nothing(args, message, tmp_path, 
     assert not (tmp_path / "o").exists() and not (tmp_path / "escape").exists()
 
 
-@pytest.mark.parametrize("var, value, message", [("LIFELONG_THREADS", "abc", "LIFELONG_THREADS must be a whole"),
-                                                 ("OMP_WAIT_POLICY", "foo", "unset the OMP_WAIT_POLICY")])
+@pytest.mark.parametrize(
+    "var, value, message",
+    [
+        ("LIFELONG_THREADS", "abc", "LIFELONG_THREADS must be a whole"),
+        ("OMP_WAIT_POLICY", "foo", "unset the OMP_WAIT_POLICY"),
+    ],
+)
 def test_bad_environment_is_one_line(var, value, message, monkeypatch, capsys):
     monkeypatch.setenv(var, value)
     assert main(["run", "--data", "blobs", "--methods", "ncm", "--out", "/nonexistent/never"]) == 2
@@ -275,8 +365,23 @@ def test_bad_environment_is_one_line(var, value, message, monkeypatch, capsys):
 def test_a_bad_setting_with_overwrite_deletes_nothing(tmp_path, capsys):
     assert main(_fast_run(tmp_path)) == 0
     before = {p: p.read_bytes() for p in (tmp_path / "e").rglob("*") if p.is_file()}
-    args = ["run", "--data", "blobs", "--methods", "ncm,finetune", "--tasks", "2", "--out", str(tmp_path),
-            "--name", "e", "--quiet", "--overwrite", "--set", "finetune.optimizer=adamw2"]
+    args = [
+        "run",
+        "--data",
+        "blobs",
+        "--methods",
+        "ncm,finetune",
+        "--tasks",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "e",
+        "--quiet",
+        "--overwrite",
+        "--set",
+        "finetune.optimizer=adamw2",
+    ]
     assert main(args) == 2
     assert "unknown optimizer" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in (tmp_path / "e").rglob("*") if p.is_file()} == before

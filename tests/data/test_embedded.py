@@ -46,8 +46,7 @@ def test_bad_input():
     with pytest.raises(DataError, match="labels must lie"):
         Dataset("x", torch.zeros(2, 3), torch.tensor([0, 5]), torch.zeros(1, 3), torch.tensor([0]), ["a", "b"])
     with pytest.raises(DataError, match="empty"):
-        Dataset("x", torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), torch.zeros(1, 3),
-                torch.tensor([0]), ["a"])
+        Dataset("x", torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), torch.zeros(1, 3), torch.tensor([0]), ["a"])
     with pytest.raises(DataError, match="differ in shape"):
         Dataset("x", torch.zeros(2, 3), torch.tensor([0, 0]), torch.zeros(1, 4), torch.tensor([0]), ["a"])
     with pytest.raises(DataError):

@@ -28,8 +28,10 @@ class CountingEncoder:
     def encode(self, texts):
         self.calls += 1
         time.sleep(self.delay)
-        rows = [torch.Generator().manual_seed(int(hashlib.sha256((self.salt + t).encode()).hexdigest()[:8], 16))
-                for t in texts]
+        rows = [
+            torch.Generator().manual_seed(int(hashlib.sha256((self.salt + t).encode()).hexdigest()[:8], 16))
+            for t in texts
+        ]
         return torch.stack([torch.randn(self.dim, generator=g) for g in rows])
 
 

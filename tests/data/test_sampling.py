@@ -13,7 +13,7 @@ def _hand_loop(n, b, steps, g):
     for _ in range(steps):
         if pos + b > len(order):
             order, pos = torch.randperm(n, generator=g), 0
-        out.append(order[pos:pos + b])
+        out.append(order[pos : pos + b])
         pos += b
     return out
 
@@ -44,12 +44,20 @@ def test_every_epoch_is_a_permutation():
     n, b = 10, 5
     batches = list(cycle_batches(n, b, 8, torch.Generator().manual_seed(3)))
     for e in range(4):
-        epoch = torch.cat(batches[2 * e:2 * e + 2])
+        epoch = torch.cat(batches[2 * e : 2 * e + 2])
         assert torch.equal(epoch.sort().values, torch.arange(n))
 
 
-@pytest.mark.parametrize("args,err", [((0, 1, 1), DataError), ((5, 0, 1), ConfigError), ((5, 6, 1), ConfigError),
-                                      ((5, 2, -1), ConfigError), ((5, 2.0, 1), ConfigError)])
+@pytest.mark.parametrize(
+    "args,err",
+    [
+        ((0, 1, 1), DataError),
+        ((5, 0, 1), ConfigError),
+        ((5, 6, 1), ConfigError),
+        ((5, 2, -1), ConfigError),
+        ((5, 2.0, 1), ConfigError),
+    ],
+)
 def test_bad_arguments_raise(args, err):
     with pytest.raises(err):
         cycle_batches(*args, torch.Generator())

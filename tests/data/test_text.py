@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
-from conftest import CLINC, HashEncoder, needs_clinc
 
 import lifelong.data.clinc150 as clinc150_mod
 import lifelong.data.text as text_mod
+from conftest import CLINC, HashEncoder, needs_clinc
 from lifelong.data import load_dataset
 from lifelong.data.clinc150 import load_clinc150, read_clinc150
 from lifelong.data.textfile import load_text_file, read_text_file
@@ -52,8 +52,9 @@ def test_clinc150_options(tmp_path):
     oos = load_clinc150(data_root=CLINC, encoder=enc, cache_dir=tmp_path, domains=[1], oos="class")
     assert oos.class_names[-1] == "oos" and oos.num_classes == 16 and oos.coarse_labels[-1] == 1
     assert int((oos.y_train == 15).sum()) == 100 and int((oos.y_test == 15).sum()) == 1000
-    feats = load_clinc150(data_root=CLINC, encoder=enc, cache_dir=tmp_path, domains=[2], oos="features",
-                          max_per_class=3)
+    feats = load_clinc150(
+        data_root=CLINC, encoder=enc, cache_dir=tmp_path, domains=[2], oos="features", max_per_class=3
+    )
     assert feats.meta["oos_features"]["test"].shape == (1000, 8) and len(feats.y_train) == 45
     with pytest.raises(ConfigError, match="unknown CLINC150 domain"):
         load_clinc150(data_root=CLINC, encoder=enc, cache_dir=tmp_path, domains=["cooking"])
@@ -94,10 +95,18 @@ def test_real_minilm_features_and_cache_hit_on_a_small_subset(tmp_path):
 def test_data_root_from_environment_and_subfolder(monkeypatch, tmp_path):
     folder = tmp_path / "clinc150"
     folder.mkdir()
-    (folder / "data_full.json").write_text(json.dumps({
-        "train": [["hi", "greet"], ["bye", "leave"]] * 2, "val": [["hey", "greet"], ["ciao", "leave"]],
-        "test": [["hello", "greet"], ["see you", "leave"]], "oos_train": [["what", "oos"]],
-        "oos_val": [["why", "oos"]], "oos_test": [["how", "oos"]]}))
+    (folder / "data_full.json").write_text(
+        json.dumps(
+            {
+                "train": [["hi", "greet"], ["bye", "leave"]] * 2,
+                "val": [["hey", "greet"], ["ciao", "leave"]],
+                "test": [["hello", "greet"], ["see you", "leave"]],
+                "oos_train": [["what", "oos"]],
+                "oos_val": [["why", "oos"]],
+                "oos_test": [["how", "oos"]],
+            }
+        )
+    )
     (folder / "domains.json").write_text(json.dumps({"social": ["greet", "leave"]}))
     monkeypatch.setenv("LIFELONG_DATA", str(tmp_path))
     d = load_clinc150(encoder=HashEncoder(), cache_dir=tmp_path / "cache")
@@ -118,15 +127,19 @@ def test_missing_files_name_the_expected_layout(tmp_path, monkeypatch):
     assert not (tmp_path / "clinc150").exists()  # a failed download leaves nothing behind
 
 
-@pytest.mark.parametrize("broken, message", [
-    ("data_full.json", "data_full.json .* is not valid JSON"),
-    ("domains.json", "domains.json .* is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ("data_full.json", "data_full.json .* is not valid JSON"),
+        ("domains.json", "domains.json .* is not valid JSON"),
+    ],
+)
 def test_an_unreadable_clinc_file_is_named(tmp_path, broken, message):
     folder = tmp_path / "clinc150"
     folder.mkdir()
-    (folder / "data_full.json").write_text(json.dumps({k: [] for k in ("train", "val", "test", "oos_train",
-                                                                           "oos_val", "oos_test")}))
+    (folder / "data_full.json").write_text(
+        json.dumps({k: [] for k in ("train", "val", "test", "oos_train", "oos_val", "oos_test")})
+    )
     (folder / "domains.json").write_text(json.dumps({"social": ["greet"]}))
     (folder / broken).write_text("{not json")
     with pytest.raises(DataError, match=message):
@@ -136,8 +149,9 @@ def test_an_unreadable_clinc_file_is_named(tmp_path, broken, message):
 def test_malformed_domains_json_names_that_file(tmp_path):
     folder = tmp_path / "clinc150"
     folder.mkdir()
-    (folder / "data_full.json").write_text(json.dumps({k: [] for k in ("train", "val", "test", "oos_train",
-                                                                           "oos_val", "oos_test")}))
+    (folder / "data_full.json").write_text(
+        json.dumps({k: [] for k in ("train", "val", "test", "oos_train", "oos_val", "oos_test")})
+    )
     (folder / "domains.json").write_text(json.dumps({"social": "greet"}))  # a string, not a list of intents
     with pytest.raises(DataError, match="domains.json must be one JSON object mapping"):
         read_clinc150(tmp_path)
@@ -164,13 +178,22 @@ def test_jsonl_loader_with_named_columns_coarse_groups_and_test_file(tmp_path):
         (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows))
         return tmp_path / name
 
-    rows = [{"utterance": f"u{i}", "intent": lab, "domain": dom}
-            for i, (lab, dom) in enumerate([("b", "z"), ("a", "y"), ("c", "z"), ("b", "z")])]
+    rows = [
+        {"utterance": f"u{i}", "intent": lab, "domain": dom}
+        for i, (lab, dom) in enumerate([("b", "z"), ("a", "y"), ("c", "z"), ("b", "z")])
+    ]
     train = write("train.jsonl", rows)
     test = write("test.jsonl", rows[:3])
-    d = load_dataset("text-file", path=str(train), test_path=str(test), text_column="utterance",
-                     label_column="intent", coarse_column="domain", encoder=HashEncoder(),
-                     cache_dir=str(tmp_path / "c"))
+    d = load_dataset(
+        "text-file",
+        path=str(train),
+        test_path=str(test),
+        text_column="utterance",
+        label_column="intent",
+        coarse_column="domain",
+        encoder=HashEncoder(),
+        cache_dir=str(tmp_path / "c"),
+    )
     assert d.class_names == ["a", "b", "c"] and d.coarse_labels == [0, 1, 1]  # grouped: y -> {a}, z -> {b, c}
     assert d.meta["coarse_names"] == ["y", "z"] and len(d.y_test) == 3
     assert d.y_train.tolist() == [1, 0, 2, 1]

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import CLINC, HashEncoder, needs_clinc
 
 import lifelong.data.encode as encode_mod
 import lifelong.encoders.text as encoders_text
+from conftest import CLINC, HashEncoder, needs_clinc
 from lifelong.cli import main
 from lifelong.data import load_dataset
 from lifelong.data.clinc150 import load_clinc150
@@ -22,6 +22,7 @@ from lifelong.scenarios import class_incremental
 
 def _no_encoding(monkeypatch):
     """Make every way of running a sentence encoder fail loudly."""
+
     def boom(*a, **k):
         raise AssertionError("the sentence encoder ran for representation='tokens'")
 
@@ -39,8 +40,9 @@ def _assert_same(tokens, reference):
     assert list(tokens.class_names) == list(reference.class_names)
     assert tokens.coarse_labels == reference.coarse_labels
     drop = ("encoder", "feature_cache")
-    assert {k: v for k, v in tokens.meta.items() if k not in drop} == \
-        {k: v for k, v in reference.meta.items() if k not in drop}
+    assert {k: v for k, v in tokens.meta.items() if k not in drop} == {
+        k: v for k, v in reference.meta.items() if k not in drop
+    }
 
 
 @needs_clinc
@@ -104,13 +106,40 @@ def test_bad_representation_options_are_refused(tmp_path):
 # ---- end to end: the command line -----------------------------------------------------------------
 @needs_clinc
 def test_cli_runs_lora_seq_with_minilm_on_clinc150_tokens(tmp_path, capsys):
-    rc = main(["run", "--data", "clinc150", "--data-root", CLINC, "--set", "data.representation=tokens",
-               "--set", "data.domains=0,1", "--set", "data.max_per_class=5", "--methods", "lora-seq",
-               "--set", "method.backbone=minilm", "--set", "method.epochs=1", "--set", "method.lr=0.01",
-               "--set", "method.batch_size=16", "--tasks", "2", "--out", str(tmp_path), "--quiet"])
+    rc = main(
+        [
+            "run",
+            "--data",
+            "clinc150",
+            "--data-root",
+            CLINC,
+            "--set",
+            "data.representation=tokens",
+            "--set",
+            "data.domains=0,1",
+            "--set",
+            "data.max_per_class=5",
+            "--methods",
+            "lora-seq",
+            "--set",
+            "method.backbone=minilm",
+            "--set",
+            "method.epochs=1",
+            "--set",
+            "method.lr=0.01",
+            "--set",
+            "method.batch_size=16",
+            "--tasks",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
-    res = json.loads((tmp_path / "default" / "class-incremental-clinc150" / "lora-seq" / "seed0" /
-                      "results.json").read_text())
+    res = json.loads(
+        (tmp_path / "default" / "class-incremental-clinc150" / "lora-seq" / "seed0" / "results.json").read_text()
+    )
     R = np.asarray(res["accuracy_matrix"])
     assert res["status"] == "complete" and R.shape == (2, 2) and res["config"]["backbone"] == "minilm"
     assert R[0, 0] > 0.3 and R[1, 1] > 0.3  # one epoch inside MiniLM learns each domain's 15 intents (chance 1/15)
@@ -119,8 +148,22 @@ def test_cli_runs_lora_seq_with_minilm_on_clinc150_tokens(tmp_path, capsys):
 @needs_clinc
 def test_cli_refuses_mismatched_inputs_with_one_message(monkeypatch, tmp_path, capsys):
     _no_encoding(monkeypatch)  # refused before any feature is encoded
-    base = ["run", "--data", "clinc150", "--data-root", CLINC, "--set", "data.domains=0,1", "--set",
-            "data.max_per_class=5", "--tasks", "2", "--out", str(tmp_path), "--quiet"]
+    base = [
+        "run",
+        "--data",
+        "clinc150",
+        "--data-root",
+        CLINC,
+        "--set",
+        "data.domains=0,1",
+        "--set",
+        "data.max_per_class=5",
+        "--tasks",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert main([*base, "--methods", "ncm,simplecil,er", "--set", "data.representation=tokens"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ncm, simplecil, er read feature vectors" in err[0]
@@ -142,8 +185,16 @@ def tiny_text_model(tmp_path_factory):
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizer.from_pretrained(str(folder)).save_pretrained(str(folder))
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=16, max_position_embeddings=64)).save_pretrained(str(folder))
+    BertModel(
+        BertConfig(
+            vocab_size=len(words),
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(str(folder))
     return str(folder)
 
 
@@ -154,14 +205,18 @@ def test_python_api_names_the_fix(tiny_text_model, tmp_path):
     with pytest.raises(DataError, match="representation='tokens'.*backbone=mlp"):
         run(class_incremental(feats, tasks=2, seed=0), text, progress=False)
     tokens = load_clinc150(data_root=CLINC, domains=[0, 1], max_per_class=3, representation="tokens")
-    with pytest.raises(DataError, match=r"lora-seq \(backbone=mlp\) reads feature vectors.*load the data with "
-                                        r"representation='features'.*reads token ids: codyra with backbone=minilm, "
-                                        r"lora-seq with backbone=minilm$"):
+    with pytest.raises(
+        DataError,
+        match=r"lora-seq \(backbone=mlp\) reads feature vectors.*load the data with "
+        r"representation='features'.*reads token ids: codyra with backbone=minilm, "
+        r"lora-seq with backbone=minilm$",
+    ):
         run(class_incremental(tokens, tasks=2, seed=0), make_learner("lora-seq", {"epochs": 1}), progress=False)
     tiny = {"backbone": tiny_text_model, "rank": 4, "epochs": 1}
     with pytest.raises(DataError, match="outside the vocabulary"):  # minilm's ids in the tiny model
         run(class_incremental(tokens, tasks=2, seed=0), make_learner("codyra", tiny), progress=False)
-    own = load_clinc150(data_root=CLINC, domains=[0, 1], max_per_class=3, representation="tokens",
-                        encoder=tiny_text_model)  # the tiny model's own tokenizer: fine
+    own = load_clinc150(
+        data_root=CLINC, domains=[0, 1], max_per_class=3, representation="tokens", encoder=tiny_text_model
+    )  # the tiny model's own tokenizer: fine
     res = run(class_incremental(own, tasks=2, seed=0), make_learner("codyra", tiny), progress=False)
     assert res.status == "complete"

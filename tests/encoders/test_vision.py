@@ -34,8 +34,9 @@ class TinyNet(nn.Module):
         if head == "fc":
             self.fc = nn.Linear(width, num_classes) if num_classes else nn.Identity()
         elif head == "classifier":
-            self.classifier = nn.Sequential(nn.Linear(width, 7), nn.Hardswish(), nn.Dropout(0.2),
-                                            nn.Linear(7, num_classes))
+            self.classifier = nn.Sequential(
+                nn.Linear(width, 7), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(7, num_classes)
+            )
         self.head_kind = head
 
     def pooled(self, x):

@@ -13,8 +13,12 @@ def test_nested_state_round_trip(tmp_path):
     opt = torch.optim.Adam([torch.nn.Parameter(torch.randn(3))])
     opt.param_groups[0]["params"][0].grad = torch.ones(3)
     opt.step()
-    state = {"a": torch.arange(4), "nested": {"b": [1, 2.5, "x", None, torch.ones(2)], "t": (1, 2)},
-             "opt": opt.state_dict(), "rng": torch.get_rng_state()}
+    state = {
+        "a": torch.arange(4),
+        "nested": {"b": [1, 2.5, "x", None, torch.ones(2)], "t": (1, 2)},
+        "opt": opt.state_dict(),
+        "rng": torch.get_rng_state(),
+    }
     save_checkpoint(tmp_path, state, {"position": 3})
     back, meta = load_checkpoint(tmp_path)
     assert meta == {"position": 3}

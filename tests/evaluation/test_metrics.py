@@ -7,9 +7,7 @@ from lifelong.errors import DataError
 from lifelong.evaluation import metrics as M
 
 # R[i, j]: accuracy on experience j after learning experience i.
-R = np.array([[0.8, 0.1, 0.0],
-              [0.6, 0.9, 0.2],
-              [0.4, 0.7, 1.0]])
+R = np.array([[0.8, 0.1, 0.0], [0.6, 0.9, 0.2], [0.4, 0.7, 1.0]])
 INIT = np.array([0.1, 0.1, 0.1])
 
 

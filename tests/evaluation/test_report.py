@@ -23,43 +23,97 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T = 3
 
 
-def _result(method, seed, matrix, metrics, learn_seconds, samples_seen, trainable,
-            status="complete", error=None):
+def _result(method, seed, matrix, metrics, learn_seconds, samples_seen, trainable, status="complete", error=None):
     return {
-        "format": 1, "method": method, "seed": seed,
-        "scenario": "class-incremental", "data": "mnist",
-        "status": status, "error": error,
+        "format": 1,
+        "method": method,
+        "seed": seed,
+        "scenario": "class-incremental",
+        "data": "mnist",
+        "status": status,
+        "error": error,
         "config": {"method": method, "seed": seed},
-        "stream": {"num_experiences": T, "num_classes": 6, "class_order": list(range(6)),
-                   "classes_per_experience": [[0, 1], [2, 3], [4, 5]],
-                   "class_names": [str(c) for c in range(6)]},
+        "stream": {
+            "num_experiences": T,
+            "num_classes": 6,
+            "class_order": list(range(6)),
+            "classes_per_experience": [[0, 1], [2, 3], [4, 5]],
+            "class_names": [str(c) for c in range(6)],
+        },
         "accuracy_matrix": matrix,
         "initial_accuracy": [0.0] * T,
         "metrics": metrics,
-        "costs": {"learn_seconds": learn_seconds, "eval_seconds": [0.1] * len(learn_seconds),
-                  "samples_seen": samples_seen, "trainable_parameters": trainable,
-                  "total_parameters": trainable, "peak_memory_mb": 100.0},
+        "costs": {
+            "learn_seconds": learn_seconds,
+            "eval_seconds": [0.1] * len(learn_seconds),
+            "samples_seen": samples_seen,
+            "trainable_parameters": trainable,
+            "total_parameters": trainable,
+            "peak_memory_mb": 100.0,
+        },
         "versions": {"lifelong": "0.1.0", "torch": "2.x", "python": "3.11"},
     }
 
 
 def _metrics(final, aia, forgetting, bwt, fwt=0.0):
-    return {"final_average_accuracy": final, "average_incremental_accuracy": aia,
-            "forgetting": forgetting, "backward_transfer": bwt, "forward_transfer": fwt}
+    return {
+        "final_average_accuracy": final,
+        "average_incremental_accuracy": aia,
+        "forgetting": forgetting,
+        "backward_transfer": bwt,
+        "forward_transfer": fwt,
+    }
 
 
 # er: good (final 0.80 / 0.70); finetune: bad (final 0.30 / 0.40), plus one failed seed.
 RUNS = [
-    _result("er", 0, [[0.9, 0.0, 0.0], [0.8, 0.9, 0.0], [0.8, 0.7, 0.9]],
-            _metrics(0.80, 0.85, 0.10, -0.10), [1.0, 2.0, 3.0], [100, 200, 300], 1000),
-    _result("er", 1, [[0.9, 0.0, 0.0], [0.7, 0.8, 0.0], [0.6, 0.6, 0.9]],
-            _metrics(0.70, 0.75, 0.30, -0.25, None), [2.0, 2.0, 2.0], [100, 200, 300], 1000),
-    _result("finetune", 0, [[0.9, 0.0, 0.0], [0.1, 0.9, 0.0], [0.0, 0.0, 0.9]],
-            _metrics(0.30, 0.55, 0.90, -0.90, None), [1.0, 1.0, 1.0], [50, 100, 150], 500),
-    _result("finetune", 1, [[0.9, 0.0, 0.0], [0.3, 0.9, 0.0], [0.1, 0.2, 0.9]],
-            _metrics(0.40, 0.65, 0.75, -0.75, None), [1.0, 1.0, 2.0], [50, 100, 150], 500),
-    _result("finetune", 2, [[0.9, 0.0, 0.0]], _metrics(None, None, None, None, None),
-            [1.0], [50], 500, status="failed", error="NonFiniteLossError: loss is nan at step 7"),
+    _result(
+        "er",
+        0,
+        [[0.9, 0.0, 0.0], [0.8, 0.9, 0.0], [0.8, 0.7, 0.9]],
+        _metrics(0.80, 0.85, 0.10, -0.10),
+        [1.0, 2.0, 3.0],
+        [100, 200, 300],
+        1000,
+    ),
+    _result(
+        "er",
+        1,
+        [[0.9, 0.0, 0.0], [0.7, 0.8, 0.0], [0.6, 0.6, 0.9]],
+        _metrics(0.70, 0.75, 0.30, -0.25, None),
+        [2.0, 2.0, 2.0],
+        [100, 200, 300],
+        1000,
+    ),
+    _result(
+        "finetune",
+        0,
+        [[0.9, 0.0, 0.0], [0.1, 0.9, 0.0], [0.0, 0.0, 0.9]],
+        _metrics(0.30, 0.55, 0.90, -0.90, None),
+        [1.0, 1.0, 1.0],
+        [50, 100, 150],
+        500,
+    ),
+    _result(
+        "finetune",
+        1,
+        [[0.9, 0.0, 0.0], [0.3, 0.9, 0.0], [0.1, 0.2, 0.9]],
+        _metrics(0.40, 0.65, 0.75, -0.75, None),
+        [1.0, 1.0, 2.0],
+        [50, 100, 150],
+        500,
+    ),
+    _result(
+        "finetune",
+        2,
+        [[0.9, 0.0, 0.0]],
+        _metrics(None, None, None, None, None),
+        [1.0],
+        [50],
+        500,
+        status="failed",
+        error="NonFiniteLossError: loss is nan at step 7",
+    ),
 ]
 
 
@@ -91,6 +145,7 @@ def _is_png(path: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- load
+
 
 def test_load_results_groups_by_method_sorted_by_seed(group):
     # write seed 10 to check numeric (not lexical) seed order
@@ -143,6 +198,7 @@ def test_load_results_rejects_non_object_and_unknown_format(group):
 
 # --------------------------------------------------------------------------- summarize
 
+
 def test_summarize_means_and_population_std(group):
     rows = summarize(load_results(group))
     er, ft = _row(rows, "er"), _row(rows, "finetune")
@@ -165,8 +221,7 @@ def test_summarize_means_and_population_std(group):
 
     # the failed seed is counted and listed but not averaged in
     assert ft["n_seeds"] == 3 and ft["n_complete"] == 2 and ft["n_failed"] == 1
-    assert ft["failed"] == [{"seed": 2, "status": "failed",
-                             "error": "NonFiniteLossError: loss is nan at step 7"}]
+    assert ft["failed"] == [{"seed": 2, "status": "failed", "error": "NonFiniteLossError: loss is nan at step 7"}]
     assert ft["final_average_accuracy_mean"] == pytest.approx(0.35)
     assert ft["final_average_accuracy_std"] == pytest.approx(0.05)
     assert ft["learn_seconds_mean"] == pytest.approx(3.5)
@@ -189,6 +244,7 @@ def test_summarize_only_failed_runs_gives_none():
 
 
 # --------------------------------------------------------------------------- csv
+
 
 def test_write_summary_csv(group, tmp_path):
     rows = summarize(load_results(group))
@@ -215,6 +271,7 @@ def test_write_summary_csv(group, tmp_path):
 
 # --------------------------------------------------------------------------- plots
 
+
 def test_plot_accuracy_matrix_full_and_partial(tmp_path):
     p = plot_accuracy_matrix(RUNS[0]["accuracy_matrix"], tmp_path / "m.png", "er")
     assert _is_png(p)
@@ -232,7 +289,11 @@ def test_plot_curves_and_compute(group, tmp_path):
     assert _is_png(plot_accuracy_curves(only_failed, tmp_path / "c2.png"))
     assert _is_png(plot_accuracy_vs_compute(only_failed, tmp_path / "v2.png"))
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        "c2.png", "compute.png", "curves.png", "v2.png"]
+        "c2.png",
+        "compute.png",
+        "curves.png",
+        "v2.png",
+    ]
 
 
 def test_incremental_curve_values():
@@ -243,6 +304,7 @@ def test_incremental_curve_values():
 
 
 # --------------------------------------------------------------------------- report
+
 
 def test_write_report(group):
     path = write_report(group)
@@ -264,15 +326,18 @@ def test_write_report(group):
     assert "`finetune` seed 2" in text
 
     # images embedded with relative paths, and the files exist and are PNGs
-    for rel in ("plots/accuracy_curves.png", "plots/accuracy_vs_compute.png",
-                "plots/accuracy_matrix_er.png", "plots/accuracy_matrix_finetune.png"):
+    for rel in (
+        "plots/accuracy_curves.png",
+        "plots/accuracy_vs_compute.png",
+        "plots/accuracy_matrix_er.png",
+        "plots/accuracy_matrix_finetune.png",
+    ):
         assert f"]({rel})" in text
         assert _is_png(group / rel)
 
     # metrics section with the formulas
     assert "## Metrics" in text
-    for phrase in ("R[T−1, j]", "mean_{j≤i} R[i, j]", "max_{k ∈ [j, T−2]}", "R[j, j]",
-                   "R[j−1, j] − initial[j]"):
+    for phrase in ("R[T−1, j]", "mean_{j≤i} R[i, j]", "max_{k ∈ [j, T−2]}", "R[j, j]", "R[j−1, j] − initial[j]"):
         assert phrase in text
     # one definition per metric, taken from metrics.py
     for name in metrics.METRIC_NAMES:
@@ -308,6 +373,7 @@ def test_write_report_bad_json_writes_nothing(group):
 
 # --------------------------------------------------------------------------- terminal table
 
+
 def test_format_results_table(group):
     text = format_results_table(summarize(load_results(group)))
     lines = text.splitlines()
@@ -328,6 +394,7 @@ def test_modules_do_not_import_torch_or_matplotlib():
     import subprocess
     import sys
     from pathlib import Path
+
     code = (
         "import sys, types\n"
         "import lifelong\n"
@@ -351,4 +418,8 @@ def test_report_reexports_the_names_it_had():
     assert report.plot_accuracy_matrix is plots.plot_accuracy_matrix
     assert report.METRICS == metrics.METRIC_NAMES and report.COSTS == summary.COSTS
     assert report.plot_names(["er", "a b"]) == [
-        "accuracy_curves.png", "accuracy_vs_compute.png", "accuracy_matrix_er.png", "accuracy_matrix_a_b.png"]
+        "accuracy_curves.png",
+        "accuracy_vs_compute.png",
+        "accuracy_matrix_er.png",
+        "accuracy_matrix_a_b.png",
+    ]

@@ -9,8 +9,8 @@ import torch
 from lifelong.data import Dataset, make_blobs
 from lifelong.errors import DataError, NonFiniteLossError, RunDirError
 from lifelong.evaluation import run
-from lifelong.runner import run_experiment
 from lifelong.methods import make_learner
+from lifelong.runner import run_experiment
 from lifelong.scenarios import class_incremental, domain_incremental, task_incremental
 
 FAST = {"epochs": "1", "hidden": "16"}
@@ -25,8 +25,13 @@ def test_run_fills_matrix_and_costs(blobs):
     assert len(r.learn_seconds) == 2 and all(t > 0 for t in r.learn_seconds)
     assert r.samples_seen == [len(stream[0]), len(stream[0]) + len(stream[1])]
     assert r.trainable_parameters == r.total_parameters > 0 and r.peak_memory_mb > 0
-    assert set(r.metrics) == {"final_average_accuracy", "average_incremental_accuracy", "forgetting",
-                              "backward_transfer", "forward_transfer"}
+    assert set(r.metrics) == {
+        "final_average_accuracy",
+        "average_incremental_accuracy",
+        "forgetting",
+        "backward_transfer",
+        "forward_transfer",
+    }
 
 
 def test_task_incremental_masks_to_task(blobs):
@@ -64,8 +69,14 @@ def test_nan_inputs_are_refused_before_learning(blobs, tmp_path):
     with pytest.raises(DataError, match="training split of experience 1 holds NaN"):
         run(stream, make_learner("finetune", FAST), run_dir=tmp_path, progress=False)
     with pytest.raises(DataError, match=r"d: the train split holds NaN or infinite values in 2 input\(s\)"):
-        Dataset("d", torch.tensor([[1.0], [float("inf")], [float("nan")]]), torch.tensor([0, 1, 1]),
-                torch.ones(1, 1), torch.tensor([0]), ["a", "b"])
+        Dataset(
+            "d",
+            torch.tensor([[1.0], [float("inf")], [float("nan")]]),
+            torch.tensor([0, 1, 1]),
+            torch.ones(1, 1),
+            torch.tensor([0]),
+            ["a", "b"],
+        )
 
 
 @pytest.mark.parametrize("method, setting, value", [("ewc", "ewc_lambda", "1e38"), ("finetune", "lr", "1e12")])
@@ -132,15 +143,24 @@ def test_labels_out_of_range_and_shape_mismatch(blobs):
 
 
 def test_empty_experience_is_refused():
-    data = Dataset("tiny", torch.randn(4, 2), torch.tensor([0, 0, 0, 0]), torch.randn(2, 2),
-                   torch.tensor([0, 1]), ["a", "b"])
+    data = Dataset(
+        "tiny", torch.randn(4, 2), torch.tensor([0, 0, 0, 0]), torch.randn(2, 2), torch.tensor([0, 1]), ["a", "b"]
+    )
     with pytest.raises(DataError, match="no training examples"):
         class_incremental(data, tasks=2, seed=-1)
 
 
 def _exp(tmp_path, **kw):
-    args = dict(data="blobs", methods=["finetune", "ncm"], seeds=[0, 1], out=tmp_path, name="t",
-                overrides={"finetune": FAST}, progress=False, scenario_kwargs={"tasks": 2})
+    args = dict(
+        data="blobs",
+        methods=["finetune", "ncm"],
+        seeds=[0, 1],
+        out=tmp_path,
+        name="t",
+        overrides={"finetune": FAST},
+        progress=False,
+        scenario_kwargs={"tasks": 2},
+    )
     args.update(kw)
     return run_experiment(**args)
 
@@ -172,6 +192,7 @@ def _record_learning(monkeypatch, *classes) -> list:
     """Wrap each class's ``learn`` to log (class name, seed, experience index); returns the log."""
     log = []
     for cls in classes:
+
         def learn(self, experience, _original=cls.learn, _name=cls.__name__):
             log.append((_name, self.seed, experience.index))
             return _original(self, experience)
@@ -193,8 +214,15 @@ def test_resume_reuses_finished_runs(tmp_path, monkeypatch):
     learned = _record_learning(monkeypatch, Finetune, NCM)
     first = _exp(tmp_path, resume=True)
     # finetune seed 0 goes on from its checkpoint after experience 0; the runs not begun start from scratch
-    assert learned == [("Finetune", 0, 1), ("Finetune", 1, 0), ("Finetune", 1, 1),
-                       ("NCM", 0, 0), ("NCM", 0, 1), ("NCM", 1, 0), ("NCM", 1, 1)]
+    assert learned == [
+        ("Finetune", 0, 1),
+        ("Finetune", 1, 0),
+        ("Finetune", 1, 1),
+        ("NCM", 0, 0),
+        ("NCM", 0, 1),
+        ("NCM", 1, 0),
+        ("NCM", 1, 1),
+    ]
     learned.clear()
     again = _exp(tmp_path, resume=True)
     assert learned == []  # every run finished: nothing is learned again
@@ -209,13 +237,19 @@ def test_feature_cache_facts_reach_results_and_report(tmp_path, monkeypatch):
 
     def cached_blobs(**kw):
         d = make_blobs(num_classes=4, per_class=20, dim=8, seed=0)
-        d.meta["feature_cache"] = {"hit": True, "encode_seconds": 0.0, "load_seconds": 0.1,
-                                   "saved_seconds": 12.5, "splits": {}}
+        d.meta["feature_cache"] = {
+            "hit": True,
+            "encode_seconds": 0.0,
+            "load_seconds": 0.1,
+            "saved_seconds": 12.5,
+            "splits": {},
+        }
         return d
 
     monkeypatch.setitem(DATASETS, "cached-blobs", cached_blobs)
-    res = run_experiment(data="cached-blobs", methods=["ncm"], out=tmp_path, name="c", progress=False,
-                         scenario_kwargs={"tasks": 2})
+    res = run_experiment(
+        data="cached-blobs", methods=["ncm"], out=tmp_path, name="c", progress=False, scenario_kwargs={"tasks": 2}
+    )
     assert res["ncm"][0].data_info["feature_cache"]["saved_seconds"] == 12.5
     report = (tmp_path / "c" / "class-incremental-cached-blobs" / "report.md").read_text()
     assert "## Feature cache" in report and "saving 12.5 s" in report

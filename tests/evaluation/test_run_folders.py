@@ -11,17 +11,25 @@ import torch
 
 from lifelong.data import DATASETS, Dataset
 from lifelong.errors import ConfigError, RunDirError
-from lifelong.runner import run_experiment
-from lifelong.runner.experiment import resume_experiment
 from lifelong.evaluation.report import load_results, write_report
 from lifelong.fileio import FolderLock
+from lifelong.runner import run_experiment
+from lifelong.runner.experiment import resume_experiment
 
 FAST = {"epochs": "1", "hidden": "16"}
 
 
 def _exp(tmp_path, **kw):
-    args = dict(data="blobs", methods=["ncm"], seeds=[0], out=tmp_path, name="e", progress=False,
-                scenario_kwargs={"tasks": 2}, overrides={"finetune": FAST})
+    args = dict(
+        data="blobs",
+        methods=["ncm"],
+        seeds=[0],
+        out=tmp_path,
+        name="e",
+        progress=False,
+        scenario_kwargs={"tasks": 2},
+        overrides={"finetune": FAST},
+    )
     args.update(kw)
     return run_experiment(**args)
 
@@ -92,9 +100,8 @@ def test_the_folder_is_locked_while_a_run_holds_it(tmp_path):
 
 
 def test_resume_trims_metrics_back_to_the_checkpoint(tmp_path, monkeypatch):
-    from lifelong.methods.finetune import Finetune
-
     from conftest import interrupt_learning_at
+    from lifelong.methods.finetune import Finetune
 
     original = Finetune.learn
     interrupt_learning_at(monkeypatch, Finetune, 2)
@@ -112,8 +119,9 @@ def test_resume_trims_metrics_back_to_the_checkpoint(tmp_path, monkeypatch):
 def _write_numbers(path, seed: int = 0, shift: float = 0.0) -> None:
     """A CSV of 4 separable classes (10 rows each, 3 features, label last); ``shift`` changes one value."""
     rng = np.random.default_rng(seed)
-    rows = np.hstack([rng.normal(size=(40, 3)) + np.repeat(np.arange(4), 10)[:, None] * 3,
-                      np.repeat(np.arange(4), 10)[:, None]])
+    rows = np.hstack(
+        [rng.normal(size=(40, 3)) + np.repeat(np.arange(4), 10)[:, None] * 3, np.repeat(np.arange(4), 10)[:, None]]
+    )
     rows[0, 0] += shift
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savetxt(path, rows, delimiter=",")
@@ -208,10 +216,17 @@ def test_a_lock_held_by_another_process_refuses_and_a_killed_holder_frees_it(tmp
     import sys
 
     _exp(tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from lifelong.fileio import FolderLock; "
-                               f"FolderLock({str(tmp_path / 'e')!r}).acquire(); print('held', flush=True); "
-                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from lifelong.fileio import FolderLock; "
+            f"FolderLock({str(tmp_path / 'e')!r}).acquire(); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunDirError, match=rf"pid {holder.pid}"):
@@ -226,8 +241,11 @@ def test_a_lock_held_by_another_process_refuses_and_a_killed_holder_frees_it(tmp
 def test_overwrite_keeps_files_lifelong_did_not_write(tmp_path):
     _exp(tmp_path, methods=["ncm", "finetune"])
     root = tmp_path / "e"
-    mine = [root / "notes.txt", root / "class-incremental-blobs" / "mine.txt",
-            root / "class-incremental-blobs" / "ncm" / "seed0" / "mynote.txt"]
+    mine = [
+        root / "notes.txt",
+        root / "class-incremental-blobs" / "mine.txt",
+        root / "class-incremental-blobs" / "ncm" / "seed0" / "mynote.txt",
+    ]
     for p in mine:
         p.write_text("keep me")
     _exp(tmp_path, methods=["finetune"], overwrite=True)
@@ -251,9 +269,14 @@ def test_overwrite_keeps_user_files_named_like_lifelongs(tmp_path):
     _exp(tmp_path, data="digits", methods=["ncm"])
     root = tmp_path / "e"
     g = root / "class-incremental-digits"
-    mine = [root / "paper" / "report.md", root / "paper" / "summary.csv", g / "old_ncm" / "seed0" / "results.json",
-            root / "backup_blobs" / "ncm" / "seed1" / "config.json", g / "plots" / "mine.png",
-            g / "ncm" / "seed01" / "results.json"]
+    mine = [
+        root / "paper" / "report.md",
+        root / "paper" / "summary.csv",
+        g / "old_ncm" / "seed0" / "results.json",
+        root / "backup_blobs" / "ncm" / "seed1" / "config.json",
+        g / "plots" / "mine.png",
+        g / "ncm" / "seed01" / "results.json",
+    ]
     for p in mine:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("mine")
@@ -324,8 +347,9 @@ def test_moved_data_resumes_with_a_new_data_root_and_the_default_root_is_stored(
         resume_experiment(tmp_path / "runs" / "e", progress=False, data_root=tmp_path / "b")
 
 
-@pytest.mark.parametrize("edit", [{"overrides": {"ncm": "x"}}, {"methods": [["ncm"]]}, {"seeds": None},
-                                  {"seeds": [2**40]}])
+@pytest.mark.parametrize(
+    "edit", [{"overrides": {"ncm": "x"}}, {"methods": [["ncm"]]}, {"seeds": None}, {"seeds": [2**40]}]
+)
 def test_a_hand_edited_experiment_json_is_refused_in_one_line(tmp_path, edit):
     _exp(tmp_path)
     path = tmp_path / "e" / "experiment.json"

@@ -1,13 +1,13 @@
-"""APER / ADAM (seed paper 43): adapt on the first experience only, then prototypes on [PTM, adapted]."""
+"""APER / ADAM (arXiv 2303.07338): adapt on the first experience only, then prototypes on [PTM, adapted]."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from lifelong.adapters.feature import BottleneckAdapter, IdentityLinear, ScaleShift, feature_adapter, rms_normalize
 from lifelong.data import make_blobs
 from lifelong.errors import CheckpointError, ConfigError
 from lifelong.methods import make_learner
-from lifelong.adapters.feature import BottleneckAdapter, IdentityLinear, ScaleShift, feature_adapter, rms_normalize
 from lifelong.scenarios import class_incremental
 
 

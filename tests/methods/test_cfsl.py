@@ -1,4 +1,4 @@
-"""CFSL baselines (seed paper 9, Kowadlo et al. 2024): Pretrain+Tune with/without replay, ProtoNet."""
+"""CFSL baselines (arXiv 2209.07863, Kowadlo et al. 2024): Pretrain+Tune with/without replay, ProtoNet."""
 
 import pytest
 import torch
@@ -68,6 +68,8 @@ def test_accuracy_falls_with_classes_and_with_occlusion():
     many = _acc(cfsl(make_glyphs(num_classes=60, per_class=20, seed=0), classes=60, ways=5, shots=5), proto)[0]
     assert many < few
     digits = load_digits()
-    accs = [_acc(cfsl(digits, classes=40, ways=10, instance=True, queries=10, occlusion=o, noise=0.1), proto)[0]
-            for o in (0.0, 0.3, 0.6)]
+    accs = [
+        _acc(cfsl(digits, classes=40, ways=10, instance=True, queries=10, occlusion=o, noise=0.1), proto)[0]
+        for o in (0.0, 0.3, 0.6)
+    ]
     assert accs[0] > accs[1] > accs[2]

@@ -1,4 +1,4 @@
-"""codyra: rank-selective gated LoRA per experience, proximal gate updates, merge after each experience (paper 15)."""
+"""codyra: rank-selective gated LoRA per experience, proximal gate updates, merged per experience (arXiv 2412.01004)."""
 
 import numpy as np
 import pytest
@@ -79,8 +79,18 @@ def test_state_dict_round_trip_keeps_rank_history(stream):
     assert torch.equal(a.predict(x), b.predict(x))
 
 
-@pytest.mark.parametrize("bad", [{"loss_scope": "all"}, {"gate_init": "zeros"}, {"kappa": -0.1},
-                                 {"dense_fraction": 1.0}, {"kappa_levels": 1}, {"rank": 0}, {"alpha": -2.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"loss_scope": "all"},
+        {"gate_init": "zeros"},
+        {"kappa": -0.1},
+        {"dense_fraction": 1.0},
+        {"kappa_levels": 1},
+        {"rank": 0},
+        {"alpha": -2.0},
+    ],
+)
 def test_bad_config_raises(bad):
     with pytest.raises(ConfigError):
         make_learner("codyra", bad)

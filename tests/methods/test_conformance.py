@@ -14,7 +14,7 @@ import torch
 
 from lifelong.evaluation import run
 from lifelong.evaluation.checkpoint import load_checkpoint, save_checkpoint
-from lifelong.methods import get_method, list_methods, make_learner
+from lifelong.methods import list_methods, make_learner
 from lifelong.scenarios import class_incremental
 from methods.quick_configs import TEST_CONFIGS
 

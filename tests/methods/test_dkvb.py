@@ -9,8 +9,7 @@ from lifelong.methods import make_learner
 from lifelong.methods.dkvb import KeyValueBottleneck
 from lifelong.scenarios import class_incremental
 
-QUICK = {"epochs": 3, "num_codebooks": 16, "pairs_per_codebook": 32, "dim_keys": 4, "init_epochs": 3,
-         "batch_size": 32}
+QUICK = {"epochs": 3, "num_codebooks": 16, "pairs_per_codebook": 32, "dim_keys": 4, "init_epochs": 3, "batch_size": 32}
 
 
 @pytest.fixture
@@ -84,8 +83,9 @@ def test_kmeans_initialisation_and_class_incremental_accuracy():
     # other learner / data seeds. Here, over data seeds 0-2 x learner seeds 0-2 and ATEN_CPU_CAPABILITY=
     # default / avx2 / avx512 (and MKL_CBWR=COMPATIBLE): dkvb_old 0.765-0.88, probe_old 0.00.
     stream = class_incremental(load_digits(), tasks=2, seed=0)
-    learner = make_learner("dkvb", {"key_init": "kmeans", "num_codebooks": 32, "pairs_per_codebook": 64,
-                                    "epochs": 5, "init_epochs": 3})
+    learner = make_learner(
+        "dkvb", {"key_init": "kmeans", "num_codebooks": 32, "pairs_per_codebook": 64, "epochs": 5, "init_epochs": 3}
+    )
     learner.learn(stream[0])
     learner.learn(stream[1])
     probe = make_learner("finetune", {"hidden": (), "epochs": 3})
@@ -97,8 +97,9 @@ def test_kmeans_initialisation_and_class_incremental_accuracy():
     assert dkvb_old > 0.6 and dkvb_old > probe_old + 0.5  # the first task is largely kept; the probe forgets it
 
 
-@pytest.mark.parametrize("bad", [{"key_init": "random"}, {"topk": 0}, {"topk": 300}, {"decay": 1.0},
-                                 {"num_codebooks": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"key_init": "random"}, {"topk": 0}, {"topk": 300}, {"decay": 1.0}, {"num_codebooks": 0}]
+)
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         make_learner("dkvb", bad)
@@ -113,8 +114,7 @@ def test_quick_reproduction_returns_a_well_formed_claim():
     assert claim.paper == "dkvb" and claim.scale == "quick"
     m = claim.measured
     assert 0 <= m["linear_probe_final_accuracy"] <= 1 and 0 <= m["dkvb_final_accuracy"] <= 1
-    assert m["dkvb_minus_probe"] == pytest.approx(m["dkvb_final_accuracy"] - m["linear_probe_final_accuracy"],
-                                                  abs=1e-3)
+    assert m["dkvb_minus_probe"] == pytest.approx(m["dkvb_final_accuracy"] - m["linear_probe_final_accuracy"], abs=1e-3)
     assert m["keys_bit_identical"] is True and m["unfetched_values_bit_identical"] is True
     assert claim.held == (m["dkvb_minus_probe"] >= 0.20)
     json.dumps(claim.to_dict())

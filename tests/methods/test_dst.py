@@ -1,5 +1,4 @@
-"""DST-CL (seed paper 39): per-task sparse masks, prune-and-grow rules, exact isolation."""
-
+"""DST-CL (arXiv 2308.14831): per-task sparse masks, prune-and-grow rules, exact isolation."""
 
 import pytest
 import torch
@@ -7,9 +6,9 @@ import torch
 from lifelong.data import load_digits
 from lifelong.errors import ConfigError
 from lifelong.evaluation import run
-from lifelong.methods import make_learner
 from lifelong.heads.task_scores import combine_task_scores
 from lifelong.layers.sparse import erk_densities
+from lifelong.methods import make_learner
 from lifelong.scenarios import class_incremental, task_incremental
 
 QUICK = {"epochs": 3, "batch_size": 32, "hidden": (32,), "update_every": 10, "lr": 0.01}
@@ -62,7 +61,7 @@ def test_prune_and_grow_keeps_each_layer_count(digits_til, growth, init):
     x, y = digits_til[0].train_tensors()
     for s in range(0, 12 * 32, 32):
         start = learner.mask[0].clone()
-        learner.train_step(x[s:s + 32], y[s:s + 32], digits_til[0])
+        learner.train_step(x[s : s + 32], y[s : s + 32], digits_til[0])
         changed |= not torch.equal(start, learner.mask[0])
         assert [int(m.sum()) for m in learner.mask] == counts
     assert changed  # the topology moved
@@ -72,8 +71,7 @@ def test_prune_and_grow_keeps_each_layer_count(digits_til, growth, init):
 
 
 def test_gradient_growth_picks_the_largest_inactive_gradients(digits_til):
-    learner = make_learner("dst", {**QUICK, "growth": "gradient", "prune_rate": 0.25,
-                                   "prune_rate_min": 0.25}, seed=0)
+    learner = make_learner("dst", {**QUICK, "growth": "gradient", "prune_rate": 0.25, "prune_rate_min": 0.25}, seed=0)
     learner.prepare(digits_til[0].input_shape, digits_til.num_classes)
     learner.classes.observe(digits_til[0], digits_til[0].train_tensors()[1])
     learner.before_experience(digits_til[0])
@@ -143,9 +141,19 @@ def test_combine_task_scores_is_a_mixture():
     assert torch.allclose(out, torch.tensor([0.25 * p0[0], 0.25 * p0[1], 0.75]), atol=1e-6)
 
 
-@pytest.mark.parametrize("bad", [{"density": 0.0}, {"density": 1.5}, {"growth": "magic"}, {"init": "lottery"},
-                                 {"prune_rate": 1.0}, {"update_every": 0}, {"task_inference": "oracle"},
-                                 {"fresh_init": "ones"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"density": 0.0},
+        {"density": 1.5},
+        {"growth": "magic"},
+        {"init": "lottery"},
+        {"prune_rate": 1.0},
+        {"update_every": 0},
+        {"task_inference": "oracle"},
+        {"fresh_init": "ones"},
+    ],
+)
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         make_learner("dst", bad)

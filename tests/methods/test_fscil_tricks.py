@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from lifelong.data import make_blobs
 from lifelong.errors import ConfigError
-from lifelong.methods import make_learner
 from lifelong.heads.etf import simplex_etf
+from lifelong.methods import make_learner
 from lifelong.methods.fscil_tricks import supcon_loss
 from lifelong.scenarios import class_incremental
 
@@ -45,9 +45,16 @@ def test_baseline_is_the_cosine_prototype_classifier(fscil_stream):
     assert torch.allclose(s, ncm.predict(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("trick", [{"project": True}, {"project": True, "supcon": True},
-                                   {"project": True, "etf": True}, {"project": True, "pseudo_classes": 4},
-                                   {"project": True, "subnet_tuning": True}])
+@pytest.mark.parametrize(
+    "trick",
+    [
+        {"project": True},
+        {"project": True, "supcon": True},
+        {"project": True, "etf": True},
+        {"project": True, "pseudo_classes": 4},
+        {"project": True, "subnet_tuning": True},
+    ],
+)
 def test_each_switch_changes_the_predictions(trick, fscil_stream):
     base = {**OFF, **QUICK}
     without = {**base, **{k: (v if k == "project" else base[k]) for k, v in trick.items()}}
@@ -101,8 +108,9 @@ def test_supcon_prefers_clustered_embeddings():
     assert supcon_loss(clustered, labels, 0.1) < supcon_loss(random, labels, 0.1)
 
 
-@pytest.mark.parametrize("bad", [{"project": False}, {"subnet_fraction": 0.0}, {"pseudo_classes": -2},
-                                 {"feature_dropout": 1.0}])
+@pytest.mark.parametrize(
+    "bad", [{"project": False}, {"subnet_fraction": 0.0}, {"pseudo_classes": -2}, {"feature_dropout": 1.0}]
+)
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         make_learner("fscil-tricks", bad)
@@ -120,7 +128,8 @@ def test_quick_reproduction_returns_a_well_formed_claim():
         assert 0 <= m[f"{v}/last_session_accuracy"] <= 1
     gain = m["all/last_session_accuracy"] - m["baseline/last_session_accuracy"]
     assert m["all_minus_baseline_last_session"] == pytest.approx(gain, abs=1e-3)
-    assert claim.held == (m["all_minus_baseline_last_session"] >= 0.03
-                          and m["all/base_drop"] <= m["baseline/base_drop"])
+    assert claim.held == (
+        m["all_minus_baseline_last_session"] >= 0.03 and m["all/base_drop"] <= m["baseline/base_drop"]
+    )
     json.dumps(claim.to_dict())
     assert get_paper("fscil-tricks").number == 7

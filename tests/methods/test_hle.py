@@ -7,7 +7,6 @@ from lifelong.data import make_blobs
 from lifelong.errors import ConfigError
 from lifelong.evaluation import run
 from lifelong.methods.config import build_config
-from lifelong.methods.er import ER
 from lifelong.methods.hle import HLE, HLEConfig
 from lifelong.scenarios.hierarchical import class_parents, hierarchical
 
@@ -37,10 +36,10 @@ def test_targets_imply_parents_and_pseudo_label_within_children():
     coarse_t, fine_t = learner._targets(y, scores)
     assert torch.equal(coarse_t[: len(fine)], parents[fine])  # fine label -> its parent
     assert torch.equal(fine_t[: len(fine)], fine)
-    assert torch.equal(coarse_t[len(fine):], torch.arange(K))
-    pseudo = fine_t[len(fine):]
+    assert torch.equal(coarse_t[len(fine) :], torch.arange(K))
+    pseudo = fine_t[len(fine) :]
     assert torch.equal(parents[pseudo], torch.arange(K))  # pseudo-label is a child of the coarse label
-    best = scores[len(fine):].masked_fill(parents.unsqueeze(0) != torch.arange(K).unsqueeze(1), -1e9).argmax(1)
+    best = scores[len(fine) :].masked_fill(parents.unsqueeze(0) != torch.arange(K).unsqueeze(1), -1e9).argmax(1)
     assert torch.equal(pseudo, best)
     learner.classes.seen[K:] = False  # no fine child seen yet: no pseudo-label
     assert (learner._targets(torch.arange(K), scores[:K])[1] == -1).all()

@@ -1,4 +1,4 @@
-"""Task-conditioned hypernetworks (HNET, von Oswald et al. 2020) and the LSTM variant of DPHN (seed paper 35)."""
+"""Task-conditioned hypernetworks (HNET, von Oswald et al. 2020) and the LSTM variant of DPHN (arXiv 2209.07712)."""
 
 import pytest
 import torch
@@ -11,8 +11,17 @@ from lifelong.methods import make_learner
 from lifelong.methods.hypernet import target_shapes
 from lifelong.scenarios import class_incremental, domain_incremental
 
-TINY = {"epochs": 8, "batch_size": 32, "hidden": (16,), "chunk_size": 100, "lstm_hidden": 16, "emb_dim": 8,
-        "chunk_emb_dim": 8, "mlp_hidden": (16,), "lr": 0.01}
+TINY = {
+    "epochs": 8,
+    "batch_size": 32,
+    "hidden": (16,),
+    "chunk_size": 100,
+    "lstm_hidden": 16,
+    "emb_dim": 8,
+    "chunk_emb_dim": 8,
+    "mlp_hidden": (16,),
+    "lr": 0.01,
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +87,8 @@ def test_fisher_importance_equals_per_example_gradients(permuted):
     g = _generated(learner, 0).requires_grad_(True)
     total = torch.zeros_like(g)
     for i in range(len(y)):
-        out = learner.model.run(x[i:i + 1], g)
-        (grad,) = torch.autograd.grad(F.cross_entropy(out, y[i:i + 1]), g)
+        out = learner.model.run(x[i : i + 1], g)
+        (grad,) = torch.autograd.grad(F.cross_entropy(out, y[i : i + 1]), g)
         total += grad.pow(2)
     want = total / len(y)
     assert torch.allclose(got, want / want.mean(), rtol=1e-4, atol=1e-5)
@@ -134,9 +143,18 @@ def test_target_shapes_and_size_report():
     assert learner.hnet.n_chunks == 8
 
 
-@pytest.mark.parametrize("bad", [{"hnet": "gru"}, {"regularizer": "l2"}, {"task_inference": "oracle"},
-                                 {"beta": -1.0}, {"chunk_size": 0}, {"hnet": "mlp", "chunk_emb_dim": 0},
-                                 {"growth_rank": -1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"hnet": "gru"},
+        {"regularizer": "l2"},
+        {"task_inference": "oracle"},
+        {"beta": -1.0},
+        {"chunk_size": 0},
+        {"hnet": "mlp", "chunk_emb_dim": 0},
+        {"growth_rank": -1},
+    ],
+)
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         make_learner("hypernet", bad)

@@ -32,8 +32,9 @@ def test_the_message_names_the_misfits_and_the_methods_that_fit():
         check_inputs("tokens", {"ncm": _config("ncm"), "er": _config("er")}, data_fix=fix, set_prefix="--set method.")
     msg = str(e.value)
     assert msg.startswith("the data holds token ids, but ncm, er read feature vectors; load features")
-    assert msg.endswith("reads token ids: codyra with --set method.backbone=minilm, "
-                        "lora-seq with --set method.backbone=minilm")
+    assert msg.endswith(
+        "reads token ids: codyra with --set method.backbone=minilm, lora-seq with --set method.backbone=minilm"
+    )
     with pytest.raises(DataError, match=r"lora-seq \(backbone=minilm\) reads token ids; load tokens"):
         check_inputs("features", {"lora-seq": _config("lora-seq", backbone="minilm")}, data_fix=fix, error=DataError)
     with pytest.raises(ValueError, match="unknown input kind"):

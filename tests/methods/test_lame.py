@@ -7,8 +7,14 @@ import torch
 from lifelong.errors import ConfigError
 from lifelong.evaluation.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.methods import make_learner
-from lifelong.methods.lame import (LAME, affinity_matrix, fit_temperature, lame_adjust, laplacian_optimization,
-                                   tta_batches)
+from lifelong.methods.lame import (
+    LAME,
+    affinity_matrix,
+    fit_temperature,
+    lame_adjust,
+    laplacian_optimization,
+    tta_batches,
+)
 from lifelong.scenarios import class_incremental
 
 
@@ -105,13 +111,24 @@ def test_batch_orders_cover_every_example_once_and_dirichlet_is_imbalanced():
     for order in ("iid", "sorted", "dirichlet"):
         batches = tta_batches(y, 32, order, alpha=0.1, seed=0)
         assert sorted(np.concatenate(batches).tolist()) == list(range(len(y)))
-    distinct = {o: np.mean([len(np.unique(y[b])) for b in tta_batches(y, 32, o, alpha=0.1, seed=0)])
-                for o in ("iid", "dirichlet")}
+    distinct = {
+        o: np.mean([len(np.unique(y[b])) for b in tta_batches(y, 32, o, alpha=0.1, seed=0)])
+        for o in ("iid", "dirichlet")
+    }
     assert distinct["dirichlet"] < distinct["iid"] - 2
 
 
-@pytest.mark.parametrize("bad", [{"affinity": "cosine"}, {"inner": "lame"}, {"inner_config": "metric=cosine"},
-                                 {"inner_config": "[1]"}, {"temperature": 0}, {"knn": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"affinity": "cosine"},
+        {"inner": "lame"},
+        {"inner_config": "metric=cosine"},
+        {"inner_config": "[1]"},
+        {"temperature": 0},
+        {"knn": 0},
+    ],
+)
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         make_learner("lame", bad)
@@ -137,8 +154,10 @@ def test_quick_reproduction_returns_a_well_formed_claim():
             assert m[f"{inner}/{order}/gain"] == pytest.approx(a - b, abs=1e-3)
         # the no-adaptation accuracy does not depend on the batch order
         assert m[f"{inner}/iid/no_adapt"] == m[f"{inner}/sorted/no_adapt"]
-    expected = all(m[f"{i}/iid/gain"] >= -0.005 and m[f"{i}/sorted/gain"] >= -0.005
-                   and m[f"{i}/dirichlet/gain"] >= 0.03 for i in ("linear", "ncm"))
+    expected = all(
+        m[f"{i}/iid/gain"] >= -0.005 and m[f"{i}/sorted/gain"] >= -0.005 and m[f"{i}/dirichlet/gain"] >= 0.03
+        for i in ("linear", "ncm")
+    )
     assert claim.held == expected
     json.dumps(claim.to_dict())
     assert get_paper("lame").number == 47

@@ -6,11 +6,11 @@ import torch
 
 from lifelong.adapters import adapter_names, lora_layers, read_adapter
 from lifelong.data import Dataset
+from lifelong.data.tokens import text_token_dataset
+from lifelong.encoders.text_backbone import TextBackbone
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.evaluation import run
 from lifelong.methods import make_learner
-from lifelong.data.tokens import text_token_dataset
-from lifelong.encoders.text_backbone import TextBackbone
 from lifelong.scenarios import class_incremental
 
 QUICK = {"epochs": 3, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16}
@@ -50,8 +50,12 @@ def test_trains_only_the_adapter_and_the_head(stream):
     learner.prepare(stream[0].input_shape, stream.num_classes)
     learner.before_experience(stream[0])
     trainable = {n for n, p in learner.model.named_parameters() if p.requires_grad}
-    assert trainable == {"backbone.net.1.lora_A.task0.weight", "backbone.net.1.lora_B.task0.weight",
-                         "head.weight", "head.bias"}
+    assert trainable == {
+        "backbone.net.1.lora_A.task0.weight",
+        "backbone.net.1.lora_B.task0.weight",
+        "head.weight",
+        "head.bias",
+    }
     assert learner.parameter_counts() == (4 * (8 + 32) + 32 * 4 + 4, 8 * 32 + 32 + 32 * 4 + 4 + 4 * (8 + 32))
 
 
@@ -86,8 +90,13 @@ def test_current_loss_scope_masks_earlier_classes(stream):
 
 
 def test_bad_config():
-    for bad, match in (({"mode": "stack"}, "mode"), ({"loss_scope": "all"}, "loss_scope"), ({"variant": "dora"}, "variant"), ({"rank": 0}, "rank"),
-                       ({"dropout": 2.0}, "dropout")):
+    for bad, match in (
+        ({"mode": "stack"}, "mode"),
+        ({"loss_scope": "all"}, "loss_scope"),
+        ({"variant": "dora"}, "variant"),
+        ({"rank": 0}, "rank"),
+        ({"dropout": 2.0}, "dropout"),
+    ):
         with pytest.raises(ConfigError, match=match):
             make_learner("lora-seq", bad)
     learner = make_learner("lora-seq", {**QUICK, "target_modules": ("query",)})
@@ -112,8 +121,14 @@ def tiny_text_model(tmp_path_factory):
     assert len(tokenizer) == len(vocab)
     tokenizer.save_pretrained(str(folder))
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=32)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
     BertModel(cfg).save_pretrained(str(folder))
     return folder
 
@@ -129,9 +144,18 @@ def _text_data():
     y = torch.tensor(labels)
     tr = torch.tensor([i % 4 != 0 for i in range(len(y))])
     x = torch.zeros(len(y), 3)  # stand-in sentence features, as a frozen-encoder loader would give
-    return Dataset("topics", x[tr], y[tr], x[~tr], y[~tr], ["travel", "bank", "weather", "sky"],
-                   meta={"texts_train": [t for t, k in zip(texts, tr) if k],
-                         "texts_test": [t for t, k in zip(texts, tr) if not k]})
+    return Dataset(
+        "topics",
+        x[tr],
+        y[tr],
+        x[~tr],
+        y[~tr],
+        ["travel", "bank", "weather", "sky"],
+        meta={
+            "texts_train": [t for t, k in zip(texts, tr) if k],
+            "texts_test": [t for t, k in zip(texts, tr) if not k],
+        },
+    )
 
 
 def test_text_token_dataset_and_lora_inside_a_transformer(tiny_text_model):
@@ -149,8 +173,14 @@ def test_text_token_dataset_and_lora_inside_a_transformer(tiny_text_model):
     # Query/value adapters with 24 / 8 sentences per class: min(R[0, 0], R[1, 1]) >= 0.75 over learner
     # seeds 0-19 x tiny-model seeds 0-2 under default, avx2 and avx512 alike (>= 0.94 in 59 of 60 runs),
     # 1.0 here. Chance is 0.25.
-    cfg = {"backbone": str(tiny_text_model), "rank": 4, "epochs": 15, "lr": 0.01, "batch_size": 8,
-           "target_modules": ("query", "value")}
+    cfg = {
+        "backbone": str(tiny_text_model),
+        "rank": 4,
+        "epochs": 15,
+        "lr": 0.01,
+        "batch_size": 8,
+        "target_modules": ("query", "value"),
+    }
     fresh = make_learner("lora-seq", cfg, seed=0)
     fresh.prepare(stream[0].input_shape, stream.num_classes)
     start = _base_weights(fresh)
@@ -161,8 +191,11 @@ def test_text_token_dataset_and_lora_inside_a_transformer(tiny_text_model):
     names = list(lora_layers(learner.backbone))
     assert len(names) == 4 and all(".encoder.layer." in n for n in names)  # 2 x (query, value)
     assert all(not torch.equal(start[n], w) for n, w in _base_weights(learner).items())  # both adapters merged in
-    assert not [n for n, p in learner.model.named_parameters() if p.requires_grad and "lora_" not in n
-                and not n.startswith("head.")]
+    assert not [
+        n
+        for n, p in learner.model.named_parameters()
+        if p.requires_grad and "lora_" not in n and not n.startswith("head.")
+    ]
     wide = make_learner("lora-seq", {**cfg, "target_modules": ("query", "value", "dense")})
     wide.prepare(stream[0].input_shape, stream.num_classes)
     names = list(lora_layers(wide.backbone))
@@ -184,8 +217,15 @@ def test_minilm_backbone_matches_the_frozen_sentence_encoder():
     from lifelong.encoders.text import TextEncoder
 
     sentences = ["book a flight to paris", "what is my card balance", "will it rain tomorrow?"]
-    data = Dataset("s", torch.zeros(3, 1), torch.tensor([0, 1, 2]), torch.zeros(3, 1), torch.tensor([0, 1, 2]),
-                   ["a", "b", "c"], meta={"texts_train": sentences, "texts_test": sentences})
+    data = Dataset(
+        "s",
+        torch.zeros(3, 1),
+        torch.tensor([0, 1, 2]),
+        torch.zeros(3, 1),
+        torch.tensor([0, 1, 2]),
+        ["a", "b", "c"],
+        meta={"texts_train": sentences, "texts_test": sentences},
+    )
     tokens = text_token_dataset(data, encoder="minilm", max_length=32)
     backbone = TextBackbone("minilm").eval()
     with torch.no_grad():

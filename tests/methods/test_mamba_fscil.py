@@ -1,4 +1,4 @@
-"""Mamba-FSCIL (seed paper 50): selective scan, dual-branch neck, class-sensitive losses, FSCIL behaviour."""
+"""Mamba-FSCIL (Mamba-FSCIL): selective scan, dual-branch neck, class-sensitive losses, FSCIL behaviour."""
 
 import pytest
 import torch
@@ -17,9 +17,12 @@ def test_selective_scan_matches_naive_recurrence():
     g = torch.Generator().manual_seed(0)
     n, L, d, N = 3, 5, 4, 2
     u, dt = torch.randn(n, L, d, generator=g), torch.rand(n, L, d, generator=g)
-    A, B, C, D = -torch.rand(d, N, generator=g), torch.randn(n, L, N, generator=g), torch.randn(n, L, N,
-                                                                                                    generator=g), \
-        torch.randn(d, generator=g)
+    A, B, C, D = (
+        -torch.rand(d, N, generator=g),
+        torch.randn(n, L, N, generator=g),
+        torch.randn(n, L, N, generator=g),
+        torch.randn(d, generator=g),
+    )
     y = selective_scan(u, dt, A, B, C, D)
     for i in range(n):
         h = torch.zeros(d, N)
@@ -91,7 +94,7 @@ def test_causal_conv_matches_conv1d_and_scan_is_causal():
     v = block.in_proj(x).chunk(2, -1)[0]
     ref = block.conv(v.transpose(1, 2))[..., :5].transpose(1, 2)
     L, w = 5, block.conv.weight[:, 0]
-    mine = block.conv.bias + sum(torch.nn.functional.pad(v, (0, 0, 3, 0))[:, k:k + L] * w[:, k] for k in range(4))
+    mine = block.conv.bias + sum(torch.nn.functional.pad(v, (0, 0, 3, 0))[:, k : k + L] * w[:, k] for k in range(4))
     assert torch.allclose(ref, mine, atol=1e-6)
 
 

@@ -4,10 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelong.errors import ConfigError, DataError
 from lifelong.data.augment import augment
-from lifelong.heads.losses import (class_means, mixup_cross_entropy, prototype_contrast_loss,
-                                   soft_cross_entropy, supcon_loss)
+from lifelong.errors import ConfigError, DataError
+from lifelong.heads.losses import (
+    class_means,
+    mixup_cross_entropy,
+    prototype_contrast_loss,
+    soft_cross_entropy,
+    supcon_loss,
+)
 from lifelong.methods.config import build_config
 from lifelong.methods.onpro import OnPro, OnProConfig
 
@@ -32,8 +37,9 @@ def test_supcon_matches_the_per_anchor_definition():
     z = F.normalize(torch.randn(7, 5, generator=g), dim=1)
     y = torch.tensor([0, 0, 1, 1, 1, 2, 3])  # classes 2 and 3 have no positive
     assert torch.allclose(supcon_loss(z, y, 0.2), _supcon_reference(z, y, 0.2), atol=1e-5)
-    assert torch.allclose(supcon_loss(z, y, 0.2, base_temperature=0.07), _supcon_reference(z, y, 0.2) * 0.2 / 0.07,
-                          atol=1e-5)
+    assert torch.allclose(
+        supcon_loss(z, y, 0.2, base_temperature=0.07), _supcon_reference(z, y, 0.2) * 0.2 / 0.07, atol=1e-5
+    )
     assert supcon_loss(z[:2], torch.tensor([0, 1]), 0.1) == 0  # no anchor with a positive
     with pytest.raises(DataError):
         supcon_loss(z, y[:3])

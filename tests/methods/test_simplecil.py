@@ -1,4 +1,4 @@
-"""SimpleCIL (seed paper 43) and the shared prototype head."""
+"""SimpleCIL (arXiv 2303.07338) and the shared prototype head."""
 
 import json
 
@@ -36,8 +36,9 @@ def test_prototype_head_means_scores_and_state():
     torch.testing.assert_close(means[:5], _class_means(x, y, 5))
     assert torch.equal(means[5], torch.zeros(4, dtype=torch.float64))  # unseen class
     q = torch.randn(3, 4)
-    torch.testing.assert_close(head.scores(q, "cosine")[:, :5],
-                               F.normalize(q.double(), dim=1) @ F.normalize(means[:5], dim=1).T)
+    torch.testing.assert_close(
+        head.scores(q, "cosine")[:, :5], F.normalize(q.double(), dim=1) @ F.normalize(means[:5], dim=1).T
+    )
     torch.testing.assert_close(head.scores(q, "euclidean"), -torch.cdist(q.double(), means))
     other = PrototypeHead(6)
     other.load(head.state())

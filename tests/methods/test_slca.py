@@ -1,4 +1,4 @@
-"""SLCA (seed paper 56): slow learner, per-experience heads, classifier alignment; class Gaussians."""
+"""SLCA (arXiv 2303.05118): slow learner, per-experience heads, classifier alignment; class Gaussians."""
 
 import json
 
@@ -55,8 +55,10 @@ def test_class_gaussians_statistics_and_sampling():
 def test_learning_rates_of_representation_and_head_differ_as_configured(stream):
     learner = make_learner("slca", {**QUICK, "lr": 0.02, "backbone_lr_scale": 0.01})
     learner.learn(stream[0])
-    assert learner.last_param_groups == [{"name": "representation", "lr": pytest.approx(2e-4)},
-                                         {"name": "head", "lr": pytest.approx(0.02)}]
+    assert learner.last_param_groups == [
+        {"name": "representation", "lr": pytest.approx(2e-4)},
+        {"name": "head", "lr": pytest.approx(0.02)},
+    ]
     frozen = make_learner("slca", {**QUICK, "backbone_lr_scale": 0.0})
     frozen.learn(stream[0])
     assert [grp["name"] for grp in frozen.last_param_groups] == ["head"]
@@ -111,8 +113,9 @@ def test_alignment_helps_on_blobs_with_a_biased_head():
         learner = make_learner("slca", {"epochs": 10, "milestones": (8,), "ca": ca})
         for e in s:
             learner.learn(e)
-        acc[ca] = float((learner.predict(data.x_test).argmax(1)
-                         == torch.as_tensor(s[0].label_map)[data.y_test]).double().mean())
+        acc[ca] = float(
+            (learner.predict(data.x_test).argmax(1) == torch.as_tensor(s[0].label_map)[data.y_test]).double().mean()
+        )
     assert acc[True] > acc[False]
 
 

@@ -1,4 +1,4 @@
-"""TAME (seed paper 16): loss-shift detection without task labels, expert re-use, selector, pruning."""
+"""TAME (arXiv 2210.03869): loss-shift detection without task labels, expert re-use, selector, pruning."""
 
 import dataclasses
 import math
@@ -8,16 +8,25 @@ import torch
 
 from lifelong.data import make_blobs
 from lifelong.errors import ConfigError, DataError
-from lifelong.methods import make_learner
 from lifelong.layers.sparse import global_magnitude_masks
+from lifelong.methods import make_learner
 from lifelong.methods.tame import _Expert
 from lifelong.papers.tame import match_boundaries, segment_experts
 from lifelong.scenarios import class_incremental, make_scenario
 from lifelong.scenarios.taskfree import true_boundaries
 
 BS = 40
-CFG = {"hidden": (32,), "selector_hidden": (32,), "lr": 0.01, "window": 15, "buffer_size": 200,
-       "selector_epochs": 20, "selector_prune_epochs": 5, "prune_epochs": 5, "prune_buffer_size": 100}
+CFG = {
+    "hidden": (32,),
+    "selector_hidden": (32,),
+    "lr": 0.01,
+    "window": 15,
+    "buffer_size": 200,
+    "selector_epochs": 20,
+    "selector_prune_epochs": 5,
+    "prune_epochs": 5,
+    "prune_buffer_size": 100,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +43,7 @@ def in_one_go(stream):
     x = torch.cat([e.train_tensors()[0] for e in stream])
     y = torch.cat([e.train_tensors()[1] for e in stream])
     for s in range(0, len(y), BS):
-        learner.observe(x[s:s + BS], y[s:s + BS])
+        learner.observe(x[s : s + BS], y[s : s + BS])
     return learner
 
 
@@ -78,7 +87,7 @@ def test_oracle_mode_picks_experts_by_task(stream):
     for task, e in zip(stream.params["segment_tasks"], stream):
         x, y = e.train_tensors()
         for s in range(0, len(y), BS):
-            learner.observe(x[s:s + BS], y[s:s + BS], task=task)
+            learner.observe(x[s : s + BS], y[s : s + BS], task=task)
     assert learner.detected_boundaries() == true_boundaries(stream)
     assert [s["to"] for s in learner.switches] == [1, 2, 3, 4, 0]
     assert len(learner.experts) == 5
@@ -107,9 +116,22 @@ def small(blobs):
 
 
 def _fresh(**over):
-    return make_learner("tame", {"batch_size": 8, "epochs": 5, "hidden": (32,), "selector_hidden": (32,),
-                                 "selector_epochs": 30, "selector_prune_epochs": 5, "prune_epochs": 5,
-                                 "buffer_size": 64, "prune_buffer_size": 32, **over}, seed=1)
+    return make_learner(
+        "tame",
+        {
+            "batch_size": 8,
+            "epochs": 5,
+            "hidden": (32,),
+            "selector_hidden": (32,),
+            "selector_epochs": 30,
+            "selector_prune_epochs": 5,
+            "prune_epochs": 5,
+            "buffer_size": 64,
+            "prune_buffer_size": 32,
+            **over,
+        },
+        seed=1,
+    )
 
 
 def test_selector_depends_on_the_buffer_not_on_when_it_is_asked(small):

@@ -1,4 +1,4 @@
-"""AdAdaGrad (seed paper 10): AdaGradNorm, vectorized per-sample gradients, batch-size tests."""
+"""AdAdaGrad (arXiv 2402.11215): AdaGradNorm, vectorized per-sample gradients, batch-size tests."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.errors import ConfigError, DataError, NonFiniteLossError
-from lifelong.optim import (AdaGradNorm, InnerProductTestBatchController, NormTestBatchController, adadagrad,
-                            adadagradnorm, build_optimizer, list_optimizers, per_sample_gradients)
+from lifelong.optim import (
+    AdaGradNorm,
+    InnerProductTestBatchController,
+    NormTestBatchController,
+    adadagrad,
+    adadagradnorm,
+    build_optimizer,
+    list_optimizers,
+    per_sample_gradients,
+)
 
 
 def _mlp(seed=0):
@@ -29,7 +37,7 @@ def _loop_grads(model, x, y):
     out = {n: [] for n, _ in model.named_parameters()}
     for i in range(x.shape[0]):
         model.zero_grad()
-        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+        F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
         for n, p in model.named_parameters():
             out[n].append(p.grad.detach().clone())
     model.zero_grad()
@@ -37,6 +45,7 @@ def _loop_grads(model, x, y):
 
 
 # --- AdaGradNorm ------------------------------------------------------------------------------
+
 
 def test_adagradnorm_matches_formula():
     g = torch.Generator().manual_seed(0)
@@ -85,11 +94,16 @@ def test_adagradnorm_registry_state_dict_and_errors():
         ob.load_state_dict(sd)
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    (dict(lr=0.0), "learning rate"), (dict(lr=-0.1), "learning rate"),
-    (dict(lr=0.1, initial_accumulator_value=0.0), "initial_accumulator_value"),
-    (dict(lr=0.1, weight_decay=-1.0), "weight_decay"), (dict(lr=0.1, nonfinite="warn"), "nonfinite"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(lr=0.0), "learning rate"),
+        (dict(lr=-0.1), "learning rate"),
+        (dict(lr=0.1, initial_accumulator_value=0.0), "initial_accumulator_value"),
+        (dict(lr=0.1, weight_decay=-1.0), "weight_decay"),
+        (dict(lr=0.1, nonfinite="warn"), "nonfinite"),
+    ],
+)
 def test_adagradnorm_bad_input(kwargs, word):
     with pytest.raises(ConfigError, match=word):
         AdaGradNorm([torch.nn.Parameter(torch.ones(2))], **kwargs)
@@ -108,6 +122,7 @@ def test_adagradnorm_nonfinite_raise_or_skip():
 
 
 # --- per-sample gradients ------------------------------------------------------------------------
+
 
 def test_per_sample_gradients_match_loop_and_are_vectorized():
     model = _mlp()
@@ -133,6 +148,7 @@ def test_per_sample_gradients_skip_frozen_parameters():
 
 # --- the tests ---------------------------------------------------------------------------------
 
+
 def test_norm_test_statistic_by_hand():
     model = _mlp()
     x, y = _batch(12)
@@ -140,7 +156,7 @@ def test_norm_test_statistic_by_hand():
     flat = torch.cat([g.reshape(12, -1) for g in ref.values()], 1).double()
     mean = flat.mean(0)
     var_l1 = ((flat - mean) ** 2).sum(0).div(11).sum().item()
-    expected = var_l1 / (0.2 ** 2 * mean.pow(2).sum().item())
+    expected = var_l1 / (0.2**2 * mean.pow(2).sum().item())
     ctl = NormTestBatchController(4, 10_000, eta=0.2)
     new = ctl.update(model, F.cross_entropy, x, y)
     assert ctl.last_stats["proposal"] == pytest.approx(expected, rel=1e-4)
@@ -155,8 +171,8 @@ def test_inner_product_test_statistic_by_hand():
     gsq = mean.pow(2).sum()
     a = flat @ mean
     orth = flat - a[:, None] * mean[None, :] / gsq
-    b_ip = (a.var(correction=1) / (0.5 ** 2 * gsq ** 2)).item()
-    b_orth = (orth.var(0, correction=1).sum() / (1.0 ** 2 * gsq)).item()
+    b_ip = (a.var(correction=1) / (0.5**2 * gsq**2)).item()
+    b_orth = (orth.var(0, correction=1).sum() / (1.0**2 * gsq)).item()
     ctl = InnerProductTestBatchController(2, 10_000, theta=0.5, nu=1.0)
     ctl.update(model, F.cross_entropy, x, y)
     assert ctl.last_stats["proposal"] == pytest.approx(max(b_ip, b_orth), rel=1e-4)
@@ -176,7 +192,8 @@ def test_batch_never_shrinks_and_is_capped():
     assert strict.history == [4, 50, 50]
     coord = NormTestBatchController(4, 10_000, eta=0.5, coordinatewise=True)
     assert coord.update(model, F.cross_entropy, x, y) >= NormTestBatchController(4, 10_000, eta=0.5).update(
-        model, F.cross_entropy, x, y)
+        model, F.cross_entropy, x, y
+    )
 
 
 def test_set_grad_equals_ordinary_backward_also_with_test_subset():
@@ -237,12 +254,13 @@ def test_adadagrad_training_loop_grows_batch_and_learns():
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
     for make in (adadagradnorm, adadagrad):
         model = _mlp()
-        opt, ctl = make(model, lr=0.5 if make is adadagradnorm else 0.1, initial_batch_size=8, max_batch_size=512,
-                        eta=0.3)
+        opt, ctl = make(
+            model, lr=0.5 if make is adadagradnorm else 0.1, initial_batch_size=8, max_batch_size=512, eta=0.3
+        )
         with torch.no_grad():
             start = F.cross_entropy(model(x), y).item()
         for _ in range(40):
-            idx = torch.randperm(512, generator=g)[:ctl.batch_size]
+            idx = torch.randperm(512, generator=g)[: ctl.batch_size]
             ctl.update(model, F.cross_entropy, x[idx], y[idx], set_grad=True)
             opt.step()
         with torch.no_grad():

@@ -23,8 +23,10 @@ def test_lamb_and_adagradnorm_selectable(stream):
 
 
 def test_linear_schedule_decays_to_zero_each_experience(stream):
-    learner = make_learner("finetune", {"lr_schedule": "linear", "warmup_steps": "2", "epochs": "1",
-                                        "hidden": "16", "reset_optimizer": "false"})
+    learner = make_learner(
+        "finetune",
+        {"lr_schedule": "linear", "warmup_steps": "2", "epochs": "1", "hidden": "16", "reset_optimizer": "false"},
+    )
     learner.learn(stream[0])
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.0)
     learner.learn(stream[1])  # a new schedule per experience: no "more steps than built for"
@@ -33,8 +35,9 @@ def test_linear_schedule_decays_to_zero_each_experience(stream):
 
 def test_adaptive_batch_grows_and_takes_fewer_steps(stream):
     fixed = make_learner("finetune", {"batch_size": "4", "epochs": "3", "hidden": "16"})
-    grow = make_learner("finetune", {"batch_size": "4", "epochs": "3", "hidden": "16",
-                                     "optimizer": "sgd+norm_test:eta=0.5"})
+    grow = make_learner(
+        "finetune", {"batch_size": "4", "epochs": "3", "hidden": "16", "optimizer": "sgd+norm_test:eta=0.5"}
+    )
     steps = {}
     for name, learner in (("fixed", fixed), ("grow", grow)):
         count = 0

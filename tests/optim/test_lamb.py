@@ -1,4 +1,4 @@
-"""LAMB (seed paper 33): update formula, parity with references, state, exclusions, bad input."""
+"""LAMB (arXiv 1904.00962): update formula, parity with references, state, exclusions, bad input."""
 
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def _fixture(shape=(6, 4), steps=4, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize("wd", [0.0, 0.01])
 def test_matches_float64_tf_addons_reference(bias_correction, wd):
     w0, grads = _fixture()
-    ours, _ = _run_ours(w0, grads, lr=0.02, betas=(0.9, 0.999), eps=1e-6, weight_decay=wd,
-                        bias_correction=bias_correction)
-    ref = reference_lamb_tf(w0, grads, lr=0.02, b1=0.9, b2=0.999, eps=1e-6, wd=wd,
-                            bias_correction=bias_correction)
+    ours, _ = _run_ours(
+        w0, grads, lr=0.02, betas=(0.9, 0.999), eps=1e-6, weight_decay=wd, bias_correction=bias_correction
+    )
+    ref = reference_lamb_tf(w0, grads, lr=0.02, b1=0.9, b2=0.999, eps=1e-6, wd=wd, bias_correction=bias_correction)
     assert (ours - ref).abs().max().item() <= 1e-12
 
 
@@ -175,13 +175,21 @@ def test_registry_and_closure():
     assert p.detach().norm().item() == pytest.approx(math.sqrt(3) * 0.9, rel=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    (dict(lr=0.0), "learning rate"), (dict(lr=-1e-3), "learning rate"), (dict(lr=float("nan")), "learning rate"),
-    (dict(lr=1e-3, betas=(1.0, 0.999)), "betas"), (dict(lr=1e-3, betas=(0.9, -0.1)), "betas"),
-    (dict(lr=1e-3, betas=(0.9,)), "betas"), (dict(lr=1e-3, eps=-1.0), "eps"),
-    (dict(lr=1e-3, weight_decay=-0.1), "weight_decay"), (dict(lr=1e-3, trust_clip=0.0), "trust_clip"),
-    (dict(lr=1e-3, nonfinite="ignore"), "nonfinite"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(lr=0.0), "learning rate"),
+        (dict(lr=-1e-3), "learning rate"),
+        (dict(lr=float("nan")), "learning rate"),
+        (dict(lr=1e-3, betas=(1.0, 0.999)), "betas"),
+        (dict(lr=1e-3, betas=(0.9, -0.1)), "betas"),
+        (dict(lr=1e-3, betas=(0.9,)), "betas"),
+        (dict(lr=1e-3, eps=-1.0), "eps"),
+        (dict(lr=1e-3, weight_decay=-0.1), "weight_decay"),
+        (dict(lr=1e-3, trust_clip=0.0), "trust_clip"),
+        (dict(lr=1e-3, nonfinite="ignore"), "nonfinite"),
+    ],
+)
 def test_bad_hyperparameters(kwargs, word):
     with pytest.raises(ConfigError, match=word):
         Lamb([torch.nn.Parameter(torch.ones(2))], **kwargs)

@@ -1,4 +1,4 @@
-"""Learning-rate schedules (seed paper 34; LAMB's warm-up + decay, paper 33)."""
+"""Learning-rate schedules (arXiv 2310.07831; LAMB's warm-up + decay, arXiv 1904.00962)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from lifelong.errors import ConfigError
-from lifelong.optim import (MultiplierSchedule, build_schedule, global_grad_norm, list_schedules,
-                            refined_schedule, schedule_multipliers)
+from lifelong.optim import (
+    MultiplierSchedule,
+    build_schedule,
+    global_grad_norm,
+    list_schedules,
+    refined_schedule,
+    schedule_multipliers,
+)
 
 
 def _opt(lr=0.1):
@@ -49,12 +55,12 @@ def test_constant_norms_give_exactly_linear_decay(steps):
 
 def test_refined_closed_form_by_hand_without_smoothing():
     g = np.array([4.0, 2.0, 1.0, 2.0, 0.5])
-    w = g ** -2.0
-    expected = np.array([w[t] * w[t + 1:].sum() for t in range(4)] + [0.0])
+    w = g**-2.0
+    expected = np.array([w[t] * w[t + 1 :].sum() for t in range(4)] + [0.0])
     expected /= expected.max()
     assert np.allclose(refined_schedule(g, smoothing=0.0), expected, atol=1e-15)
-    w1 = g ** -1.0  # the L1 / Adam variant
-    e1 = np.array([w1[t] * w1[t + 1:].sum() for t in range(4)] + [0.0])
+    w1 = g**-1.0  # the L1 / Adam variant
+    e1 = np.array([w1[t] * w1[t + 1 :].sum() for t in range(4)] + [0.0])
     assert np.allclose(refined_schedule(g, smoothing=0.0, power=1.0), e1 / e1.max(), atol=1e-15)
 
 
@@ -123,21 +129,24 @@ def test_multiplier_schedule_per_group_base_lrs():
         MultiplierSchedule(_opt(), [1.0, float("nan")])
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    (dict(name="step"), "unknown schedule"),
-    (dict(total_steps=0), "total_steps"),
-    (dict(total_steps=2.5), "total_steps"),
-    (dict(warmup_steps=10), "warmup_steps"),
-    (dict(warmup_steps=-1), "warmup_steps"),
-    (dict(name="refined"), "grad_norms"),
-    (dict(name="refined", grad_norms=[1.0, 2.0], warmup_steps=1), "warm-up"),
-    (dict(name="refined", grad_norms=[1.0, float("nan"), 2.0]), "finite"),
-    (dict(name="refined", grad_norms=[1.0, -2.0]), "finite"),
-    (dict(name="refined", grad_norms=[1.0]), "at least 2"),
-    (dict(name="refined", grad_norms=[0.0, 0.0]), "zero"),
-    (dict(name="refined", grad_norms=[1.0, 2.0], smoothing=2.0), "smoothing"),
-    (dict(name="refined", grad_norms=[1.0, 2.0], power=0.0), "power"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(name="step"), "unknown schedule"),
+        (dict(total_steps=0), "total_steps"),
+        (dict(total_steps=2.5), "total_steps"),
+        (dict(warmup_steps=10), "warmup_steps"),
+        (dict(warmup_steps=-1), "warmup_steps"),
+        (dict(name="refined"), "grad_norms"),
+        (dict(name="refined", grad_norms=[1.0, 2.0], warmup_steps=1), "warm-up"),
+        (dict(name="refined", grad_norms=[1.0, float("nan"), 2.0]), "finite"),
+        (dict(name="refined", grad_norms=[1.0, -2.0]), "finite"),
+        (dict(name="refined", grad_norms=[1.0]), "at least 2"),
+        (dict(name="refined", grad_norms=[0.0, 0.0]), "zero"),
+        (dict(name="refined", grad_norms=[1.0, 2.0], smoothing=2.0), "smoothing"),
+        (dict(name="refined", grad_norms=[1.0, 2.0], power=0.0), "power"),
+    ],
+)
 def test_bad_schedule_input(kwargs, word):
     args = dict(name="linear", total_steps=10)
     args.update(kwargs)

@@ -11,8 +11,7 @@ import pytest
 
 import lifelong.papers as papers
 from lifelong.errors import ConfigError
-from lifelong.papers import (all_papers, format_claim, format_papers_table, get_paper, papers_table,
-                             reproduce)
+from lifelong.papers import all_papers, format_claim, format_papers_table, get_paper, papers_table, reproduce
 from lifelong.papers.base import Claim, Paper
 from lifelong.papers.catalog import CATALOG, CATEGORIES
 
@@ -79,8 +78,7 @@ def test_reproduce_errors():
 def test_papers_table_rows():
     rows = papers_table()
     assert len(rows) == 59
-    assert set(rows[0]) == {"number", "short_name", "title", "category", "status", "implemented_by",
-                            "has_reproduction"}
+    assert set(rows[0]) == {"number", "short_name", "title", "category", "status", "implemented_by", "has_reproduction"}
     survey = rows[47]
     assert survey["has_reproduction"] is True
     assert survey["implemented_by"] == "lifelong.evaluation.metrics, lifelong.scenarios.taxonomy"
@@ -97,8 +95,9 @@ def test_format_papers_table_contains_every_name():
 
 
 def test_format_claim_shows_numbers_and_verdict():
-    claim = Claim(paper="demo", statement="it works", criterion="x >= 1", measured={"x": 1.5, "n": 3},
-                  held=False, notes="a note")
+    claim = Claim(
+        paper="demo", statement="it works", criterion="x >= 1", measured={"x": 1.5, "n": 3}, held=False, notes="a note"
+    )
     text = format_claim(claim)
     for part in ("demo", "it works", "x >= 1", "1.5", "NOT HELD", "a note"):
         assert part in text
@@ -117,7 +116,11 @@ def _add_module(monkeypatch, tmp_path, name: str, source: str) -> None:
 
 def test_new_module_is_discovered_without_editing_init(monkeypatch, tmp_path):
     # Paper 1 (intent3d) stands in for a paper that has no module of its own yet.
-    _add_module(monkeypatch, tmp_path, "zz_fake_intent3d", """
+    _add_module(
+        monkeypatch,
+        tmp_path,
+        "zz_fake_intent3d",
+        """
         from lifelong.papers.base import Claim, Paper
 
         def reproduce(scale="quick"):
@@ -125,7 +128,8 @@ def test_new_module_is_discovered_without_editing_init(monkeypatch, tmp_path):
 
         PAPER = Paper(1, "intent3d", "Intent3D", "other", status="claim checked",
                       implemented_by=("lifelong.fake",), reproduce=reproduce)
-        """)
+        """,
+    )
     _add_module(monkeypatch, tmp_path, "zz_helper", "VALUE = 1\n")  # no PAPER: skipped
     try:
         fake = get_paper("intent3d")
@@ -137,14 +141,21 @@ def test_new_module_is_discovered_without_editing_init(monkeypatch, tmp_path):
         sys.modules.pop("lifelong.papers.zz_helper", None)
 
 
-@pytest.mark.parametrize("source, message", [
-    ('from lifelong.papers.base import Paper\nPAPER = Paper(1, "intent3d-x", "t", "other")\n', "catalogue names"),
-    ('from lifelong.papers.base import Paper\nPAPER = Paper(99, "extra", "t", "optimizer")\n', "not a seed paper"),
-    ('from lifelong.papers.base import Paper\nPAPER = Paper(48, "cl-llm-survey", "t", "survey")\n', "twice"),
-    ('PAPER = {"number": 1}\n', "not a lifelong.papers.base.Paper"),
-    ('from lifelong.papers.base import Paper\nPAPER = Paper(1, "intent3d", "t", "other", '
-     'status="claim checked")\n', "no reproduce"),
-], ids=["wrong-name", "unknown-number", "duplicate", "not-a-paper", "checked-without-reproduce"])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ('from lifelong.papers.base import Paper\nPAPER = Paper(1, "intent3d-x", "t", "other")\n', "catalogue names"),
+        ('from lifelong.papers.base import Paper\nPAPER = Paper(99, "extra", "t", "optimizer")\n', "not a seed paper"),
+        ('from lifelong.papers.base import Paper\nPAPER = Paper(48, "cl-llm-survey", "t", "survey")\n', "twice"),
+        ('PAPER = {"number": 1}\n', "not a lifelong.papers.base.Paper"),
+        (
+            'from lifelong.papers.base import Paper\nPAPER = Paper(1, "intent3d", "t", "other", '
+            'status="claim checked")\n',
+            "no reproduce",
+        ),
+    ],
+    ids=["wrong-name", "unknown-number", "duplicate", "not-a-paper", "checked-without-reproduce"],
+)
 def test_bad_paper_modules_are_reported(monkeypatch, tmp_path, source, message):
     _add_module(monkeypatch, tmp_path, "zz_bad_paper", source)
     try:
@@ -155,8 +166,16 @@ def test_bad_paper_modules_are_reported(monkeypatch, tmp_path, source, message):
 
 
 def test_paper_dataclass_fields_unchanged():
-    assert [f for f in Paper.__dataclass_fields__] == ["number", "short_name", "title", "category", "status",
-                                                      "implemented_by", "arxiv", "reproduce"]
+    assert [f for f in Paper.__dataclass_fields__] == [
+        "number",
+        "short_name",
+        "title",
+        "category",
+        "status",
+        "implemented_by",
+        "arxiv",
+        "reproduce",
+    ]
 
 
 # --- docs/papers.md cannot drift from the registry ---------------------------------------

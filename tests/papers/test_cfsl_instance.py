@@ -1,4 +1,4 @@
-"""Seed paper 9 (CFSL instance test, Kowadlo et al. 2024): the quick reproduction measures all three claims."""
+"""Seed arXiv 2209.07863 (CFSL instance test, Kowadlo et al. 2024): the quick reproduction measures all three claims."""
 
 from lifelong.papers import all_papers
 

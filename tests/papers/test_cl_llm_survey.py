@@ -1,4 +1,4 @@
-"""Seed paper 48: the metric definitions and the scenario taxonomy it fixes."""
+"""Seed Continual Learning of Large Language Models: the metric definitions and the scenario taxonomy it fixes."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_a_wrong_definition_fails_the_claim(monkeypatch):
     def clipped(R):
         R = np.asarray(R, dtype=float)
         T = R.shape[0]
-        return float(np.mean([max(0.0, R[j:T - 1, j].max() - R[T - 1, j]) for j in range(T - 1)]))
+        return float(np.mean([max(0.0, R[j : T - 1, j].max() - R[T - 1, j]) for j in range(T - 1)]))
 
     monkeypatch.setattr(metrics, "forgetting", clipped)
     claim = reproduce("cl-llm-survey")
@@ -60,8 +60,13 @@ def test_taxonomy():
     assert CLStage("dap") is CLStage.DAP and CLStage.CPT == "cpt"
     assert CLStage.CFT.full_name == "continual fine-tuning"
     assert {c.value for c in Continuity} == {"vertical", "horizontal"}
-    assert {s.value for s in IncrementalSetting} == {"class-incremental", "task-incremental",
-                                                     "domain-incremental", "online", "task-free"}
+    assert {s.value for s in IncrementalSetting} == {
+        "class-incremental",
+        "task-incremental",
+        "domain-incremental",
+        "online",
+        "task-free",
+    }
     assert IncrementalSetting.TASK.task_id_at_test and not IncrementalSetting.CLASS.task_id_at_test
     assert not IncrementalSetting.TASK_FREE.boundaries_known
     info = describe()

@@ -34,20 +34,29 @@ def test_every_paper_with_a_reproduction_has_a_spec_and_a_check():
 
 def test_common_is_merged_under_each_scale_key_by_key(monkeypatch, tmp_path):
     (tmp_path / "demo.toml").write_text(
-        '[common]\nseed = 0\nlr = 0.1\nnet = {hidden = [64], epochs = 5}\n'
-        '[quick]\nseeds = [0]\nnet = {epochs = 2}\n'
-        '[full]\nseeds = [0, 1, 2]\nlr = 0.01\n')
+        "[common]\nseed = 0\nlr = 0.1\nnet = {hidden = [64], epochs = 5}\n"
+        "[quick]\nseeds = [0]\nnet = {epochs = 2}\n"
+        "[full]\nseeds = [0, 1, 2]\nlr = 0.01\n"
+    )
     monkeypatch.setattr(spec_module, "_spec_file", lambda name: tmp_path / f"{name}.toml")
     assert load_spec("demo", "quick") == {"seed": 0, "lr": 0.1, "net": {"hidden": [64], "epochs": 2}, "seeds": [0]}
-    assert load_spec("demo", "full") == {"seed": 0, "lr": 0.01, "net": {"hidden": [64], "epochs": 5},
-                                         "seeds": [0, 1, 2]}
+    assert load_spec("demo", "full") == {
+        "seed": 0,
+        "lr": 0.01,
+        "net": {"hidden": [64], "epochs": 5},
+        "seeds": [0, 1, 2],
+    }
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[quick]\na = 1\n", "missing: full"),
-    ("[quick]\n[full]\n[extra]\n", "unknown: extra"),
-    ("[quick\n", "not valid TOML"),
-], ids=["missing-scale", "unknown-table", "bad-toml"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[quick]\na = 1\n", "missing: full"),
+        ("[quick]\n[full]\n[extra]\n", "unknown: extra"),
+        ("[quick\n", "not valid TOML"),
+    ],
+    ids=["missing-scale", "unknown-table", "bad-toml"],
+)
 def test_malformed_spec_files_are_refused(monkeypatch, tmp_path, text, message):
     (tmp_path / "demo.toml").write_text(text)
     monkeypatch.setattr(spec_module, "_spec_file", lambda name: tmp_path / f"{name}.toml")
@@ -62,27 +71,40 @@ def test_unknown_scale_and_paper_without_spec():
         load_spec("no-such-paper", "quick")
 
 
-SETTINGS = {"seeds": [0], "lr": 0.1, "steps": 50, "fast": False, "name": "digits", "hidden": [],
-            "variants": [["uniform", "random", 0.2]],
-            "arms": {"lora": {"r": 8, "alpha": 16.0, "targets": ["net.1", "net.3"]}}}
+SETTINGS = {
+    "seeds": [0],
+    "lr": 0.1,
+    "steps": 50,
+    "fast": False,
+    "name": "digits",
+    "hidden": [],
+    "variants": [["uniform", "random", 0.2]],
+    "arms": {"lora": {"r": 8, "alpha": 16.0, "targets": ["net.1", "net.3"]}},
+}
 
 
-@pytest.mark.parametrize("item, key, value", [
-    ("seeds=0,1,2", "seeds", [0, 1, 2]),
-    ("seeds=[3, 4]", "seeds", [3, 4]),
-    ("lr=1e-3", "lr", 0.001),
-    ("lr=1", "lr", 1.0),
-    ("steps=200", "steps", 200),
-    ("fast=yes", "fast", True),
-    ("name=mnist", "name", "mnist"),
-    ("name='mnist'", "name", "mnist"),
-    ("hidden=256,256", "hidden", [256, 256]),
-    ("hidden=", "hidden", []),
-    ('variants=[["erk", "gradient", 0.05], ["uniform", "random", 1]]', "variants",
-     [["erk", "gradient", 0.05], ["uniform", "random", 1]]),
-    ("arms.lora.alpha=8", "arms.lora.alpha", 8.0),
-    ("arms.lora.targets=net.5", "arms.lora.targets", ["net.5"]),
-])
+@pytest.mark.parametrize(
+    "item, key, value",
+    [
+        ("seeds=0,1,2", "seeds", [0, 1, 2]),
+        ("seeds=[3, 4]", "seeds", [3, 4]),
+        ("lr=1e-3", "lr", 0.001),
+        ("lr=1", "lr", 1.0),
+        ("steps=200", "steps", 200),
+        ("fast=yes", "fast", True),
+        ("name=mnist", "name", "mnist"),
+        ("name='mnist'", "name", "mnist"),
+        ("hidden=256,256", "hidden", [256, 256]),
+        ("hidden=", "hidden", []),
+        (
+            'variants=[["erk", "gradient", 0.05], ["uniform", "random", 1]]',
+            "variants",
+            [["erk", "gradient", 0.05], ["uniform", "random", 1]],
+        ),
+        ("arms.lora.alpha=8", "arms.lora.alpha", 8.0),
+        ("arms.lora.targets=net.5", "arms.lora.targets", ["net.5"]),
+    ],
+)
 def test_overrides_are_parsed_to_the_spec_type(item, key, value):
     before = copy.deepcopy(SETTINGS)
     got = flatten(apply_sets(SETTINGS, [item]))[key]
@@ -100,15 +122,18 @@ def test_unknown_key_is_refused_with_the_valid_keys():
         assert key in message
 
 
-@pytest.mark.parametrize("item, message", [
-    ("steps=0.5", "'steps' expects an integer, got '0.5'"),
-    ("lr=fast", "'lr' expects a finite number"),
-    ("fast=maybe", "'fast' expects true or false"),
-    ("seeds=a,b", "'seeds' expects an integer"),
-    ('variants=[["erk", "gradient"]]', "'variants' expects a list like"),
-    ("arms.lora=1", "'arms.lora' of spec is a table; set one of its keys: arms.lora.r"),
-    ("steps", "--set expects KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("steps=0.5", "'steps' expects an integer, got '0.5'"),
+        ("lr=fast", "'lr' expects a finite number"),
+        ("fast=maybe", "'fast' expects true or false"),
+        ("seeds=a,b", "'seeds' expects an integer"),
+        ('variants=[["erk", "gradient"]]', "'variants' expects a list like"),
+        ("arms.lora=1", "'arms.lora' of spec is a table; set one of its keys: arms.lora.r"),
+        ("steps", "--set expects KEY=VALUE"),
+    ],
+)
 def test_wrongly_typed_values_are_refused(item, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         apply_sets(SETTINGS, [item])
@@ -150,8 +175,13 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_nothing_but_the_cli_imports_papers_and_papers_do_not_import_each_other():
-    shared = {"lifelong.papers", "lifelong.papers.base", "lifelong.papers.spec", "lifelong.papers.common",
-              "lifelong.papers.catalog"}
+    shared = {
+        "lifelong.papers",
+        "lifelong.papers.base",
+        "lifelong.papers.spec",
+        "lifelong.papers.common",
+        "lifelong.papers.catalog",
+    }
     for path in SRC.rglob("*.py"):
         rel = path.relative_to(SRC)
         papers_imported = {m for m in _imports(path) if m == "lifelong.papers" or m.startswith("lifelong.papers.")}
@@ -168,7 +198,7 @@ def test_spec_files_ship_as_package_data():
 
 def test_moved_names_stay_importable():
     from lifelong.evaluation.bounds import joint_logistic_regression
-    from lifelong.methods.task_oracle import OracleBoundaries
+    from lifelong.methods.base_oracle import OracleBoundaries
     from lifelong.papers.common import clinc_available, gap_closed
     from lifelong.papers.hle import DIGIT_PAIRS
     from lifelong.papers.simplecil import SEQFT_LINEAR, clinc_stream

@@ -1,4 +1,4 @@
-"""Seed paper 16 (TAME): the quick reproduction of its claim, run as a test."""
+"""Seed arXiv 2210.03869 (TAME): the quick reproduction of its claim, run as a test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CFSL streams and the instance test (seed paper 9, Kowadlo et al. 2024)."""
+"""CFSL streams and the instance test (arXiv 2209.07863, Kowadlo et al. 2024)."""
 
 import numpy as np
 import pytest

@@ -17,8 +17,16 @@ PARENT = [0, 0, 0, 1, 1, 1, 2, 2, 2]
 @pytest.fixture(scope="module")
 def data():
     d = make_blobs(num_classes=9, per_class=25, dim=8, seed=0)  # 20 train / 5 test per class
-    return Dataset(d.name, d.x_train, d.y_train, d.x_test, d.y_test, d.class_names, coarse_labels=PARENT,
-                   meta={"domain_names": ["a", "b", "c"]})
+    return Dataset(
+        d.name,
+        d.x_train,
+        d.y_train,
+        d.x_test,
+        d.y_test,
+        d.class_names,
+        coarse_labels=PARENT,
+        meta={"domain_names": ["a", "b", "c"]},
+    )
 
 
 def test_coarse_first_then_one_coarse_class_expanded_per_experience(data):
@@ -54,8 +62,9 @@ def test_expand_all_online_and_hidden_levels(data):
     s = hierarchical(data, expand="all", level_task_ids=False, batch_size=10, seed=3)
     assert len(s) == 2 and s[1].classes == list(range(3, 12))
     assert all(e.online and e.batch_size == 10 and e.task_id is None for e in s)
-    assert s.fingerprint() == hierarchical(data, expand="all", level_task_ids=False, batch_size=10,
-                                           seed=3).fingerprint()
+    assert (
+        s.fingerprint() == hierarchical(data, expand="all", level_task_ids=False, batch_size=10, seed=3).fingerprint()
+    )
 
 
 def test_per_level_evaluation_with_a_prototype_learner(data):

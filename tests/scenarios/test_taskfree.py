@@ -41,7 +41,7 @@ def test_passes_repeat_each_example_in_fresh_shuffles(digits):
     for a, b in zip(one, three):
         n = len(a)
         assert len(b) == 3 * n
-        chunks = [b.train_idx[i * n:(i + 1) * n] for i in range(3)]
+        chunks = [b.train_idx[i * n : (i + 1) * n] for i in range(3)]
         assert all(sorted(c.tolist()) == sorted(a.train_idx.tolist()) for c in chunks)
         assert not np.array_equal(chunks[0], chunks[1])
 
@@ -70,13 +70,16 @@ def test_same_seed_same_stream_and_class_order_like_class_incremental(digits):
     assert torch.equal(y.unique(), torch.tensor(ci[2].classes))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"batch_size": 0}, "batch_size"),
-    ({"passes": 0}, "passes"),
-    ({"order": []}, "order"),
-    ({"order": [0, 5]}, "outside"),
-    ({"tasks": 11}, "cannot split"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"passes": 0}, "passes"),
+        ({"order": []}, "order"),
+        ({"order": [0, 5]}, "outside"),
+        ({"tasks": 11}, "cannot split"),
+    ],
+)
 def test_bad_arguments_name_the_problem(digits, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         make_scenario("task-free", digits, **kwargs)

@@ -41,15 +41,17 @@ class ALLoRAFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-                scale: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
         h = x @ a.T
         ctx.save_for_backward(x, a, b, h, scale)
         return h @ b.T
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, g: torch.Tensor
-                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, g: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
         x, a, b, h, scale = ctx.saved_tensors
         grad_x = grad_a = grad_b = None
         if ctx.needs_input_grad[0]:

@@ -19,8 +19,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from lifelong.adapters.lora import (AdapterError, LoRAConfig, LoRALinear, fold_adapter, inject_adapter, lora_layers,
-                                    register_adapter_kind)
+from lifelong.adapters.lora import (
+    AdapterError,
+    LoRAConfig,
+    LoRALinear,
+    fold_adapter,
+    inject_adapter,
+    lora_layers,
+    register_adapter_kind,
+)
 from lifelong.errors import ConfigError
 
 GATE_INITS = ("normal", "ones")
@@ -29,7 +36,7 @@ GATE_INITS = ("normal", "ones")
 @register_adapter_kind
 @dataclass
 class CoDyRAConfig(LoRAConfig):
-    """CoDyRA adapter: rank budget ``r`` (paper 16) with a trainable importance gate per rank component.
+    """CoDyRA adapter: rank budget ``r`` (16 in the paper) with a trainable importance gate per rank component.
 
     Attributes (besides :class:`LoRAConfig`'s):
         alpha: left ``None`` it becomes ``r`` (scaling 1, as in the official code).
@@ -146,8 +153,10 @@ def proximal_step(gates: nn.Module | list[torch.Tensor], threshold: float, name:
     flat = torch.cat([g.detach().reshape(-1) for g in gates])
     if threshold > 0:
         flat = soft_threshold(flat, threshold)
-        torch._foreach_copy_([g.data for g in gates], [p.view_as(g) for p, g in
-                                                         zip(torch.split(flat, [g.numel() for g in gates]), gates)])
+        torch._foreach_copy_(
+            [g.data for g in gates],
+            [p.view_as(g) for p, g in zip(torch.split(flat, [g.numel() for g in gates]), gates)],
+        )
     return int((flat == 0).sum())
 
 
@@ -156,8 +165,13 @@ def effective_ranks(model: nn.Module, name: str) -> dict[str, int]:
     return {n: m.effective_rank(name) for n, m in codyra_layers(model, name).items()}
 
 
-def merge_and_reset(model: nn.Module, name: str, config: CoDyRAConfig | None = None, new_name: str | None = None,
-                    generator: torch.Generator | None = None) -> dict[str, int]:
+def merge_and_reset(
+    model: nn.Module,
+    name: str,
+    config: CoDyRAConfig | None = None,
+    new_name: str | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, int]:
     """Fold adapter ``name`` into the weights (``W <- W + s B diag(lambda) A``), delete it, optionally start a new one.
 
     Returns the effective ranks merged. With ``new_name`` (and ``config``) a fresh CoDyRA
@@ -208,8 +222,14 @@ class KappaSchedule:
     official runner); ``reference_steps = 0`` uses ``max_kappa`` as is.
     """
 
-    def __init__(self, total_steps: int, max_kappa: float, dense_fraction: float = 0.5, levels: int = 50,
-                 reference_steps: int = 0):
+    def __init__(
+        self,
+        total_steps: int,
+        max_kappa: float,
+        dense_fraction: float = 0.5,
+        levels: int = 50,
+        reference_steps: int = 0,
+    ):
         if total_steps < 1:
             raise ConfigError(f"total_steps must be >= 1, got {total_steps}")
         if not (math.isfinite(max_kappa) and max_kappa >= 0):
@@ -239,5 +259,16 @@ class KappaSchedule:
         return float(sum(self(t) for t in range(1, self.total + 1)))
 
 
-__all__ = ["CoDyRAConfig", "CoDyRALinear", "GATE_INITS", "KappaSchedule", "codyra_layers", "gate_parameters",
-           "soft_threshold", "proximal_step", "effective_ranks", "merge_and_reset", "restore_gates"]
+__all__ = [
+    "CoDyRAConfig",
+    "CoDyRALinear",
+    "GATE_INITS",
+    "KappaSchedule",
+    "codyra_layers",
+    "gate_parameters",
+    "soft_threshold",
+    "proximal_step",
+    "effective_ranks",
+    "merge_and_reset",
+    "restore_gates",
+]

@@ -18,8 +18,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from lifelong.adapters.lora import (LoRAConfig, LoRALinear, find_targets, inject_adapter, register_adapter_kind,
-                                    register_lora_init)
+from lifelong.adapters.lora import (
+    LoRAConfig,
+    LoRALinear,
+    find_targets,
+    inject_adapter,
+    register_adapter_kind,
+    register_lora_init,
+)
 from lifelong.errors import ConfigError, DataError
 
 MODES = ("kpa", "ipa")
@@ -28,7 +34,7 @@ MODES = ("kpa", "ipa")
 @register_adapter_kind
 @dataclass
 class CorDAConfig(LoRAConfig):
-    """CorDA adapter settings: LoRA fields plus ``mode`` (``"kpa"`` smallest / ``"ipa"`` largest components) and ``damp``.
+    """CorDA adapter settings: LoRA fields, ``mode`` (``"kpa"`` smallest / ``"ipa"`` largest components), ``damp``.
 
     ``init`` is ``"corda"``; the covariance comes from :func:`corda_inject`.
     """
@@ -42,14 +48,16 @@ class CorDAConfig(LoRAConfig):
     def validate(self) -> None:
         super().validate()
         if self.mode not in MODES:
-            raise ConfigError(f"CorDA mode must be 'kpa' (knowledge-preserved) or 'ipa' (instruction-previewed), "
-                              f"got {self.mode!r}")
+            raise ConfigError(
+                f"CorDA mode must be 'kpa' (knowledge-preserved) or 'ipa' (instruction-previewed), got {self.mode!r}"
+            )
         if not (float(self.damp) > 0 and float(self.damp) < 1e6):
             raise ConfigError(f"CorDA damp must be a positive number (paper: 0.01), got {self.damp!r}")
 
 
-def damped_inverse(cov: torch.Tensor, damp: float = 0.01, tol: float = 0.05,
-                   max_doublings: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+def damped_inverse(
+    cov: torch.Tensor, damp: float = 0.01, tol: float = 0.05, max_doublings: int = 40
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(C', C'^{-1})`` with ``C' = C + d mean(diag C) I``, ``d`` doubled until ``||C' C'^{-1} - I||_F < tol`` (CorDA).
 
     Raises :class:`DataError` for a non-finite or all-zero covariance (no usable inputs).
@@ -61,8 +69,10 @@ def damped_inverse(cov: torch.Tensor, damp: float = 0.01, tol: float = 0.05,
         raise DataError("CorDA covariance holds NaN or inf; the calibration inputs contain NaN/inf. Clean the data")
     mean_diag = float(torch.diagonal(cov).mean())
     if not mean_diag > 0:
-        raise DataError("CorDA covariance is zero (every calibration input to this layer is 0), so W C has no "
-                        "orientation; give calibration samples that activate the layer")
+        raise DataError(
+            "CorDA covariance is zero (every calibration input to this layer is 0), so W C has no "
+            "orientation; give calibration samples that activate the layer"
+        )
     eye = torch.eye(cov.shape[0], dtype=cov.dtype)
     d = float(damp)
     for _ in range(max_doublings):
@@ -71,12 +81,14 @@ def damped_inverse(cov: torch.Tensor, damp: float = 0.01, tol: float = 0.05,
         if float(torch.linalg.norm(fixed @ inv - eye)) < tol:
             return fixed, inv
         d *= 2
-    raise DataError("CorDA covariance stays numerically singular after damping; give more (and more varied) "
-                    "calibration samples")
+    raise DataError(
+        "CorDA covariance stays numerically singular after damping; give more (and more varied) calibration samples"
+    )
 
 
-def corda_factors(weight: torch.Tensor, cov: torch.Tensor, r: int, mode: str = "kpa",
-                  damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def corda_factors(
+    weight: torch.Tensor, cov: torch.Tensor, r: int, mode: str = "kpa", damp: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(U_r, S_r, V'_r)`` of CorDA's decomposition ``W = U S V'^T`` (float64); smallest r for KPA, largest for IPA."""
     if mode not in MODES:
         raise ConfigError(f"CorDA mode must be one of {MODES}, got {mode!r}")
@@ -100,8 +112,10 @@ def _init_corda(layer: LoRALinear, name: str, generator: torch.Generator | None)
     base = layer.base_layer
     cov = getattr(base, "corda_covariance", None)
     if cov is None:
-        raise ConfigError("CorDA init needs the layer's input covariance; create CorDA adapters with "
-                          "lifelong.adapters.corda.corda_inject(model, config, inputs)")
+        raise ConfigError(
+            "CorDA init needs the layer's input covariance; create CorDA adapters with "
+            "lifelong.adapters.corda.corda_inject(model, config, inputs)"
+        )
     mode = getattr(cfg, "mode", "kpa")
     damp = getattr(cfg, "damp", 0.01)
     u, s, v = corda_factors(base.weight, cov, cfg.r, mode, damp)
@@ -116,8 +130,9 @@ def _init_corda(layer: LoRALinear, name: str, generator: torch.Generator | None)
 
 
 @torch.no_grad()
-def collect_covariances(model: nn.Module, names: list[str], inputs: torch.Tensor,
-                        batch_size: int = 256) -> dict[str, torch.Tensor]:
+def collect_covariances(
+    model: nn.Module, names: list[str], inputs: torch.Tensor, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
     """``X^T X`` (float64) of the inputs reaching each named linear module when ``model`` runs on ``inputs``."""
     if not isinstance(inputs, torch.Tensor) or inputs.ndim == 0 or inputs.shape[0] == 0:
         raise DataError("CorDA needs at least one calibration sample; got an empty input tensor")
@@ -131,6 +146,7 @@ def collect_covariances(model: nn.Module, names: list[str], inputs: torch.Tensor
             x = args[0].detach().double().reshape(-1, args[0].shape[-1])
             c = x.T @ x
             covs[key] = covs[key] + c if key in covs else c
+
         return hook
 
     for n in names:
@@ -139,7 +155,7 @@ def collect_covariances(model: nn.Module, names: list[str], inputs: torch.Tensor
     model.eval()
     try:
         for s in range(0, inputs.shape[0], batch_size):
-            model(inputs[s:s + batch_size])
+            model(inputs[s : s + batch_size])
     finally:
         for h in handles:
             h.remove()
@@ -147,8 +163,9 @@ def collect_covariances(model: nn.Module, names: list[str], inputs: torch.Tensor
     return covs
 
 
-def corda_inject(model: nn.Module, config: CorDAConfig, inputs: torch.Tensor, adapter_name: str = "default",
-                 **inject_kwargs) -> list[str]:
+def corda_inject(
+    model: nn.Module, config: CorDAConfig, inputs: torch.Tensor, adapter_name: str = "default", **inject_kwargs
+) -> list[str]:
     """Add a CorDA adapter to ``model``: covariances from ``inputs`` (knowledge data for KPA, task data for IPA).
 
     Runs ``model`` on ``inputs`` once with hooks on the targeted linear modules, then
@@ -160,8 +177,10 @@ def corda_inject(model: nn.Module, config: CorDAConfig, inputs: torch.Tensor, ad
     for n in names:
         m = model.get_submodule(n)
         if config.r > min(m.in_features, m.out_features):
-            raise ConfigError(f"rank r={config.r} is larger than layer {n!r} allows: min(in={m.in_features}, "
-                              f"out={m.out_features}); choose r <= {min(m.in_features, m.out_features)}")
+            raise ConfigError(
+                f"rank r={config.r} is larger than layer {n!r} allows: min(in={m.in_features}, "
+                f"out={m.out_features}); choose r <= {min(m.in_features, m.out_features)}"
+            )
     covs = collect_covariances(model, names, inputs)
     bases = {}
     for n in names:

@@ -18,8 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lifelong.adapters.lora import (ALL_LINEAR, LoRAConfig, LoRALinear, adapter_parameters, check_finite,
-                                    find_targets, inject_adapter, lora_layers)
+from lifelong.adapters.lora import (
+    ALL_LINEAR,
+    LoRAConfig,
+    LoRALinear,
+    adapter_parameters,
+    check_finite,
+    find_targets,
+    inject_adapter,
+    lora_layers,
+)
 from lifelong.errors import CheckpointError, ConfigError
 from lifelong.fileio import atomic_write_bytes
 
@@ -28,13 +36,19 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 PREFIX = "base_model.model."
 #: PEFT LoraConfig features lifelong does not run; loading a file that uses one stops with this message.
 _UNSUPPORTED = {
-    "use_dora": (False, "DoRA"), "fan_in_fan_out": (False, "fan_in_fan_out (Conv1D layers)"),
-    "bias": ("none", "trained biases"), "lora_bias": (False, "a bias on lora_B"),
+    "use_dora": (False, "DoRA"),
+    "fan_in_fan_out": (False, "fan_in_fan_out (Conv1D layers)"),
+    "bias": ("none", "trained biases"),
+    "lora_bias": (False, "a bias on lora_B"),
     "modules_to_save": (None, "modules_to_save (fully trained extra modules)"),
-    "layers_to_transform": (None, "layers_to_transform"), "rank_pattern": ({}, "per-module ranks (rank_pattern)"),
-    "alpha_pattern": ({}, "per-module alphas (alpha_pattern)"), "target_parameters": (None, "target_parameters"),
-    "layer_replication": (None, "layer_replication"), "trainable_token_indices": (None, "trainable tokens"),
-    "use_qalora": (False, "QALoRA"), "alora_invocation_tokens": (None, "aLoRA invocation tokens"),
+    "layers_to_transform": (None, "layers_to_transform"),
+    "rank_pattern": ({}, "per-module ranks (rank_pattern)"),
+    "alpha_pattern": ({}, "per-module alphas (alpha_pattern)"),
+    "target_parameters": (None, "target_parameters"),
+    "layer_replication": (None, "layer_replication"),
+    "trainable_token_indices": (None, "trainable tokens"),
+    "use_qalora": (False, "QALoRA"),
+    "alora_invocation_tokens": (None, "aLoRA invocation tokens"),
 }
 _INIT_TO_PEFT = {"kaiming": True, "gaussian": "gaussian", "random": False}
 _INIT_FROM_PEFT = {True: "kaiming", "gaussian": "gaussian", False: "random"}
@@ -43,17 +57,36 @@ _INIT_FROM_PEFT = {True: "kaiming", "gaussian": "gaussian", False: "random"}
 def peft_config_dict(config: LoRAConfig, modules: list[str], base_model_name_or_path: str | None = None) -> dict:
     """The ``adapter_config.json`` content PEFT reads for ``config`` applied to ``modules``."""
     return {
-        "peft_type": "LORA", "task_type": None, "base_model_name_or_path": base_model_name_or_path,
-        "revision": None, "inference_mode": True, "r": config.r, "lora_alpha": config.alpha,
-        "lora_dropout": config.dropout, "use_rslora": config.use_rslora, "target_modules": sorted(modules),
-        "exclude_modules": None, "bias": "none", "fan_in_fan_out": False, "modules_to_save": None,
-        "init_lora_weights": _INIT_TO_PEFT.get(config.init, True), "layers_to_transform": None,
-        "layers_pattern": None, "rank_pattern": {}, "alpha_pattern": {}, "use_dora": False,
+        "peft_type": "LORA",
+        "task_type": None,
+        "base_model_name_or_path": base_model_name_or_path,
+        "revision": None,
+        "inference_mode": True,
+        "r": config.r,
+        "lora_alpha": config.alpha,
+        "lora_dropout": config.dropout,
+        "use_rslora": config.use_rslora,
+        "target_modules": sorted(modules),
+        "exclude_modules": None,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "modules_to_save": None,
+        "init_lora_weights": _INIT_TO_PEFT.get(config.init, True),
+        "layers_to_transform": None,
+        "layers_pattern": None,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+        "use_dora": False,
     }
 
 
-def save_adapter(model: nn.Module, directory: str | os.PathLike, adapter_name: str = "default", *,
-                 base_model_name_or_path: str | None = None) -> Path:
+def save_adapter(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    adapter_name: str = "default",
+    *,
+    base_model_name_or_path: str | None = None,
+) -> Path:
     """Write adapter ``adapter_name`` of ``model`` to ``directory`` in HF PEFT's LoRA format.
 
     Refuses (``AdapterError``) an adapter holding NaN/inf. Files are written atomically
@@ -66,8 +99,10 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, adapter_name: s
     check_finite(model, adapter_name)
     configs = {json.dumps(m.lora_config[adapter_name].to_dict(), sort_keys=True) for m in layers.values()}
     if len(configs) != 1:
-        raise ConfigError(f"adapter {adapter_name!r} has different settings in different layers; PEFT's format "
-                          "holds one config per adapter. Save the layers as separate adapters")
+        raise ConfigError(
+            f"adapter {adapter_name!r} has different settings in different layers; PEFT's format "
+            "holds one config per adapter. Save the layers as separate adapters"
+        )
     config = next(iter(layers.values())).lora_config[adapter_name]
     tensors: dict[str, torch.Tensor] = {}
     shapes: dict[str, list[int]] = {}
@@ -76,8 +111,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, adapter_name: s
         tensors[f"{PREFIX}{name}.lora_A.weight"] = a.detach().cpu().contiguous().clone()
         tensors[f"{PREFIX}{name}.lora_B.weight"] = b.detach().cpu().contiguous().clone()
         shapes[name] = [layer.out_features, layer.in_features]
-    meta = {"format": "pt", "lifelong": json.dumps({"config": config.to_dict(), "shapes": shapes},
-                                                   sort_keys=True)}
+    meta = {"format": "pt", "lifelong": json.dumps({"config": config.to_dict(), "shapes": shapes}, sort_keys=True)}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(directory / WEIGHTS_NAME, st_save(tensors, metadata=meta))
@@ -97,26 +131,35 @@ def read_adapter(directory: str | os.PathLike) -> tuple[LoRAConfig, dict[str, tu
     directory = Path(directory)
     cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     if not cfg_path.is_file():
-        raise CheckpointError(f"{directory} has no {CONFIG_NAME}; point at a folder written by save_adapter() or "
-                              "peft's save_pretrained()")
+        raise CheckpointError(
+            f"{directory} has no {CONFIG_NAME}; point at a folder written by save_adapter() or peft's save_pretrained()"
+        )
     if not w_path.is_file():
-        hint = (" (it has adapter_model.bin, a pickle lifelong does not open: re-save it with safetensors, "
-                "e.g. save_pretrained(..., safe_serialization=True))") if (directory / "adapter_model.bin").exists() \
+        hint = (
+            (
+                " (it has adapter_model.bin, a pickle lifelong does not open: re-save it with safetensors, "
+                "e.g. save_pretrained(..., safe_serialization=True))"
+            )
+            if (directory / "adapter_model.bin").exists()
             else ""
+        )
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}{hint}")
     try:
         raw = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
     if not isinstance(raw, dict) or raw.get("peft_type") != "LORA":
-        raise CheckpointError(f"{cfg_path} describes a {raw.get('peft_type') if isinstance(raw, dict) else raw!r} "
-                              "adapter; lifelong loads LoRA adapters (peft_type 'LORA') only")
+        raise CheckpointError(
+            f"{cfg_path} describes a {raw.get('peft_type') if isinstance(raw, dict) else raw!r} "
+            "adapter; lifelong loads LoRA adapters (peft_type 'LORA') only"
+        )
     for key, (neutral, what) in _UNSUPPORTED.items():
         value = raw.get(key, neutral)
         if value is None or value == neutral or (neutral == {} and not value):
             continue
-        raise CheckpointError(f"{cfg_path} uses {what} ({key}={value!r}), which lifelong does not run; "
-                              "save the adapter without it")
+        raise CheckpointError(
+            f"{cfg_path} uses {what} ({key}={value!r}), which lifelong does not run; save the adapter without it"
+        )
     try:
         with safe_open(str(w_path), "pt") as f:
             meta = f.metadata() or {}
@@ -131,47 +174,63 @@ def read_adapter(directory: str | os.PathLike) -> tuple[LoRAConfig, dict[str, tu
             raise CheckpointError(f"{w_path}: corrupt lifelong metadata: {e}") from e
     try:
         init = raw.get("init_lora_weights", True)
-        peft_fields = {"r": int(raw["r"]), "alpha": float(raw.get("lora_alpha", 8)),
-                       "dropout": float(raw.get("lora_dropout", 0.0)),
-                       "target_modules": raw.get("target_modules") or ALL_LINEAR,
-                       "exclude_modules": list(raw.get("exclude_modules") or []),
-                       "use_rslora": bool(raw.get("use_rslora", False)),
-                       "init": _INIT_FROM_PEFT.get(init, "kaiming") if isinstance(init, (bool, str)) else "kaiming"}
+        peft_fields = {
+            "r": int(raw["r"]),
+            "alpha": float(raw.get("lora_alpha", 8)),
+            "dropout": float(raw.get("lora_dropout", 0.0)),
+            "target_modules": raw.get("target_modules") or ALL_LINEAR,
+            "exclude_modules": list(raw.get("exclude_modules") or []),
+            "use_rslora": bool(raw.get("use_rslora", False)),
+            "init": _INIT_FROM_PEFT.get(init, "kaiming") if isinstance(init, (bool, str)) else "kaiming",
+        }
         # PEFT's fields are what PEFT computes with; the metadata adds the variant's kind and extra settings
         config = LoRAConfig.from_dict({**extra.get("config", {}), **peft_fields})
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg_path} is not a usable LoRA config: {e}") from e
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in tensors.items():
-        body = key[len(PREFIX):] if key.startswith(PREFIX) else key
+        body = key[len(PREFIX) :] if key.startswith(PREFIX) else key
         for part in ("lora_A", "lora_B"):
             suffix = f".{part}.weight"
             if body.endswith(suffix):
-                pairs.setdefault(body[:-len(suffix)], {})[part] = t
+                pairs.setdefault(body[: -len(suffix)], {})[part] = t
                 break
         else:
-            raise CheckpointError(f"{w_path} holds tensor {key!r}, which is not a LoRA A/B weight of a Linear "
-                                  "layer; lifelong loads Linear-layer LoRA adapters only")
+            raise CheckpointError(
+                f"{w_path} holds tensor {key!r}, which is not a LoRA A/B weight of a Linear "
+                "layer; lifelong loads Linear-layer LoRA adapters only"
+            )
     if not pairs:
         raise CheckpointError(f"{w_path} holds no LoRA weights")
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for module, ab in sorted(pairs.items()):
         if set(ab) != {"lora_A", "lora_B"}:
-            raise CheckpointError(f"{w_path}: module {module!r} has only {sorted(ab)}; both lora_A and lora_B are "
-                                  "needed")
+            raise CheckpointError(
+                f"{w_path}: module {module!r} has only {sorted(ab)}; both lora_A and lora_B are needed"
+            )
         a, b = ab["lora_A"], ab["lora_B"]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != config.r or b.shape[1] != config.r:
-            raise CheckpointError(f"{w_path}: module {module!r} has lora_A {tuple(a.shape)} and lora_B "
-                                  f"{tuple(b.shape)}, which do not fit rank r={config.r} from {CONFIG_NAME}")
+            raise CheckpointError(
+                f"{w_path}: module {module!r} has lora_A {tuple(a.shape)} and lora_B "
+                f"{tuple(b.shape)}, which do not fit rank r={config.r} from {CONFIG_NAME}"
+            )
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-            raise CheckpointError(f"{w_path}: the adapter weights of module {module!r} hold NaN or inf; the "
-                                  "adapter is corrupt or its training diverged")
+            raise CheckpointError(
+                f"{w_path}: the adapter weights of module {module!r} hold NaN or inf; the "
+                "adapter is corrupt or its training diverged"
+            )
         out[module] = (a, b)
     return config, out
 
 
-def load_adapter(model: nn.Module, directory: str | os.PathLike, adapter_name: str = "default", *,
-                 is_trainable: bool = False, activate: bool = True) -> list[str]:
+def load_adapter(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    adapter_name: str = "default",
+    *,
+    is_trainable: bool = False,
+    activate: bool = True,
+) -> list[str]:
     """Load a PEFT-format LoRA adapter from ``directory`` into ``model`` as ``adapter_name``.
 
     Every module named in the file must exist in ``model`` as an ``nn.Linear`` of the
@@ -185,15 +244,19 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike, adapter_name: s
     missing = [m for m in weights if m not in linear]
     if missing:
         close = sorted(linear)[:6]
-        raise CheckpointError(f"the adapter in {directory} was saved for another base model: module(s) "
-                              f"{missing[:5]} are not Linear modules of this {type(model).__name__} (it has e.g. "
-                              f"{close}); load it into the model it was trained on")
+        raise CheckpointError(
+            f"the adapter in {directory} was saved for another base model: module(s) "
+            f"{missing[:5]} are not Linear modules of this {type(model).__name__} (it has e.g. "
+            f"{close}); load it into the model it was trained on"
+        )
     for name, (a, b) in weights.items():
         m = linear[name]
         if (m.out_features, m.in_features) != (b.shape[0], a.shape[1]):
-            raise CheckpointError(f"the adapter in {directory} was saved for another base model: module {name!r} "
-                                  f"is {m.in_features} -> {m.out_features} here but the adapter expects "
-                                  f"{a.shape[1]} -> {b.shape[0]}")
+            raise CheckpointError(
+                f"the adapter in {directory} was saved for another base model: module {name!r} "
+                f"is {m.in_features} -> {m.out_features} here but the adapter expects "
+                f"{a.shape[1]} -> {b.shape[0]}"
+            )
     try:
         targets = find_targets(model, config.target_modules, config.exclude_modules)
     except ConfigError as e:
@@ -201,14 +264,18 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike, adapter_name: s
     if sorted(targets) != sorted(weights):
         extra = sorted(set(targets) - set(weights))[:5]
         lack = sorted(set(weights) - set(targets))[:5]
-        raise CheckpointError(f"the adapter config in {directory} selects modules {extra} that have no weights in "
-                              f"the file, or the file has weights for {lack} that the config does not select; "
-                              "the files do not belong together or were saved for another base model")
+        raise CheckpointError(
+            f"the adapter config in {directory} selects modules {extra} that have no weights in "
+            f"the file, or the file has weights for {lack} that the config does not select; "
+            "the files do not belong together or were saved for another base model"
+        )
     for name in weights:
         m = linear[name]
         if isinstance(m, LoRALinear) and adapter_name in m.lora_config:
-            raise CheckpointError(f"module {name!r} already has an adapter named {adapter_name!r}; load under "
-                                  "another adapter_name or delete the old adapter first")
+            raise CheckpointError(
+                f"module {name!r} already has an adapter named {adapter_name!r}; load under "
+                "another adapter_name or delete the old adapter first"
+            )
     pinned = LoRAConfig.from_dict({**config.to_dict(), "target_modules": sorted(weights), "exclude_modules": []})
     before = {id(p): p.requires_grad for p in model.parameters()}
     names = inject_adapter(model, pinned, adapter_name, freeze_base=False, activate=activate)

@@ -56,11 +56,19 @@ class AttentionLoRAProblem:
     def max_score(self) -> float:
         """``max |S_ij|`` with ``S = Q K^T`` (computed in row blocks)."""
         q, k, _ = self.qkv()
-        return max(float((q[s:s + 1024] @ k.T).abs().max()) for s in range(0, len(q), 1024))
+        return max(float((q[s : s + 1024] @ k.T).abs().max()) for s in range(0, len(q), 1024))
 
 
-def make_problem(length: int, dim: int, rank: int = 4, targets: Sequence[str] = ("q", "v"), *,
-                 alpha: float | None = None, seed: int = 0, dtype: torch.dtype = torch.float64) -> AttentionLoRAProblem:
+def make_problem(
+    length: int,
+    dim: int,
+    rank: int = 4,
+    targets: Sequence[str] = ("q", "v"),
+    *,
+    alpha: float | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> AttentionLoRAProblem:
     """A random problem: ``X, W ~ N(0, 1/d)``-scaled, LoRA factors both non-zero, ``Y ~ N(0, 1/d)``."""
     if length < 1 or dim < 1 or rank < 1 or rank > dim:
         raise ConfigError(f"need length >= 1, dim >= 1 and 1 <= rank <= dim; got {length}, {dim}, {rank}")
@@ -74,8 +82,7 @@ def make_problem(length: int, dim: int, rank: int = 4, targets: Sequence[str] = 
 
     x = randn(length, dim)
     weights = {t: randn(dim, dim, std=1 / math.sqrt(dim)) for t in TARGETS}
-    lora = {t: (randn(dim, rank, std=0.5 / math.sqrt(rank)), randn(rank, dim, std=1 / math.sqrt(dim)))
-            for t in targets}
+    lora = {t: (randn(dim, rank, std=0.5 / math.sqrt(rank)), randn(rank, dim, std=1 / math.sqrt(dim))) for t in targets}
     y = randn(length, dim, std=1 / math.sqrt(dim))
     return AttentionLoRAProblem(x, weights, lora, y, (alpha if alpha is not None else rank) / rank)
 
@@ -90,8 +97,10 @@ def scale_to_bound(problem: AttentionLoRAProblem, bound: float) -> AttentionLoRA
 
 def loss_autograd(problem: AttentionLoRAProblem) -> dict:
     """Reference gradients by autograd through the dense softmax (for tests): ``{t: (dB, dA)}``."""
-    leaves = {t: (b.detach().clone().requires_grad_(True), a.detach().clone().requires_grad_(True))
-              for t, (b, a) in problem.lora.items()}
+    leaves = {
+        t: (b.detach().clone().requires_grad_(True), a.detach().clone().requires_grad_(True))
+        for t, (b, a) in problem.lora.items()
+    }
     p = replace(problem, lora=leaves)
     q, k, v = p.qkv()
     o = torch.softmax(q @ k.T, dim=1) @ v
@@ -100,8 +109,7 @@ def loss_autograd(problem: AttentionLoRAProblem) -> dict:
     return {t: (b.grad, a.grad) for t, (b, a) in leaves.items()}
 
 
-def _factor_grads(problem: AttentionLoRAProblem, dq: torch.Tensor, dk: torch.Tensor | None,
-                  dv: torch.Tensor) -> dict:
+def _factor_grads(problem: AttentionLoRAProblem, dq: torch.Tensor, dk: torch.Tensor | None, dv: torch.Tensor) -> dict:
     """Chain ``dQ, dK, dV`` to ``dW* = X^T d.`` and on to ``dB = s dW* A^T``, ``dA = s B^T dW*``."""
     dws = {"q": dq, "k": dk, "v": dv}
     out = {}
@@ -123,14 +131,14 @@ def exact_gradients(problem: AttentionLoRAProblem, block: int = 512) -> dict:
     dk = torch.zeros_like(k) if need_k else None
     dv = torch.zeros_like(v)
     for s in range(0, len(q), block):
-        qb = q[s:s + block]
+        qb = q[s : s + block]
         f = torch.softmax(qb @ k.T, dim=1)  # (b, L)
         o = f @ v
-        c = o - problem.y[s:s + block]
+        c = o - problem.y[s : s + block]
         dv += f.T @ c
         r = (o * c).sum(1, keepdim=True)
         ds = f * (c @ v.T - r)
-        dq[s:s + block] = ds @ k
+        dq[s : s + block] = ds @ k
         if need_k:
             dk += ds.T @ qb
     return _factor_grads(problem, dq, dk, dv)
@@ -163,7 +171,7 @@ def taylor_features(z: torch.Tensor, degree: int) -> torch.Tensor:
             keep = last <= j
             same = last[keep] == j
             new_run = torch.where(same, run[keep] + 1, torch.ones_like(run[keep]))
-            cols.append(cur[:, keep] * z[:, j:j + 1])
+            cols.append(cur[:, keep] * z[:, j : j + 1])
             lasts.append(torch.full((int(keep.sum()),), j, dtype=torch.long))
             runs.append(new_run)
             facts.append(fact[keep] * new_run.to(z.dtype))
@@ -197,20 +205,20 @@ def lowrank_gradients(problem: AttentionLoRAProblem, degree: int = 4, block: int
     # dQ = [F o (C V^T)] K - r o (F K), F = D~^-1 U W^T
     t = torch.zeros(m * d, d, dtype=q.dtype)  # (W (x) V)^T K
     for s in range(0, n, block):
-        t += _kron_rows(w[s:s + block], v[s:s + block]).T @ k[s:s + block]
+        t += _kron_rows(w[s : s + block], v[s : s + block]).T @ k[s : s + block]
     dq = torch.empty_like(q)
     for s in range(0, n, block):
-        dq[s:s + block] = _kron_rows(u[s:s + block], cd[s:s + block]) @ t
+        dq[s : s + block] = _kron_rows(u[s : s + block], cd[s : s + block]) @ t
     dq -= (r / den[:, None]) * (u @ (w.T @ k))
     dk = None
     if "k" in problem.lora:
         # dK = [F o (C V^T)]^T Q - F^T (r o Q)
         t2 = torch.zeros(m * d, d, dtype=q.dtype)  # (U (x) C)^T (Q / den)
         for s in range(0, n, block):
-            t2 += _kron_rows(u[s:s + block], c[s:s + block]).T @ (q[s:s + block] / den[s:s + block, None])
+            t2 += _kron_rows(u[s : s + block], c[s : s + block]).T @ (q[s : s + block] / den[s : s + block, None])
         dk = torch.empty_like(k)
         for s in range(0, n, block):
-            dk[s:s + block] = _kron_rows(w[s:s + block], v[s:s + block]) @ t2
+            dk[s : s + block] = _kron_rows(w[s : s + block], v[s : s + block]) @ t2
         dk -= w @ (u.T @ (r * q / den[:, None]))
     return _factor_grads(problem, dq, dk, dv)
 
@@ -222,8 +230,9 @@ def relative_error(approx: dict, exact: dict) -> float:
     return math.sqrt(num / den) if den > 0 else math.sqrt(num)
 
 
-def degree_needed(problem: AttentionLoRAProblem, tol: float = 1e-2, max_degree: int = 30,
-                  exact: dict | None = None) -> int | None:
+def degree_needed(
+    problem: AttentionLoRAProblem, tol: float = 1e-2, max_degree: int = 30, exact: dict | None = None
+) -> int | None:
     """Smallest even Taylor degree whose approximate gradient is within ``tol`` relative error (``None`` if none)."""
     exact = exact_gradients(problem) if exact is None else exact
     for g in range(2, max_degree + 1, 2):
@@ -232,5 +241,15 @@ def degree_needed(problem: AttentionLoRAProblem, tol: float = 1e-2, max_degree: 
     return None
 
 
-__all__ = ["AttentionLoRAProblem", "make_problem", "scale_to_bound", "loss_autograd", "exact_gradients",
-           "lowrank_gradients", "taylor_features", "taylor_feature_count", "relative_error", "degree_needed"]
+__all__ = [
+    "AttentionLoRAProblem",
+    "make_problem",
+    "scale_to_bound",
+    "loss_autograd",
+    "exact_gradients",
+    "lowrank_gradients",
+    "taylor_features",
+    "taylor_feature_count",
+    "relative_error",
+    "degree_needed",
+]

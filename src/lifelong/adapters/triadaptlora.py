@@ -68,7 +68,7 @@ class TriAdaptLoRALinear(LoRALinear):
         if isinstance(config, TriAdaptLoRAConfig):
             w = self.base_layer.weight
             mask = torch.zeros(config.r, dtype=w.dtype, device=w.device)
-            mask[:config.init_rank] = 1
+            mask[: config.init_rank] = 1
             self.register_buffer(self._mask_key(name), mask)
             if config.triangular:
                 self.lora_C_lower[name] = nn.Parameter(torch.eye(config.r, dtype=w.dtype, device=w.device))
@@ -132,8 +132,10 @@ class TriAdaptLoRALinear(LoRALinear):
         super()._check_finite(name)
         for p in self.extra_adapter_parameters(name):
             if not torch.isfinite(p).all():
-                raise AdapterError(f"adapter {name!r} has NaN or inf in its triangular core; training diverged. "
-                                   "Delete the adapter (or reload a good copy) and lower the lr")
+                raise AdapterError(
+                    f"adapter {name!r} has NaN or inf in its triangular core; training diverged. "
+                    "Delete the adapter (or reload a good copy) and lower the lr"
+                )
 
     def active_rank(self, name: str) -> int:
         """Number of active components of adapter ``name``."""
@@ -188,8 +190,11 @@ class TriAdaptLoRALinear(LoRALinear):
 
 
 def _tri_layers(model: nn.Module, name: str) -> dict[str, TriAdaptLoRALinear]:
-    layers = {n: m for n, m in lora_layers(model).items()
-              if isinstance(m, TriAdaptLoRALinear) and name in m.lora_config and m.rank_scale(name) is not None}
+    layers = {
+        n: m
+        for n, m in lora_layers(model).items()
+        if isinstance(m, TriAdaptLoRALinear) and name in m.lora_config and m.rank_scale(name) is not None
+    }
     if not layers:
         raise ConfigError(f"the model has no TriAdaptLoRA adapter named {name!r}; inject a TriAdaptLoRAConfig first")
     return layers
@@ -259,21 +264,22 @@ def restore_ranks(model: nn.Module, name: str) -> dict[str, int]:
     return ranks(model, name)
 
 
-def _check_schedule(model: nn.Module, adapter_name: str, budget: int, t_init: int, t_final: int,
-                    delta_t: int) -> None:
+def _check_schedule(model: nn.Module, adapter_name: str, budget: int, t_init: int, t_final: int, delta_t: int) -> None:
     if isinstance(budget, bool) or not (isinstance(budget, int) and budget > 0):
         raise ConfigError(f"budget must be a positive parameter count, got {budget!r}")
     if not (0 <= t_init < t_final) or delta_t < 1:
-        raise ConfigError(f"need 0 <= t_init < t_final and delta_t >= 1, got t_init={t_init}, t_final={t_final}, "
-                          f"delta_t={delta_t}")
+        raise ConfigError(
+            f"need 0 <= t_init < t_final and delta_t >= 1, got t_init={t_init}, t_final={t_final}, delta_t={delta_t}"
+        )
     start = active_parameter_count(model, adapter_name)
     if start > budget:
-        raise ConfigError(f"the initial ranks already use {start} parameters, more than the budget {budget}; "
-                          "lower init_rank or raise the budget")
+        raise ConfigError(
+            f"the initial ranks already use {start} parameters, more than the budget {budget}; "
+            "lower init_rank or raise the budget"
+        )
 
 
-def _grow_in_order(layers: dict, score: dict[str, float], tau: float, used: int, budget: int,
-                   name: str) -> list[str]:
+def _grow_in_order(layers: dict, score: dict[str, float], tau: float, used: int, budget: int, name: str) -> list[str]:
     """Grow every layer scoring ``>= tau`` by one rank, most important first, while the active
     adapter parameters (``used`` plus each growth's cost) stay within ``budget``; returns the grown layers."""
     grown = []
@@ -294,8 +300,7 @@ class RankGrowthController:
     Works for triangular adapters too (it then counts the core's parameters).
     """
 
-    def __init__(self, model: nn.Module, adapter_name: str, budget: int, t_init: int, t_final: int,
-                 delta_t: int = 10):
+    def __init__(self, model: nn.Module, adapter_name: str, budget: int, t_init: int, t_final: int, delta_t: int = 10):
         self.model, self.name = model, adapter_name
         _check_schedule(model, adapter_name, budget, t_init, t_final, delta_t)
         self.budget, self.t_init, self.t_final, self.delta_t = budget, t_init, t_final, delta_t
@@ -330,20 +335,32 @@ class TriangularGrowthController:
 
     SCHEDULES = ("linear", "exp")
 
-    def __init__(self, model: nn.Module, adapter_name: str, budget: int, t_init: int, t_final: int,
-                 delta_t: int = 10, target_total_rank: int | None = None, schedule: str = "linear"):
+    def __init__(
+        self,
+        model: nn.Module,
+        adapter_name: str,
+        budget: int,
+        t_init: int,
+        t_final: int,
+        delta_t: int = 10,
+        target_total_rank: int | None = None,
+        schedule: str = "linear",
+    ):
         self.model, self.name = model, adapter_name
         _check_schedule(model, adapter_name, budget, t_init, t_final, delta_t)
         layers = _tri_layers(model, adapter_name)
         flat = [n for n, m in layers.items() if not m.is_triangular(adapter_name)]
         if flat:
-            raise ConfigError(f"layers {flat[:3]} hold mask-mode (triangular=False) adapters; use RankGrowthController "
-                              "or inject TriAdaptLoRAConfig(triangular=True)")
+            raise ConfigError(
+                f"layers {flat[:3]} hold mask-mode (triangular=False) adapters; use RankGrowthController "
+                "or inject TriAdaptLoRAConfig(triangular=True)"
+            )
         if schedule not in self.SCHEDULES:
             raise ConfigError(f"unknown growth schedule {schedule!r}; choose one of {self.SCHEDULES}")
         if target_total_rank is None:
-            target_total_rank = budget // max(1, round(sum(m.in_features + m.out_features for m in layers.values())
-                                                       / len(layers)))
+            target_total_rank = budget // max(
+                1, round(sum(m.in_features + m.out_features for m in layers.values()) / len(layers))
+            )
         if isinstance(target_total_rank, bool) or not isinstance(target_total_rank, int) or target_total_rank < 1:
             raise ConfigError(f"target_total_rank must be a positive integer, got {target_total_rank!r}")
         self.budget, self.t_init, self.t_final, self.delta_t = budget, t_init, t_final, delta_t
@@ -379,5 +396,15 @@ class TriangularGrowthController:
         return _grow_in_order(layers, score, tau, used, self.budget, self.name)
 
 
-__all__ = ["TriAdaptLoRAConfig", "TriAdaptLoRALinear", "RankGrowthController", "TriangularGrowthController",
-           "layer_importance", "core_norms", "orthogonal_penalty", "restore_ranks", "active_parameter_count", "ranks"]
+__all__ = [
+    "TriAdaptLoRAConfig",
+    "TriAdaptLoRALinear",
+    "RankGrowthController",
+    "TriangularGrowthController",
+    "layer_importance",
+    "core_norms",
+    "orthogonal_penalty",
+    "restore_ranks",
+    "active_parameter_count",
+    "ranks",
+]

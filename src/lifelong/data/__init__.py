@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from lifelong.data.clinc150 import load_clinc150
 from lifelong.data.dataset import Dataset, check_dataset, stratified_split
@@ -45,6 +45,18 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     return check_dataset(loader(**checked_kwargs(loader, kwargs, kind="dataset", name=name)))
 
 
-__all__ = ["Dataset", "check_dataset", "DATASETS", "list_datasets", "load_dataset", "register_dataset",
-           "stratified_split", "load_digits", "load_mnist", "make_blobs", "load_clinc150", "load_text_file",
-           "cycle_batches"]
+__all__ = [
+    "Dataset",
+    "check_dataset",
+    "DATASETS",
+    "list_datasets",
+    "load_dataset",
+    "register_dataset",
+    "stratified_split",
+    "load_digits",
+    "load_mnist",
+    "make_blobs",
+    "load_clinc150",
+    "load_text_file",
+    "cycle_batches",
+]

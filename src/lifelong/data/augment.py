@@ -26,8 +26,12 @@ def augment(x: torch.Tensor, generator: torch.Generator, *, noise: float = 0.0, 
         dx = torch.randint(-shift, shift + 1, (n,), generator=generator)
         rows = torch.arange(h)[None, :] + shift + dy[:, None]
         cols = torch.arange(w)[None, :] + shift + dx[:, None]
-        out = padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
-                     rows[:, None, :, None], cols[:, None, None, :]]
+        out = padded[
+            torch.arange(n)[:, None, None, None],
+            torch.arange(c)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
     if noise > 0:
         flat = out.reshape(len(out), -1)
         rms = flat.pow(2).mean(1).sqrt().reshape(-1, *([1] * (out.ndim - 1)))

@@ -34,9 +34,11 @@ CLINC150_FILES = {
     "data_full.json": "36923c3705a59e08fe9c3883d8bc2dd966ef93e22cb78ac41171782a698d56e0",
     "domains.json": "b947b579d3b8e74b06f93b01083d8efaff2888b43a3e362533bd88a6e1211b3a",
 }
-CLINC150_LAYOUT = ("data_full.json: one JSON object with keys train, val, test, oos_train, oos_val, oos_test, "
-                   "each a list of [text, intent] pairs; domains.json: one JSON object mapping each of the 10 "
-                   "domains to its 15 intent names")
+CLINC150_LAYOUT = (
+    "data_full.json: one JSON object with keys train, val, test, oos_train, oos_val, oos_test, "
+    "each a list of [text, intent] pairs; domains.json: one JSON object mapping each of the 10 "
+    "domains to its 15 intent names"
+)
 OOS_MODES = ("exclude", "features", "class")
 
 
@@ -65,19 +67,24 @@ def read_clinc150(data_root: str | os.PathLike | None = None, *, download: bool 
             except OSError as e:  # urllib's URLError and timeouts are OSErrors
                 why = f"the download from {CLINC150_URL} failed ({e})"
         if why:
-            raise DataError(f"CLINC150 files not found: expected {folder / 'data_full.json'} and "
-                            f"{folder / 'domains.json'} (missing: {', '.join(missing)}; {CLINC150_LAYOUT}); "
-                            f"{why}. Copy the files of github.com/clinc/oos-eval data/ there, or point "
-                            "--data-root / LIFELONG_DATA / data_root at the folder holding them")
+            raise DataError(
+                f"CLINC150 files not found: expected {folder / 'data_full.json'} and "
+                f"{folder / 'domains.json'} (missing: {', '.join(missing)}; {CLINC150_LAYOUT}); "
+                f"{why}. Copy the files of github.com/clinc/oos-eval data/ there, or point "
+                "--data-root / LIFELONG_DATA / data_root at the folder holding them"
+            )
     raw = _read_json_file(folder / "data_full.json", "CLINC150's data_full.json")
     domains = _read_json_file(folder / "domains.json", "CLINC150's domains.json")
     need = ("train", "val", "test", "oos_train", "oos_val", "oos_test")
     if not isinstance(raw, dict) or any(k not in raw for k in need):
         raise DataError(f"{folder / 'data_full.json'} does not have the CLINC150 layout: {CLINC150_LAYOUT}")
-    if not isinstance(domains, dict) or not all(isinstance(v, list) and all(isinstance(i, str) for i in v)
-                                                for v in domains.values()):
-        raise DataError(f"{folder / 'domains.json'} must be one JSON object mapping each domain name to a list "
-                        f"of intent names ({CLINC150_LAYOUT}); restore the file from github.com/clinc/oos-eval")
+    if not isinstance(domains, dict) or not all(
+        isinstance(v, list) and all(isinstance(i, str) for i in v) for v in domains.values()
+    ):
+        raise DataError(
+            f"{folder / 'domains.json'} must be one JSON object mapping each domain name to a list "
+            f"of intent names ({CLINC150_LAYOUT}); restore the file from github.com/clinc/oos-eval"
+        )
     splits = {}
     for k in need:
         try:
@@ -87,8 +94,9 @@ def read_clinc150(data_root: str | os.PathLike | None = None, *, download: bool 
     intents = [i for v in domains.values() for i in v]
     unknown = sorted(set(splits["train"][1]) - set(intents))
     if unknown or len(set(intents)) != len(intents):
-        raise DataError(f"{folder / 'domains.json'} must list every intent of data_full.json exactly once; "
-                        f"missing {unknown[:5]}")
+        raise DataError(
+            f"{folder / 'domains.json'} must list every intent of data_full.json exactly once; missing {unknown[:5]}"
+        )
     return Clinc150Files(folder, splits, {str(k): [str(i) for i in v] for k, v in domains.items()})
 
 
@@ -99,12 +107,14 @@ def _read_json_file(path: Path, what: str):
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{what} ({path}) cannot be read: {e}; check its permissions or copy it again") from e
     except ValueError as e:
-        raise DataError(f"{what} ({path}) is not valid JSON ({e}); restore the file from "
-                        "github.com/clinc/oos-eval") from e
+        raise DataError(
+            f"{what} ({path}) is not valid JSON ({e}); restore the file from github.com/clinc/oos-eval"
+        ) from e
 
 
-def _subsample(labels: np.ndarray, keep_classes: np.ndarray, max_per_class: int | None,
-               rng: np.random.Generator) -> np.ndarray:
+def _subsample(
+    labels: np.ndarray, keep_classes: np.ndarray, max_per_class: int | None, rng: np.random.Generator
+) -> np.ndarray:
     """Indices of the examples of ``keep_classes``, at most ``max_per_class`` each (seeded), in file order."""
     idx = np.flatnonzero(np.isin(labels, keep_classes))
     if max_per_class is None:
@@ -133,14 +143,22 @@ def _chosen_domains(domains: Sequence[int | str] | str | int | None, all_domains
         elif isinstance(d, (int, np.integer)) and 0 <= int(d) < len(all_domains):
             chosen.append(int(d))
         else:
-            raise ConfigError(f"unknown CLINC150 domain {d!r}; give ids 0..{len(all_domains) - 1} or names: "
-                              f"{', '.join(all_domains)}")
+            raise ConfigError(
+                f"unknown CLINC150 domain {d!r}; give ids 0..{len(all_domains) - 1} or names: {', '.join(all_domains)}"
+            )
     return sorted(set(chosen))
 
 
-def clinc150_texts(data_root: str | os.PathLike | None = None, *, eval_split: str = "test",
-                   domains: Sequence[int | str] | None = None, max_per_class: int | None = None,
-                   oos: str = "exclude", seed: int = 0, download: bool = False) -> TextDataset:
+def clinc150_texts(
+    data_root: str | os.PathLike | None = None,
+    *,
+    eval_split: str = "test",
+    domains: Sequence[int | str] | None = None,
+    max_per_class: int | None = None,
+    oos: str = "exclude",
+    seed: int = 0,
+    download: bool = False,
+) -> TextDataset:
     """The CLINC150 sentences and intent ids of the chosen domains (see :func:`load_clinc150` for the options).
 
     Its splits are ``"train"`` and ``eval_split``, the names its cached features have.
@@ -176,24 +194,52 @@ def clinc150_texts(data_root: str | os.PathLike | None = None, *, eval_split: st
         labels[src] = y_all[idx]
         full[src] = t
     oos_texts = {"train": files.splits["oos_train"][0], "test": files.splits[f"oos_{eval_split}"][0]}
-    meta = {"source": str(files.path), "domain_names": domain_names, "eval_split": eval_split,
-            "source_files": [str((files.path / f).resolve()) for f in CLINC150_FILES],
-            "domains": {d: list(files.domains[d]) for d in domain_names if d in files.domains},
-            "texts_train": texts["train"], "texts_test": texts[eval_split], "oos": oos,
-            "oos_texts": oos_texts if oos != "class" else {}}
-    return TextDataset("clinc150", texts, torch.as_tensor(labels["train"]), torch.as_tensor(labels[eval_split]),
-                       class_names, coarse, meta, test_split=eval_split, full=full,
-                       citation="Larson et al., EMNLP-IJCNLP 2019 (CLINC150, CC BY 3.0)")
+    meta = {
+        "source": str(files.path),
+        "domain_names": domain_names,
+        "eval_split": eval_split,
+        "source_files": [str((files.path / f).resolve()) for f in CLINC150_FILES],
+        "domains": {d: list(files.domains[d]) for d in domain_names if d in files.domains},
+        "texts_train": texts["train"],
+        "texts_test": texts[eval_split],
+        "oos": oos,
+        "oos_texts": oos_texts if oos != "class" else {},
+    }
+    return TextDataset(
+        "clinc150",
+        texts,
+        torch.as_tensor(labels["train"]),
+        torch.as_tensor(labels[eval_split]),
+        class_names,
+        coarse,
+        meta,
+        test_split=eval_split,
+        full=full,
+        citation="Larson et al., EMNLP-IJCNLP 2019 (CLINC150, CC BY 3.0)",
+    )
 
 
 # ``Encoder`` comes first in ``encoder``'s annotation: lifelong.values passes an object through
 # unchanged for it, where ``str`` first would turn a Path into a string.
-def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder: Encoder | str | os.PathLike = "minilm",
-                  cache_dir: str | os.PathLike | None | bool = None, eval_split: str = "test",
-                  domains: Sequence[int | str] | None = None, max_per_class: int | None = None,
-                  oos: str = "exclude", seed: int = 0, precision: str = "fp32", threads: int | None = None,
-                  batch_size: int = 128, download: bool = False, progress: bool | None = None,
-                  refresh: bool = False, representation: str = "features", max_length: int = 64) -> Dataset:
+def load_clinc150(
+    *,
+    data_root: str | os.PathLike | None = None,
+    encoder: Encoder | str | os.PathLike = "minilm",
+    cache_dir: str | os.PathLike | None | bool = None,
+    eval_split: str = "test",
+    domains: Sequence[int | str] | None = None,
+    max_per_class: int | None = None,
+    oos: str = "exclude",
+    seed: int = 0,
+    precision: str = "fp32",
+    threads: int | None = None,
+    batch_size: int = 128,
+    download: bool = False,
+    progress: bool | None = None,
+    refresh: bool = False,
+    representation: str = "features",
+    max_length: int = 64,
+) -> Dataset:
     """CLINC150 intents (Larson et al. 2019) as cached 384-d MiniLM sentence features (or token ids).
 
     Args:
@@ -232,21 +278,50 @@ def load_clinc150(*, data_root: str | os.PathLike | None = None, encoder: Encode
     """
     check_representation(representation, encoder, max_length)
     if representation == "tokens" and oos == "features":
-        raise ConfigError("oos='features' adds sentence features, which representation='tokens' does not compute; "
-                          "use oos='exclude' (texts in meta['oos_texts']) or oos='class', or "
-                          "representation='features'")
-    texts = clinc150_texts(data_root, eval_split=eval_split, domains=domains, max_per_class=max_per_class, oos=oos,
-                           seed=seed, download=download)
+        raise ConfigError(
+            "oos='features' adds sentence features, which representation='tokens' does not compute; "
+            "use oos='exclude' (texts in meta['oos_texts']) or oos='class', or "
+            "representation='features'"
+        )
+    texts = clinc150_texts(
+        data_root,
+        eval_split=eval_split,
+        domains=domains,
+        max_per_class=max_per_class,
+        oos=oos,
+        seed=seed,
+        download=download,
+    )
     if representation == "tokens":
         return tokenize_dataset(texts, encoder, max_length)
     extra = None
     if oos == "features":
         oos_texts = texts.meta["oos_texts"]
-        extra = {"oos_features": {"train": ("oos_train", oos_texts["train"]),
-                                  "test": (f"oos_{eval_split}", oos_texts["test"])}}
-    return encode_dataset(texts, encoder, cache_dir=cache_dir, refresh=refresh, precision=precision, threads=threads,
-                          batch_size=batch_size, progress=progress, extra_features=extra)
+        extra = {
+            "oos_features": {
+                "train": ("oos_train", oos_texts["train"]),
+                "test": (f"oos_{eval_split}", oos_texts["test"]),
+            }
+        }
+    return encode_dataset(
+        texts,
+        encoder,
+        cache_dir=cache_dir,
+        refresh=refresh,
+        precision=precision,
+        threads=threads,
+        batch_size=batch_size,
+        progress=progress,
+        extra_features=extra,
+    )
 
 
-__all__ = ["load_clinc150", "read_clinc150", "clinc150_texts", "Clinc150Files", "CLINC150_FILES", "CLINC150_URL",
-           "OOS_MODES"]
+__all__ = [
+    "load_clinc150",
+    "read_clinc150",
+    "clinc150_texts",
+    "Clinc150Files",
+    "CLINC150_FILES",
+    "CLINC150_URL",
+    "OOS_MODES",
+]

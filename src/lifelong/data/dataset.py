@@ -50,12 +50,16 @@ class Dataset:
             if y.dtype != torch.int64:
                 raise DataError(f"{self.name}: {split} labels must be int64, got {y.dtype}")
             if y.min() < 0 or y.max() >= len(self.class_names):
-                raise DataError(f"{self.name}: {split} labels must lie in [0, {len(self.class_names)}), "
-                                f"got [{int(y.min())}, {int(y.max())}]; give one class name per label")
+                raise DataError(
+                    f"{self.name}: {split} labels must lie in [0, {len(self.class_names)}), "
+                    f"got [{int(y.min())}, {int(y.max())}]; give one class name per label"
+                )
             require_finite(x, f"{self.name}: the {split} split")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise DataError(f"{self.name}: train inputs {tuple(self.x_train.shape[1:])} and test inputs "
-                            f"{tuple(self.x_test.shape[1:])} differ in shape")
+            raise DataError(
+                f"{self.name}: train inputs {tuple(self.x_train.shape[1:])} and test inputs "
+                f"{tuple(self.x_test.shape[1:])} differ in shape"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -68,8 +72,17 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     @classmethod
-    def from_arrays(cls, name: str, x: ArrayLike, y: ArrayLike, class_names: Sequence[str] | None = None, *,
-                    test_fraction: float = 0.2, seed: int = 0, **kwargs) -> "Dataset":
+    def from_arrays(
+        cls,
+        name: str,
+        x: ArrayLike,
+        y: ArrayLike,
+        class_names: Sequence[str] | None = None,
+        *,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        **kwargs,
+    ) -> Dataset:
         """Build a dataset from one labelled array pair with a stratified split.
 
         ``x``: array-like ``(n, ...)``; ``y``: integer labels. The split is
@@ -90,8 +103,9 @@ def require_finite(x: torch.Tensor, what: str) -> None:
     """Raise :class:`DataError` naming ``what`` and the bad row count when float inputs hold NaN or inf."""
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum())
-        raise DataError(f"{what} holds NaN or infinite values in {bad} input(s); clean or drop those rows "
-                        "(e.g. torch.nan_to_num)")
+        raise DataError(
+            f"{what} holds NaN or infinite values in {bad} input(s); clean or drop those rows (e.g. torch.nan_to_num)"
+        )
 
 
 def check_dataset(data: Dataset) -> Dataset:
@@ -104,9 +118,11 @@ def check_dataset(data: Dataset) -> Dataset:
     only_test = sorted(set(torch.unique(data.y_test).tolist()) - set(torch.unique(data.y_train).tolist()))
     if only_test:
         names = [data.class_names[c] for c in only_test[:5]]
-        raise DataError(f"{data.name}: {len(only_test)} class(es) occur only in the test split "
-                        f"({', '.join(map(repr, names))}{' ...' if len(only_test) > 5 else ''}); add training "
-                        "examples of them or drop those test examples")
+        raise DataError(
+            f"{data.name}: {len(only_test)} class(es) occur only in the test split "
+            f"({', '.join(map(repr, names))}{' ...' if len(only_test) > 5 else ''}); add training "
+            "examples of them or drop those test examples"
+        )
     return data
 
 

@@ -7,7 +7,6 @@ import numpy as np
 from lifelong.data.dataset import Dataset
 from lifelong.errors import ConfigError
 
-
 MAX_BLOB_VALUES = 10**8  # 400 MB of float32
 
 
@@ -25,8 +24,9 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     _check_split(test_fraction, seed)
     d = sk_digits()
     x = (d.images / 16.0).astype(np.float32)[:, None]
-    return Dataset.from_arrays("digits", x, d.target, [str(i) for i in range(10)],
-                               test_fraction=test_fraction, seed=seed)
+    return Dataset.from_arrays(
+        "digits", x, d.target, [str(i) for i in range(10)], test_fraction=test_fraction, seed=seed
+    )
 
 
 def load_mnist(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -36,12 +36,18 @@ def load_mnist(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     _check_split(test_fraction, seed)
     x, y = mnist_data()
     x = (x / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
-    return Dataset.from_arrays("mnist", x, y, [str(i) for i in range(10)],
-                               test_fraction=test_fraction, seed=seed)
+    return Dataset.from_arrays("mnist", x, y, [str(i) for i in range(10)], test_fraction=test_fraction, seed=seed)
 
 
-def make_blobs(*, num_classes: int = 10, per_class: int = 200, dim: int = 16, spread: float = 1.0,
-               test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def make_blobs(
+    *,
+    num_classes: int = 10,
+    per_class: int = 200,
+    dim: int = 16,
+    spread: float = 1.0,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
     """Synthetic Gaussian blobs: ``num_classes`` isotropic clusters in ``dim`` dimensions.
 
     Centres are drawn from N(0, 3^2 I) and points from N(centre, spread^2 I), all
@@ -53,12 +59,20 @@ def make_blobs(*, num_classes: int = 10, per_class: int = 200, dim: int = 16, sp
     if not spread >= 0:
         raise ConfigError(f"blobs: spread must be >= 0, got {spread}")
     if num_classes * per_class * dim > MAX_BLOB_VALUES:
-        raise ConfigError(f"blobs: {num_classes} x {per_class} x {dim} values exceed {MAX_BLOB_VALUES:,}; make "
-                          "num_classes, per_class or dim smaller")
+        raise ConfigError(
+            f"blobs: {num_classes} x {per_class} x {dim} values exceed {MAX_BLOB_VALUES:,}; make "
+            "num_classes, per_class or dim smaller"
+        )
     _check_split(test_fraction, seed)
     rng = np.random.default_rng(seed)
     centres = rng.normal(0.0, 3.0, size=(num_classes, dim))
     y = np.repeat(np.arange(num_classes), per_class)
     x = centres[y] + rng.normal(0.0, spread, size=(len(y), dim))
-    return Dataset.from_arrays("blobs", x.astype(np.float32), y, [f"blob{c}" for c in range(num_classes)],
-                               test_fraction=test_fraction, seed=seed)
+    return Dataset.from_arrays(
+        "blobs",
+        x.astype(np.float32),
+        y,
+        [f"blob{c}" for c in range(num_classes)],
+        test_fraction=test_fraction,
+        seed=seed,
+    )

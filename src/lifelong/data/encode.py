@@ -18,19 +18,28 @@ from lifelong.data.feature_cache import CacheInfo, Encoder, FeatureCache, cached
 from lifelong.data.texts import TextDataset
 
 
-def make_encoder(encoder: Encoder | str | os.PathLike, precision: str = "fp32", threads: int | None = None,
-                 batch_size: int = 128, progress: bool | None = None) -> Encoder:
+def make_encoder(
+    encoder: Encoder | str | os.PathLike,
+    precision: str = "fp32",
+    threads: int | None = None,
+    batch_size: int = 128,
+    progress: bool | None = None,
+) -> Encoder:
     """A ready encoder (anything with ``encode`` and ``fingerprint``) or a TextEncoder by name/path."""
     from lifelong.encoders.text import make_text_encoder  # transformers loads only when features are encoded
 
-    return make_text_encoder(encoder, precision=precision, threads=threads, batch_size=batch_size,
-                             progress=progress)
+    return make_text_encoder(encoder, precision=precision, threads=threads, batch_size=batch_size, progress=progress)
 
 
-def encode_splits(encoder: Encoder, dataset: str, texts: dict[str, list[str]], *,
-                  cache_dir: str | os.PathLike | None | bool = None,
-                  full: dict[str, list[str]] | None = None, refresh: bool = False
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, CacheInfo]]:
+def encode_splits(
+    encoder: Encoder,
+    dataset: str,
+    texts: dict[str, list[str]],
+    *,
+    cache_dir: str | os.PathLike | None | bool = None,
+    full: dict[str, list[str]] | None = None,
+    refresh: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, CacheInfo]]:
     """Encode each split's texts through the feature cache; returns (features, cache info) per split.
 
     ``full`` optionally gives, per split, the complete split the texts were subsampled
@@ -44,13 +53,20 @@ def encode_splits(encoder: Encoder, dataset: str, texts: dict[str, list[str]], *
             if hit is not None:
                 out[split], infos[split] = hit
                 continue
-        out[split], infos[split] = cached_features(encoder, t, dataset=dataset, split=split,
-                                                   cache_dir=cache_dir, refresh=refresh)
+        out[split], infos[split] = cached_features(
+            encoder, t, dataset=dataset, split=split, cache_dir=cache_dir, refresh=refresh
+        )
     return out, infos
 
 
-def _subset_from_full(encoder: Encoder, dataset: str, split: str, texts: Sequence[str], full_texts: Sequence[str],
-                      cache_dir: str | os.PathLike | None | bool):
+def _subset_from_full(
+    encoder: Encoder,
+    dataset: str,
+    split: str,
+    texts: Sequence[str],
+    full_texts: Sequence[str],
+    cache_dir: str | os.PathLike | None | bool,
+):
     """Rows of ``texts`` read from the cached features of ``full_texts``, or None when not cached."""
     cache = FeatureCache(None if cache_dir in (None, True) else cache_dir)
     x, info = cache.get(encoder, full_texts, dataset=dataset, split=split)
@@ -63,15 +79,23 @@ def _subset_from_full(encoder: Encoder, dataset: str, split: str, texts: Sequenc
         return None
     rows = torch.tensor([pos[s] for s in texts], dtype=torch.long)
     saved = max(0.0, (info.saved_seconds + info.load_seconds) * len(texts) / len(full_texts) - info.load_seconds)
-    return x.index_select(0, rows), CacheInfo(True, 0.0, info.load_seconds, saved, info.path,
-                                              "rows of the cached full split")
+    return x.index_select(0, rows), CacheInfo(
+        True, 0.0, info.load_seconds, saved, info.path, "rows of the cached full split"
+    )
 
 
-def encode_dataset(texts: TextDataset, encoder: Encoder | str | os.PathLike = "minilm", *,
-                   cache_dir: str | os.PathLike | None | bool = None, refresh: bool = False,
-                   precision: str = "fp32", threads: int | None = None, batch_size: int = 128,
-                   progress: bool | None = None,
-                   extra_features: dict[str, dict[str, tuple[str, list[str]]]] | None = None) -> Dataset:
+def encode_dataset(
+    texts: TextDataset,
+    encoder: Encoder | str | os.PathLike = "minilm",
+    *,
+    cache_dir: str | os.PathLike | None | bool = None,
+    refresh: bool = False,
+    precision: str = "fp32",
+    threads: int | None = None,
+    batch_size: int = 128,
+    progress: bool | None = None,
+    extra_features: dict[str, dict[str, tuple[str, list[str]]]] | None = None,
+) -> Dataset:
     """``texts`` as a :class:`Dataset` of sentence vectors, named like ``texts``.
 
     Features are cached under ``texts.name`` and the split names of ``texts.texts``.
@@ -87,8 +111,9 @@ def encode_dataset(texts: TextDataset, encoder: Encoder | str | os.PathLike = "m
     if texts.citation is not None:
         meta["citation"] = texts.citation
     for key, parts in (extra_features or {}).items():
-        x, more = encode_splits(enc, texts.name, {split: t for split, t in parts.values()}, cache_dir=cache_dir,
-                                refresh=refresh)
+        x, more = encode_splits(
+            enc, texts.name, {split: t for split, t in parts.values()}, cache_dir=cache_dir, refresh=refresh
+        )
         meta[key] = {name: x[split] for name, (split, _) in parts.items()}
         infos.update(more)
     meta["feature_cache"] = summarize(infos)

@@ -16,9 +16,10 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -82,8 +83,14 @@ class CacheInfo:
 
     def to_dict(self) -> dict:
         """JSON-able form (for ``Dataset.meta``)."""
-        return {"hit": self.hit, "encode_seconds": self.encode_seconds, "load_seconds": self.load_seconds,
-                "saved_seconds": self.saved_seconds, "path": self.path, "reason": self.reason}
+        return {
+            "hit": self.hit,
+            "encode_seconds": self.encode_seconds,
+            "load_seconds": self.load_seconds,
+            "saved_seconds": self.saved_seconds,
+            "path": self.path,
+            "reason": self.reason,
+        }
 
 
 class FeatureCache:
@@ -133,9 +140,10 @@ class FeatureCache:
         from safetensors.torch import save_file
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        for path, writer in ((st_path, lambda p: save_file({"features": x.contiguous()}, p,
-                                                            metadata={"lifelong": "features"})),
-                             (js_path, lambda p: Path(p).write_text(json.dumps(meta, indent=1, sort_keys=True)))):
+        for path, writer in (
+            (st_path, lambda p: save_file({"features": x.contiguous()}, p, metadata={"lifelong": "features"})),
+            (js_path, lambda p: Path(p).write_text(json.dumps(meta, indent=1, sort_keys=True))),
+        ):
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=path.suffix)
             os.close(fd)
             try:
@@ -148,11 +156,11 @@ class FeatureCache:
 
     # ---- lookups ----------------------------------------------------------------------
     def _expect(self, fingerprint: str, text_sha: str, rows: int) -> dict:
-        return {"format": FORMAT_VERSION, "encoder_fingerprint": fingerprint, "texts_sha256": text_sha,
-                "rows": rows}
+        return {"format": FORMAT_VERSION, "encoder_fingerprint": fingerprint, "texts_sha256": text_sha, "rows": rows}
 
-    def get(self, encoder: Encoder, texts: Sequence[str], *, dataset: str, split: str
-            ) -> tuple[torch.Tensor | None, CacheInfo]:
+    def get(
+        self, encoder: Encoder, texts: Sequence[str], *, dataset: str, split: str
+    ) -> tuple[torch.Tensor | None, CacheInfo]:
         """Read-only lookup: ``(features or None, CacheInfo)``; never encodes or writes."""
         texts = list(texts)
         fingerprint, text_sha = str(encoder.fingerprint), texts_hash(texts)
@@ -165,8 +173,9 @@ class FeatureCache:
         saved = max(0.0, float(meta.get("encode_seconds", 0.0)) - load)
         return x, CacheInfo(True, 0.0, load, saved, str(st_path))
 
-    def features(self, encoder: Encoder, texts: Sequence[str], *, dataset: str, split: str,
-                 refresh: bool = False) -> tuple[torch.Tensor, CacheInfo]:
+    def features(
+        self, encoder: Encoder, texts: Sequence[str], *, dataset: str, split: str, refresh: bool = False
+    ) -> tuple[torch.Tensor, CacheInfo]:
         """Features of ``texts`` under ``encoder``: read from the cache, or encoded and stored.
 
         Returns ``(float32 tensor (n, dim), CacheInfo)``. ``refresh=True`` always
@@ -187,22 +196,39 @@ class FeatureCache:
         x = encoder.encode(texts)
         seconds = time.perf_counter() - t0
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] != len(texts):
-            raise ConfigError(f"encoder {fingerprint} returned {getattr(x, 'shape', type(x))}; expected a "
-                              f"(n={len(texts)}, dim) tensor")
+            raise ConfigError(
+                f"encoder {fingerprint} returned {getattr(x, 'shape', type(x))}; expected a "
+                f"(n={len(texts)}, dim) tensor"
+            )
         x = x.detach().to(torch.float32).contiguous()
         if not bool(torch.isfinite(x).all()):
-            raise ConfigError(f"encoder {fingerprint} produced NaN/inf features for {dataset}/{split}; "
-                              "try precision='fp32'")
+            raise ConfigError(
+                f"encoder {fingerprint} produced NaN/inf features for {dataset}/{split}; try precision='fp32'"
+            )
         identity = getattr(encoder, "identity", {"fingerprint": fingerprint})
-        meta = dict(expect, dim=int(x.shape[1]), tensor_sha256=_tensor_hash(x), encode_seconds=seconds,
-                    dataset=dataset, split=split, encoder=identity, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        meta = dict(
+            expect,
+            dim=int(x.shape[1]),
+            tensor_sha256=_tensor_hash(x),
+            encode_seconds=seconds,
+            dataset=dataset,
+            split=split,
+            encoder=identity,
+            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
         self._write(st_path, js_path, x, meta)
         return x, CacheInfo(False, seconds, 0.0, 0.0, str(st_path), reason)
 
 
-def cached_features(encoder: Encoder, texts: Sequence[str], *, dataset: str, split: str,
-                    cache_dir: str | os.PathLike | None | bool = None,
-                    refresh: bool = False) -> tuple[torch.Tensor, CacheInfo]:
+def cached_features(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    dataset: str,
+    split: str,
+    cache_dir: str | os.PathLike | None | bool = None,
+    refresh: bool = False,
+) -> tuple[torch.Tensor, CacheInfo]:
     """Features of ``texts`` from the cache in ``cache_dir`` (see :class:`FeatureCache`).
 
     ``cache_dir=False`` disables the cache (always encodes, writes nothing).
@@ -212,17 +238,20 @@ def cached_features(encoder: Encoder, texts: Sequence[str], *, dataset: str, spl
         x = encoder.encode(list(texts)).detach().to(torch.float32).contiguous()
         return x, CacheInfo(False, time.perf_counter() - t0, 0.0, 0.0, "", "cache disabled")
     return FeatureCache(None if cache_dir is None or cache_dir is True else cache_dir).features(
-        encoder, texts, dataset=dataset, split=split, refresh=refresh)
+        encoder, texts, dataset=dataset, split=split, refresh=refresh
+    )
 
 
 def summarize(infos: dict[str, CacheInfo]) -> dict:
     """The ``Dataset.meta["feature_cache"]`` record: overall hit and seconds, plus each split's info."""
     values = list(infos.values())
-    return {"hit": all(i.hit for i in values),
-            "encode_seconds": float(np.sum([i.encode_seconds for i in values])),
-            "load_seconds": float(np.sum([i.load_seconds for i in values])),
-            "saved_seconds": float(np.sum([i.saved_seconds for i in values])),
-            "splits": {k: v.to_dict() for k, v in infos.items()}}
+    return {
+        "hit": all(i.hit for i in values),
+        "encode_seconds": float(np.sum([i.encode_seconds for i in values])),
+        "load_seconds": float(np.sum([i.load_seconds for i in values])),
+        "saved_seconds": float(np.sum([i.saved_seconds for i in values])),
+        "splits": {k: v.to_dict() for k, v in infos.items()},
+    }
 
 
 __all__ = ["FeatureCache", "CacheInfo", "cached_features", "default_cache_dir", "texts_hash", "summarize"]

@@ -32,7 +32,7 @@ def cycle_batches(n: int, batch_size: int, steps: int, generator: torch.Generato
         for _ in range(steps):
             if pos + batch_size > n:
                 order, pos = torch.randperm(n, generator=generator), 0
-            yield order[pos:pos + batch_size]
+            yield order[pos : pos + batch_size]
             pos += batch_size
 
     return batches(order)

@@ -42,8 +42,11 @@ class TextDataset:
         extra = {}
         if self.coarse_labels is not None:
             ct = torch.tensor(self.coarse_labels, dtype=torch.long)
-            extra = {"coarse_labels": self.coarse_labels, "domains_train": ct[self.y_train],
-                     "domains_test": ct[self.y_test]}
+            extra = {
+                "coarse_labels": self.coarse_labels,
+                "domains_train": ct[self.y_train],
+                "domains_test": ct[self.y_test],
+            }
         return Dataset(name, x_train, self.y_train, x_test, self.y_test, self.class_names, meta=meta, **extra)
 
 

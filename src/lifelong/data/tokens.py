@@ -35,17 +35,22 @@ def check_max_length(max_length: int) -> None:
 def check_representation(representation: str, encoder: Encoder | str | os.PathLike, max_length: int) -> None:
     """Raise :class:`ConfigError` for an unknown ``representation`` or a tokens request that cannot be met."""
     if representation not in REPRESENTATIONS:
-        raise ConfigError(f"representation must be one of {REPRESENTATIONS} (features: frozen sentence vectors; "
-                          f"tokens: token ids for a text backbone), got {representation!r}")
+        raise ConfigError(
+            f"representation must be one of {REPRESENTATIONS} (features: frozen sentence vectors; "
+            f"tokens: token ids for a text backbone), got {representation!r}"
+        )
     if representation == "tokens":
         if not isinstance(encoder, (str, os.PathLike)):
-            raise ConfigError("representation='tokens' reads the tokenizer of the encoder, so give encoder as "
-                              "'minilm' or the path of a local Hugging Face model folder, not an encoder object")
+            raise ConfigError(
+                "representation='tokens' reads the tokenizer of the encoder, so give encoder as "
+                "'minilm' or the path of a local Hugging Face model folder, not an encoder object"
+            )
         check_max_length(max_length)
 
 
-def tokenize_splits(texts: dict[str, Sequence[str]], encoder: str | os.PathLike = "minilm",
-                    max_length: int = 64) -> tuple[dict[str, torch.Tensor], dict]:
+def tokenize_splits(
+    texts: dict[str, Sequence[str]], encoder: str | os.PathLike = "minilm", max_length: int = 64
+) -> tuple[dict[str, torch.Tensor], dict]:
     """Token ids of each split's sentences with ``encoder``'s own tokenizer; no model is run.
 
     Returns (split -> float32 ``(n, width)`` tensor of ids right-padded with the pad id,
@@ -65,8 +70,10 @@ def tokenize_splits(texts: dict[str, Sequence[str]], encoder: str | os.PathLike 
     path = resolve_encoder_path(encoder)
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = {s: tok(list(t), truncation=True, max_length=int(max_length))["input_ids"] if len(t) else []
-           for s, t in texts.items()}
+    ids = {
+        s: tok(list(t), truncation=True, max_length=int(max_length))["input_ids"] if len(t) else []
+        for s, t in texts.items()
+    }
     width = max((len(row) for rows in ids.values() for row in rows), default=1)
     xs = {}
     for s, rows in ids.items():
@@ -84,8 +91,9 @@ def tokenize_dataset(texts: TextDataset, encoder: str | os.PathLike = "minilm", 
     ``meta`` is the loader's, then ``texts.citation`` and the tokenizer's meta; nothing
     is encoded or cached.
     """
-    ids, tok_meta = tokenize_splits({"train": texts.texts["train"], "test": texts.texts[texts.test_split]},
-                                    encoder, max_length)
+    ids, tok_meta = tokenize_splits(
+        {"train": texts.texts["train"], "test": texts.texts[texts.test_split]}, encoder, max_length
+    )
     meta = dict(texts.meta)
     if texts.citation is not None:
         meta["citation"] = texts.citation
@@ -106,8 +114,10 @@ def text_token_dataset(data: Dataset, encoder: str | os.PathLike = "minilm", max
     """
     texts = {s: (data.meta or {}).get(f"texts_{s}") for s in ("train", "test")}
     if any(t is None for t in texts.values()):
-        raise DataError(f"dataset {data.name!r} has no raw sentences in meta['texts_train'/'texts_test']; load it "
-                        "with load_dataset('clinc150') or load_dataset('text-file', ...)")
+        raise DataError(
+            f"dataset {data.name!r} has no raw sentences in meta['texts_train'/'texts_test']; load it "
+            "with load_dataset('clinc150') or load_dataset('text-file', ...)"
+        )
     for s, t in texts.items():
         n = len(getattr(data, f"y_{s}"))
         if len(t) != n:
@@ -115,10 +125,25 @@ def text_token_dataset(data: Dataset, encoder: str | os.PathLike = "minilm", max
     xs, tok_meta = tokenize_splits(texts, encoder, max_length)
     meta = {k: v for k, v in (data.meta or {}).items() if k not in ("oos_features",)}
     meta.update(tok_meta)
-    return Dataset(f"{data.name}-tokens", xs["train"], data.y_train, xs["test"], data.y_test, list(data.class_names),
-                   coarse_labels=data.coarse_labels, domains_train=data.domains_train,
-                   domains_test=data.domains_test, meta=meta)
+    return Dataset(
+        f"{data.name}-tokens",
+        xs["train"],
+        data.y_train,
+        xs["test"],
+        data.y_test,
+        list(data.class_names),
+        coarse_labels=data.coarse_labels,
+        domains_train=data.domains_train,
+        domains_test=data.domains_test,
+        meta=meta,
+    )
 
 
-__all__ = ["REPRESENTATIONS", "check_max_length", "check_representation", "text_token_dataset", "tokenize_dataset",
-           "tokenize_splits"]
+__all__ = [
+    "REPRESENTATIONS",
+    "check_max_length",
+    "check_representation",
+    "text_token_dataset",
+    "tokenize_dataset",
+    "tokenize_splits",
+]

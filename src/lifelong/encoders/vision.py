@@ -11,7 +11,7 @@ batched :meth:`VisionEncoder.encode`). Weights come from the library's own downl
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -26,8 +26,9 @@ def _require(module: str, extra: str):
     try:
         return __import__(module)
     except ImportError as e:
-        raise ConfigError(f"vision backbones from {module} need the {module} package; install it with "
-                          f"`pip install {extra}`") from e
+        raise ConfigError(
+            f"vision backbones from {module} need the {module} package; install it with `pip install {extra}`"
+        ) from e
 
 
 class VisionEncoder(nn.Module):
@@ -56,7 +57,7 @@ class VisionEncoder(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            out = [self(images[s:s + batch_size]).float() for s in range(0, len(images), batch_size)]
+            out = [self(images[s : s + batch_size]).float() for s in range(0, len(images), batch_size)]
         finally:
             self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, self.out_dim)
@@ -73,8 +74,10 @@ def _load_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not k.startswith(_TV_HEADS)]  # the classifier we drop
     if unexpected or any(not k.startswith(_TV_HEADS) for k in missing):
-        raise ConfigError(f"checkpoint {path} does not fit the backbone: missing {list(missing)[:5]}, "
-                          f"unexpected {list(unexpected)[:5]}")
+        raise ConfigError(
+            f"checkpoint {path} does not fit the backbone: missing {list(missing)[:5]}, "
+            f"unexpected {list(unexpected)[:5]}"
+        )
 
 
 def _drop_last_linear(model: nn.Module) -> int | None:
@@ -122,14 +125,17 @@ def _torchvision(name: str, pretrained: bool, checkpoint: str | os.PathLike | No
         _load_checkpoint(model, checkpoint)
     out_dim = _drop_last_linear(model)
     if out_dim is None:
-        raise ConfigError(f"cannot find the classifier of torchvision model {name!r} (looked for "
-                          f"{', '.join(_TV_HEADS)}); use a timm model instead")
+        raise ConfigError(
+            f"cannot find the classifier of torchvision model {name!r} (looked for "
+            f"{', '.join(_TV_HEADS)}); use a timm model instead"
+        )
     transform = weights.transforms() if weights is not None else None
     return VisionEncoder(model, out_dim, f"torchvision:{name}", transform)
 
 
-def load_vision_backbone(name: str, *, pretrained: bool = True, checkpoint: str | os.PathLike | None = None,
-                         freeze: bool = True) -> VisionEncoder:
+def load_vision_backbone(
+    name: str, *, pretrained: bool = True, checkpoint: str | os.PathLike | None = None, freeze: bool = True
+) -> VisionEncoder:
     """A headless pre-trained image backbone by name: ``"timm:<model>"`` or ``"torchvision:<model>"``.
 
     A bare name means timm. ``freeze=True`` turns off gradients (a frozen feature

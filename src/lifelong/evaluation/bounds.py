@@ -36,8 +36,15 @@ def joint_logistic_regression(stream: Stream, C: float = 1.0, max_iter: int = 50
     k = stream.num_classes
     w = torch.zeros(x.shape[1], k, requires_grad=True)  # float32: same optimum as float64 here, 3x faster
     b = torch.zeros(k, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-10,
-                            history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-10,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()

@@ -52,8 +52,7 @@ def flatten_state(obj: Any, prefix: str = "s") -> tuple[dict[str, torch.Tensor],
             return {_FLOAT: repr(o)}  # 'nan', 'inf', '-inf'
         if o is None or isinstance(o, (bool, int, float, str)):
             return o
-        raise TypeError(f"cannot store a {type(o).__name__} in a checkpoint (at {key}); "
-                        "use tensors and JSON values")
+        raise TypeError(f"cannot store a {type(o).__name__} in a checkpoint (at {key}); use tensors and JSON values")
 
     return tensors, walk(obj, prefix)
 
@@ -87,8 +86,10 @@ def save_checkpoint(directory: str | Path, state: dict, meta: dict) -> None:
     tensors, skeleton = flatten_state(state)
     blob = st_save(tensors) if tensors else st_save({"_empty": torch.zeros(0)})
     atomic_write_bytes(directory / "state.safetensors", blob)
-    atomic_write_json(directory / "state.json", {
-        "format": FORMAT, "sha256": hashlib.sha256(blob).hexdigest(), "meta": meta, "state": skeleton})
+    atomic_write_json(
+        directory / "state.json",
+        {"format": FORMAT, "sha256": hashlib.sha256(blob).hexdigest(), "meta": meta, "state": skeleton},
+    )
 
 
 def load_checkpoint(directory: str | Path) -> tuple[dict, dict]:
@@ -105,8 +106,10 @@ def load_checkpoint(directory: str | Path) -> tuple[dict, dict]:
         raise CheckpointError(f"{js} has checkpoint format {doc.get('format')!r}; this version reads {FORMAT}")
     blob = st.read_bytes()
     if hashlib.sha256(blob).hexdigest() != doc.get("sha256"):
-        raise CheckpointError(f"{st} does not match the hash recorded in {js}: the checkpoint is corrupt "
-                              "or half-written; delete the checkpoint folder to start over")
+        raise CheckpointError(
+            f"{st} does not match the hash recorded in {js}: the checkpoint is corrupt "
+            "or half-written; delete the checkpoint folder to start over"
+        )
     try:
         tensors = st_load(blob)
     except Exception as e:  # safetensors raises its own error types

@@ -41,8 +41,9 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
-def accuracy(learner: Learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None,
-             num_classes: int | None = None) -> float:
+def accuracy(
+    learner: Learner, x: torch.Tensor, y: torch.Tensor, task_id: int | None, num_classes: int | None = None
+) -> float:
     """Fraction of ``(x, y)`` the learner classifies right (predictions in batches).
 
     Predictions are checked: a shape other than ``(batch, v)`` with ``v <= num_classes``
@@ -52,23 +53,26 @@ def accuracy(learner: Learner, x: torch.Tensor, y: torch.Tensor, task_id: int | 
     correct = 0
     name = type(learner).__name__
     for s in range(0, len(y), EVAL_BATCH):
-        scores = learner.predict(x[s:s + EVAL_BATCH], task_id=task_id)
-        if not isinstance(scores, torch.Tensor) or scores.ndim != 2 or scores.shape[0] != len(x[s:s + EVAL_BATCH]):
-            raise LearnerError(f"{name}.predict returned shape {tuple(getattr(scores, 'shape', ()))}; "
-                               "expected (batch, classes)")
+        scores = learner.predict(x[s : s + EVAL_BATCH], task_id=task_id)
+        if not isinstance(scores, torch.Tensor) or scores.ndim != 2 or scores.shape[0] != len(x[s : s + EVAL_BATCH]):
+            raise LearnerError(
+                f"{name}.predict returned shape {tuple(getattr(scores, 'shape', ()))}; expected (batch, classes)"
+            )
         if num_classes is not None and scores.shape[1] > num_classes:
-            raise LearnerError(f"{name}.predict returned {scores.shape[1]} score columns but the stream has "
-                               f"{num_classes} classes; return one column per class id seen so far")
+            raise LearnerError(
+                f"{name}.predict returned {scores.shape[1]} score columns but the stream has "
+                f"{num_classes} classes; return one column per class id seen so far"
+            )
         if scores.shape[1] == 0:
             continue
         if scores.is_floating_point() and bool(torch.isnan(scores).any()):
             raise LearnerError(f"{name}.predict returned NaN scores (its weights or statistics diverged)")
-        correct += int((scores.argmax(1) == y[s:s + EVAL_BATCH]).sum())
+        correct += int((scores.argmax(1) == y[s : s + EVAL_BATCH]).sum())
     return correct / max(len(y), 1)
 
 
 def divergence_hint(learner: Learner) -> str:
-    """Which settings to look at when ``learner`` diverged: real-valued ones changed from their defaults, else the lr."""
+    """The settings to look at when ``learner`` diverged: real-valued ones changed from their defaults, else lr."""
     import dataclasses
 
     config = getattr(learner, "config", None)
@@ -78,9 +82,11 @@ def divergence_hint(learner: Learner) -> str:
         default = type(config)()
     except TypeError:
         return "lower the learning rate or check the inputs"
-    changed = [(f.name, getattr(config, f.name), getattr(default, f.name)) for f in dataclasses.fields(config)
-               if getattr(config, f.name) != getattr(default, f.name)
-               and isinstance(getattr(config, f.name), float)]
+    changed = [
+        (f.name, getattr(config, f.name), getattr(default, f.name))
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != getattr(default, f.name) and isinstance(getattr(config, f.name), float)
+    ]
     if changed:
         shown = ", ".join(f"method.{k}={v:g} (default {d:g})" for k, v, d in changed)
         return f"settings changed from their defaults, the likely cause: {shown}; move them back toward the defaults"
@@ -102,13 +108,29 @@ def _check_representation(stream: Stream, learner: Learner, method: str) -> None
     config = getattr(learner, "config", None)
     if config is None or getattr(type(learner), "name", None) is None:
         return
-    check_inputs(data_input_kind(stream[0].dataset), {type(learner).name: config}, error=DataError,
-                 data_fix={"features": "load the data with representation='features' (the default)",
-                           "tokens": "load the data with representation='tokens'"}, set_prefix="")
+    check_inputs(
+        data_input_kind(stream[0].dataset),
+        {type(learner).name: config},
+        error=DataError,
+        data_fix={
+            "features": "load the data with representation='features' (the default)",
+            "tokens": "load the data with representation='tokens'",
+        },
+        set_prefix="",
+    )
 
 
-def run(stream: Stream, learner: Learner, *, seed: int = 0, method: str | None = None, config: dict | None = None,
-        run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> Result:
+def run(
+    stream: Stream,
+    learner: Learner,
+    *,
+    seed: int = 0,
+    method: str | None = None,
+    config: dict | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Result:
     """Train ``learner`` on each experience of ``stream`` in order and evaluate on every test set.
 
     Fills ``R[i, j]`` (accuracy on experience j after learning experience i) and the
@@ -136,8 +158,9 @@ def run(stream: Stream, learner: Learner, *, seed: int = 0, method: str | None =
     for e, (x, _) in zip(stream, tests):
         require_finite(x, f"the test split of experience {e.index}")
     K = stream.num_classes
-    result = Result(method, seed, stream.describe(), config, np.zeros((0, T)), np.zeros(T),
-                    data_info=_data_info(stream))
+    result = Result(
+        method, seed, stream.describe(), config, np.zeros((0, T)), np.zeros(T), data_info=_data_info(stream)
+    )
     start = 0
     if resume and run_dir is not None and (run_dir / "checkpoints" / "state.json").exists():
         start = _restore(run_dir, stream, learner, result)
@@ -147,8 +170,7 @@ def run(stream: Stream, learner: Learner, *, seed: int = 0, method: str | None =
         prepare = getattr(learner, "prepare", None)
         if prepare is not None:
             prepare(stream[0].input_shape, stream.num_classes)
-        result.initial_accuracy = np.array([accuracy(learner, x, y, e.task_id, K)
-                                            for e, (x, y) in zip(stream, tests)])
+        result.initial_accuracy = np.array([accuracy(learner, x, y, e.task_id, K) for e, (x, y) in zip(stream, tests)])
         if run_dir is not None and (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()
     bar = _progress(T, start, f"{method} seed{seed}", progress)
@@ -200,18 +222,30 @@ def _data_info(stream: Stream) -> dict:
 
 
 def _record(run_dir: Path, result: Result, learner: Learner, i: int) -> None:
-    append_jsonl(run_dir / "metrics.jsonl", {
-        "experience": i, "accuracy": result.accuracy_matrix[-1].tolist(),
-        "average_accuracy_seen": float(result.accuracy_matrix[-1][: i + 1].mean()),
-        "learn_seconds": result.learn_seconds[-1], "eval_seconds": result.eval_seconds[-1],
-        "samples_seen": result.samples_seen[-1]})
+    append_jsonl(
+        run_dir / "metrics.jsonl",
+        {
+            "experience": i,
+            "accuracy": result.accuracy_matrix[-1].tolist(),
+            "average_accuracy_seen": float(result.accuracy_matrix[-1][: i + 1].mean()),
+            "learn_seconds": result.learn_seconds[-1],
+            "eval_seconds": result.eval_seconds[-1],
+            "samples_seen": result.samples_seen[-1],
+        },
+    )
     state_fn = getattr(learner, "state_dict", None)
     if state_fn is not None:
-        state = {"learner": state_fn(), "torch_rng": torch.get_rng_state(),
-                 "python_rng": _py_rng_state(), "result": _result_state(result)}
-        save_checkpoint(run_dir / "checkpoints", state, {"position": i + 1, "method": result.method,
-                                                         "seed": result.seed,
-                                                         "stream": result.stream})
+        state = {
+            "learner": state_fn(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": _py_rng_state(),
+            "result": _result_state(result),
+        }
+        save_checkpoint(
+            run_dir / "checkpoints",
+            state,
+            {"position": i + 1, "method": result.method, "seed": result.seed, "stream": result.stream},
+        )
     atomic_write_json(run_dir / "results.json", result.to_dict())
 
 
@@ -228,8 +262,9 @@ def _py_rng_state() -> list:
 def _restore(run_dir: Path, stream: Stream, learner: Learner, result: Result) -> int:
     state, meta = load_checkpoint(run_dir / "checkpoints")
     if meta.get("stream") != result.stream or meta.get("method") != result.method:
-        raise CheckpointError(f"the checkpoint in {run_dir} was written for another stream or method; "
-                              "use --overwrite to start over")
+        raise CheckpointError(
+            f"the checkpoint in {run_dir} was written for another stream or method; use --overwrite to start over"
+        )
     load = getattr(learner, "load_state_dict", None)
     if load is None:
         raise CheckpointError(f"{result.method} cannot be resumed: it has no load_state_dict")
@@ -248,8 +283,10 @@ def _restore(run_dir: Path, stream: Stream, learner: Learner, result: Result) ->
     result.peak_memory_mb = c["peak_memory_mb"]
     position = int(meta["position"])
     if position != len(result.accuracy_matrix):
-        raise CheckpointError(f"checkpoint in {run_dir} is inconsistent (position {position}, "
-                              f"{len(result.accuracy_matrix)} rows); use --overwrite to start over")
+        raise CheckpointError(
+            f"checkpoint in {run_dir} is inconsistent (position {position}, "
+            f"{len(result.accuracy_matrix)} rows); use --overwrite to start over"
+        )
     if position == T:
         result.status = "complete"
     _trim_metrics(run_dir / "metrics.jsonl", position)
@@ -285,8 +322,7 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="exp", leave=False, dynamic_ncols=True,
-                disable=None)
+    return tqdm(total=total, initial=initial, desc=desc, unit="exp", leave=False, dynamic_ncols=True, disable=None)
 
 
 __all__ = ["run", "accuracy", "check_seed", "divergence_hint", "peak_memory_mb", "LifelongError"]

@@ -20,8 +20,13 @@ from lifelong.errors import DataError
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-METRIC_NAMES = ("final_average_accuracy", "average_incremental_accuracy", "forgetting",
-                "backward_transfer", "forward_transfer")
+METRIC_NAMES = (
+    "final_average_accuracy",
+    "average_incremental_accuracy",
+    "forgetting",
+    "backward_transfer",
+    "forward_transfer",
+)
 
 
 def _check(R: ArrayLike) -> np.ndarray:
@@ -104,18 +109,22 @@ METRIC_LABELS: dict[str, str] = {
 #: breaks are those of report.md, which writes these after "- **<label>**: ".
 METRIC_DESCRIPTIONS: dict[str, str] = {
     "final_average_accuracy": (
-        "the mean over j of R[T−1, j] — accuracy on every\n"
-        "experience after learning the whole stream"),
+        "the mean over j of R[T−1, j] — accuracy on every\nexperience after learning the whole stream"
+    ),
     "average_incremental_accuracy": (
         "(1/T) Σ_i mean_{j≤i} R[i, j] — the accuracy on\n"
-        "the experiences seen so far, averaged over the T steps of the stream"),
+        "the experiences seen so far, averaged over the T steps of the stream"
+    ),
     "forgetting": (
         "the mean over j < T−1 of ( max_{k ∈ [j, T−2]} R[k, j] − R[T−1, j] ) —\n"
-        "how far each earlier experience fell from its best accuracy (lower is better)"),
+        "how far each earlier experience fell from its best accuracy (lower is better)"
+    ),
     "backward_transfer": (
         "the mean over j < T−1 of ( R[T−1, j] − R[j, j] ) — how\n"
-        "learning later experiences changed accuracy on earlier ones (negative = forgetting)"),
+        "learning later experiences changed accuracy on earlier ones (negative = forgetting)"
+    ),
     "forward_transfer": (
         "the mean over j ≥ 1 of ( R[j−1, j] − initial[j] ) — how\n"
-        "much learning earlier experiences helps an experience before it is learned"),
+        "much learning earlier experiences helps an experience before it is learned"
+    ),
 }

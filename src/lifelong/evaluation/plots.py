@@ -101,8 +101,9 @@ def plot_accuracy_matrix(R: Any, path: str | os.PathLike, title: str = "Accuracy
         from matplotlib import colormaps
 
         cmap = colormaps["viridis"].with_extremes(bad="#d0d0d0")
-        image = ax.imshow(np.ma.masked_invalid(arr), cmap=cmap, vmin=0.0, vmax=100.0,
-                          interpolation="nearest", aspect="equal")
+        image = ax.imshow(
+            np.ma.masked_invalid(arr), cmap=cmap, vmin=0.0, vmax=100.0, interpolation="nearest", aspect="equal"
+        )
         fig.colorbar(image, ax=ax, label="accuracy (%)", shrink=0.85)
         ax.set_xlabel("tested on experience j")
         ax.set_ylabel("after learning experience i")
@@ -113,8 +114,15 @@ def plot_accuracy_matrix(R: Any, path: str | os.PathLike, title: str = "Accuracy
             for i in range(n_rows):
                 for j in range(n_cols):
                     if np.isfinite(arr[i, j]):
-                        ax.text(j, i, f"{arr[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                                color="black" if arr[i, j] > 60 else "white")
+                        ax.text(
+                            j,
+                            i,
+                            f"{arr[i, j]:.0f}",
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="black" if arr[i, j] > 60 else "white",
+                        )
     ax.set_title(title, fontsize=10)
     return _save_png(fig, path)
 
@@ -138,8 +146,7 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_accuracy_curves(results_by_method: Mapping[str, Sequence[Mapping]],
-                         path: str | os.PathLike) -> Path:
+def plot_accuracy_curves(results_by_method: Mapping[str, Sequence[Mapping]], path: str | os.PathLike) -> Path:
     """Accuracy after each experience: one line per method, mean over seeds ± std band.
 
     x is the number of experiences learned (1..T); y is the mean over ``j <= i``
@@ -182,8 +189,7 @@ def plot_accuracy_curves(results_by_method: Mapping[str, Sequence[Mapping]],
     return _save_png(fig, path)
 
 
-def plot_accuracy_vs_compute(results_by_method: Mapping[str, Sequence[Mapping]],
-                             path: str | os.PathLike) -> Path:
+def plot_accuracy_vs_compute(results_by_method: Mapping[str, Sequence[Mapping]], path: str | os.PathLike) -> Path:
     """Final average accuracy (%) against compute, one marker per method.
 
     Two panels: x = total training samples seen, and x = total learn seconds
@@ -203,10 +209,17 @@ def plot_accuracy_vs_compute(results_by_method: Mapping[str, Sequence[Mapping]],
             if x is None or y is None:
                 continue
             xs.append(x)
-            ax.errorbar([x], [y * 100.0], xerr=[xerr or 0.0], yerr=[(yerr or 0.0) * 100.0],
-                        fmt="o", color=color, capsize=3, markersize=5)
-            ax.annotate(row["method"], (x, y * 100.0), xytext=(4, 4), textcoords="offset points",
-                        fontsize=8)
+            ax.errorbar(
+                [x],
+                [y * 100.0],
+                xerr=[xerr or 0.0],
+                yerr=[(yerr or 0.0) * 100.0],
+                fmt="o",
+                color=color,
+                capsize=3,
+                markersize=5,
+            )
+            ax.annotate(row["method"], (x, y * 100.0), xytext=(4, 4), textcoords="offset points", fontsize=8)
         if xs and all(x > 0 for x in xs):
             from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -215,9 +228,11 @@ def plot_accuracy_vs_compute(results_by_method: Mapping[str, Sequence[Mapping]],
             ax.set_xlim(lo / 2.0, hi * 2.0)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
             if hi / lo < 30:  # narrow range: also label the 2x and 5x minor ticks
+
                 def minor(v: float, _: int) -> str:
                     lead = v / 10 ** math.floor(math.log10(v) + 1e-9)
                     return f"{v:,.6g}" if round(lead, 6) in (2.0, 5.0) else ""
+
                 ax.xaxis.set_minor_formatter(FuncFormatter(minor))
             else:
                 ax.xaxis.set_minor_formatter(NullFormatter())
@@ -233,8 +248,11 @@ def plot_accuracy_vs_compute(results_by_method: Mapping[str, Sequence[Mapping]],
 
 def plot_names(methods: Iterable[str]) -> list[str]:
     """File names :func:`lifelong.evaluation.report.write_report` may write under ``plots/`` for these methods."""
-    return ["accuracy_curves.png", "accuracy_vs_compute.png",
-            *(f"accuracy_matrix_{_safe_name(m)}.png" for m in methods)]
+    return [
+        "accuracy_curves.png",
+        "accuracy_vs_compute.png",
+        *(f"accuracy_matrix_{_safe_name(m)}.png" for m in methods),
+    ]
 
 
 def _safe_name(method: str) -> str:

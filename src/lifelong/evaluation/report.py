@@ -57,16 +57,14 @@ def _md_escape(text: str) -> str:
 
 
 def _markdown_table(rows: Sequence[Mapping]) -> str:
-    lines = ["| " + " | ".join(_HEADER) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(_HEADER) - 1)) + "|"]
+    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "|".join(["---"] + ["---:"] * (len(_HEADER) - 1)) + "|"]
     for cells in _table_cells(rows):
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
 def _facts(results_by_method: Mapping[str, Sequence[Mapping]], key: str) -> str:
-    values = sorted({str(r.get(key)) for rs in results_by_method.values() for r in rs
-                     if r.get(key) is not None})
+    values = sorted({str(r.get(key)) for rs in results_by_method.values() for r in rs if r.get(key) is not None})
     return ", ".join(values) if values else "unknown"
 
 
@@ -104,10 +102,16 @@ def _feature_cache_lines(runs: Sequence[Mapping]) -> list[str]:
     hits = sum(bool(c.get("hit")) for c in caches)
     saved = sum(float(c.get("saved_seconds") or 0.0) for c in caches)
     encoded = sum(float(c.get("encode_seconds") or 0.0) for c in caches)
-    return ["## Feature cache", "",
-            (f"The frozen encoder's outputs came from the on-disk feature cache in {hits} of "
-             f"{len(caches)} runs, saving {saved:.1f} s of encoding in all; {encoded:.1f} s were "
-             "spent encoding on cache misses."), ""]
+    return [
+        "## Feature cache",
+        "",
+        (
+            f"The frozen encoder's outputs came from the on-disk feature cache in {hits} of "
+            f"{len(caches)} runs, saving {saved:.1f} s of encoding in all; {encoded:.1f} s were "
+            "spent encoding on cache misses."
+        ),
+        "",
+    ]
 
 
 def write_report(group_dir: str | os.PathLike, runs: Iterable[tuple[str, int]] | None = None) -> Path:
@@ -152,35 +156,52 @@ def write_report(group_dir: str | os.PathLike, runs: Iterable[tuple[str, int]] |
     seeds = sorted({r.get("seed") for r in all_runs}, key=lambda s: (not isinstance(s, int), s))
 
     lines = [f"# {scenario} on {data}", ""]
-    facts = [f"{len(results)} method{'s' if len(results) != 1 else ''}",
-             f"seeds {', '.join(str(s) for s in seeds)}",
-             f"{'/'.join(str(t) for t in t_values)} experiences"]
+    facts = [
+        f"{len(results)} method{'s' if len(results) != 1 else ''}",
+        f"seeds {', '.join(str(s) for s in seeds)}",
+        f"{'/'.join(str(t) for t in t_values)} experiences",
+    ]
     if classes:
         facts.append(f"{'/'.join(str(c) for c in classes)} classes")
     lines += ["; ".join(facts) + ".", "", "## Results", "", _markdown_table(rows), ""]
-    lines += [("Sorted by final average accuracy. Mean ± std over completed seeds; "
-               "forgetting and BWT in percentage points. Per-seed numbers are in each "
-               "`<method>/seed<k>/results.json`, aggregates in `summary.csv`."), ""]
+    lines += [
+        (
+            "Sorted by final average accuracy. Mean ± std over completed seeds; "
+            "forgetting and BWT in percentage points. Per-seed numbers are in each "
+            "`<method>/seed<k>/results.json`, aggregates in `summary.csv`."
+        ),
+        "",
+    ]
     lines += _feature_cache_lines(all_runs)
 
-    unfinished = [(m, r) for m, rs in results.items() for r in rs
-                  if r.get("status", "complete") != "complete"]
+    unfinished = [(m, r) for m, rs in results.items() for r in rs if r.get("status", "complete") != "complete"]
     if unfinished:
         lines += ["## Failed or unfinished runs", ""]
         for method, r in unfinished:
             status = r.get("status")
-            error = r.get("error") or ("still running or killed" if status == "running"
-                                       else "no error message recorded")
+            error = r.get("error") or (
+                "still running or killed" if status == "running" else "no error message recorded"
+            )
             done_rows = len(r.get("accuracy_matrix") or [])
-            lines.append(f"- `{method}` seed {r.get('seed')} — {status} after "
-                         f"{done_rows} experience{'s' if done_rows != 1 else ''}: "
-                         f"{_md_escape(str(error))}")
+            lines.append(
+                f"- `{method}` seed {r.get('seed')} — {status} after "
+                f"{done_rows} experience{'s' if done_rows != 1 else ''}: "
+                f"{_md_escape(str(error))}"
+            )
         lines.append("")
 
-    lines += ["## Plots", "", "### Accuracy after each experience", "",
-              "![Accuracy after each experience](plots/accuracy_curves.png)", "",
-              "### Accuracy against compute", "",
-              "![Final average accuracy against compute](plots/accuracy_vs_compute.png)", ""]
+    lines += [
+        "## Plots",
+        "",
+        "### Accuracy after each experience",
+        "",
+        "![Accuracy after each experience](plots/accuracy_curves.png)",
+        "",
+        "### Accuracy against compute",
+        "",
+        "![Final average accuracy against compute](plots/accuracy_vs_compute.png)",
+        "",
+    ]
     if matrix_images:
         lines += ["### Accuracy matrices", ""]
         for method, rel in matrix_images:

@@ -19,8 +19,12 @@ def package_versions() -> dict[str, str]:
 
     import lifelong
 
-    return {"lifelong": lifelong.__version__, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__}
+    return {
+        "lifelong": lifelong.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
 
 
 @dataclass
@@ -64,29 +68,53 @@ class Result:
 
     def to_dict(self) -> dict:
         """The ``results.json`` document (strict JSON: an undefined number is ``null``)."""
-        return finite_or_none({
-            "format": RESULTS_FORMAT, "method": self.method, "seed": self.seed,
-            "scenario": self.stream.get("scenario"), "data": self.stream.get("data"),
-            "status": self.status, "error": self.error, "config": self.config, "stream": self.stream,
-            "accuracy_matrix": np.asarray(self.accuracy_matrix).tolist(),
-            "initial_accuracy": np.asarray(self.initial_accuracy).tolist(),
-            "metrics": self.metrics,
-            "costs": {"learn_seconds": list(self.learn_seconds), "eval_seconds": list(self.eval_seconds),
-                      "samples_seen": list(self.samples_seen),
-                      "trainable_parameters": self.trainable_parameters,
-                      "total_parameters": self.total_parameters, "peak_memory_mb": self.peak_memory_mb},
-            "data_info": dict(self.data_info),
-            "versions": package_versions(),
-        })
+        return finite_or_none(
+            {
+                "format": RESULTS_FORMAT,
+                "method": self.method,
+                "seed": self.seed,
+                "scenario": self.stream.get("scenario"),
+                "data": self.stream.get("data"),
+                "status": self.status,
+                "error": self.error,
+                "config": self.config,
+                "stream": self.stream,
+                "accuracy_matrix": np.asarray(self.accuracy_matrix).tolist(),
+                "initial_accuracy": np.asarray(self.initial_accuracy).tolist(),
+                "metrics": self.metrics,
+                "costs": {
+                    "learn_seconds": list(self.learn_seconds),
+                    "eval_seconds": list(self.eval_seconds),
+                    "samples_seen": list(self.samples_seen),
+                    "trainable_parameters": self.trainable_parameters,
+                    "total_parameters": self.total_parameters,
+                    "peak_memory_mb": self.peak_memory_mb,
+                },
+                "data_info": dict(self.data_info),
+                "versions": package_versions(),
+            }
+        )
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Result":
+    def from_dict(cls, d: dict) -> Result:
         """Rebuild from a ``results.json`` document."""
         T = d["stream"]["num_experiences"]
         R = np.asarray(d["accuracy_matrix"], dtype=np.float64).reshape(-1, T)
         c = d["costs"]
-        return cls(d["method"], d["seed"], d["stream"], d["config"], R,
-                   np.asarray(d["initial_accuracy"], dtype=np.float64), list(c["learn_seconds"]),
-                   list(c["eval_seconds"]), list(c["samples_seen"]), c["trainable_parameters"],
-                   c["total_parameters"], c["peak_memory_mb"], d["status"], d.get("error"),
-                   dict(d.get("data_info") or {}))
+        return cls(
+            d["method"],
+            d["seed"],
+            d["stream"],
+            d["config"],
+            R,
+            np.asarray(d["initial_accuracy"], dtype=np.float64),
+            list(c["learn_seconds"]),
+            list(c["eval_seconds"]),
+            list(c["samples_seen"]),
+            c["trainable_parameters"],
+            c["total_parameters"],
+            c["peak_memory_mb"],
+            d["status"],
+            d.get("error"),
+            dict(d.get("data_info") or {}),
+        )

@@ -34,16 +34,20 @@ METRICS: tuple[str, ...] = METRIC_NAMES
 COSTS: tuple[str, ...] = ("learn_seconds", "samples_seen", "trainable_parameters")
 
 #: Metrics shown in the results table (all of them are in ``summary.csv``).
-TABLE_METRICS: tuple[str, ...] = ("final_average_accuracy", "average_incremental_accuracy",
-                                  "forgetting", "backward_transfer")
+TABLE_METRICS: tuple[str, ...] = (
+    "final_average_accuracy",
+    "average_incremental_accuracy",
+    "forgetting",
+    "backward_transfer",
+)
 
 _STATUSES = ("complete", "failed", "running")
 
 
 # --- loading ---
 
-def load_results(group_dir: str | os.PathLike,
-                 runs: Iterable[tuple[str, int]] | None = None) -> dict[str, list[dict]]:
+
+def load_results(group_dir: str | os.PathLike, runs: Iterable[tuple[str, int]] | None = None) -> dict[str, list[dict]]:
     """Read every ``<method>/seed<k>/results.json`` under ``group_dir`` (only ``runs`` when given).
 
     ``runs`` lists the ``(method, seed)`` pairs of one experiment: other folders
@@ -61,11 +65,10 @@ def load_results(group_dir: str | os.PathLike,
     """
     root = Path(group_dir)
     if not root.is_dir():
-        raise RunDirError(
-            f"no such folder: {root}; run `lifelong run` first or point at a run folder"
-        )
-    files = sorted(p for p in root.glob("*/seed*/results.json")
-                   if p.is_file() and re.fullmatch(r"seed\d+", p.parent.name))
+        raise RunDirError(f"no such folder: {root}; run `lifelong run` first or point at a run folder")
+    files = sorted(
+        p for p in root.glob("*/seed*/results.json") if p.is_file() and re.fullmatch(r"seed\d+", p.parent.name)
+    )
     if runs is not None:
         wanted = {(str(m), f"seed{int(k)}") for m, k in runs}
         files = [p for p in files if (p.parent.parent.name, p.parent.name) in wanted]
@@ -103,9 +106,7 @@ def _no_results_message(root: Path) -> str:
         groups = sorted({p.parent.parent.parent.name for p in root.glob("*/*/seed*/results.json")})
         if groups:
             hint = f" ({root} holds several groups: {', '.join(groups)}; point at one of them)"
-    return (
-        f"no results.json under {root}; run `lifelong run` first or point at a run folder{hint}"
-    )
+    return f"no results.json under {root}; run `lifelong run` first or point at a run folder{hint}"
 
 
 def _check_belongs(file: Path, data: dict) -> None:
@@ -121,8 +122,10 @@ def _check_belongs(file: Path, data: dict) -> None:
     if data.get("status") == "complete" and isinstance(want, int) and rows != want:
         wrong.append(f"{rows} of {want} experiences while 'complete'")
     if wrong:
-        raise RunDirError(f"{file} holds {', '.join(wrong)}, not this folder's run; delete it and run "
-                          "`lifelong run --resume <experiment folder>` to redo that seed")
+        raise RunDirError(
+            f"{file} holds {', '.join(wrong)}, not this folder's run; delete it and run "
+            "`lifelong run --resume <experiment folder>` to redo that seed"
+        )
 
 
 def _read_results_file(file: Path) -> dict:
@@ -134,8 +137,10 @@ def _read_results_file(file: Path) -> dict:
         data = loads_strict(text)
     except ValueError as exc:
         if not isinstance(exc, json.JSONDecodeError):
-            raise RunDirError(f"{file} holds {exc} (results files are strict JSON); delete it and run "
-                              "`lifelong run --resume <experiment folder>` to redo that seed") from exc
+            raise RunDirError(
+                f"{file} holds {exc} (results files are strict JSON); delete it and run "
+                "`lifelong run --resume <experiment folder>` to redo that seed"
+            ) from exc
         raise RunDirError(
             f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
             "delete it and run `lifelong run --resume <experiment folder>` to redo that seed, or fix the file"
@@ -165,6 +170,7 @@ def _read_results_file(file: Path) -> dict:
 
 
 # --- aggregation ---
+
 
 def _number(value: Any) -> float | None:
     """A finite float, or None for null / non-numeric / non-finite values."""
@@ -315,8 +321,17 @@ def write_summary_csv(rows: Sequence[Mapping], path: str | os.PathLike) -> Path:
 
 # --- terminal table (report.md shows the same cells as Markdown) ---
 
-_HEADER = ("method", "final avg acc (%)", "avg incremental acc (%)", "forgetting (%)",
-           "BWT (%)", "learn seconds", "samples seen", "trainable params", "seeds")
+_HEADER = (
+    "method",
+    "final avg acc (%)",
+    "avg incremental acc (%)",
+    "forgetting (%)",
+    "BWT (%)",
+    "learn seconds",
+    "samples seen",
+    "trainable params",
+    "seeds",
+)
 
 
 def _fmt_pct(mean: float | None, std: float | None) -> str:
@@ -353,23 +368,27 @@ def _fmt_seeds(row: Mapping) -> str:
 
 def _sorted_rows(rows: Sequence[Mapping]) -> list[Mapping]:
     """Rows by final average accuracy, best first; methods without one last."""
+
     def key(row: Mapping):
         acc = row.get("final_average_accuracy_mean")
         return (acc is None, -(acc or 0.0), str(row.get("method")))
+
     return sorted(rows, key=key)
 
 
 def _table_cells(rows: Sequence[Mapping]) -> list[list[str]]:
     cells = []
     for row in _sorted_rows(rows):
-        cells.append([
-            str(row.get("method")),
-            *(_fmt_pct(*_mean_and_std(row, name)) for name in TABLE_METRICS),
-            _fmt_seconds(*_mean_and_std(row, "learn_seconds")),
-            _fmt_count(*_mean_and_std(row, "samples_seen")),
-            _fmt_count(*_mean_and_std(row, "trainable_parameters")),
-            _fmt_seeds(row),
-        ])
+        cells.append(
+            [
+                str(row.get("method")),
+                *(_fmt_pct(*_mean_and_std(row, name)) for name in TABLE_METRICS),
+                _fmt_seconds(*_mean_and_std(row, "learn_seconds")),
+                _fmt_count(*_mean_and_std(row, "samples_seen")),
+                _fmt_count(*_mean_and_std(row, "trainable_parameters")),
+                _fmt_seeds(row),
+            ]
+        )
     return cells
 
 

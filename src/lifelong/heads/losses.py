@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from lifelong.errors import DataError
 
 
-def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
-                base_temperature: float | None = None) -> torch.Tensor:
+def supcon_loss(
+    z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1, base_temperature: float | None = None
+) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al. 2020, "all" contrast mode).
 
     Args:
@@ -32,8 +33,10 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
     returns 0 when no anchor has one.
     """
     if z.ndim != 2 or labels.shape != (z.shape[0],):
-        raise DataError(f"supcon_loss needs z of shape (n, d) and labels of shape (n,), "
-                        f"got {tuple(z.shape)} and {tuple(labels.shape)}")
+        raise DataError(
+            f"supcon_loss needs z of shape (n, d) and labels of shape (n,), "
+            f"got {tuple(z.shape)} and {tuple(labels.shape)}"
+        )
     n = z.shape[0]
     logits = z @ z.T / temperature
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
@@ -52,7 +55,8 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
 def class_means(z: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class means of ``z`` (rows of absent classes are 0) and a mask of present classes."""
     counts = torch.zeros(num_classes, dtype=z.dtype, device=z.device).index_add_(
-        0, labels, torch.ones_like(labels, dtype=z.dtype))
+        0, labels, torch.ones_like(labels, dtype=z.dtype)
+    )
     sums = torch.zeros(num_classes, z.shape[1], dtype=z.dtype, device=z.device).index_add(0, labels, z)
     present = counts > 0
     return sums / counts.clamp(min=1).unsqueeze(1), present
@@ -68,8 +72,10 @@ def prototype_contrast_loss(p1: torch.Tensor, p2: torch.Tensor, temperature: flo
     prototypes (Wei et al. 2023, Eq. 3-5). With one class the loss is 0.
     """
     if p1.shape != p2.shape or p1.ndim != 2:
-        raise DataError(f"prototype_contrast_loss needs two (k, d) tensors of equal shape, "
-                        f"got {tuple(p1.shape)} and {tuple(p2.shape)}")
+        raise DataError(
+            f"prototype_contrast_loss needs two (k, d) tensors of equal shape, "
+            f"got {tuple(p1.shape)} and {tuple(p2.shape)}"
+        )
     k = p1.shape[0]
     if k < 2:
         return p1.sum() * 0.0
@@ -80,18 +86,16 @@ def prototype_contrast_loss(p1: torch.Tensor, p2: torch.Tensor, temperature: flo
     return F.cross_entropy(logits, target)
 
 
-def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                       temperature: float = 1.0) -> torch.Tensor:
+def soft_cross_entropy(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """``mean_i sum_c -softmax(t_i / T)_c * log_softmax(s_i / T)_c`` (teacher targets are detached)."""
     q = F.softmax(teacher_logits.detach() / temperature, dim=1)
     return -(q * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
 
 
-def mixup_cross_entropy(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor,
-                        lam: torch.Tensor) -> torch.Tensor:
+def mixup_cross_entropy(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """``mean((1 - lam) * CE(logits, y_a) + lam * CE(logits, y_b))`` for inputs mixed as ``(1-lam) x_a + lam x_b``."""
     ce_a = F.cross_entropy(logits, y_a, reduction="none")
     ce_b = F.cross_entropy(logits, y_b, reduction="none")
     return ((1 - lam) * ce_a + lam * ce_b).mean()
-
-

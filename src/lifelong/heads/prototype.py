@@ -22,11 +22,15 @@ METRICS = ("cosine", "euclidean")
 
 def _check_labels(labels: torch.Tensor, features: torch.Tensor, num_classes: int) -> None:
     if features.ndim != 2 or labels.ndim != 1 or len(labels) != len(features):
-        raise DataError(f"expected features (n, d) and labels (n,), got {tuple(features.shape)} and "
-                        f"{tuple(labels.shape)}; flatten the features and give one label per row")
+        raise DataError(
+            f"expected features (n, d) and labels (n,), got {tuple(features.shape)} and "
+            f"{tuple(labels.shape)}; flatten the features and give one label per row"
+        )
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise DataError(f"labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]; "
-                        "build the head with the stream's number of classes")
+        raise DataError(
+            f"labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]; "
+            "build the head with the stream's number of classes"
+        )
 
 
 class PrototypeHead:
@@ -59,8 +63,10 @@ class PrototypeHead:
         if self.sums is None:
             self.sums = torch.zeros(self.num_classes, f.shape[1], dtype=torch.float64)
         elif f.shape[1] != self.sums.shape[1]:
-            raise DataError(f"features have {f.shape[1]} dimensions but the prototypes {self.sums.shape[1]}; "
-                            "use the same feature function for every experience")
+            raise DataError(
+                f"features have {f.shape[1]} dimensions but the prototypes {self.sums.shape[1]}; "
+                "use the same feature function for every experience"
+            )
         self.sums.index_add_(0, labels, f)
         self.counts.index_add_(0, labels, torch.ones(len(labels), dtype=torch.float64))
 
@@ -91,8 +97,10 @@ class PrototypeHead:
         except (KeyError, AttributeError) as e:
             raise CheckpointError(f"prototype state is missing or malformed: {e}") from e
         if counts.shape != (self.num_classes,) or (sums.numel() and sums.shape[0] != counts.shape[0]):
-            raise CheckpointError(f"prototype state has {tuple(sums.shape)} sums and {tuple(counts.shape)} counts; "
-                                  f"expected {self.num_classes} classes")
+            raise CheckpointError(
+                f"prototype state has {tuple(sums.shape)} sums and {tuple(counts.shape)} counts; "
+                f"expected {self.num_classes} classes"
+            )
         self.sums = sums.clone() if sums.numel() else None
         self.counts = counts.clone()
 
@@ -145,8 +153,9 @@ class ClassGaussians:
         """Ids of the classes with statistics, ascending."""
         return torch.nonzero(self.known).flatten()
 
-    def sample(self, per_class: int, generator: torch.Generator, mean_scale: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, per_class: int, generator: torch.Generator, mean_scale: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``per_class`` samples from N(scale_c * mean_c, cov_c) for every known class c.
 
         ``mean_scale`` is an optional (C,) tensor of per-class factors on the mean.
@@ -172,8 +181,11 @@ class ClassGaussians:
 
     def state(self) -> dict:
         """Tensors for a checkpoint (empty tensors before the first update)."""
-        return {"means": self.means if self.means is not None else torch.zeros(0),
-                "covs": self.covs if self.covs is not None else torch.zeros(0), "known": self.known}
+        return {
+            "means": self.means if self.means is not None else torch.zeros(0),
+            "covs": self.covs if self.covs is not None else torch.zeros(0),
+            "known": self.known,
+        }
 
     def load(self, state: dict) -> None:
         """Restore :meth:`state`; raises :class:`CheckpointError` on a mismatch."""
@@ -189,8 +201,9 @@ class ClassGaussians:
         self._chol = None
 
 
-def encode_in_batches(encoder: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                      batch_size: int = 1024) -> torch.Tensor:
+def encode_in_batches(
+    encoder: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 1024
+) -> torch.Tensor:
     """``encoder`` applied to ``x`` in batches of ``batch_size`` rows, concatenated (no gradients).
 
     The frozen-feature step of every prototype classifier: a pre-trained model's
@@ -199,7 +212,7 @@ def encode_in_batches(encoder: Callable[[torch.Tensor], torch.Tensor], x: torch.
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     with torch.no_grad():  # not inference_mode: trainable modules may consume the result
-        parts = [encoder(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]
+        parts = [encoder(x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
     if not parts:
         raise DataError("no inputs to encode; give at least one example")
     f = torch.cat(parts)

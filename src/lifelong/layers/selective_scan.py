@@ -21,8 +21,9 @@ from torch import nn
 from lifelong.errors import DataError
 
 
-def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                   D: torch.Tensor) -> torch.Tensor:
+def selective_scan(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor
+) -> torch.Tensor:
     """Run the selective-scan recurrence (Mamba S6) over the sequence axis.
 
     Args:
@@ -36,12 +37,14 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     Returns ``(n, L, d)``; the loop runs over ``L`` only.
     """
     if u.ndim != 3 or delta.shape != u.shape or B.shape[:2] != u.shape[:2] or C.shape != B.shape:
-        raise DataError(f"selective_scan: shapes disagree: u {tuple(u.shape)}, delta {tuple(delta.shape)}, "
-                        f"B {tuple(B.shape)}, C {tuple(C.shape)}")
+        raise DataError(
+            f"selective_scan: shapes disagree: u {tuple(u.shape)}, delta {tuple(delta.shape)}, "
+            f"B {tuple(B.shape)}, C {tuple(C.shape)}"
+        )
     n, L, d = u.shape
-    decay = torch.exp(delta.unsqueeze(-1) * A).unbind(1)              # L x (n, d, N)
-    drive = ((delta * u).unsqueeze(-1) * B.unsqueeze(2)).unbind(1)    # L x (n, d, N)
-    Cs = C.unsqueeze(-1).unbind(1)                                    # L x (n, N, 1)
+    decay = torch.exp(delta.unsqueeze(-1) * A).unbind(1)  # L x (n, d, N)
+    drive = ((delta * u).unsqueeze(-1) * B.unsqueeze(2)).unbind(1)  # L x (n, d, N)
+    Cs = C.unsqueeze(-1).unbind(1)  # L x (n, N, 1)
     h = drive[0]
     ys = [torch.bmm(h, Cs[0])]
     for t in range(1, L):  # unbind, not indexing: indexing's backward fills a full zero tensor per step
@@ -68,12 +71,21 @@ class SelectiveSSMBlock(nn.Module):
     ``params = {"dt": Δ, "B": B, "C": C}``.
     """
 
-    def __init__(self, d_model: int, d_inner: int = 64, d_state: int = 16, zero_out: bool = False,
-                 out_proj: bool = True, zero_gate: bool = False, d_conv: int = 4):
+    def __init__(
+        self,
+        d_model: int,
+        d_inner: int = 64,
+        d_state: int = 16,
+        zero_out: bool = False,
+        out_proj: bool = True,
+        zero_gate: bool = False,
+        d_conv: int = 4,
+    ):
         super().__init__()
         if not out_proj and d_inner != d_model:
-            raise DataError(f"SelectiveSSMBlock without an output projection needs d_inner == d_model "
-                            f"(got {d_inner} and {d_model})")
+            raise DataError(
+                f"SelectiveSSMBlock without an output projection needs d_inner == d_model (got {d_inner} and {d_model})"
+            )
         self.d_inner, self.d_state, self.d_conv = d_inner, d_state, d_conv
         dt_rank = max(1, math.ceil(d_model / 16))
         self.in_proj = nn.Linear(d_model, 2 * d_inner)
@@ -99,9 +111,9 @@ class SelectiveSSMBlock(nn.Module):
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
         x, z = self.in_proj(tokens).chunk(2, dim=-1)
         if self.conv is not None:  # causal depthwise conv as shifted multiply-adds (faster than Conv1d for short L)
-            L, w = x.shape[1], self.conv.weight[:, 0]                 # w: (d_inner, d_conv)
+            L, w = x.shape[1], self.conv.weight[:, 0]  # w: (d_inner, d_conv)
             xp = F.pad(x, (0, 0, self.d_conv - 1, 0))
-            x = self.conv.bias + sum(xp[:, k:k + L] * w[:, k] for k in range(self.d_conv))
+            x = self.conv.bias + sum(xp[:, k : k + L] * w[:, k] for k in range(self.d_conv))
         x = F.silu(x)
         dbc = self.x_proj(x)
         dt, B, C = dbc.split([self.dt_rank, self.d_state, self.d_state], dim=-1)

@@ -42,6 +42,6 @@ def global_magnitude_masks(weights: list[torch.Tensor], sparsity: float) -> list
     chosen[torch.topk(flat, keep, sorted=False).indices] = True
     masks, start = [], 0
     for w in weights:
-        masks.append(chosen[start:start + w.numel()].view_as(w).to(w.dtype))
+        masks.append(chosen[start : start + w.numel()].view_as(w).to(w.dtype))
         start += w.numel()
     return masks

@@ -48,13 +48,17 @@ class _TensorStore:
         return {k: v[: self.size] for k, v in self.tensors.items()}
 
     def state_dict(self) -> dict:
-        return {"capacity": self.capacity, "size": self.size,
-                "tensors": {k: v.clone() for k, v in self.tensors.items()}}
+        return {
+            "capacity": self.capacity,
+            "size": self.size,
+            "tensors": {k: v.clone() for k, v in self.tensors.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if int(state["capacity"]) != self.capacity:
-            raise CheckpointError(f"buffer capacity {state['capacity']} in the checkpoint differs from "
-                                  f"the configured {self.capacity}")
+            raise CheckpointError(
+                f"buffer capacity {state['capacity']} in the checkpoint differs from the configured {self.capacity}"
+            )
         self.size = int(state["size"])
         self.tensors = {k: v.clone() for k, v in state["tensors"].items()}
 
@@ -81,7 +85,8 @@ class ReservoirBuffer(_TensorStore):
             rev = s.flip(0)
             uniq, inv = torch.unique(rev, return_inverse=True)
             first = torch.full((len(uniq),), len(rev), dtype=torch.long).scatter_reduce(
-                0, inv, torch.arange(len(rev)), reduce="amin")
+                0, inv, torch.arange(len(rev)), reduce="amin"
+            )
             rows = accepted.flip(0)[first]
             self.write(slots[rows], batch, rows)
         self.seen += n
@@ -146,15 +151,18 @@ class ClassBalancedBuffer(_TensorStore):
             rev = s.flip(0)
             uniq, inv = torch.unique(rev, return_inverse=True)
             first = torch.full((len(uniq),), len(rev), dtype=torch.long).scatter_reduce(
-                0, inv, torch.arange(len(rev)), reduce="amin")
+                0, inv, torch.arange(len(rev)), reduce="amin"
+            )
             keep = torch.arange(len(s)).flip(0)[first]
             self.write(s[keep], batch, r[keep])
 
     def state_dict(self) -> dict:
         """The stored examples with each class's slots and examples seen."""
-        return {**super().state_dict(),
-                "class_slots": {str(k): list(v) for k, v in self.class_slots.items()},
-                "class_seen": {str(k): v for k, v in self.class_seen.items()}}
+        return {
+            **super().state_dict(),
+            "class_slots": {str(k): list(v) for k, v in self.class_slots.items()},
+            "class_seen": {str(k): v for k, v in self.class_seen.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""

@@ -12,23 +12,23 @@ Notes: docs/papers/simplecil.md
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifelong.adapters.feature import feature_adapter, rms_normalize
+from lifelong.encoders.frozen import frozen_encoder
 from lifelong.errors import CheckpointError, ConfigError, NonFiniteLossError
+from lifelong.heads.cosine import CosineClassifier
 from lifelong.heads.prototype import PrototypeHead, encode_in_batches
 from lifelong.methods.base import ClassTracker, LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
-from lifelong.encoders.frozen import frozen_encoder
 from lifelong.optim import build_optimizer
-from lifelong.adapters.feature import feature_adapter, rms_normalize
-from lifelong.heads.cosine import CosineClassifier
 
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
@@ -40,8 +40,11 @@ ADAPTERS = ("adapter", "ssf", "finetune")
 class APERConfig(MethodConfig):
     """APER/ADAM settings; defaults from the official configs (``exps/aper_adapter/*.json``)."""
 
-    adapter: str = hp("adapter", "adapted model: adapter (AdaptFormer-style bottleneck) | ssf | finetune "
-                                 "(identity-init linear layer); applied to the embedding, see the module docstring")
+    adapter: str = hp(
+        "adapter",
+        "adapted model: adapter (AdaptFormer-style bottleneck) | ssf | finetune "
+        "(identity-init linear layer); applied to the embedding, see the module docstring",
+    )
     bottleneck: int = hp(64, "adapter bottleneck width (ffn_num)")
     adapter_scale: float = hp(0.1, "adapter output scale (AdaptFormer ffn_adapter_scalar)")
     epochs: int = hp(20, "adaptation epochs on the first experience (tuned_epoch)")
@@ -64,8 +67,10 @@ class APERConfig(MethodConfig):
         if self.input_norm not in ("rms", "none"):
             raise ConfigError(f"input_norm must be 'rms' or 'none', got {self.input_norm!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.bottleneck < 1 or self.encode_batch < 1:
-            raise ConfigError("epochs must be >= 0 and batch_size, bottleneck, encode_batch >= 1; got "
-                              f"{self.epochs}, {self.batch_size}, {self.bottleneck}, {self.encode_batch}")
+            raise ConfigError(
+                "epochs must be >= 0 and batch_size, bottleneck, encode_batch >= 1; got "
+                f"{self.epochs}, {self.batch_size}, {self.bottleneck}, {self.encode_batch}"
+            )
         if not self.lr > 0 or self.min_lr < 0:
             raise ConfigError(f"lr must be > 0 and min_lr >= 0, got {self.lr}, {self.min_lr}")
 
@@ -154,11 +159,13 @@ class APER(LearnerBase):
             order = torch.arange(n) if experience.online else torch.randperm(n, generator=self.generator)
             total = 0.0
             for s in range(0, n, bs):
-                idx = order[s:s + bs]
+                idx = order[s : s + bs]
                 loss = F.cross_entropy(head(adapter(g[idx])), target[idx])
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"aper: the adaptation loss became {loss.item()} on experience {index}; "
-                                             "lower method.lr or check the inputs for NaN/inf")
+                    raise NonFiniteLossError(
+                        f"aper: the adaptation loss became {loss.item()} on experience {index}; "
+                        "lower method.lr or check the inputs for NaN/inf"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -195,9 +202,15 @@ class APER(LearnerBase):
         """Adapter weights, prototypes, seen classes, RNG and counters."""
         if self.head is None:
             return {"built": False}
-        state = {"built": True, "head": self.head.state(), "classes": self.classes.state(),
-                 "samples_seen": self.samples_seen, "generator": self.generator.get_state(),
-                 "adapted": self.adapted, "adaptation_losses": list(self.adaptation_losses)}
+        state = {
+            "built": True,
+            "head": self.head.state(),
+            "classes": self.classes.state(),
+            "samples_seen": self.samples_seen,
+            "generator": self.generator.get_state(),
+            "adapted": self.adapted,
+            "adaptation_losses": list(self.adaptation_losses),
+        }
         if self.adapter is not None:
             state["adapter"] = dict(self.adapter.state_dict())
             state["dim"] = self.dim

@@ -55,8 +55,10 @@ class ClassTracker:
     def observe(self, experience: Experience, labels: torch.Tensor) -> None:
         """Record the classes present in ``labels`` (and the task's classes)."""
         if labels.numel() and (labels.min() < 0 or labels.max() >= len(self.seen)):
-            raise DataError(f"experience {experience.index} has labels outside [0, {len(self.seen)}); "
-                            "check the dataset's class names and the scenario's class order")
+            raise DataError(
+                f"experience {experience.index} has labels outside [0, {len(self.seen)}); "
+                "check the dataset's class names and the scenario's class order"
+            )
         self.seen[labels.unique()] = True
         if experience.task_id is not None:
             old = set(self.task_classes.get(experience.task_id, []))
@@ -127,14 +129,19 @@ class GradientConfig(MethodConfig):
     epochs: int = hp(3, "passes over each experience's training data (online streams force 1)")
     batch_size: int = hp(32, "mini-batch size (online streams use the stream's batch size)")
     lr: float = hp(0.01, "learning rate")
-    optimizer: str = hp("sgd", "optimizer (`lifelong list optimizers`), optionally + an adaptive batch size: "
-                               "sgd+norm_test[:eta=0.1,max_batch_size=1024] or +inner_product_test (AdAdaGrad)")
+    optimizer: str = hp(
+        "sgd",
+        "optimizer (`lifelong list optimizers`), optionally + an adaptive batch size: "
+        "sgd+norm_test[:eta=0.1,max_batch_size=1024] or +inner_product_test (AdAdaGrad)",
+    )
     momentum: float = hp(0.9, "momentum (SGD only)")
     weight_decay: float = hp(0.0, "L2 weight decay")
     hidden: tuple[int, ...] = hp((256, 256), "hidden sizes of the MLP backbone")
     reset_optimizer: bool = hp(True, "create a fresh optimizer (no momentum carried over) at each experience")
-    lr_schedule: str = hp("constant", "learning-rate schedule over each experience's steps: constant | linear | "
-                                      "cosine (lifelong.optim.schedules)")
+    lr_schedule: str = hp(
+        "constant",
+        "learning-rate schedule over each experience's steps: constant | linear | cosine (lifelong.optim.schedules)",
+    )
     warmup_steps: int = hp(0, "linear warm-up steps at the start of each experience's schedule")
 
     def validate(self) -> None:
@@ -146,22 +153,29 @@ class GradientConfig(MethodConfig):
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"hidden must list layer widths >= 1, like 256,256 (empty: no hidden layer); "
-                              f"got {self.hidden}")
+            raise ConfigError(
+                f"hidden must list layer widths >= 1, like 256,256 (empty: no hidden layer); got {self.hidden}"
+            )
         if self.momentum < 0 or self.weight_decay < 0:
-            raise ConfigError(f"momentum and weight_decay must be >= 0, got {self.momentum}, {self.weight_decay}; "
-                              "set method.momentum / method.weight_decay to 0 or more")
+            raise ConfigError(
+                f"momentum and weight_decay must be >= 0, got {self.momentum}, {self.weight_decay}; "
+                "set method.momentum / method.weight_decay to 0 or more"
+            )
         if self.lr_schedule not in ("constant", "linear", "cosine"):
-            raise ConfigError(f"lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r} "
-                              "(the refined schedule needs an earlier run's gradient norms: use "
-                              "lifelong.optim.schedules.build_schedule from Python)")
+            raise ConfigError(
+                f"lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r} "
+                "(the refined schedule needs an earlier run's gradient norms: use "
+                "lifelong.optim.schedules.build_schedule from Python)"
+            )
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         spec = parse_optimizer_spec(self.optimizer)
         if spec.batch_test is not None and (self.batch_size < 2 or spec.options["max_batch_size"] < self.batch_size):
-            raise ConfigError(f"an adaptive batch ({spec.batch_test}) needs batch_size >= 2 and max_batch_size >= "
-                              f"batch_size, got batch_size={self.batch_size}, "
-                              f"max_batch_size={spec.options['max_batch_size']}")
+            raise ConfigError(
+                f"an adaptive batch ({spec.batch_test}) needs batch_size >= 2 and max_batch_size >= "
+                f"batch_size, got batch_size={self.batch_size}, "
+                f"max_batch_size={spec.options['max_batch_size']}"
+            )
 
 
 class GradientLearner(LearnerBase):
@@ -213,8 +227,10 @@ class GradientLearner(LearnerBase):
         if self.model is None:
             self.prepare(experience.input_shape, experience.num_classes)
         if tuple(experience.input_shape) != self.input_shape:
-            raise DataError(f"experience {experience.index} has inputs of shape {tuple(experience.input_shape)}"
-                            f" but the model was built for {self.input_shape}")
+            raise DataError(
+                f"experience {experience.index} has inputs of shape {tuple(experience.input_shape)}"
+                f" but the model was built for {self.input_shape}"
+            )
         x, y = experience.train_tensors()
         self.experience_index = experience.index
         self.classes.observe(experience, y)
@@ -233,12 +249,12 @@ class GradientLearner(LearnerBase):
         n = len(y)
         scheduler = self._make_schedule(epochs * math.ceil(n / bs))
         controller = None if online else self._make_batch_controller(bs, n)
-        for epoch in range(epochs):
+        for _ in range(epochs):
             order = torch.arange(n) if online else torch.randperm(n, generator=self.generator)
             start = 0
             while start < n:
                 size = controller.batch_size if controller is not None else bs
-                idx = order[start:start + size]
+                idx = order[start : start + size]
                 start += size
                 self.train_step(x[idx], y[idx], experience)
                 if scheduler is not None:
@@ -253,8 +269,9 @@ class GradientLearner(LearnerBase):
             return None
         from lifelong.optim.schedules import build_schedule
 
-        return build_schedule(c.lr_schedule, self.optimizer, total_steps,
-                              warmup_steps=min(c.warmup_steps, total_steps - 1))
+        return build_schedule(
+            c.lr_schedule, self.optimizer, total_steps, warmup_steps=min(c.warmup_steps, total_steps - 1)
+        )
 
     def _make_batch_controller(self, batch_size: int, n: int) -> BatchSizeController | None:
         """The optimizer spec's adaptive batch-size controller starting at ``batch_size`` (None without one).
@@ -272,8 +289,7 @@ class GradientLearner(LearnerBase):
         loss = self.loss(x, y, experience)
         value = loss.item()  # one read of the scalar (cheaper than a torch.isfinite op per step)
         if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"{self.name}: the loss became {value} during experience {experience.index}")
+            raise NonFiniteLossError(f"{self.name}: the loss became {value} during experience {experience.index}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -334,10 +350,15 @@ class GradientLearner(LearnerBase):
         if self.model is None:
             return {"built": False}
         return {
-            "built": True, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(), "classes": self.classes.state(),
-            "samples_seen": self.samples_seen, "experience_index": self.experience_index,
+            "built": True,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "classes": self.classes.state(),
+            "samples_seen": self.samples_seen,
+            "experience_index": self.experience_index,
             "extra": self.extra_state(),
         }
 

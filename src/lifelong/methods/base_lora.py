@@ -5,7 +5,6 @@ kept) with a linear head, over an MLP or a pre-trained text encoder; ``lora-seq`
 ``codyra`` with CoDyRA's rank-selective adapters.
 """
 
-
 from __future__ import annotations
 
 import os
@@ -17,15 +16,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.adapters import (ALL_LINEAR, ALLoRAConfig, LoRAConfig, adapter_parameters, find_targets,
-                               fold_adapter, inject_adapter, lora_layers, save_adapter, set_active_adapters,
-                               wrap_targets)
+from lifelong.adapters import (
+    ALL_LINEAR,
+    ALLoRAConfig,
+    LoRAConfig,
+    adapter_parameters,
+    find_targets,
+    fold_adapter,
+    inject_adapter,
+    lora_layers,
+    save_adapter,
+    set_active_adapters,
+    wrap_targets,
+)
 from lifelong.encoders import MLP
+from lifelong.encoders.text_backbone import TextBackbone
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.heads import Classifier
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
-from lifelong.encoders.text_backbone import TextBackbone
 
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
@@ -39,21 +48,32 @@ LOSS_SCOPES = ("seen", "current")
 class LoRASeqConfig(GradientConfig):
     """lora-seq settings: LoRA's (rank, alpha, dropout, targets) plus the backbone and the per-task mode."""
 
-    backbone: str = hp("mlp", "mlp (MLP over vector inputs, sizes from `hidden`) | minilm (all-MiniLM-L6-v2 over "
-                              "token ids: data.representation=tokens) | path of a local Hugging Face encoder folder")
+    backbone: str = hp(
+        "mlp",
+        "mlp (MLP over vector inputs, sizes from `hidden`) | minilm (all-MiniLM-L6-v2 over "
+        "token ids: data.representation=tokens) | path of a local Hugging Face encoder folder",
+    )
     rank: int = hp(8, "LoRA rank r of each task's adapter")
     alpha: float = hp(16.0, "LoRA alpha: the update is scaled by alpha / r (ignored by variant=allora)")
     dropout: float = hp(0.05, "dropout on the adapter input (ignored by variant=allora)")
-    target_modules: tuple[str, ...] = hp((ALL_LINEAR,), "Linear modules of the backbone to adapt: names matched as "
-                                                        "dotted suffixes (query,value) or all-linear")
-    mode: str = hp("merge", "merge: fold each task's adapter into the backbone after the task | keep: keep one "
-                            "frozen adapter per task, all active")
+    target_modules: tuple[str, ...] = hp(
+        (ALL_LINEAR,),
+        "Linear modules of the backbone to adapt: names matched as dotted suffixes (query,value) or all-linear",
+    )
+    mode: str = hp(
+        "merge",
+        "merge: fold each task's adapter into the backbone after the task | keep: keep one "
+        "frozen adapter per task, all active",
+    )
     variant: str = hp("lora", "adapter kind: lora | allora (arXiv 2410.09692: no alpha, no dropout, per-row lr)")
     eta: float = hp(1.0, "ALLoRA's eta: gradient coefficient at a zero update (variant=allora)")
     init: str = hp("kaiming", "adapter init: kaiming (A Kaiming-uniform, B = 0) | gaussian")
-    loss_scope: str = hp("seen", "classes in the training cross-entropy: seen (all classes seen so far) | current "
-                                 "(only the current experience's classes; earlier tasks' logits set to -inf, as "
-                                 "CoDyRA's official training loop)")
+    loss_scope: str = hp(
+        "seen",
+        "classes in the training cross-entropy: seen (all classes seen so far) | current "
+        "(only the current experience's classes; earlier tasks' logits set to -inf, as "
+        "CoDyRA's official training loop)",
+    )
     pad_id: int = hp(0, "padding token id of token-id inputs (text backbones)")
     eval_batch: int = hp(256, "inputs per forward pass when predicting (no effect on results)")
     # LoRA training defaults (override the shared gradient settings)
@@ -83,9 +103,11 @@ class LoRASeqConfig(GradientConfig):
         return LoRAConfig(r=self.rank, alpha=self.alpha, dropout=self.dropout, target_modules=targets, init=self.init)
 
 
-_TOKENS_FIX = ("load the text with representation='tokens' (CLI: --set data.representation=tokens; Python: "
-               "load_dataset('clinc150', representation='tokens') or lora_seq.text_token_dataset(data)), or use "
-               "backbone=mlp for feature vectors")
+_TOKENS_FIX = (
+    "load the text with representation='tokens' (CLI: --set data.representation=tokens; Python: "
+    "load_dataset('clinc150', representation='tokens') or lora_seq.text_token_dataset(data)), or use "
+    "backbone=mlp for feature vectors"
+)
 
 
 # ---- the learner ------------------------------------------------------------------------------------
@@ -134,8 +156,9 @@ class LoRASequence(GradientLearner):
             dim = backbone.out_dim
         else:
             if len(input_shape) != 1:
-                raise DataError(f"a text backbone reads token-id vectors, got inputs of shape {input_shape}; "
-                                f"{_TOKENS_FIX}")
+                raise DataError(
+                    f"a text backbone reads token-id vectors, got inputs of shape {input_shape}; {_TOKENS_FIX}"
+                )
             backbone = TextBackbone(c.backbone, pad_id=c.pad_id)
             dim = backbone.out_dim
         for p in backbone.parameters():
@@ -153,12 +176,15 @@ class LoRASequence(GradientLearner):
         data = experience.dataset
         if self.reads(self.config) == "features":
             if (data.meta or {}).get("inputs") == "token ids":
-                raise DataError(f"{self.name} with backbone=mlp reads feature vectors, but dataset {data.name!r} "
-                                "holds token ids; set backbone=minilm (CLI: --set method.backbone=minilm) or load "
-                                "features (drop representation='tokens' / data.representation=tokens)")
+                raise DataError(
+                    f"{self.name} with backbone=mlp reads feature vectors, but dataset {data.name!r} "
+                    "holds token ids; set backbone=minilm (CLI: --set method.backbone=minilm) or load "
+                    "features (drop representation='tokens' / data.representation=tokens)"
+                )
             return
-        self._check_token_ids(data.x_train[torch.as_tensor(experience.train_idx[:1024], dtype=torch.long)],
-                              f"dataset {data.name!r}")
+        self._check_token_ids(
+            data.x_train[torch.as_tensor(experience.train_idx[:1024], dtype=torch.long)], f"dataset {data.name!r}"
+        )
 
     def _check_token_ids(self, x: torch.Tensor, what: str = "the inputs") -> None:
         """Raise DataError unless ``x`` holds token ids of the text backbone's vocabulary."""
@@ -166,20 +192,30 @@ class LoRASequence(GradientLearner):
             return
         fractional = x.is_floating_point() and not (torch.isfinite(x).all() and torch.equal(x, x.round()))
         if fractional or x.min() < 0:
-            raise DataError(f"{self.name} with backbone={self.config.backbone} reads token ids, but {what} are not "
-                            f"token ids (fractional or negative values: feature vectors?); {_TOKENS_FIX}")
+            raise DataError(
+                f"{self.name} with backbone={self.config.backbone} reads token ids, but {what} are not "
+                f"token ids (fractional or negative values: feature vectors?); {_TOKENS_FIX}"
+            )
         encoder = getattr(getattr(self.model, "backbone", None), "encoder", None)
         vocab = getattr(getattr(encoder, "config", None), "vocab_size", None)
         if vocab is not None and int(x.max()) >= vocab:
-            raise DataError(f"{what} hold token id {int(x.max())}, outside the vocabulary of backbone="
-                            f"{self.config.backbone} ({vocab} ids); tokenise with the backbone's own tokenizer "
-                            "(representation='tokens' with encoder= the same model)")
+            raise DataError(
+                f"{what} hold token id {int(x.max())}, outside the vocabulary of backbone="
+                f"{self.config.backbone} ({vocab} ids); tokenise with the backbone's own tokenizer "
+                "(representation='tokens' with encoder= the same model)"
+            )
 
     def before_experience(self, experience: Experience) -> None:
         """Add this experience's adapter (seeded by the learner's generator) and an optimizer over it + the head."""
         name = f"task{experience.index}"
-        inject_adapter(self.backbone, self.config.adapter_config(), name, generator=self.generator,
-                       freeze_base=False, activate=False)
+        inject_adapter(
+            self.backbone,
+            self.config.adapter_config(),
+            name,
+            generator=self.generator,
+            freeze_base=False,
+            activate=False,
+        )
         set_active_adapters(self.backbone, [*self.kept, name])
         for p in adapter_parameters(self.backbone, name):
             p.requires_grad_(True)
@@ -214,8 +250,11 @@ class LoRASequence(GradientLearner):
         was_training = self.model.training
         self.model.eval()
         bs = self.config.eval_batch
-        out = torch.cat([self.model(x[s:s + bs]) for s in range(0, len(x), bs)]) if len(x) else \
-            torch.empty(0, self.num_classes)
+        out = (
+            torch.cat([self.model(x[s : s + bs]) for s in range(0, len(x), bs)])
+            if len(x)
+            else torch.empty(0, self.num_classes)
+        )
         self.model.train(was_training)
         return self.classes.mask(out, task_id)
 
@@ -234,8 +273,10 @@ class LoRASequence(GradientLearner):
         """Write the adapter of experience ``experience_index`` (mode=keep) in HF PEFT's format."""
         name = f"task{experience_index}"
         if name not in self.kept:
-            raise CheckpointError(f"no kept adapter {name!r} (kept: {self.kept or 'none'}); only mode=keep keeps "
-                                  "per-task adapters, merge folds them into the backbone")
+            raise CheckpointError(
+                f"no kept adapter {name!r} (kept: {self.kept or 'none'}); only mode=keep keeps "
+                "per-task adapters, merge folds them into the backbone"
+            )
         return save_adapter(self.backbone, directory, name)
 
     # ---- checkpoints ----------------------------------------------------------------------------

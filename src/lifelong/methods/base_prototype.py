@@ -7,8 +7,9 @@ of a frozen encoder's outputs and scores by cosine similarity or negative distan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -92,8 +93,12 @@ class PrototypeLearner(LearnerBase):
         """Prototype sums and counts, seen classes (the encoder is not stored: it is frozen and given)."""
         if self.head is None:
             return {"built": False}
-        return {"built": True, "head": self.head.state(), "classes": self.classes.state(),
-                "samples_seen": self.samples_seen}
+        return {
+            "built": True,
+            "head": self.head.state(),
+            "classes": self.classes.state(),
+            "samples_seen": self.samples_seen,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; a mismatch raises :class:`CheckpointError` and changes nothing."""

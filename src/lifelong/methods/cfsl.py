@@ -44,8 +44,9 @@ class CFSLConfig(GradientConfig):
         if self.learner not in ("tune", "protonet"):
             raise ConfigError(f"learner must be 'tune' or 'protonet', got {self.learner!r}")
         if self.buffer_size < 1 or self.replay_batch_size < 0:
-            raise ConfigError(f"need buffer_size >= 1 and replay_batch_size >= 0, got {self.buffer_size}, "
-                              f"{self.replay_batch_size}")
+            raise ConfigError(
+                f"need buffer_size >= 1 and replay_batch_size >= 0, got {self.buffer_size}, {self.replay_batch_size}"
+            )
 
 
 @register("cfsl")
@@ -101,8 +102,11 @@ class CFSL(GradientLearner):
         return self.classes.mask(scores, task_id)
 
     def extra_state(self) -> dict:
-        return {"buffer": self.buffer.state_dict(), "proto_sum": self.proto_sum.clone(),
-                "proto_count": self.proto_count.clone()}
+        return {
+            "buffer": self.buffer.state_dict(),
+            "proto_sum": self.proto_sum.clone(),
+            "proto_count": self.proto_count.clone(),
+        }
 
     def load_extra_state(self, state: dict) -> None:
         self.buffer.load_state_dict(state["buffer"])

@@ -20,37 +20,54 @@ import numpy as np
 import torch
 
 from lifelong.adapters import ALL_LINEAR, find_targets, fold_adapter
-from lifelong.adapters.codyra import GATE_INITS, CoDyRAConfig, KappaSchedule, effective_ranks, gate_parameters, \
-    proximal_step
+from lifelong.adapters.codyra import (
+    GATE_INITS,
+    CoDyRAConfig,
+    KappaSchedule,
+    effective_ranks,
+    gate_parameters,
+    proximal_step,
+)
 from lifelong.errors import ConfigError
 from lifelong.methods.base import GradientConfig
-from lifelong.methods.config import hp
 from lifelong.methods.base_lora import LOSS_SCOPES, LoRASequence
+from lifelong.methods.config import hp
 from lifelong.methods.registry import register
 
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
 
 
-
 @dataclass
 class CoDyRAMethodConfig(GradientConfig):
     """codyra settings: rank budget, gate init, sparsity schedule, backbone and the paper's LoRA training defaults."""
 
-    backbone: str = hp("mlp", "mlp (MLP over vector inputs, sizes from `hidden`) | minilm (all-MiniLM-L6-v2 over "
-                              "token ids, see lora_seq.text_token_dataset) | path of a local Hugging Face encoder")
+    backbone: str = hp(
+        "mlp",
+        "mlp (MLP over vector inputs, sizes from `hidden`) | minilm (all-MiniLM-L6-v2 over "
+        "token ids, see lora_seq.text_token_dataset) | path of a local Hugging Face encoder",
+    )
     rank: int = hp(16, "rank budget r of each task's adapter (paper: 16)")
     alpha: float = hp(0.0, "LoRA alpha (update scaled by alpha / r); 0: alpha = r, scaling 1 as in the official code")
     gate_init: str = hp("normal", "initial importance gates: normal (N(0, 1), official code) | ones")
     kappa: float = hp(0.005, "peak sparsity threshold kappa subtracted from |gate| per step (official runner: 0.005)")
-    kappa_reference_steps: int = hp(500, "rescale kappa by this / steps-in-task so a short task shrinks the gates as "
-                                         "much as the official 500-iteration run (0: use kappa as is)")
+    kappa_reference_steps: int = hp(
+        500,
+        "rescale kappa by this / steps-in-task so a short task shrinks the gates as "
+        "much as the official 500-iteration run (0: use kappa as is)",
+    )
     dense_fraction: float = hp(0.5, "fraction of each task's steps trained densely before the proximal steps start")
     kappa_levels: int = hp(50, "number of levels of the staircase from 0 to kappa (official: 50)")
-    loss_scope: str = hp("current", "classes in the training cross-entropy: current (official code: earlier "
-                                    "tasks' logits set to -inf) | seen (all classes seen so far, as lora-seq)")
-    target_modules: tuple[str, ...] = hp((ALL_LINEAR,), "Linear modules of the backbone to adapt: names matched as "
-                                                        "dotted suffixes (query,value) or all-linear (paper: all)")
+    loss_scope: str = hp(
+        "current",
+        "classes in the training cross-entropy: current (official code: earlier "
+        "tasks' logits set to -inf) | seen (all classes seen so far, as lora-seq)",
+    )
+    target_modules: tuple[str, ...] = hp(
+        (ALL_LINEAR,),
+        "Linear modules of the backbone to adapt: names matched as "
+        "dotted suffixes (query,value) or all-linear (paper: all)",
+    )
     init: str = hp("kaiming", "adapter init: kaiming (A Kaiming-uniform, B = 0, official) | gaussian")
     pad_id: int = hp(0, "padding token id of token-id inputs (text backbones)")
     eval_batch: int = hp(256, "inputs per forward pass when predicting (no effect on results)")
@@ -77,8 +94,9 @@ class CoDyRAMethodConfig(GradientConfig):
         """The :class:`CoDyRAConfig` of each task's adapter."""
         targets = self.target_modules
         targets = ALL_LINEAR if tuple(targets) == (ALL_LINEAR,) else tuple(targets)
-        return CoDyRAConfig(r=self.rank, alpha=(self.alpha or None), gate_init=self.gate_init, target_modules=targets,
-                            init=self.init)
+        return CoDyRAConfig(
+            r=self.rank, alpha=(self.alpha or None), gate_init=self.gate_init, target_modules=targets, init=self.init
+        )
 
 
 @register("codyra")
@@ -108,8 +126,9 @@ class CoDyRA(LoRASequence):
             steps = math.ceil(n / (experience.batch_size or c.batch_size))
         else:
             steps = c.epochs * math.ceil(n / c.batch_size)
-        self._schedule = KappaSchedule(max(steps, 1), c.kappa, c.dense_fraction, c.kappa_levels,
-                                       c.kappa_reference_steps)
+        self._schedule = KappaSchedule(
+            max(steps, 1), c.kappa, c.dense_fraction, c.kappa_levels, c.kappa_reference_steps
+        )
         self._step = 0
         self._gates = gate_parameters(self.backbone, f"task{experience.index}")
 
@@ -125,9 +144,16 @@ class CoDyRA(LoRASequence):
         name = f"task{experience.index}"
         per = effective_ranks(self.backbone, name)
         vals = np.array(list(per.values()), dtype=float)
-        self.rank_history.append({"experience": int(experience.index), "mean": float(vals.mean()),
-                                  "min": int(vals.min()), "max": int(vals.max()), "budget": int(self.config.rank),
-                                  "per_layer": {k: int(v) for k, v in per.items()}})
+        self.rank_history.append(
+            {
+                "experience": int(experience.index),
+                "mean": float(vals.mean()),
+                "min": int(vals.min()),
+                "max": int(vals.max()),
+                "budget": int(self.config.rank),
+                "per_layer": {k: int(v) for k, v in per.items()},
+            }
+        )
         fold_adapter(self.backbone, name)
         self.folded.append(name)
         self._gates, self._current = [], None
@@ -137,8 +163,12 @@ class CoDyRA(LoRASequence):
         """Mean effective rank per finished experience, its overall mean, and the fraction of the rank budget used."""
         means = [h["mean"] for h in self.rank_history]
         overall = float(np.mean(means)) if means else 0.0
-        return {"per_experience": means, "mean": overall, "budget": int(self.config.rank),
-                "fraction_of_budget": overall / self.config.rank}
+        return {
+            "per_experience": means,
+            "mean": overall,
+            "budget": int(self.config.rank),
+            "fraction_of_budget": overall / self.config.rank,
+        }
 
     def parameter_counts(self) -> tuple[int, int]:
         """(head + one task's adapter incl. its gates, all parameters: after the merge = backbone + head)."""

@@ -38,8 +38,9 @@ def config_fields(cls: type[MethodConfig]) -> list[dict]:
     out = []
     for f in fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out.append({"name": f.name, "type": _type_name(hints[f.name]), "default": default,
-                    "help": f.metadata.get("help", "")})
+        out.append(
+            {"name": f.name, "type": _type_name(hints[f.name]), "default": default, "help": f.metadata.get("help", "")}
+        )
     return out
 
 
@@ -85,7 +86,9 @@ def _check_field_ranges(cfg: MethodConfig) -> None:
             if spec.name not in list_optimizers():
                 raise unknown_name("optimizer", spec.name, list_optimizers())
             if spec.batch_test is not None and not getattr(cfg, "adaptive_batch", False):
-                raise ConfigError(f"{type(cfg).__name__} does not train in one mini-batch loop, so the optimizer "
-                                  f"component {spec.batch_test} does not apply; use optimizer={spec.name}")
+                raise ConfigError(
+                    f"{type(cfg).__name__} does not train in one mini-batch loop, so the optimizer "
+                    f"component {spec.batch_test} does not apply; use optimizer={spec.name}"
+                )
         if "temperature" in f.name and isinstance(v, float) and not v > 0:
             raise ConfigError(f"{f.name} must be > 0 (it divides the scores), got {v}")

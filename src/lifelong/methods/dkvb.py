@@ -76,8 +76,16 @@ class KeyValueBottleneck(nn.Module):
     Parameter: ``values`` (C, M, num_classes), zero-initialised as in the paper's configs.
     """
 
-    def __init__(self, in_dim: int, num_classes: int, num_codebooks: int, pairs: int, dim_keys: int,
-                 topk: int = 1, chunk: int = 512):
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int,
+        num_codebooks: int,
+        pairs: int,
+        dim_keys: int,
+        topk: int = 1,
+        chunk: int = 512,
+    ):
         super().__init__()
         self.topk, self.chunk = topk, chunk
         self.register_buffer("projection", torch.randn(num_codebooks, in_dim, dim_keys) / math.sqrt(in_dim))
@@ -95,7 +103,7 @@ class KeyValueBottleneck(nn.Module):
         out = []
         key_sq = self.keys.pow(2).sum(-1).unsqueeze(1)  # (C, 1, M)
         for s in range(0, len(x), self.chunk):
-            h = self.heads(x[s:s + self.chunk]).transpose(0, 1)  # (C, b, k)
+            h = self.heads(x[s : s + self.chunk]).transpose(0, 1)  # (C, b, k)
             # squared distance up to the per-query constant ||h||^2: ||k||^2 - 2 h.k
             d = torch.baddbmm(key_sq, h, self.keys.transpose(1, 2), alpha=-2.0)  # (C, b, M)
             if self.topk == 1:
@@ -123,8 +131,17 @@ def _assign(h: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def init_keys_ema(bottleneck: KeyValueBottleneck, x: torch.Tensor, *, epochs: int, batch_size: int, decay: float,
-                  eps: float, threshold_factor: float, generator: torch.Generator) -> None:
+def init_keys_ema(
+    bottleneck: KeyValueBottleneck,
+    x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    decay: float,
+    eps: float,
+    threshold_factor: float,
+    generator: torch.Generator,
+) -> None:
     """EMA k-means of each head's projections (the paper's key initialisation), then mark keys initialised.
 
     Per batch: assign to the nearest key, EMA the cluster sizes and sums, keys = sums /
@@ -142,7 +159,7 @@ def init_keys_ema(bottleneck: KeyValueBottleneck, x: torch.Tensor, *, epochs: in
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for s in range(0, n, batch_size):
-            h = h_all[:, order[s:s + batch_size]]  # (C, b, k)
+            h = h_all[:, order[s : s + batch_size]]  # (C, b, k)
             a = _assign(h, keys)  # (C, b)
             onehot = F.one_hot(a, M).to(h.dtype)  # (C, b, M)
             size.mul_(decay).add_(onehot.sum(1), alpha=1 - decay)
@@ -161,13 +178,20 @@ def init_keys_ema(bottleneck: KeyValueBottleneck, x: torch.Tensor, *, epochs: in
 
 
 @torch.no_grad()
-def init_keys_kmeans(bottleneck: KeyValueBottleneck, x: torch.Tensor, *, epochs: int,
-                     generator: torch.Generator) -> None:
+def init_keys_kmeans(
+    bottleneck: KeyValueBottleneck, x: torch.Tensor, *, epochs: int, generator: torch.Generator
+) -> None:
     """Batch Lloyd k-means of each head's projections (``epochs`` iterations); empty clusters keep their key."""
     C, M, _ = bottleneck.keys.shape
     h = bottleneck.heads(x).transpose(0, 1).contiguous()
-    start = torch.stack([torch.randperm(len(x), generator=generator)[:M] if len(x) >= M
-                         else torch.randint(0, len(x), (M,), generator=generator) for _ in range(C)])
+    start = torch.stack(
+        [
+            torch.randperm(len(x), generator=generator)[:M]
+            if len(x) >= M
+            else torch.randint(0, len(x), (M,), generator=generator)
+            for _ in range(C)
+        ]
+    )
     keys = torch.gather(h, 1, start.unsqueeze(-1).expand(-1, -1, h.shape[-1])).clone()
     for _ in range(epochs):
         onehot = F.one_hot(_assign(h, keys), M).to(h.dtype)
@@ -191,8 +215,9 @@ class DKVB(GradientLearner):
 
     def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         c = self.config
-        return KeyValueBottleneck(int(math.prod(input_shape)), num_classes, c.num_codebooks, c.pairs_per_codebook,
-                                  c.dim_keys, c.topk, c.chunk)
+        return KeyValueBottleneck(
+            int(math.prod(input_shape)), num_classes, c.num_codebooks, c.pairs_per_codebook, c.dim_keys, c.topk, c.chunk
+        )
 
     @property
     def bottleneck(self) -> KeyValueBottleneck:
@@ -206,8 +231,16 @@ class DKVB(GradientLearner):
         x, _ = experience.train_tensors()
         c = self.config
         if c.key_init == "ema":
-            init_keys_ema(self.model, x, epochs=c.init_epochs, batch_size=c.batch_size, decay=c.decay, eps=c.eps,
-                          threshold_factor=c.threshold_factor, generator=self.generator)
+            init_keys_ema(
+                self.model,
+                x,
+                epochs=c.init_epochs,
+                batch_size=c.batch_size,
+                decay=c.decay,
+                eps=c.eps,
+                threshold_factor=c.threshold_factor,
+                generator=self.generator,
+            )
         else:
             init_keys_kmeans(self.model, x, epochs=c.init_epochs, generator=self.generator)
 
@@ -222,7 +255,7 @@ class DKVB(GradientLearner):
         for _ in range(epochs):
             order = torch.arange(n) if online else torch.randperm(n, generator=self.generator)
             for start in range(0, n, bs):
-                b = order[start:start + bs]
+                b = order[start : start + bs]
                 self._value_step(idx_all[b], y[b], experience)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
@@ -239,8 +272,10 @@ class DKVB(GradientLearner):
         """One SGD step on the values fetched by ``idx`` with the gradient clipped to ``grad_clip``."""
         loss = self._loss_from_indices(idx, y)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"dkvb: the loss became {loss.item()} during experience {experience.index}; "
-                                     "lower method.lr or check the inputs for NaN/inf")
+            raise NonFiniteLossError(
+                f"dkvb: the loss became {loss.item()} during experience {experience.index}; "
+                "lower method.lr or check the inputs for NaN/inf"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.errors import ConfigError, NonFiniteLossError
+from lifelong.heads.task_scores import combine_task_scores
+from lifelong.layers.sparse import erk_densities
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
-from lifelong.heads.task_scores import combine_task_scores
-from lifelong.layers.sparse import erk_densities
 
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
@@ -97,8 +97,11 @@ class DSTConfig(GradientConfig):
     prune_rate: float = hp(0.5, "fraction of active weights pruned at an update (official death_rate 0.5)")
     prune_rate_min: float = hp(0.005, "prune rate at the end of the task's cosine decay (official eta_min)")
     update_every: int = hp(400, "batches between prune-and-grow updates (official update_frequency 400)")
-    fresh_init: str = hp("random", "start value of a new task's weights that no earlier task uses: random (the "
-                                   "network's initial values, as the first task) | zero (the official code)")
+    fresh_init: str = hp(
+        "random",
+        "start value of a new task's weights that no earlier task uses: random (the "
+        "network's initial values, as the first task) | zero (the official code)",
+    )
     isolate: bool = hp(True, "freeze the weights of earlier tasks' masks (exact isolation)")
     task_inference: str = hp("max-logit", "without a task id at test: max-logit | latest")
     max_tasks: int = hp(100, "task slots (one bias row per layer each)")
@@ -113,8 +116,9 @@ class DSTConfig(GradientConfig):
         if self.growth not in GROWTH_MODES:
             raise ConfigError(f"growth must be one of {GROWTH_MODES}, got {self.growth!r}")
         if not 0 <= self.prune_rate_min <= self.prune_rate < 1:
-            raise ConfigError("need 0 <= prune_rate_min <= prune_rate < 1, got "
-                              f"{self.prune_rate_min} and {self.prune_rate}")
+            raise ConfigError(
+                f"need 0 <= prune_rate_min <= prune_rate < 1, got {self.prune_rate_min} and {self.prune_rate}"
+            )
         if self.update_every < 1:
             raise ConfigError(f"update_every must be >= 1, got {self.update_every}")
         if self.fresh_init not in ("random", "zero"):
@@ -169,8 +173,10 @@ class DST(GradientLearner):
         c = self.config
         slot = experience.task_id if experience.task_id is not None else experience.index
         if not 0 <= slot < c.max_tasks:
-            raise ConfigError(f"dst has {c.max_tasks} task slots but experience {experience.index} is task {slot}; "
-                              "raise method.max_tasks")
+            raise ConfigError(
+                f"dst has {c.max_tasks} task slots but experience {experience.index} is task {slot}; "
+                "raise method.max_tasks"
+            )
         self.slot = slot
         others = [m for s, m in self.masks.items() if s != slot]
         self.frozen = [torch.zeros(s, dtype=torch.bool) for s in self.model.shapes]
@@ -220,8 +226,10 @@ class DST(GradientLearner):
         loss = self.loss(x, y, experience)
         value = loss.item()
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"dst: the loss became {value} during experience {experience.index}; "
-                                     "lower method.lr or check the inputs for NaN/inf")
+            raise NonFiniteLossError(
+                f"dst: the loss became {value} during experience {experience.index}; "
+                "lower method.lr or check the inputs for NaN/inf"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -342,14 +350,19 @@ class DST(GradientLearner):
         return out
 
     def extra_state(self) -> dict:
-        return {"masks": {s: list(m) for s, m in self.masks.items()},
-                "slot_classes": {str(s): list(c) for s, c in self.slot_classes.items()},
-                "slot_order": list(self.slot_order), "mask_rng": self.mask_rng.get_state()}
+        return {
+            "masks": {s: list(m) for s, m in self.masks.items()},
+            "slot_classes": {str(s): list(c) for s, c in self.slot_classes.items()},
+            "slot_order": list(self.slot_order),
+            "mask_rng": self.mask_rng.get_state(),
+        }
 
     def load_extra_state(self, state: dict) -> None:
         self.masks = {int(s): [t.to(torch.bool).clone() for t in m] for s, m in state["masks"].items()}
-        if any(len(m) != len(self.model.weights) or any(t.shape != w.shape for t, w in zip(m, self.model.weights))
-               for m in self.masks.values()):
+        if any(
+            len(m) != len(self.model.weights) or any(t.shape != w.shape for t, w in zip(m, self.model.weights))
+            for m in self.masks.values()
+        ):
             raise ValueError("mask shapes differ from the model's weights")
         self.slot_classes = {int(s): list(c) for s, c in state["slot_classes"].items()}
         self.slot_order = [int(s) for s in state["slot_order"]]

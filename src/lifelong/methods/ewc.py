@@ -59,8 +59,11 @@ class EWC(GradientLearner):
         ce = F.cross_entropy(self.logits(x), y)
         if not self.fisher:
             return ce
-        penalty = sum((self.fisher[n] * (p - self.anchor[n]).pow(2)).sum()
-                      for n, p in self.model.named_parameters() if n in self.fisher)
+        penalty = sum(
+            (self.fisher[n] * (p - self.anchor[n]).pow(2)).sum()
+            for n, p in self.model.named_parameters()
+            if n in self.fisher
+        )
         return ce + 0.5 * self.config.ewc_lambda * penalty
 
     def after_experience(self, experience: Experience) -> None:
@@ -87,7 +90,7 @@ class EWC(GradientLearner):
         per_example = vmap(grad(nll), in_dims=(None, 0, 0))
         total = {n: torch.zeros_like(p) for n, p in params.items()}
         for s in range(0, len(y), chunk):
-            grads = per_example(params, x[s:s + chunk], y[s:s + chunk])
+            grads = per_example(params, x[s : s + chunk], y[s : s + chunk])
             for n, g in grads.items():
                 total[n] += g.pow(2).sum(0)
         return {n: t / len(y) for n, t in total.items()}

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
-from lifelong.methods.base import ClassTracker, LearnerBase
+from lifelong.heads.etf import simplex_etf
+from lifelong.methods.base import LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
-from lifelong.heads.etf import simplex_etf
 
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
@@ -39,8 +39,9 @@ class FSCILTricksConfig(MethodConfig):
     project: bool = hp(True, "train a residual projection head on the base session, then freeze it")
     supcon: bool = hp(True, "stability: add the supervised contrastive loss in base training")
     etf: bool = hp(True, "stability: pre-assign simplex-ETF prototypes to all classes and train towards them")
-    pseudo_classes: int = hp(-1, "stability: synthetic mixed classes in base training (-1 = as many as base "
-                                 "classes, 0 = off)")
+    pseudo_classes: int = hp(
+        -1, "stability: synthetic mixed classes in base training (-1 = as many as base classes, 0 = off)"
+    )
     subnet_tuning: bool = hp(True, "adaptability: tune the top-|grad| fraction of the head in each new session")
     normalize: bool = hp(True, "cosine prototypes on L2-normalised embeddings (False: Euclidean)")
     hidden: int = hp(512, "hidden width of the projection head's MLP")
@@ -68,8 +69,10 @@ class FSCILTricksConfig(MethodConfig):
         if not (self.lr > 0 and self.subnet_lr > 0 and self.scale > 0 and self.supcon_temperature > 0):
             raise ConfigError("lr, subnet_lr, scale and supcon_temperature must be > 0")
         if (self.supcon or self.etf or self.pseudo_classes != 0 or self.subnet_tuning) and not self.project:
-            raise ConfigError("supcon, etf, pseudo_classes and subnet_tuning act on the projection head; "
-                              "set project=true or switch them off (pseudo_classes=0)")
+            raise ConfigError(
+                "supcon, etf, pseudo_classes and subnet_tuning act on the projection head; "
+                "set project=true or switch them off (pseudo_classes=0)"
+            )
 
 
 class ResidualHead(nn.Module):
@@ -175,11 +178,12 @@ class FSCILTricks(LearnerBase):
             etf = simplex_etf(self.num_classes + n_pseudo, self.dim, self.generator)
             self.targets = etf
             # classifier rows: the base classes' vertices, then the pseudo-classes' (future classes' stay free)
-            weights = torch.cat([etf[base], etf[self.num_classes:]])
+            weights = torch.cat([etf[base], etf[self.num_classes :]])
             classifier = None
         else:
-            classifier = nn.Parameter(F.normalize(torch.randn(n_base + n_pseudo, self.dim, generator=self.generator),
-                                                  dim=1))
+            classifier = nn.Parameter(
+                F.normalize(torch.randn(n_base + n_pseudo, self.dim, generator=self.generator), dim=1)
+            )
             weights = None
         params = list(self.head.parameters()) + ([classifier] if classifier is not None else [])
         opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
@@ -199,12 +203,13 @@ class FSCILTricks(LearnerBase):
             def pick(k: torch.Tensor) -> torch.Tensor:  # one random example of each class in k
                 r = torch.rand(len(k), generator=self.generator)
                 return by_class[class_start[k] + (r * class_count[k]).long().clamp(max=class_count[k] - 1)]
+
         self.head.train()
         self.last_losses = []
         for _ in range(c.base_epochs):
             order = torch.randperm(n, generator=self.generator)
             for s in range(0, n, c.batch_size):
-                idx = order[s:s + c.batch_size]
+                idx = order[s : s + c.batch_size]
                 f, t = f_all[idx], yl[idx]
                 if n_pseudo:
                     m = max(1, len(idx) // 4)
@@ -221,8 +226,10 @@ class FSCILTricks(LearnerBase):
                     v2 = self.head(self._dropout(f))
                     loss = loss + supcon_loss(torch.cat([v1, v2]), torch.cat([t, t]), c.supcon_temperature)
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"fscil-tricks: the base-session loss became {loss.item()}; "
-                                             "lower method.lr or check the inputs for NaN/inf")
+                    raise NonFiniteLossError(
+                        f"fscil-tricks: the base-session loss became {loss.item()}; "
+                        "lower method.lr or check the inputs for NaN/inf"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -282,8 +289,10 @@ class FSCILTricks(LearnerBase):
             self.prepare(experience.input_shape, experience.num_classes)
         x, y = experience.train_tensors()
         if math.prod(experience.input_shape) != self.dim:
-            raise DataError(f"experience {experience.index} has {math.prod(experience.input_shape)}-dim inputs but "
-                            f"the learner was built for {self.dim}")
+            raise DataError(
+                f"experience {experience.index} has {math.prod(experience.input_shape)}-dim inputs but "
+                f"the learner was built for {self.dim}"
+            )
         first = self.sessions == 0
         if self.head is not None and first:
             self._train_base(x, y)
@@ -317,12 +326,19 @@ class FSCILTricks(LearnerBase):
         """Head weights, ETF targets, prototype sums and counts, classes, RNG and counters."""
         if self.counts is None:
             return {"built": False}
-        return {"built": True, "dim": self.dim, "num_classes": self.num_classes,
-                "head": self.head.state_dict() if self.head is not None else {},
-                "targets": self.targets if self.targets is not None else torch.zeros(0),
-                "sums": self.sums, "counts": self.counts, "classes": self.classes.state(),
-                "generator": self.generator.get_state(), "samples_seen": self.samples_seen,
-                "sessions": self.sessions}
+        return {
+            "built": True,
+            "dim": self.dim,
+            "num_classes": self.num_classes,
+            "head": self.head.state_dict() if self.head is not None else {},
+            "targets": self.targets if self.targets is not None else torch.zeros(0),
+            "sums": self.sums,
+            "counts": self.counts,
+            "classes": self.classes.state(),
+            "generator": self.generator.get_state(),
+            "samples_seen": self.samples_seen,
+            "sessions": self.sessions,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; a mismatched state raises :class:`CheckpointError` and changes nothing."""

@@ -46,8 +46,10 @@ class HLEConfig(GradientConfig):
         if any(int(p) < -1 for p in self.parents):
             raise ConfigError("parents holds stream ids of coarse classes or -1; pass class_parents(stream)")
         if not self.new_class_weight > 0 or self.pseudo_weight < 0:
-            raise ConfigError(f"new_class_weight must be > 0 and pseudo_weight >= 0, got "
-                              f"{self.new_class_weight}, {self.pseudo_weight}")
+            raise ConfigError(
+                f"new_class_weight must be > 0 and pseudo_weight >= 0, got "
+                f"{self.new_class_weight}, {self.pseudo_weight}"
+            )
 
 
 @register("hle")
@@ -66,8 +68,10 @@ class HLE(GradientLearner):
         """Build the model, the hierarchy tensors and the preallocated memory."""
         c = self.config
         if c.parents and len(c.parents) != num_classes:
-            raise ConfigError(f"parents has {len(c.parents)} entries but the stream has {num_classes} classes; "
-                              "pass parents=class_parents(stream)")
+            raise ConfigError(
+                f"parents has {len(c.parents)} entries but the stream has {num_classes} classes; "
+                "pass parents=class_parents(stream)"
+            )
         super().prepare(input_shape, num_classes)
         parent = torch.as_tensor(list(c.parents) or [-1] * num_classes, dtype=torch.long)
         fine = parent >= 0
@@ -113,14 +117,18 @@ class HLE(GradientLearner):
         self.first_exp[new] = experience.index
         # a coarse class whose children appear now is also "new" for sampling
         kids = new[self.is_fine[new]]
-        self.first_exp[self.parent[kids]] = torch.maximum(self.first_exp[self.parent[kids]],
-                                                          torch.tensor(experience.index))
+        self.first_exp[self.parent[kids]] = torch.maximum(
+            self.first_exp[self.parent[kids]], torch.tensor(experience.index)
+        )
 
     def _sample(self, n: int) -> torch.Tensor:
         """Flexible memory sampling: memory rows, new-class keys weighted ``new_class_weight``."""
         n = min(n, self.size)
-        keys = self._mem_keys if len(self._mem_keys) == self.size else \
-            self._keys(self.mem_x[: self.size], self.mem_y[: self.size])
+        keys = (
+            self._mem_keys
+            if len(self._mem_keys) == self.size
+            else self._keys(self.mem_x[: self.size], self.mem_y[: self.size])
+        )
         w = torch.ones(self.size)
         w[self.first_exp[keys] == self.experience_index] = self.config.new_class_weight
         return torch.multinomial(w, n, replacement=False, generator=self.generator)
@@ -148,11 +156,11 @@ class HLE(GradientLearner):
         """Pseudo-label based class-balanced memory update (new classes always admitted)."""
         cap = self.config.buffer_size
         both = self._keys(torch.cat([self.mem_x[: self.size], x]), torch.cat([self.mem_y[: self.size], y]))
-        mem_keys, keys_in = both[: self.size].tolist(), both[self.size:].tolist()
+        mem_keys, keys_in = both[: self.size].tolist(), both[self.size :].tolist()
         counts = torch.bincount(both[: self.size], minlength=self.num_classes).tolist()
         draws = torch.rand(len(y), generator=self.generator, dtype=torch.float64).tolist()
         picks = torch.rand(len(y), generator=self.generator, dtype=torch.float64).tolist()
-        self.key_seen += torch.bincount(both[self.size:], minlength=self.num_classes)
+        self.key_seen += torch.bincount(both[self.size :], minlength=self.num_classes)
         seen = self.key_seen.tolist()
         slots, rows = [], []
         for i, k in enumerate(keys_in):  # sequential by definition (CBRS); plain Python on small lists
@@ -196,20 +204,28 @@ class HLE(GradientLearner):
             out = torch.empty_like(s)
             for level in (~self.is_fine, self.is_fine):
                 m = seen & level
-                out[:, level] = torch.log_softmax(s.masked_fill(~m, float("-inf")), 1)[:, level] \
-                    if m.any() else float("-inf")
+                out[:, level] = (
+                    torch.log_softmax(s.masked_fill(~m, float("-inf")), 1)[:, level] if m.any() else float("-inf")
+                )
             s = out
         return self.classes.mask(s, task_id)
 
     # ---- state --------------------------------------------------------------------
     def extra_state(self) -> dict:
-        return {"mem_x": self.mem_x.clone(), "mem_y": self.mem_y.clone(), "size": self.size,
-                "key_seen": self.key_seen.clone(), "first_exp": self.first_exp.clone()}
+        return {
+            "mem_x": self.mem_x.clone(),
+            "mem_y": self.mem_y.clone(),
+            "size": self.size,
+            "key_seen": self.key_seen.clone(),
+            "first_exp": self.first_exp.clone(),
+        }
 
     def load_extra_state(self, state: dict) -> None:
         if tuple(state["mem_x"].shape) != tuple(self.mem_x.shape):
-            raise CheckpointError(f"memory of shape {tuple(state['mem_x'].shape)} in the checkpoint differs from "
-                                  f"the configured {tuple(self.mem_x.shape)}")
+            raise CheckpointError(
+                f"memory of shape {tuple(state['mem_x'].shape)} in the checkpoint differs from "
+                f"the configured {tuple(self.mem_x.shape)}"
+            )
         self.mem_x, self.mem_y = state["mem_x"].clone(), state["mem_y"].clone()
         self.size = int(state["size"])
         self.key_seen, self.first_exp = state["key_seen"].clone(), state["first_exp"].clone()

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.errors import ConfigError, NonFiniteLossError
+from lifelong.heads.task_scores import combine_task_scores
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
-from lifelong.heads.task_scores import combine_task_scores
 from lifelong.methods.registry import register
 
 if TYPE_CHECKING:
@@ -53,8 +53,19 @@ class HyperNetwork(nn.Module):
     are stored in the buffers ``emb_bank`` (``grow_a_bank``, ``grow_b_bank``).
     """
 
-    def __init__(self, n_out: int, *, kind: str, emb_dim: int, chunk_size: int, chunk_emb_dim: int,
-                 mlp_hidden: tuple[int, ...], lstm_hidden: int, growth_rank: int, max_tasks: int):
+    def __init__(
+        self,
+        n_out: int,
+        *,
+        kind: str,
+        emb_dim: int,
+        chunk_size: int,
+        chunk_emb_dim: int,
+        mlp_hidden: tuple[int, ...],
+        lstm_hidden: int,
+        growth_rank: int,
+        max_tasks: int,
+    ):
         super().__init__()
         self.kind, self.n_out, self.chunk_size = kind, n_out, chunk_size
         self.n_chunks = math.ceil(n_out / chunk_size)
@@ -89,8 +100,9 @@ class HyperNetwork(nn.Module):
             return self.lstm(inp)[0]
         return self.body(inp)
 
-    def generate(self, emb: torch.Tensor, grow_a: torch.Tensor | None = None,
-                 grow_b: torch.Tensor | None = None) -> torch.Tensor:
+    def generate(
+        self, emb: torch.Tensor, grow_a: torch.Tensor | None = None, grow_b: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Flat generated vectors ``(B, n_out)`` (chunks concatenated, the tail of the last one cut)."""
         h = self.features(emb)
         chunks = self.out(h)
@@ -98,9 +110,11 @@ class HyperNetwork(nn.Module):
             chunks = chunks + torch.bmm(torch.bmm(h, grow_a), grow_b)
         return chunks.reshape(len(emb), -1)[:, : self.n_out]
 
-    def slot_inputs(self, slots: list[int], current: int | None
-                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def slot_inputs(
+        self, slots: list[int], current: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Embeddings (and growth factors) of ``slots``: the trainable ones for ``current``, else the bank's."""
+
         def pick(param: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
             rows = [param if s == current else bank[s] for s in slots]
             return torch.stack(rows)
@@ -220,12 +234,19 @@ class HypernetConfig(GradientConfig):
             raise ConfigError(f"task_inference must be one of {TASK_INFERENCE}, got {self.task_inference!r}")
         if self.emb_dim < 1 or self.chunk_size < 1 or self.lstm_hidden < 1 or self.max_tasks < 1:
             raise ConfigError("emb_dim, chunk_size, lstm_hidden and max_tasks must be >= 1")
-        if (self.chunk_emb_dim < 0 or self.reg_tasks < 0 or self.growth_rank < 0 or self.fisher_samples < 0
-                or self.grad_clip < 0):
+        if (
+            self.chunk_emb_dim < 0
+            or self.reg_tasks < 0
+            or self.growth_rank < 0
+            or self.fisher_samples < 0
+            or self.grad_clip < 0
+        ):
             raise ConfigError("chunk_emb_dim, reg_tasks, growth_rank, fisher_samples and grad_clip must be >= 0")
         if self.hnet == "mlp" and self.chunk_emb_dim == 0:
-            raise ConfigError("an MLP hypernetwork needs chunk embeddings to tell chunks apart; "
-                              "set chunk_emb_dim >= 1 or use hnet=lstm")
+            raise ConfigError(
+                "an MLP hypernetwork needs chunk embeddings to tell chunks apart; "
+                "set chunk_emb_dim >= 1 or use hnet=lstm"
+            )
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
 
@@ -251,9 +272,17 @@ class HypernetLearner(GradientLearner):
         c = self.config
         in_dim = math.prod(input_shape)
         n_out = sum(math.prod(s) for s in target_shapes(in_dim, tuple(c.hidden), num_classes))
-        hnet = HyperNetwork(n_out, kind=c.hnet, emb_dim=c.emb_dim, chunk_size=min(c.chunk_size, n_out),
-                            chunk_emb_dim=c.chunk_emb_dim, mlp_hidden=tuple(c.mlp_hidden), lstm_hidden=c.lstm_hidden,
-                            growth_rank=c.growth_rank, max_tasks=c.max_tasks)
+        hnet = HyperNetwork(
+            n_out,
+            kind=c.hnet,
+            emb_dim=c.emb_dim,
+            chunk_size=min(c.chunk_size, n_out),
+            chunk_emb_dim=c.chunk_emb_dim,
+            mlp_hidden=tuple(c.mlp_hidden),
+            lstm_hidden=c.lstm_hidden,
+            growth_rank=c.growth_rank,
+            max_tasks=c.max_tasks,
+        )
         return TargetNet(in_dim, tuple(c.hidden), num_classes, hnet)
 
     @property
@@ -266,8 +295,10 @@ class HypernetLearner(GradientLearner):
         c = self.config
         slot = experience.task_id if experience.task_id is not None else experience.index
         if not 0 <= slot < c.max_tasks:
-            raise ConfigError(f"hypernet has {c.max_tasks} task slots but experience {experience.index} is task "
-                              f"{slot}; raise method.max_tasks")
+            raise ConfigError(
+                f"hypernet has {c.max_tasks} task slots but experience {experience.index} is task "
+                f"{slot}; raise method.max_tasks"
+            )
         self.slot = slot
         if float(self.model.input_rms) == 0:
             x, _ = experience.train_tensors()
@@ -323,8 +354,10 @@ class HypernetLearner(GradientLearner):
         loss = self.loss(x, y, experience)
         value = loss.item()
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"hypernet: the loss became {value} during experience {experience.index}; "
-                                     "lower method.lr or set method.grad_clip")
+            raise NonFiniteLossError(
+                f"hypernet: the loss became {value} during experience {experience.index}; "
+                "lower method.lr or set method.grad_clip"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -345,9 +378,10 @@ class HypernetLearner(GradientLearner):
         total = [torch.zeros(s) for s in self.model.shapes]
         for start in range(0, len(y), chunk):
             keep: list = []
-            out = self.model.run(x[start:start + chunk], g, keep)
-            loss = F.cross_entropy(out.masked_fill(~self.class_mask, float("-inf")), y[start:start + chunk],
-                                   reduction="sum")
+            out = self.model.run(x[start : start + chunk], g, keep)
+            loss = F.cross_entropy(
+                out.masked_fill(~self.class_mask, float("-inf")), y[start : start + chunk], reduction="sum"
+            )
             deltas = torch.autograd.grad(loss, [z for _, z in keep])
             for i, ((h, _), d) in enumerate(zip(keep, deltas)):
                 total[2 * i] += d.pow(2).T @ h.detach().pow(2)
@@ -392,12 +426,18 @@ class HypernetLearner(GradientLearner):
 
     def size_report(self) -> dict[str, int]:
         """Target network size, hypernetwork size and per-task parameters (for the compression ratio)."""
-        return {"target": self.model.n_out, "hypernetwork": self.hnet.shared_parameters(),
-                "per_task": self.hnet.per_task_parameters()}
+        return {
+            "target": self.model.n_out,
+            "hypernetwork": self.hnet.shared_parameters(),
+            "per_task": self.hnet.per_task_parameters(),
+        }
 
     def extra_state(self) -> dict:
-        return {"slot_classes": {str(s): list(c) for s, c in self.slot_classes.items()},
-                "slot_order": list(self.slot_order), "importance": dict(self.importance)}
+        return {
+            "slot_classes": {str(s): list(c) for s, c in self.slot_classes.items()},
+            "slot_order": list(self.slot_order),
+            "importance": dict(self.importance),
+        }
 
     def load_extra_state(self, state: dict) -> None:
         self.slot_classes = {int(s): list(c) for s, c in state["slot_classes"].items()}

@@ -45,8 +45,11 @@ class LAMEConfig(MethodConfig):
     tol: float = hp(1e-8, "stop when |E_t - E_{t-1}| <= tol * |E_{t-1}|")
     symmetrize: bool = hp(False, "use (W + W^T) / 2")
     temperature: float = hp(1.0, "probabilities are softmax(inner scores / temperature) when calibrate is off")
-    calibrate: bool = hp(True, "fit the temperature by maximum likelihood on each experience's training data "
-                               "(temperature scaling) after the inner learner learns it")
+    calibrate: bool = hp(
+        True,
+        "fit the temperature by maximum likelihood on each experience's training data "
+        "(temperature scaling) after the inner learner learns it",
+    )
     adapt_on_predict: bool = hp(True, "predict() adapts each batch it is given (False: inner scores unchanged)")
 
     def validate(self) -> None:
@@ -66,7 +69,7 @@ class LAMEConfig(MethodConfig):
         try:
             value = json.loads(self.inner_config or "{}")
         except json.JSONDecodeError as e:
-            raise ConfigError(f"inner_config must be a JSON object like '{{\"metric\": \"cosine\"}}': {e}") from None
+            raise ConfigError(f'inner_config must be a JSON object like \'{{"metric": "cosine"}}\': {e}') from None
         if not isinstance(value, dict):
             raise ConfigError(f"inner_config must be a JSON object, got {self.inner_config!r}")
         return value
@@ -93,12 +96,13 @@ def affinity_matrix(features: torch.Tensor, kind: str = "rbf", knn: int = 5) -> 
     if kind == "rbf":
         k = min(knn, n)
         sigma = d.topk(k, dim=1, largest=False).values[:, -1].mean().clamp(min=1e-8)
-        return torch.exp(-d.pow(2) / (2 * sigma ** 2))
+        return torch.exp(-d.pow(2) / (2 * sigma**2))
     raise ConfigError(f"affinity must be one of {', '.join(AFFINITIES)}, got {kind!r}")
 
 
-def laplacian_optimization(probs: torch.Tensor, W: torch.Tensor, lam: float = 1.0, max_steps: int = 100,
-                           tol: float = 1e-8) -> tuple[torch.Tensor, int]:
+def laplacian_optimization(
+    probs: torch.Tensor, W: torch.Tensor, lam: float = 1.0, max_steps: int = 100, tol: float = 1e-8
+) -> tuple[torch.Tensor, int]:
     """LAME's bound optimiser: ``Y <- softmax(log p + lam W Y)`` until the energy settles.
 
     ``probs`` (n, K) rows on the simplex (zeros allowed: such classes stay at zero).
@@ -121,12 +125,22 @@ def laplacian_optimization(probs: torch.Tensor, W: torch.Tensor, lam: float = 1.
     return Y, steps
 
 
-def lame_adjust(probs: torch.Tensor, features: torch.Tensor, *, affinity: str = "rbf", knn: int = 5,
-                lam: float = 1.0, max_steps: int = 100, tol: float = 1e-8, symmetrize: bool = False) -> torch.Tensor:
+def lame_adjust(
+    probs: torch.Tensor,
+    features: torch.Tensor,
+    *,
+    affinity: str = "rbf",
+    knn: int = 5,
+    lam: float = 1.0,
+    max_steps: int = 100,
+    tol: float = 1e-8,
+    symmetrize: bool = False,
+) -> torch.Tensor:
     """LAME on one batch: corrected probabilities (n, K) from probabilities and features."""
     if probs.ndim != 2 or len(probs) != len(features):
-        raise DataError(f"LAME needs probabilities (n, K) and n feature rows; got {tuple(probs.shape)} and "
-                        f"{tuple(features.shape)}")
+        raise DataError(
+            f"LAME needs probabilities (n, K) and n feature rows; got {tuple(probs.shape)} and {tuple(features.shape)}"
+        )
     if len(probs) == 0 or probs.shape[1] == 0:
         return probs.clone()
     W = affinity_matrix(features, affinity, knn)
@@ -159,7 +173,7 @@ class LAME:
         self.last_iterations = 0
 
     @classmethod
-    def around(cls, learner: Learner, seed: int = 0, **overrides) -> "LAME":
+    def around(cls, learner: Learner, seed: int = 0, **overrides) -> LAME:
         """Wrap an existing ``learner`` (its own config stays as it is)."""
         from lifelong.methods.config import build_config
 
@@ -275,8 +289,9 @@ def fit_temperature(scores: torch.Tensor, y: torch.Tensor, grid: int = 61) -> fl
     return float(fine[int(nll(fine).argmin())])
 
 
-def batched_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                     batches: list) -> float:
+def batched_accuracy(
+    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, batches: list
+) -> float:
     """Accuracy of ``predict`` applied to each index batch in order (an online test stream)."""
     correct = 0
     total = 0
@@ -324,4 +339,4 @@ def tta_batches(y: ArrayLike, batch_size: int, order: str = "iid", alpha: float 
         perm = np.asarray(perm)
     else:
         raise ConfigError(f"order must be iid, sorted or dirichlet, got {order!r}")
-    return [perm[s:s + batch_size] for s in range(0, len(perm), batch_size)]
+    return [perm[s : s + batch_size] for s in range(0, len(perm), batch_size)]

@@ -67,8 +67,13 @@ class LwF(GradientLearner):
         with torch.no_grad():
             t_out = self.teacher(x)[:, self.old_classes]
         T = self.config.temperature
-        kd = F.kl_div(F.log_softmax(out[:, self.old_classes] / T, dim=1), F.softmax(t_out / T, dim=1),
-                      reduction="batchmean") * T * T
+        kd = (
+            F.kl_div(
+                F.log_softmax(out[:, self.old_classes] / T, dim=1), F.softmax(t_out / T, dim=1), reduction="batchmean"
+            )
+            * T
+            * T
+        )
         return ce + self.config.alpha * kd
 
     def extra_state(self) -> dict:

@@ -23,10 +23,10 @@ from torch import nn
 
 from lifelong.data.sampling import cycle_batches
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
-from lifelong.layers.selective_scan import SelectiveSSMBlock
-from lifelong.methods.base import ClassTracker, LearnerBase
-from lifelong.methods.config import MethodConfig, hp
 from lifelong.heads.etf import simplex_etf
+from lifelong.layers.selective_scan import SelectiveSSMBlock
+from lifelong.methods.base import LearnerBase
+from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
 
 if TYPE_CHECKING:
@@ -38,13 +38,17 @@ class MambaFSCILConfig(MethodConfig):
     """Mamba-FSCIL settings (official CIFAR-100 configuration where it applies; see the module docstring)."""
 
     tokens: int = hp(4, "positions scanned: the feature vector is cut into this many chunks (paper: 2x2 feature map)")
-    mid_channels: int = hp(0, "hidden width of each branch's MLP projection (0: twice the per-position input width, as official)")
+    mid_channels: int = hp(
+        0, "hidden width of each branch's MLP projection (0: twice the per-position input width, as official)"
+    )
     d_state: int = hp(16, "SSM state size N (official 256; smaller for CPU)")
     d_conv: int = hp(4, "width of Mamba's causal depthwise convolution (0: none)")
     base_epochs: int = hp(10, "epochs of base-session training of the static branch")
     batch_size: int = hp(64, "mini-batch size of base training (official 512 images)")
     lr: float = hp(3e-3, "learning rate of base training (official: SGD 0.25)")
-    optimizer: str = hp("adamw", "adamw (decoupled weight decay; default) | sgd (official: momentum, coupled weight decay)")
+    optimizer: str = hp(
+        "adamw", "adamw (decoupled weight decay; default) | sgd (official: momentum, coupled weight decay)"
+    )
     momentum: float = hp(0.9, "SGD momentum (base and incremental sessions)")
     weight_decay: float = hp(5e-4, "SGD weight decay (official 5e-4)")
     warmup_steps: int = hp(10, "linear warm-up steps from 10 % of the lr, then cosine decay to 1 %")
@@ -53,11 +57,17 @@ class MambaFSCILConfig(MethodConfig):
     inc_lr: float = hp(3e-3, "learning rate of the dynamic branch (official: SGD 0.25)")
     mixup_prob: float = hp(0.75, "probability of 50/50 feature mixup per incremental step (official 0.75)")
     supp_weight: float = hp(10.0, "weight of the suppression loss on base-class inputs (official 100; 0: off)")
-    supp_novel_weight: float = hp(0.0, "weight of the (negative) suppression term on novel-class inputs (official "
-                                       "1e-5; unbounded below, it diverged on split MNIST, so 0 by default)")
+    supp_novel_weight: float = hp(
+        0.0,
+        "weight of the (negative) suppression term on novel-class inputs (official "
+        "1e-5; unbounded below, it diverged on split MNIST, so 0 by default)",
+    )
     sep_weight: float = hp(1e-3, "weight of the separation loss on the dynamic branch's dt, B, C (official 1e-3)")
-    base_memory: int = hp(5, "base-class memory replayed in incremental sessions: 0 = one class-mean feature per "
-                             "class (official) | k = k random training features per class (default 5)")
+    base_memory: int = hp(
+        5,
+        "base-class memory replayed in incremental sessions: 0 = one class-mean feature per "
+        "class (official) | k = k random training features per class (default 5)",
+    )
     dynamic: bool = hp(True, "train the dynamic branch in incremental sessions (False: static branch only)")
 
     def validate(self) -> None:
@@ -107,8 +117,9 @@ class SSMBranch(nn.Module):
 
     def __init__(self, chunk: int, dim: int, tokens: int, mid: int, d_state: int, d_conv: int, zero_gate: bool):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(chunk, mid), nn.LayerNorm(mid), nn.LeakyReLU(0.1),
-                                 nn.Linear(mid, dim, bias=False))
+        self.mlp = nn.Sequential(
+            nn.Linear(chunk, mid), nn.LayerNorm(mid), nn.LeakyReLU(0.1), nn.Linear(mid, dim, bias=False)
+        )
         self.pos = nn.Parameter(torch.nn.init.trunc_normal_(torch.zeros(tokens, dim), std=0.02))
         self.block = SelectiveSSMBlock(dim, dim, d_state, out_proj=False, zero_gate=zero_gate, d_conv=d_conv)
 
@@ -186,8 +197,10 @@ class MambaFSCIL(LearnerBase):
 
     def _check(self, loss: torch.Tensor, where: str) -> None:
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"mamba-fscil: the {where} loss became {loss.item()}; lower method.lr / "
-                                     "method.inc_lr or check the inputs for NaN/inf")
+            raise NonFiniteLossError(
+                f"mamba-fscil: the {where} loss became {loss.item()}; lower method.lr / "
+                "method.inc_lr or check the inputs for NaN/inf"
+            )
 
     def _sgd(self, params: list, lr: float, total: int) -> tuple[torch.optim.Optimizer, object]:
         c = self.config
@@ -198,8 +211,15 @@ class MambaFSCIL(LearnerBase):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_warmup(s, total, c.warmup_steps))
         return opt, sched
 
-    def _fit(self, params: list, lr: float, total: int, batches: Iterable[torch.Tensor],
-             loss_fn: Callable[[torch.Tensor], torch.Tensor], where: str) -> None:
+    def _fit(
+        self,
+        params: list,
+        lr: float,
+        total: int,
+        batches: Iterable[torch.Tensor],
+        loss_fn: Callable[[torch.Tensor], torch.Tensor],
+        where: str,
+    ) -> None:
         """Train ``params`` (and only them) on ``batches`` of indices with ``loss_fn(idx)``; freeze them after."""
         for p in params:
             p.requires_grad_(True)
@@ -224,11 +244,16 @@ class MambaFSCIL(LearnerBase):
         def epochs():  # a fresh permutation drawn at the start of each epoch
             for _ in range(c.base_epochs):
                 order = torch.randperm(n, generator=self.generator)
-                yield from (order[s:s + c.batch_size] for s in range(0, n, c.batch_size))
+                yield from (order[s : s + c.batch_size] for s in range(0, n, c.batch_size))
 
-        self._fit(list(self.neck.base.parameters()), c.lr, c.base_epochs * math.ceil(n / c.batch_size), epochs(),
-                  lambda idx: dot_regression_loss(self.neck(f[idx], use_inc=False)[0], self.etf[y[idx]]),
-                  "base-session")
+        self._fit(
+            list(self.neck.base.parameters()),
+            c.lr,
+            c.base_epochs * math.ceil(n / c.batch_size),
+            epochs(),
+            lambda idx: dot_regression_loss(self.neck(f[idx], use_inc=False)[0], self.etf[y[idx]]),
+            "base-session",
+        )
 
     def _inc_loss(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -255,8 +280,14 @@ class MambaFSCIL(LearnerBase):
         x, t = self.mem_x, self.mem_y
         # shuffled passes, the last partial batch dropped (official drop_last=True)
         batches = cycle_batches(len(t), min(c.inc_batch, len(t)), c.inc_steps, self.generator)
-        self._fit(list(self.neck.inc.parameters()), c.inc_lr, c.inc_steps, batches,
-                  lambda idx: self._inc_loss(x[idx], t[idx]), "incremental-session")
+        self._fit(
+            list(self.neck.inc.parameters()),
+            c.inc_lr,
+            c.inc_steps,
+            batches,
+            lambda idx: self._inc_loss(x[idx], t[idx]),
+            "incremental-session",
+        )
 
     def _remember(self, f: torch.Tensor, y: torch.Tensor, base: bool) -> None:
         """Base session: each class's mean feature (or ``base_memory`` random examples); later: every shot."""
@@ -281,8 +312,10 @@ class MambaFSCIL(LearnerBase):
         if self.neck is None:
             self.prepare(experience.input_shape, experience.num_classes)
         if math.prod(experience.input_shape) != self.dim:
-            raise DataError(f"experience {experience.index} has {math.prod(experience.input_shape)}-dim inputs but "
-                            f"the learner was built for {self.dim}")
+            raise DataError(
+                f"experience {experience.index} has {math.prod(experience.input_shape)}-dim inputs but "
+                f"the learner was built for {self.dim}"
+            )
         x, y = experience.train_tensors()
         f = x.reshape(len(x), -1).float()
         base = self.sessions == 0
@@ -307,7 +340,7 @@ class MambaFSCIL(LearnerBase):
         """Cosine of the neck output to each seen class's ETF vertex."""
         if self.neck is None or not self.classes.seen.any():
             return torch.empty(len(x), 0)
-        scores = torch.cat([self.features(x[i:i + 1024]) for i in range(0, len(x), 1024)]) @ self.etf.T
+        scores = torch.cat([self.features(x[i : i + 1024]) for i in range(0, len(x), 1024)]) @ self.etf.T
         return self.classes.mask(scores, task_id)
 
     def parameter_counts(self) -> tuple[int, int]:
@@ -320,10 +353,20 @@ class MambaFSCIL(LearnerBase):
         """Neck weights, ETF, memory, base classes, seen classes, RNG and counters."""
         if self.neck is None:
             return {"built": False}
-        return {"built": True, "dim": self.dim, "num_classes": self.num_classes, "neck": self.neck.state_dict(),
-                "etf": self.etf, "mem_x": self.mem_x, "mem_y": self.mem_y, "base_mask": self.base_mask,
-                "classes": self.classes.state(), "generator": self.generator.get_state(),
-                "sessions": self.sessions, "samples_seen": self.samples_seen}
+        return {
+            "built": True,
+            "dim": self.dim,
+            "num_classes": self.num_classes,
+            "neck": self.neck.state_dict(),
+            "etf": self.etf,
+            "mem_x": self.mem_x,
+            "mem_y": self.mem_y,
+            "base_mask": self.base_mask,
+            "classes": self.classes.state(),
+            "generator": self.generator.get_state(),
+            "sessions": self.sessions,
+            "samples_seen": self.samples_seen,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; a mismatched state raises :class:`CheckpointError` and changes nothing."""

@@ -2,22 +2,22 @@
 
 Keeps a running sum and count of feature vectors per class and predicts the class whose mean is nearest
 (Euclidean, or cosine on L2-normalised features); no gradient steps, nothing forgotten. Features are the
-flattened inputs unless a frozen encoder is given as ``feature_fn``. It differs from
-:class:`lifelong.methods.base_prototype.PrototypeLearner` (as SimpleCIL) in the default metric (Euclidean) and, with the cosine metric,
-in normalising each feature *before* it enters the class mean (iCaRL's NCM).
+flattened inputs unless a frozen encoder is given as ``feature_fn``. It differs from SimpleCIL (both are
+:class:`lifelong.methods.base_prototype.PrototypeLearner`) in the default metric (Euclidean) and, with the cosine
+metric, in normalising each feature *before* it enters the class mean (iCaRL's NCM).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from lifelong.methods.registry import register
 from lifelong.methods.base_prototype import PrototypeConfig, PrototypeLearner
 from lifelong.methods.config import hp
+from lifelong.methods.registry import register
 
 
 @dataclass

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifelong.data.augment import augment
 from lifelong.encoders import MLP
 from lifelong.errors import ConfigError
 from lifelong.heads import Classifier
-from lifelong.data.augment import augment
 from lifelong.heads.losses import class_means, mixup_cross_entropy, prototype_contrast_loss, supcon_loss
 from lifelong.memory import make_buffer
 from lifelong.methods.base import GradientConfig, GradientLearner
@@ -60,8 +60,10 @@ class OnProConfig(GradientConfig):
         """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
         super().validate()
         if self.buffer_size < 1 or self.buffer_batch_size < 1 or self.buffer_per_class < 1:
-            raise ConfigError("buffer_size, buffer_batch_size and buffer_per_class must be >= 1, got "
-                              f"{self.buffer_size}, {self.buffer_batch_size}, {self.buffer_per_class}")
+            raise ConfigError(
+                "buffer_size, buffer_batch_size and buffer_per_class must be >= 1, got "
+                f"{self.buffer_size}, {self.buffer_batch_size}, {self.buffer_per_class}"
+            )
         for name in ("mixup_base_rate", "mixup_p", "mixup_upper"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -123,7 +125,7 @@ class OnPro(GradientLearner):
         h = model.features(torch.cat(xs))
         z = model.project(h)
         b = len(y)
-        z1, z2 = z[:b], z[b:2 * b]
+        z1, z2 = z[:b], z[b : 2 * b]
         loss = supcon_loss(torch.cat([z1, z2]), y.repeat(2), c.ins_temperature)
         C = self.num_classes
         if c.ope:
@@ -133,7 +135,7 @@ class OnPro(GradientLearner):
         if mem is not None:
             my = mem["y"]
             m = len(my)
-            zm1, zm2 = z[2 * b:2 * b + m], z[2 * b + m:]
+            zm1, zm2 = z[2 * b : 2 * b + m], z[2 * b + m :]
             loss = loss + supcon_loss(torch.cat([zm1, zm2]), my.repeat(2), c.ins_temperature)
             q1, mem_present = class_means(zm1, my, C)
             q2, _ = class_means(zm2, my, C)
@@ -148,7 +150,7 @@ class OnPro(GradientLearner):
             mx, ya, yb, lam = self._feedback(mem["x"], my, means, mem_present)
             self.samples_seen += len(ya)
             return loss + mixup_cross_entropy(self.logits(mx), ya, yb, lam)
-        return loss + F.cross_entropy(self.logits_from_features(h[2 * b:2 * b + len(my)]), my)
+        return loss + F.cross_entropy(self.logits_from_features(h[2 * b : 2 * b + len(my)]), my)
 
     def logits_from_features(self, h: torch.Tensor) -> torch.Tensor:
         """Classifier scores from backbone features, unseen classes at -inf."""
@@ -156,12 +158,13 @@ class OnPro(GradientLearner):
 
     def _beta(self, n: int) -> torch.Tensor:
         """``n`` draws from Beta(alpha, alpha), seeded from the learner's generator."""
-        seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator))
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         a = self.config.mixup_alpha
         return torch.from_numpy(np.random.default_rng(seed).beta(a, a, size=n)).float()
 
-    def _feedback(self, mx: torch.Tensor, my: torch.Tensor, means: torch.Tensor, present: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _feedback(
+        self, mx: torch.Tensor, my: torch.Tensor, means: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """APF: the mixed replay batch ``(x, y_a, y_b, lam)`` (Wei et al. 2023, Sec. 3.3)."""
         c = self.config
         g = self.generator
@@ -222,8 +225,11 @@ class OnPro(GradientLearner):
         self.buffer.add(self.generator, x=x, y=y)
 
     def extra_state(self) -> dict:
-        return {"buffer": self.buffer.state_dict(), "apf_pair_counts": self.apf_pair_counts.clone(),
-                "apf_pair_counts_total": self.apf_pair_counts_total.clone()}
+        return {
+            "buffer": self.buffer.state_dict(),
+            "apf_pair_counts": self.apf_pair_counts.clone(),
+            "apf_pair_counts_total": self.apf_pair_counts_total.clone(),
+        }
 
     def load_extra_state(self, state: dict) -> None:
         self.buffer.load_state_dict(state["buffer"])

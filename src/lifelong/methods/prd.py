@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifelong.data.augment import augment
 from lifelong.encoders import MLP
 from lifelong.errors import ConfigError
-from lifelong.data.augment import augment
 from lifelong.heads.losses import soft_cross_entropy, supcon_loss
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
@@ -55,8 +55,9 @@ class PRDConfig(GradientConfig):
         if not (self.supcon_temperature > 0 and self.base_temperature > 0 and self.distill_temperature > 0):
             raise ConfigError("supcon_temperature, base_temperature and distill_temperature must be > 0")
         if self.prototypes_coef < 0 or self.distill_coef < 0:
-            raise ConfigError(f"prototypes_coef and distill_coef must be >= 0, got "
-                              f"{self.prototypes_coef}, {self.distill_coef}")
+            raise ConfigError(
+                f"prototypes_coef and distill_coef must be >= 0, got {self.prototypes_coef}, {self.distill_coef}"
+            )
         if not self.prototypes_lr > 0:
             raise ConfigError(f"prototypes_lr must be > 0, got {self.prototypes_lr}")
         if self.projection_dim < 1 or self.noise < 0 or self.shift < 0:
@@ -72,8 +73,9 @@ class PrototypeNet(nn.Module):
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, projection_dim: int):
         super().__init__()
         self.backbone = backbone
-        self.projector = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(),
-                                       nn.Linear(feature_dim, projection_dim))
+        self.projector = nn.Sequential(
+            nn.Linear(feature_dim, feature_dim), nn.ReLU(), nn.Linear(feature_dim, projection_dim)
+        )
         self.prototypes = nn.Parameter(nn.Linear(feature_dim, num_classes, bias=False).weight.detach().clone())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,8 +107,10 @@ class PRD(GradientLearner):
         c = self.config
         model: PrototypeNet = self.model
         rest = [p for n, p in model.named_parameters() if n != "prototypes" and p.requires_grad]
-        groups = [{"params": rest},
-                  {"params": [model.prototypes], "lr": c.prototypes_lr, "momentum": 0.0, "weight_decay": 0.0}]
+        groups = [
+            {"params": rest},
+            {"params": [model.prototypes], "lr": c.prototypes_lr, "momentum": 0.0, "weight_decay": 0.0},
+        ]
         return build_optimizer(c.optimizer, groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
     def _view(self, x: torch.Tensor) -> torch.Tensor:

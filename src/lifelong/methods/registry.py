@@ -28,8 +28,7 @@ def register(name: str) -> Callable[[_Cls], _Cls]:
     def wrap(cls: _Cls) -> _Cls:
         if name in METHODS and METHODS[name] is not cls:
             raise ValueError(f"method {name!r} is registered twice")
-        if not (isinstance(getattr(cls, "config_class", None), type)
-                and issubclass(cls.config_class, MethodConfig)):
+        if not (isinstance(getattr(cls, "config_class", None), type) and issubclass(cls.config_class, MethodConfig)):
             raise TypeError(f"{cls.__name__} must define config_class, a MethodConfig subclass")
         cls.name = name
         METHODS[name] = cls
@@ -88,8 +87,14 @@ def input_kind(cls: type, config: MethodConfig) -> str:
     return cls.reads(config)
 
 
-def check_inputs(kind: str, configs: dict[str, MethodConfig], *, data_fix: dict[str, str],
-                 set_prefix: str = "", error: type[Exception] | None = None) -> None:
+def check_inputs(
+    kind: str,
+    configs: dict[str, MethodConfig],
+    *,
+    data_fix: dict[str, str],
+    set_prefix: str = "",
+    error: type[Exception] | None = None,
+) -> None:
     """Refuse methods that cannot read the data's ``kind`` of input, with one message that names the fix.
 
     ``configs`` maps method name -> config. ``data_fix`` maps each kind to the words that
@@ -120,6 +125,8 @@ def check_inputs(kind: str, configs: dict[str, MethodConfig], *, data_fix: dict[
             fits.append(f"{m} with {set_prefix}{setting}" if setting else m)
     if len(fits) > 6:  # most methods read feature vectors: name a few
         fits = fits[:4] + [f"... ({len(fits)} in all, see `lifelong list methods`)"]
-    raise error(f"the data holds {INPUT_KINDS[kind]}, but {', '.join(named(m) for m in wrong)} {verb} "
-                f"{INPUT_KINDS[have]}; {data_fix[have]}, or use a method that reads {INPUT_KINDS[kind]}: "
-                f"{', '.join(fits)}")
+    raise error(
+        f"the data holds {INPUT_KINDS[kind]}, but {', '.join(named(m) for m in wrong)} {verb} "
+        f"{INPUT_KINDS[have]}; {data_fix[have]}, or use a method that reads {INPUT_KINDS[kind]}: "
+        f"{', '.join(fits)}"
+    )

@@ -12,20 +12,21 @@ Notes: docs/papers/slca.md
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifelong.adapters.feature import feature_adapter, rms_normalize
+from lifelong.encoders.frozen import frozen_encoder
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from lifelong.heads.prototype import ClassGaussians, encode_in_batches
-from lifelong.adapters.feature import feature_adapter, rms_normalize
-from lifelong.methods.base import ClassTracker, LearnerBase
+from lifelong.methods.base import LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
-from lifelong.encoders.frozen import frozen_encoder
 
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
@@ -37,8 +38,11 @@ REPRESENTATIONS = ("linear", "adapter", "ssf", "none")
 class SLCAConfig(MethodConfig):
     """SLCA settings; defaults from ``exps/slca/slca_cifar.json`` and ``models/slca.py``."""
 
-    representation: str = hp("linear", "trainable representation over the frozen embedding: linear (identity-init "
-                                       "d x d) | adapter (residual bottleneck) | ssf | none")
+    representation: str = hp(
+        "linear",
+        "trainable representation over the frozen embedding: linear (identity-init "
+        "d x d) | adapter (residual bottleneck) | ssf | none",
+    )
     bottleneck: int = hp(64, "bottleneck width when representation=adapter")
     epochs: int = hp(20, "epochs per experience")
     milestones: tuple[int, ...] = hp((18,), "epochs after which the lr is multiplied by lr_decay")
@@ -64,11 +68,15 @@ class SLCAConfig(MethodConfig):
         if self.input_norm not in ("rms", "none"):
             raise ConfigError(f"input_norm must be 'rms' or 'none', got {self.input_norm!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.ca_epochs < 0 or self.ca_samples < 1:
-            raise ConfigError("epochs, batch_size, ca_samples must be >= 1 and ca_epochs >= 0; got "
-                              f"{self.epochs}, {self.batch_size}, {self.ca_samples}, {self.ca_epochs}")
+            raise ConfigError(
+                "epochs, batch_size, ca_samples must be >= 1 and ca_epochs >= 0; got "
+                f"{self.epochs}, {self.batch_size}, {self.ca_samples}, {self.ca_epochs}"
+            )
         if not self.lr > 0 or self.backbone_lr_scale < 0 or self.ca_logit_norm < 0 or self.cov_ridge < 0:
-            raise ConfigError("lr must be > 0 and backbone_lr_scale, ca_logit_norm, cov_ridge >= 0; got "
-                              f"{self.lr}, {self.backbone_lr_scale}, {self.ca_logit_norm}, {self.cov_ridge}")
+            raise ConfigError(
+                "lr must be > 0 and backbone_lr_scale, ca_logit_norm, cov_ridge >= 0; got "
+                f"{self.lr}, {self.backbone_lr_scale}, {self.ca_logit_norm}, {self.cov_ridge}"
+            )
 
 
 @register("slca")
@@ -189,12 +197,14 @@ class SLCA(LearnerBase):
         for _ in range(epochs):
             order = torch.arange(n) if experience.online else torch.randperm(n, generator=self.generator)
             for s in range(0, n, bs):
-                idx = order[s:s + bs]
+                idx = order[s : s + bs]
                 z = self.representation(g[idx])
                 loss = F.cross_entropy(z @ w.T + b, target[idx])
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"slca: the loss became {loss.item()} during experience {index}; "
-                                             "lower method.lr or check the inputs for NaN/inf")
+                    raise NonFiniteLossError(
+                        f"slca: the loss became {loss.item()} during experience {index}; "
+                        "lower method.lr or check the inputs for NaN/inf"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -235,16 +245,18 @@ class SLCA(LearnerBase):
             order = torch.randperm(len(ys), generator=self.generator)
             xs, ts = xs[order], position[ys[order]]
             for s in range(0, len(ts), c.ca_samples):
-                logits = xs[s:s + c.ca_samples] @ w.T + b
+                logits = xs[s : s + c.ca_samples] @ w.T + b
                 if c.ca_logit_norm > 0:
                     # per-experience L2 norm of the logits, averaged over experiences (official ca_with_logit_norm)
                     sq = torch.zeros(len(logits), T + 1).index_add_(1, col_exp, logits.pow(2))
                     norms = (sq.sqrt() + 1e-7).mean(1, keepdim=True)
                     logits = logits / norms / c.ca_logit_norm
-                loss = F.cross_entropy(logits, ts[s:s + c.ca_samples])
+                loss = F.cross_entropy(logits, ts[s : s + c.ca_samples])
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"slca: the alignment loss became {loss.item()} after experience {index}; "
-                                             "lower method.lr or set method.cov_ridge higher")
+                    raise NonFiniteLossError(
+                        f"slca: the alignment loss became {loss.item()} after experience {index}; "
+                        "lower method.lr or set method.cov_ridge higher"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -274,12 +286,24 @@ class SLCA(LearnerBase):
         """Representation, both heads, class statistics, experience classes, RNG and counters."""
         if self.num_classes is None:
             return {"built": False}
-        state = {"built": True, "num_classes": self.num_classes, "classes": self.classes.state(),
-                 "gaussians": self.gaussians.state(), "experience_classes": [list(c) for c in self.experience_classes],
-                 "generator": self.generator.get_state(), "samples_seen": self.samples_seen}
+        state = {
+            "built": True,
+            "num_classes": self.num_classes,
+            "classes": self.classes.state(),
+            "gaussians": self.gaussians.state(),
+            "experience_classes": [list(c) for c in self.experience_classes],
+            "generator": self.generator.get_state(),
+            "samples_seen": self.samples_seen,
+        }
         if self.representation is not None:
-            state.update(dim=self.dim, representation=dict(self.representation.state_dict()),
-                         head_w=self.head_w, head_b=self.head_b, aligned_w=self.aligned_w, aligned_b=self.aligned_b)
+            state.update(
+                dim=self.dim,
+                representation=dict(self.representation.state_dict()),
+                head_w=self.head_w,
+                head_b=self.head_b,
+                aligned_w=self.aligned_w,
+                aligned_b=self.aligned_b,
+            )
         return state
 
     def load_state_dict(self, state: dict) -> None:

@@ -24,12 +24,12 @@ from torch import nn
 from lifelong.encoders import MLP
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from lifelong.heads import Classifier
+from lifelong.layers.sparse import global_magnitude_masks
 from lifelong.memory import ReservoirBuffer
-from lifelong.methods.base import ClassTracker, LearnerBase
+from lifelong.methods.base import LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
 from lifelong.optim import build_optimizer
-from lifelong.layers.sparse import global_magnitude_masks
 
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
@@ -39,21 +39,24 @@ if TYPE_CHECKING:
 class TameConfig(MethodConfig):
     """TAME settings; defaults are the official code's split-MNIST settings where it has them."""
 
-    lr: float = hp(0.1, "expert learning rate (official LEARNING_RATE, for batch 128; scale it down for "
-                        "small batches: the digits reproduction uses 0.01 at batch 10)")
+    lr: float = hp(
+        0.1,
+        "expert learning rate (official LEARNING_RATE, for batch 128; scale it down for "
+        "small batches: the digits reproduction uses 0.01 at batch 10)",
+    )
     optimizer: str = hp("sgd", "expert optimizer name: see `lifelong list optimizers`")
     momentum: float = hp(0.9, "momentum (SGD only; official MOMENTUM)")
     weight_decay: float = hp(5e-4, "L2 weight decay (official WEIGHT_DECAY)")
     hidden: tuple[int, ...] = hp((100, 100), "hidden sizes of each expert MLP")
     batch_size: int = hp(128, "mini-batch size for offline experiences (online streams use the stream's)")
-    epochs: int = hp(1, "passes over an offline experience's data (the task-free scenario streams "
-                        "repeated passes itself)")
+    epochs: int = hp(
+        1, "passes over an offline experience's data (the task-free scenario streams repeated passes itself)"
+    )
     smoothing: float = hp(0.2, "EMA factor of the expert losses (official SMOOTHING_FACTOR)")
     window: int = hp(35, "losses kept in an expert's window (official WINDOW_SIZE)")
     threshold_std: float = hp(3.0, "threshold = window mean + threshold_std * max(window std, min_std)")
     min_std: float = hp(0.005, "floor of the window std in the threshold")
-    max_experts: int = hp(0, "cap on the number of experts (0: no cap; at the cap the best-fitting one "
-                             "is re-used)")
+    max_experts: int = hp(0, "cap on the number of experts (0: no cap; at the cap the best-fitting one is re-used)")
     buffer_size: int = hp(500, "selector buffer capacity (official cap: 5000 for MNIST's 60k images)")
     selector_hidden: tuple[int, ...] = hp((100, 100), "hidden sizes of the selector MLP")
     selector_epochs: int = hp(200, "selector training epochs (official SELECTOR_EPOCHS)")
@@ -73,16 +76,17 @@ class TameConfig(MethodConfig):
         if not self.lr > 0 or not self.selector_lr > 0 or not self.prune_lr > 0 or not self.selector_prune_lr > 0:
             raise ConfigError("lr, selector_lr, prune_lr and selector_prune_lr must be > 0")
         if self.batch_size < 1 or self.epochs < 1 or self.selector_batch_size < 1 or self.selector_epochs < 1:
-            raise ConfigError(f"batch sizes and epochs must be >= 1, got batch_size={self.batch_size}, "
-                              f"epochs={self.epochs}, selector_batch_size={self.selector_batch_size}, "
-                              f"selector_epochs={self.selector_epochs}")
+            raise ConfigError(
+                f"batch sizes and epochs must be >= 1, got batch_size={self.batch_size}, "
+                f"epochs={self.epochs}, selector_batch_size={self.selector_batch_size}, "
+                f"selector_epochs={self.selector_epochs}"
+            )
         if not 0.0 < self.smoothing <= 1.0:
             raise ConfigError(f"smoothing must lie in (0, 1], got {self.smoothing}")
         if self.window < 2:
             raise ConfigError(f"window must be >= 2, got {self.window}")
         if not self.threshold_std > 0 or self.min_std < 0:
-            raise ConfigError(f"threshold_std must be > 0 and min_std >= 0, got {self.threshold_std}, "
-                              f"{self.min_std}")
+            raise ConfigError(f"threshold_std must be > 0 and min_std >= 0, got {self.threshold_std}, {self.min_std}")
         for name in ("expert_prune", "selector_prune"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
@@ -104,7 +108,7 @@ class _Expert:
         self.seen = torch.zeros(num_classes, dtype=torch.bool)
         self.masks: list[torch.Tensor] | None = None
         self.window: list[float] = []
-        self.smoothed: float | None = None         # EMA over every batch (official all_smoothed_losses)
+        self.smoothed: float | None = None  # EMA over every batch (official all_smoothed_losses)
         self.smoothed_active: float | None = None  # EMA over the batches it was active on
         self.threshold: float | None = None
 
@@ -174,8 +178,9 @@ class Tame(LearnerBase):
             model = Classifier(backbone, backbone.out_dim, self.num_classes)
             model.apply(_xavier)
         c = self.config
-        opt = build_optimizer(c.optimizer, list(model.parameters()), lr=c.lr, momentum=c.momentum,
-                              weight_decay=c.weight_decay)
+        opt = build_optimizer(
+            c.optimizer, list(model.parameters()), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+        )
         return _Expert(model, opt, self.num_classes)
 
     def _build_selector(self, outputs: int) -> nn.Module:
@@ -195,23 +200,26 @@ class Tame(LearnerBase):
         if self.num_classes is None:
             self.prepare(experience.input_shape, experience.num_classes)
         if tuple(experience.input_shape) != self.input_shape:
-            raise DataError(f"experience {experience.index} has inputs of shape {tuple(experience.input_shape)}"
-                            f" but TAME was built for {self.input_shape}")
+            raise DataError(
+                f"experience {experience.index} has inputs of shape {tuple(experience.input_shape)}"
+                f" but TAME was built for {self.input_shape}"
+            )
         x, y = experience.train_tensors()
         self.classes.observe(experience, y)  # seen classes / task classes for masking scores only
         if experience.online:
             bs = experience.batch_size or self.config.batch_size
             for s in range(0, len(y), bs):
-                self.observe(x[s:s + bs], y[s:s + bs])
+                self.observe(x[s : s + bs], y[s : s + bs])
             return
         for _ in range(self.config.epochs):
             order = torch.randperm(len(y), generator=self.generator)
             for s in range(0, len(y), self.config.batch_size):
-                idx = order[s:s + self.config.batch_size]
+                idx = order[s : s + self.config.batch_size]
                 self.observe(x[idx], y[idx])
 
-    def _losses(self, x: torch.Tensor, y: torch.Tensor, batch_classes: torch.Tensor,
-                keep: int | None = None) -> tuple[list[float], torch.Tensor | None]:
+    def _losses(
+        self, x: torch.Tensor, y: torch.Tensor, batch_classes: torch.Tensor, keep: int | None = None
+    ) -> tuple[list[float], torch.Tensor | None]:
         """Every expert's cross-entropy on the batch (classes it trained on plus the batch's).
 
         The loss of expert ``keep`` is also returned with its graph, so that the training
@@ -273,11 +281,18 @@ class Tame(LearnerBase):
             if len(losses) < len(self.experts):  # a new expert: measure it too
                 losses.append(self._single_loss(self.experts[-1], x, y, batch_classes))
         if previous is not None and self.active != previous:
-            self.switches.append({"position": self.position, "batch": self.batches, "from": previous,
-                                  "to": self.active, "new": len(self.experts) > before})
+            self.switches.append(
+                {
+                    "position": self.position,
+                    "batch": self.batches,
+                    "from": previous,
+                    "to": self.active,
+                    "new": len(self.experts) > before,
+                }
+            )
             self._leave(previous)
         e = self.experts[self.active]
-        e.window = (e.window + [losses[self.active]])[-c.window:]
+        e.window = (e.window + [losses[self.active]])[-c.window :]
         e.smoothed_active = _ema(e.smoothed_active, losses[self.active], c.smoothing)
         self._train_step(e, x, y, batch_classes, kept if previous in (None, self.active) else None)
         self.buffer.add(self.generator, x=x, e=torch.full((len(y),), self.active, dtype=torch.long))
@@ -308,14 +323,22 @@ class Tame(LearnerBase):
         with torch.no_grad():
             return float(F.cross_entropy(e.model(x).masked_fill(~(e.seen | batch_classes), float("-inf")), y))
 
-    def _train_step(self, e: _Expert, x: torch.Tensor, y: torch.Tensor, batch_classes: torch.Tensor,
-                    loss: torch.Tensor | None = None) -> None:
+    def _train_step(
+        self,
+        e: _Expert,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_classes: torch.Tensor,
+        loss: torch.Tensor | None = None,
+    ) -> None:
         e.seen |= batch_classes
         if loss is None:
             loss = F.cross_entropy(e.model(x).masked_fill(~e.seen, float("-inf")), y)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"tame: the loss of expert {self.active} became {loss.item()} at stream "
-                                     f"position {self.position}; lower method.lr or check the inputs for NaN/inf")
+            raise NonFiniteLossError(
+                f"tame: the loss of expert {self.active} became {loss.item()} at stream "
+                f"position {self.position}; lower method.lr or check the inputs for NaN/inf"
+            )
         e.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         e.optimizer.step()
@@ -334,24 +357,42 @@ class Tame(LearnerBase):
             data = self.prune_buffer.all()
             e.masks = global_magnitude_masks(e.weights(), c.expert_prune)
             e.apply_masks()
-            opt = build_optimizer(c.optimizer, list(e.model.parameters()), lr=c.prune_lr, momentum=c.momentum,
-                                  weight_decay=c.weight_decay)
-            self._fit(e.model, opt, data["x"], data["y"], c.prune_epochs, c.selector_batch_size,
-                      self.generator, masks=e.masks, seen=e.seen)
+            opt = build_optimizer(
+                c.optimizer, list(e.model.parameters()), lr=c.prune_lr, momentum=c.momentum, weight_decay=c.weight_decay
+            )
+            self._fit(
+                e.model,
+                opt,
+                data["x"],
+                data["y"],
+                c.prune_epochs,
+                c.selector_batch_size,
+                self.generator,
+                masks=e.masks,
+                seen=e.seen,
+            )
         self.prune_buffer = ReservoirBuffer(c.prune_buffer_size)
         self.prune_seconds += time.perf_counter() - t0
 
     @staticmethod
-    def _fit(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, epochs: int, bs: int,
-             generator: torch.Generator, masks: list[torch.Tensor] | None = None,
-             seen: torch.Tensor | None = None) -> None:
+    def _fit(
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        epochs: int,
+        bs: int,
+        generator: torch.Generator,
+        masks: list[torch.Tensor] | None = None,
+        seen: torch.Tensor | None = None,
+    ) -> None:
         """Plain mini-batch training of ``model`` on ``(x, y)``, re-applying pruning ``masks`` after each step."""
         weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
         n = len(y)
         for _ in range(epochs):
             order = torch.randperm(n, generator=generator)
             for s in range(0, n, bs):
-                idx = order[s:s + bs]
+                idx = order[s : s + bs]
                 logits = model(x[idx])
                 if seen is not None:
                     logits = logits.masked_fill(~seen, float("-inf"))
@@ -387,10 +428,12 @@ class Tame(LearnerBase):
                 with torch.no_grad():
                     for w, m in zip(weights, masks):
                         w.mul_(m)
-                opt = torch.optim.SGD(model.parameters(), lr=c.selector_prune_lr, momentum=c.momentum,
-                                      weight_decay=c.weight_decay)
-                self._fit(model, opt, data["x"], data["e"], c.selector_prune_epochs, c.selector_batch_size, gen,
-                          masks=masks)
+                opt = torch.optim.SGD(
+                    model.parameters(), lr=c.selector_prune_lr, momentum=c.momentum, weight_decay=c.weight_decay
+                )
+                self._fit(
+                    model, opt, data["x"], data["e"], c.selector_prune_epochs, c.selector_batch_size, gen, masks=masks
+                )
         self.selector, self.selector_masks, self.selector_key = model, masks, key
         self.selector_seconds += time.perf_counter() - t0
 
@@ -456,17 +499,33 @@ class Tame(LearnerBase):
         """Experts (weights, optimizer, masks, statistics), buffers, selector, RNG and counters."""
         if self.num_classes is None:
             return {"built": False}
-        experts = [{"model": e.model.state_dict(), "optimizer": e.optimizer.state_dict(), "seen": e.seen.clone(),
-                    "masks": None if e.masks is None else [m.clone() for m in e.masks],
-                    "window": list(e.window), "smoothed": e.smoothed, "smoothed_active": e.smoothed_active,
-                    "threshold": e.threshold} for e in self.experts]
+        experts = [
+            {
+                "model": e.model.state_dict(),
+                "optimizer": e.optimizer.state_dict(),
+                "seen": e.seen.clone(),
+                "masks": None if e.masks is None else [m.clone() for m in e.masks],
+                "window": list(e.window),
+                "smoothed": e.smoothed,
+                "smoothed_active": e.smoothed_active,
+                "threshold": e.threshold,
+            }
+            for e in self.experts
+        ]
         return {
-            "built": True, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
-            "experts": experts, "active": self.active,
+            "built": True,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "experts": experts,
+            "active": self.active,
             "task_experts": {str(k): v for k, v in self.task_experts.items()},
-            "switches": [dict(s) for s in self.switches], "position": self.position, "batches": self.batches,
-            "samples_seen": self.samples_seen, "generator": self.generator.get_state(),
-            "classes": self.classes.state(), "buffer": self.buffer.state_dict(),
+            "switches": [dict(s) for s in self.switches],
+            "position": self.position,
+            "batches": self.batches,
+            "samples_seen": self.samples_seen,
+            "generator": self.generator.get_state(),
+            "classes": self.classes.state(),
+            "buffer": self.buffer.state_dict(),
             "prune_buffer": self.prune_buffer.state_dict(),
             "selector": None if self.selector is None else self.selector.state_dict(),
             "selector_masks": None if self.selector_masks is None else [m.clone() for m in self.selector_masks],
@@ -503,8 +562,9 @@ class Tame(LearnerBase):
                     sel = fresh._build_selector(key[1])
                 sel.load_state_dict(state["selector"], strict=True)
                 fresh.selector, fresh.selector_key = sel, key
-                fresh.selector_masks = (None if state["selector_masks"] is None
-                                        else [m.clone() for m in state["selector_masks"]])
+                fresh.selector_masks = (
+                    None if state["selector_masks"] is None else [m.clone() for m in state["selector_masks"]]
+                )
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as e:
             raise CheckpointError(f"checkpoint does not match tame with this config: {e}") from e
         self.__dict__.update(fresh.__dict__)

@@ -27,10 +27,23 @@ from lifelong.optim.schedules import (
 )
 
 __all__ = [
-    "OPTIMIZERS", "build_optimizer", "list_optimizers", "register_optimizer",
-    "Lamb", "lamb_param_groups",
-    "AdaGradNorm", "BatchSizeController", "NormTestBatchController", "InnerProductTestBatchController",
-    "adadagrad", "adadagradnorm", "per_sample_gradients",
-    "MultiplierSchedule", "build_schedule", "global_grad_norm", "list_schedules", "refined_schedule",
+    "OPTIMIZERS",
+    "build_optimizer",
+    "list_optimizers",
+    "register_optimizer",
+    "Lamb",
+    "lamb_param_groups",
+    "AdaGradNorm",
+    "BatchSizeController",
+    "NormTestBatchController",
+    "InnerProductTestBatchController",
+    "adadagrad",
+    "adadagradnorm",
+    "per_sample_gradients",
+    "MultiplierSchedule",
+    "build_schedule",
+    "global_grad_norm",
+    "list_schedules",
+    "refined_schedule",
     "schedule_multipliers",
 ]

@@ -12,23 +12,33 @@ Notes: docs/papers/adadagrad.md
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
 from lifelong.errors import ConfigError
+from lifelong.optim.batch_size import (
+    BatchSizeController,
+    InnerProductTestBatchController,
+    NormTestBatchController,
+    per_sample_gradients,
+)
 from lifelong.optim.lamb import _check_lr, _check_nonfinite_policy, _grads_are_finite, _nonfinite_error
-from lifelong.optim.batch_size import (BatchSizeController, InnerProductTestBatchController, NormTestBatchController, per_sample_gradients)
 from lifelong.optim.registry import register_optimizer
 
 if TYPE_CHECKING:
     from torch.optim.optimizer import ParamsT
 
 __all__ = [
-    "AdaGradNorm", "BatchSizeController", "NormTestBatchController", "InnerProductTestBatchController",
-    "per_sample_gradients", "adadagrad", "adadagradnorm",
+    "AdaGradNorm",
+    "BatchSizeController",
+    "NormTestBatchController",
+    "InnerProductTestBatchController",
+    "per_sample_gradients",
+    "adadagrad",
+    "adadagradnorm",
 ]
-
 
 
 class AdaGradNorm(torch.optim.Optimizer):
@@ -57,13 +67,23 @@ class AdaGradNorm(torch.optim.Optimizer):
             :data:`lifelong.optim.lamb.NONFINITE_POLICIES`).
     """
 
-    def __init__(self, params: ParamsT, lr: float = 1.0, *, initial_accumulator_value: float = 1e-2,
-                 weight_decay: float = 0.0, eps: float = 1e-10, nonfinite: str = "raise"):
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1.0,
+        *,
+        initial_accumulator_value: float = 1e-2,
+        weight_decay: float = 0.0,
+        eps: float = 1e-10,
+        nonfinite: str = "raise",
+    ):
         _check_lr(lr, "AdaGradNorm")
         _check_nonfinite_policy(nonfinite, "AdaGradNorm")
         if not (math.isfinite(initial_accumulator_value) and initial_accumulator_value > 0):
-            raise ConfigError(f"AdaGradNorm: initial_accumulator_value (b0^2) must be > 0, got "
-                              f"{initial_accumulator_value!r}; use e.g. 1e-2")
+            raise ConfigError(
+                f"AdaGradNorm: initial_accumulator_value (b0^2) must be > 0, got "
+                f"{initial_accumulator_value!r}; use e.g. 1e-2"
+            )
         if not (math.isfinite(weight_decay) and weight_decay >= 0):
             raise ConfigError(f"AdaGradNorm: weight_decay must be >= 0, got {weight_decay!r}; use 0 to disable it")
         if not (math.isfinite(eps) and eps >= 0):
@@ -75,8 +95,7 @@ class AdaGradNorm(torch.optim.Optimizer):
         self.eps = eps
         first = next(p for g in self.param_groups for p in g["params"])
         #: The scalar accumulator ``b^2`` (a 0-d tensor on the parameters' device).
-        self.accumulator = torch.full((), float(initial_accumulator_value), dtype=torch.float32,
-                                      device=first.device)
+        self.accumulator = torch.full((), float(initial_accumulator_value), dtype=torch.float32, device=first.device)
         #: Number of steps skipped because of non-finite gradients.
         self.skipped_steps = 0
 
@@ -123,17 +142,20 @@ class AdaGradNorm(torch.optim.Optimizer):
         """Load a :meth:`state_dict`; raises ConfigError if the accumulator is missing."""
         state_dict = dict(state_dict)
         if "accumulator" not in state_dict:
-            raise ConfigError("AdaGradNorm.load_state_dict: the state has no 'accumulator'; "
-                              "it was not saved by AdaGradNorm.state_dict()")
+            raise ConfigError(
+                "AdaGradNorm.load_state_dict: the state has no 'accumulator'; "
+                "it was not saved by AdaGradNorm.state_dict()"
+            )
         acc = state_dict.pop("accumulator")
         super().load_state_dict(state_dict)
         self.accumulator = torch.as_tensor(acc, dtype=torch.float32).to(self.accumulator.device).clone()
 
 
 @register_optimizer("adagradnorm")
-def _adagradnorm_factory(params: ParamsT, *, lr: float, momentum: float = 0.0,
-                         weight_decay: float = 0.0) -> AdaGradNorm:
-    """AdaGrad-Norm (scalar AdaGrad; paper 10's optimizer); ``momentum`` is ignored."""
+def _adagradnorm_factory(
+    params: ParamsT, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+) -> AdaGradNorm:
+    """AdaGrad-Norm (scalar AdaGrad; the optimizer of AdAdaGrad, arXiv 2402.11215); ``momentum`` is ignored."""
     return AdaGradNorm(params, lr=lr, weight_decay=weight_decay)
 
 
@@ -146,9 +168,16 @@ def _controller(test: str, initial_batch_size: int, max_batch_size: int, test_kw
     return _TESTS[test](initial_batch_size, max_batch_size, **test_kwargs)
 
 
-def adadagradnorm(params: torch.nn.Module | ParamsT, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
-                  max_batch_size: int = 4096, weight_decay: float = 0.0, **test_kwargs
-                  ) -> tuple[AdaGradNorm, BatchSizeController]:
+def adadagradnorm(
+    params: torch.nn.Module | ParamsT,
+    *,
+    lr: float,
+    test: str = "norm",
+    initial_batch_size: int = 16,
+    max_batch_size: int = 4096,
+    weight_decay: float = 0.0,
+    **test_kwargs,
+) -> tuple[AdaGradNorm, BatchSizeController]:
     """AdAdaGradNorm (arXiv 2402.11215): an :class:`AdaGradNorm` optimizer and a controller.
 
     ``params`` is a module or an iterable of parameters; ``test`` is ``"norm"`` or
@@ -160,9 +189,16 @@ def adadagradnorm(params: torch.nn.Module | ParamsT, *, lr: float, test: str = "
     return opt, _controller(test, initial_batch_size, max_batch_size, test_kwargs)
 
 
-def adadagrad(params: torch.nn.Module | ParamsT, *, lr: float, test: str = "norm", initial_batch_size: int = 16,
-              max_batch_size: int = 4096, weight_decay: float = 0.0, **test_kwargs
-              ) -> tuple[torch.optim.Adagrad, BatchSizeController]:
+def adadagrad(
+    params: torch.nn.Module | ParamsT,
+    *,
+    lr: float,
+    test: str = "norm",
+    initial_batch_size: int = 16,
+    max_batch_size: int = 4096,
+    weight_decay: float = 0.0,
+    **test_kwargs,
+) -> tuple[torch.optim.Adagrad, BatchSizeController]:
     """AdAdaGrad (arXiv 2402.11215): coordinate-wise ``torch.optim.Adagrad`` and a controller.
 
     Same arguments as :func:`adadagradnorm`. The paper pairs AdAdaGrad with a

@@ -9,7 +9,7 @@ batch never shrinks and is capped. A gradient method takes one through its optim
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch.func import functional_call, grad, vmap
@@ -19,8 +19,9 @@ from lifelong.errors import ConfigError, DataError, NonFiniteLossError
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def per_sample_gradients(model: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor,
-                         y: torch.Tensor) -> dict[str, torch.Tensor]:
+def per_sample_gradients(
+    model: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Per-sample gradients ``{name: (n, *param.shape)}`` of ``loss_fn(model(x_i), y_i)``.
 
     Vectorized with ``torch.func.vmap(torch.func.grad(...))`` over
@@ -34,8 +35,10 @@ def per_sample_gradients(model: torch.nn.Module, loss_fn: LossFn, x: torch.Tenso
     frozen = {k: v.detach() for k, v in model.named_parameters() if not v.requires_grad}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     if not params:
-        raise ConfigError("per_sample_gradients: the model has no trainable parameters; "
-                          "set requires_grad=True on the parameters to train")
+        raise ConfigError(
+            "per_sample_gradients: the model has no trainable parameters; "
+            "set requires_grad=True on the parameters to train"
+        )
 
     def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         out = functional_call(model, (p, frozen, buffers), (xi.unsqueeze(0),))
@@ -62,14 +65,19 @@ class BatchSizeController:
             batches. The variance estimates stay unbiased, only noisier.
     """
 
-    def __init__(self, initial_batch_size: int = 16, max_batch_size: int = 4096, *,
-                 max_test_samples: int | None = None):
+    def __init__(
+        self, initial_batch_size: int = 16, max_batch_size: int = 4096, *, max_test_samples: int | None = None
+    ):
         if not (isinstance(initial_batch_size, int) and initial_batch_size >= 2):
-            raise ConfigError(f"initial_batch_size must be an integer >= 2 (the tests need a sample variance), "
-                              f"got {initial_batch_size!r}")
+            raise ConfigError(
+                f"initial_batch_size must be an integer >= 2 (the tests need a sample variance), "
+                f"got {initial_batch_size!r}"
+            )
         if not (isinstance(max_batch_size, int) and max_batch_size >= initial_batch_size):
-            raise ConfigError(f"max_batch_size must be an integer >= initial_batch_size ({initial_batch_size}), "
-                              f"got {max_batch_size!r}; set it to e.g. the training-set size")
+            raise ConfigError(
+                f"max_batch_size must be an integer >= initial_batch_size ({initial_batch_size}), "
+                f"got {max_batch_size!r}; set it to e.g. the training-set size"
+            )
         if max_test_samples is not None and not (isinstance(max_test_samples, int) and max_test_samples >= 2):
             raise ConfigError(f"max_test_samples must be None or an integer >= 2, got {max_test_samples!r}")
         self.max_test_samples = max_test_samples
@@ -86,13 +94,15 @@ class BatchSizeController:
         """The batch size to draw for the next step."""
         return self._batch_size
 
-    def _propose(self, grads: dict[str, torch.Tensor],
-                 means: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+    def _propose(
+        self, grads: dict[str, torch.Tensor], means: dict[str, torch.Tensor]
+    ) -> tuple[float, dict[str, float]]:
         """Proposed batch size from per-sample gradients and their means, and statistics."""
         raise NotImplementedError
 
-    def update(self, model: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *,
-               set_grad: bool = False) -> int:
+    def update(
+        self, model: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *, set_grad: bool = False
+    ) -> int:
         """Run the test on batch ``(x, y)`` and return the next batch size.
 
         Args:
@@ -111,19 +121,22 @@ class BatchSizeController:
         if x.shape[0] != y.shape[0]:
             raise DataError(f"x has {x.shape[0]} samples but y has {y.shape[0]}; pass matching batches")
         if x.shape[0] < 2:
-            raise DataError(f"the batch-size test needs at least 2 samples, got {x.shape[0]}; "
-                            f"draw controller.batch_size samples per step")
+            raise DataError(
+                f"the batch-size test needs at least 2 samples, got {x.shape[0]}; "
+                f"draw controller.batch_size samples per step"
+            )
         m = x.shape[0] if self.max_test_samples is None else min(x.shape[0], self.max_test_samples)
         grads = per_sample_gradients(model, loss_fn, x[:m], y[:m])
         means = {k: g.mean(0) for k, g in grads.items()}
         proposal, stats = self._propose(grads, means)
         if not all(math.isfinite(v) for v in stats.values() if v is not None):
-            raise NonFiniteLossError("the per-sample gradients of the batch-size test are NaN or infinite; "
-                                     "check the loss and inputs, or lower the learning rate")
+            raise NonFiniteLossError(
+                "the per-sample gradients of the batch-size test are NaN or infinite; "
+                "check the loss and inputs, or lower the learning rate"
+            )
         new = self._batch_size
         if proposal > new:
-            new = self.max_batch_size if not math.isfinite(proposal) else min(self.max_batch_size,
-                                                                               math.ceil(proposal))
+            new = self.max_batch_size if not math.isfinite(proposal) else min(self.max_batch_size, math.ceil(proposal))
         self._batch_size = max(self._batch_size, new)
         self.history.append(self._batch_size)
         self.last_stats = {**stats, "proposal": proposal}
@@ -147,8 +160,10 @@ class BatchSizeController:
         """Restore :meth:`state_dict`."""
         bs = int(state["batch_size"])
         if not self.initial_batch_size <= bs <= self.max_batch_size:
-            raise ConfigError(f"saved batch size {bs} is outside [{self.initial_batch_size}, "
-                              f"{self.max_batch_size}] of this controller; build it with the same limits")
+            raise ConfigError(
+                f"saved batch size {bs} is outside [{self.initial_batch_size}, "
+                f"{self.max_batch_size}] of this controller; build it with the same limits"
+            )
         self._batch_size = bs
         self.history = [int(b) for b in state["history"]]
 
@@ -188,23 +203,31 @@ class NormTestBatchController(BatchSizeController):
     coordinates with ``g_bar_j != 0``. It is far stricter and usually reaches the cap fast.
     """
 
-    def __init__(self, initial_batch_size: int = 16, max_batch_size: int = 4096, *, eta: float = 0.1,
-                 coordinatewise: bool = False, max_test_samples: int | None = None):
+    def __init__(
+        self,
+        initial_batch_size: int = 16,
+        max_batch_size: int = 4096,
+        *,
+        eta: float = 0.1,
+        coordinatewise: bool = False,
+        max_test_samples: int | None = None,
+    ):
         super().__init__(initial_batch_size, max_batch_size, max_test_samples=max_test_samples)
         if not (math.isfinite(eta) and eta > 0):
             raise ConfigError(f"norm test: eta must be > 0, got {eta!r}; the paper uses 0.1-0.5")
         self.eta = eta
         self.coordinatewise = coordinatewise
 
-    def _propose(self, grads: dict[str, torch.Tensor],
-                 means: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+    def _propose(
+        self, grads: dict[str, torch.Tensor], means: dict[str, torch.Tensor]
+    ) -> tuple[float, dict[str, float]]:
         if self.coordinatewise:
             n = next(iter(grads.values())).shape[0]
             worst, gsq = [], []
             for k, g in grads.items():
                 m2 = means[k].pow(2)
                 var = ((g.pow(2).sum(0) - n * m2) / (n - 1)).clamp_min(0)
-                ratio = torch.where(m2 > 0, var / (self.eta ** 2 * m2), torch.zeros_like(var))
+                ratio = torch.where(m2 > 0, var / (self.eta**2 * m2), torch.zeros_like(var))
                 worst.append(ratio.max())
                 gsq.append(m2.sum())
             b_new, gsq_v = torch.stack([torch.stack(worst).max(), torch.stack(gsq).sum()]).tolist()
@@ -214,7 +237,7 @@ class NormTestBatchController(BatchSizeController):
         stats = {"variance_l1": var_v, "grad_norm_sq": gsq_v}
         if gsq_v == 0.0:
             return (math.inf if var_v > 0 else 0.0), stats
-        return var_v / (self.eta ** 2 * gsq_v), stats
+        return var_v / (self.eta**2 * gsq_v), stats
 
 
 class InnerProductTestBatchController(BatchSizeController):
@@ -232,16 +255,25 @@ class InnerProductTestBatchController(BatchSizeController):
     ``sum_j Var[g_ij] = Var[a_i] / ||g_bar||^2 + sum_j Var[g_i_perp_j]``.
     """
 
-    def __init__(self, initial_batch_size: int = 16, max_batch_size: int = 4096, *, theta: float = 0.5,
-                 nu: float = 1.0, augmented: bool = True, max_test_samples: int | None = None):
+    def __init__(
+        self,
+        initial_batch_size: int = 16,
+        max_batch_size: int = 4096,
+        *,
+        theta: float = 0.5,
+        nu: float = 1.0,
+        augmented: bool = True,
+        max_test_samples: int | None = None,
+    ):
         super().__init__(initial_batch_size, max_batch_size, max_test_samples=max_test_samples)
         for name, v in (("theta", theta), ("nu", nu)):
             if not (math.isfinite(v) and v > 0):
                 raise ConfigError(f"inner-product test: {name} must be > 0, got {v!r}; paper defaults theta=0.5, nu=1")
         self.theta, self.nu, self.augmented = theta, nu, augmented
 
-    def _propose(self, grads: dict[str, torch.Tensor],
-                 means: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+    def _propose(
+        self, grads: dict[str, torch.Tensor], means: dict[str, torch.Tensor]
+    ) -> tuple[float, dict[str, float]]:
         n, means, gsq, var_sum = _moments(grads, means)
         inner = sum(g.reshape(n, -1) @ means[k].reshape(-1) for k, g in grads.items())
         var_ip = inner.var(correction=1)
@@ -254,6 +286,6 @@ class InnerProductTestBatchController(BatchSizeController):
         stats = {"inner_product_variance": var_ip_v, "orthogonal_variance_l1": orth_v, "grad_norm_sq": gsq_v}
         if gsq_v == 0.0:
             return (math.inf if var_ip_v > 0 or orth_v > 0 else 0.0), stats
-        b_ip = var_ip_v / (self.theta ** 2 * gsq_v ** 2)
-        b_orth = orth_v / (self.nu ** 2 * gsq_v) if self.augmented else 0.0
+        b_ip = var_ip_v / (self.theta**2 * gsq_v**2)
+        b_orth = orth_v / (self.nu**2 * gsq_v) if self.augmented else 0.0
         return max(b_ip, b_orth), stats

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -36,14 +37,16 @@ DEFAULT_NO_DECAY = ("bias", "LayerNorm", "layer_norm", r"(^|\.)norm")
 
 def _check_lr(lr: float, owner: str) -> None:
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"{owner}: learning rate must be a finite number > 0, got {lr!r}; "
-                          f"pass a positive lr such as 1e-3")
+        raise ConfigError(
+            f"{owner}: learning rate must be a finite number > 0, got {lr!r}; pass a positive lr such as 1e-3"
+        )
 
 
 def _check_nonfinite_policy(policy: str, owner: str) -> None:
     if policy not in NONFINITE_POLICIES:
-        raise ConfigError(f"{owner}: nonfinite={policy!r} is not a policy; choose one of: "
-                          f"{', '.join(NONFINITE_POLICIES)}")
+        raise ConfigError(
+            f"{owner}: nonfinite={policy!r} is not a policy; choose one of: {', '.join(NONFINITE_POLICIES)}"
+        )
 
 
 def _grads_are_finite(grads: Sequence[torch.Tensor]) -> bool:
@@ -56,7 +59,8 @@ def _grads_are_finite(grads: Sequence[torch.Tensor]) -> bool:
 def _nonfinite_error(owner: str) -> NonFiniteLossError:
     return NonFiniteLossError(
         f"{owner}.step() got a NaN or infinite gradient; check the loss and inputs for NaN/inf, "
-        f"lower the learning rate, or build the optimizer with nonfinite='skip' to skip such steps")
+        f"lower the learning rate, or build the optimizer with nonfinite='skip' to skip such steps"
+    )
 
 
 class Lamb(torch.optim.Optimizer):
@@ -93,13 +97,30 @@ class Lamb(torch.optim.Optimizer):
     and ``trust_clip`` matches its ``clamp_value``.
     """
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0, *, bias_correction: bool = True,
-                 trust_clip: float | None = None, adapt: bool = True, nonfinite: str = "raise"):
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        *,
+        bias_correction: bool = True,
+        trust_clip: float | None = None,
+        adapt: bool = True,
+        nonfinite: str = "raise",
+    ):
         _check_lr(lr, "Lamb")
         _check_nonfinite_policy(nonfinite, "Lamb")
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        bias_correction=bool(bias_correction), trust_clip=trust_clip, adapt=bool(adapt))
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            bias_correction=bool(bias_correction),
+            trust_clip=trust_clip,
+            adapt=bool(adapt),
+        )
         self._validate_group(defaults)
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -113,17 +134,14 @@ class Lamb(torch.optim.Optimizer):
         _check_lr(group["lr"], "Lamb")
         betas = group["betas"]
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
-            raise ConfigError(f"Lamb: betas must be two numbers in [0, 1), got {betas!r}; "
-                              f"use e.g. betas=(0.9, 0.999)")
+            raise ConfigError(f"Lamb: betas must be two numbers in [0, 1), got {betas!r}; use e.g. betas=(0.9, 0.999)")
         if not (math.isfinite(group["eps"]) and group["eps"] >= 0):
             raise ConfigError(f"Lamb: eps must be a finite number >= 0, got {group['eps']!r}; use e.g. 1e-6")
         if not (math.isfinite(group["weight_decay"]) and group["weight_decay"] >= 0):
-            raise ConfigError(f"Lamb: weight_decay must be >= 0, got {group['weight_decay']!r}; "
-                              f"use 0 to disable it")
+            raise ConfigError(f"Lamb: weight_decay must be >= 0, got {group['weight_decay']!r}; use 0 to disable it")
         clip = group["trust_clip"]
         if clip is not None and not (math.isfinite(clip) and clip > 0):
-            raise ConfigError(f"Lamb: trust_clip must be None or a number > 0, got {clip!r}; "
-                              f"use None for no clipping")
+            raise ConfigError(f"Lamb: trust_clip must be None or a number > 0, got {clip!r}; use None for no clipping")
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -139,8 +157,9 @@ class Lamb(torch.optim.Optimizer):
 
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
         if any(g.is_sparse for g in grads):
-            raise ConfigError("Lamb does not support sparse gradients; use torch.optim.SparseAdam for sparse "
-                              "embeddings")
+            raise ConfigError(
+                "Lamb does not support sparse gradients; use torch.optim.SparseAdam for sparse embeddings"
+            )
         if not _grads_are_finite(grads):
             if self.nonfinite == "raise":
                 raise _nonfinite_error("Lamb")
@@ -166,8 +185,8 @@ class Lamb(torch.optim.Optimizer):
                 m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
                 v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
                 if group["bias_correction"]:
-                    m_hat = m / (1.0 - beta1 ** t)
-                    denom = (v / (1.0 - beta2 ** t)).sqrt_().add_(eps)
+                    m_hat = m / (1.0 - beta1**t)
+                    denom = (v / (1.0 - beta2**t)).sqrt_().add_(eps)
                 else:
                     m_hat = m
                     denom = v.sqrt().add_(eps)
@@ -179,25 +198,35 @@ class Lamb(torch.optim.Optimizer):
                     if clip is not None:
                         w_norm = w_norm.clamp(max=clip)
                     u_norm = torch.linalg.vector_norm(update)
-                    trust = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm,
-                                        torch.ones_like(w_norm))
+                    trust = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
                     update.mul_(trust)
                 p.add_(update, alpha=-lr)
         return loss
 
 
-_NORM_LAYERS = tuple(t for t in (
-    getattr(torch.nn, "LayerNorm", None), getattr(torch.nn, "GroupNorm", None), getattr(torch.nn, "RMSNorm", None),
-    torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm,
-    torch.nn.LocalResponseNorm) if t is not None)
+_NORM_LAYERS = tuple(
+    t
+    for t in (
+        getattr(torch.nn, "LayerNorm", None),
+        getattr(torch.nn, "GroupNorm", None),
+        getattr(torch.nn, "RMSNorm", None),
+        torch.nn.modules.batchnorm._BatchNorm,
+        torch.nn.modules.instancenorm._InstanceNorm,
+        torch.nn.LocalResponseNorm,
+    )
+    if t is not None
+)
 
 
-def lamb_param_groups(model: torch.nn.Module | Iterable[tuple[str, torch.nn.Parameter]], *,
-                      weight_decay: float,
-                      exclude_from_weight_decay: Sequence[str] | None = DEFAULT_NO_DECAY,
-                      exclude_from_layer_adaptation: Sequence[str] | None = None,
-                      exclude_norm_layers: bool = True) -> list[dict]:
-    """Parameter groups for :class:`Lamb` with TF-Addons-style exclusions (paper 33).
+def lamb_param_groups(
+    model: torch.nn.Module | Iterable[tuple[str, torch.nn.Parameter]],
+    *,
+    weight_decay: float,
+    exclude_from_weight_decay: Sequence[str] | None = DEFAULT_NO_DECAY,
+    exclude_from_layer_adaptation: Sequence[str] | None = None,
+    exclude_norm_layers: bool = True,
+) -> list[dict]:
+    """Parameter groups for :class:`Lamb` with TF-Addons-style exclusions (arXiv 1904.00962).
 
     A parameter whose name contains a match of any regex in
     ``exclude_from_weight_decay`` gets ``weight_decay=0``; one matching
@@ -225,11 +254,15 @@ def lamb_param_groups(model: torch.nn.Module | Iterable[tuple[str, torch.nn.Para
         if not p.requires_grad:
             continue
         is_norm = id(p) in norm_ids
-        key = (not (is_norm or any(r.search(name) for r in no_decay)),
-               not (is_norm or any(r.search(name) for r in no_adapt)))
+        key = (
+            not (is_norm or any(r.search(name) for r in no_decay)),
+            not (is_norm or any(r.search(name) for r in no_adapt)),
+        )
         groups.setdefault(key, []).append(p)
-    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, "adapt": adapt}
-            for (decay, adapt), ps in sorted(groups.items(), reverse=True)]
+    return [
+        {"params": ps, "weight_decay": weight_decay if decay else 0.0, "adapt": adapt}
+        for (decay, adapt), ps in sorted(groups.items(), reverse=True)
+    ]
 
 
 @register_optimizer("lamb")

@@ -7,7 +7,7 @@ them (``momentum`` for Adam, for instance).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -35,8 +35,9 @@ def list_optimizers() -> list[str]:
     return sorted(OPTIMIZERS)
 
 
-def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float,
-                    momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """Create the optimizer registered as ``name`` (or named by an optimizer spec) over ``params``.
 
     Raises :class:`ConfigError` for an unknown name, a non-positive learning rate or a
@@ -55,8 +56,9 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: floa
     except ValueError as e:  # torch's own checks ("Invalid momentum value: -3.0")
         if isinstance(e, ConfigError):
             raise
-        raise ConfigError(f"optimizer {name!r} refused its settings: {e}; fix method.lr / method.momentum / "
-                          "method.weight_decay") from None
+        raise ConfigError(
+            f"optimizer {name!r} refused its settings: {e}; fix method.lr / method.momentum / method.weight_decay"
+        ) from None
 
 
 def _load_builtin() -> None:

@@ -12,7 +12,7 @@ Notes: docs/papers/refined-schedules.md
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -20,16 +20,28 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lifelong.errors import ConfigError, unknown_name
 
-__all__ = ["MultiplierSchedule", "build_schedule", "list_schedules", "refined_schedule",
-           "schedule_multipliers", "global_grad_norm", "DEFAULT_SMOOTHING"]
+__all__ = [
+    "MultiplierSchedule",
+    "build_schedule",
+    "list_schedules",
+    "refined_schedule",
+    "schedule_multipliers",
+    "global_grad_norm",
+    "DEFAULT_SMOOTHING",
+]
 
 #: Median-filter width as a fraction of the run length (``sigma2 = 0.1`` in the
 #: official ``visual.py``).
 DEFAULT_SMOOTHING = 0.1
 
 
-def refined_schedule(grad_norms: Sequence[float] | np.ndarray, *, smoothing: float = DEFAULT_SMOOTHING,
-                     power: float = 2.0, total_steps: int | None = None) -> np.ndarray:
+def refined_schedule(
+    grad_norms: Sequence[float] | np.ndarray,
+    *,
+    smoothing: float = DEFAULT_SMOOTHING,
+    power: float = 2.0,
+    total_steps: int | None = None,
+) -> np.ndarray:
     """Refined lr multipliers from an earlier run's gradient norms (arXiv 2310.07831).
 
     Steps (following the paper and its ``find_closed_form_schedule``):
@@ -52,11 +64,15 @@ def refined_schedule(grad_norms: Sequence[float] | np.ndarray, *, smoothing: flo
     """
     g = np.asarray(grad_norms, dtype=np.float64).reshape(-1)
     if g.size < 2:
-        raise ConfigError(f"refined schedule: need the gradient norms of at least 2 steps, got {g.size}; "
-                          f"record one norm per step of an earlier run")
+        raise ConfigError(
+            f"refined schedule: need the gradient norms of at least 2 steps, got {g.size}; "
+            f"record one norm per step of an earlier run"
+        )
     if not np.all(np.isfinite(g)) or np.any(g < 0):
-        raise ConfigError("refined schedule: gradient norms must be finite and >= 0; drop the NaN/inf entries "
-                          "(e.g. skipped steps) from the recorded norms")
+        raise ConfigError(
+            "refined schedule: gradient norms must be finite and >= 0; drop the NaN/inf entries "
+            "(e.g. skipped steps) from the recorded norms"
+        )
     if not g.max() > 0:
         raise ConfigError("refined schedule: all gradient norms are zero; record the norms of a run that trained")
     if not (math.isfinite(smoothing) and 0 <= smoothing <= 1):
@@ -84,7 +100,7 @@ def refined_schedule(grad_norms: Sequence[float] | np.ndarray, *, smoothing: flo
 
 
 def global_grad_norm(parameters: Iterable[torch.nn.Parameter], norm_type: float = 2.0) -> float:
-    """The norm of all gradients together (what refinement records each step; paper 34).
+    """The norm of all gradients together (what refinement records each step; arXiv 2310.07831).
 
     ``norm_type=2`` for SGD-type runs, ``1`` for the paper's L1 variant (Adam-type).
     Parameters without a gradient are skipped.
@@ -97,8 +113,9 @@ def global_grad_norm(parameters: Iterable[torch.nn.Parameter], norm_type: float 
 
 def _check_total_steps(total_steps: int) -> None:
     if not (isinstance(total_steps, (int, np.integer)) and not isinstance(total_steps, bool) and total_steps >= 1):
-        raise ConfigError(f"total_steps must be an integer >= 1, got {total_steps!r}; pass the number of "
-                          f"optimizer steps of the run")
+        raise ConfigError(
+            f"total_steps must be an integer >= 1, got {total_steps!r}; pass the number of optimizer steps of the run"
+        )
 
 
 def _warmup(t: np.ndarray, warmup_steps: int) -> np.ndarray:
@@ -126,19 +143,32 @@ def _cosine(total_steps: int, warmup_steps: int, **_) -> np.ndarray:
     return np.where(t < warmup_steps, _warmup(t, warmup_steps), 0.5 * (1.0 + np.cos(math.pi * frac)))
 
 
-def _refined(total_steps: int, warmup_steps: int, *, grad_norms: Sequence[float] | np.ndarray | None = None,
-             smoothing: float = DEFAULT_SMOOTHING, power: float = 2.0, **_) -> np.ndarray:
+def _refined(
+    total_steps: int,
+    warmup_steps: int,
+    *,
+    grad_norms: Sequence[float] | np.ndarray | None = None,
+    smoothing: float = DEFAULT_SMOOTHING,
+    power: float = 2.0,
+    **_,
+) -> np.ndarray:
     if grad_norms is None:
-        raise ConfigError("the 'refined' schedule needs grad_norms: the per-step gradient norms of an earlier "
-                          "run (record them with lifelong.optim.schedules.global_grad_norm)")
+        raise ConfigError(
+            "the 'refined' schedule needs grad_norms: the per-step gradient norms of an earlier "
+            "run (record them with lifelong.optim.schedules.global_grad_norm)"
+        )
     if warmup_steps:
-        raise ConfigError("the 'refined' schedule makes its own warm-up from the gradient norms; "
-                          "leave warmup_steps at 0")
+        raise ConfigError(
+            "the 'refined' schedule makes its own warm-up from the gradient norms; leave warmup_steps at 0"
+        )
     return refined_schedule(grad_norms, smoothing=smoothing, power=power, total_steps=total_steps)
 
 
 _SCHEDULES: dict[str, Callable[..., np.ndarray]] = {
-    "constant": _constant, "linear": _linear, "cosine": _cosine, "refined": _refined,
+    "constant": _constant,
+    "linear": _linear,
+    "cosine": _cosine,
+    "refined": _refined,
 }
 # Value set by the scheduler step that follows the last optimizer step.
 _FINAL = {"constant": 1.0, "linear": 0.0, "cosine": 0.0, "refined": 0.0}
@@ -149,9 +179,15 @@ def list_schedules() -> list[str]:
     return sorted(_SCHEDULES)
 
 
-def schedule_multipliers(name: str, total_steps: int, *, warmup_steps: int = 0,
-                         grad_norms: Sequence[float] | np.ndarray | None = None,
-                         smoothing: float = DEFAULT_SMOOTHING, power: float = 2.0) -> np.ndarray:
+def schedule_multipliers(
+    name: str,
+    total_steps: int,
+    *,
+    warmup_steps: int = 0,
+    grad_norms: Sequence[float] | np.ndarray | None = None,
+    smoothing: float = DEFAULT_SMOOTHING,
+    power: float = 2.0,
+) -> np.ndarray:
     """The ``total_steps`` lr multipliers of schedule ``name`` (a pure function).
 
     See :func:`build_schedule` for the arguments and errors.
@@ -160,10 +196,13 @@ def schedule_multipliers(name: str, total_steps: int, *, warmup_steps: int = 0,
         raise unknown_name("schedule", name, _SCHEDULES)
     _check_total_steps(total_steps)
     if not (isinstance(warmup_steps, (int, np.integer)) and 0 <= warmup_steps < total_steps):
-        raise ConfigError(f"warmup_steps must be an integer in [0, total_steps) = [0, {total_steps}), "
-                          f"got {warmup_steps!r}; use fewer warm-up steps than training steps")
-    return _SCHEDULES[name](int(total_steps), int(warmup_steps), grad_norms=grad_norms,
-                            smoothing=smoothing, power=power)
+        raise ConfigError(
+            f"warmup_steps must be an integer in [0, total_steps) = [0, {total_steps}), "
+            f"got {warmup_steps!r}; use fewer warm-up steps than training steps"
+        )
+    return _SCHEDULES[name](
+        int(total_steps), int(warmup_steps), grad_norms=grad_norms, smoothing=smoothing, power=power
+    )
 
 
 class MultiplierSchedule(LRScheduler):
@@ -174,12 +213,18 @@ class MultiplierSchedule(LRScheduler):
     the last one. One more ``step()`` raises :class:`ConfigError`.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, multipliers: Sequence[float] | np.ndarray, *,
-                 final: float | None = None, name: str = "custom", last_epoch: int = -1):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        multipliers: Sequence[float] | np.ndarray,
+        *,
+        final: float | None = None,
+        name: str = "custom",
+        last_epoch: int = -1,
+    ):
         m = np.asarray(multipliers, dtype=np.float64).reshape(-1)
         if m.size == 0 or not np.all(np.isfinite(m)) or np.any(m < 0):
-            raise ConfigError(f"schedule {name!r}: multipliers must be a non-empty sequence of finite numbers "
-                              f">= 0")
+            raise ConfigError(f"schedule {name!r}: multipliers must be a non-empty sequence of finite numbers >= 0")
         last = m[-1] if final is None else float(final)
         self.name = name
         self.total_steps = int(m.size)
@@ -190,12 +235,15 @@ class MultiplierSchedule(LRScheduler):
     def step(self, epoch: int | None = None) -> None:
         """Advance one optimizer step; raises ConfigError past ``total_steps``."""
         if epoch is not None:
-            raise ConfigError(f"schedule {self.name!r}: step(epoch) is not supported; call step() once per "
-                              f"optimizer step")
+            raise ConfigError(
+                f"schedule {self.name!r}: step(epoch) is not supported; call step() once per optimizer step"
+            )
         if self.last_epoch + 1 > self.total_steps:
-            raise ConfigError(f"schedule {self.name!r} was built for {self.total_steps} steps and was asked for "
-                              f"step {self.last_epoch + 1}; build it with total_steps equal to the number of "
-                              f"optimizer steps of the run")
+            raise ConfigError(
+                f"schedule {self.name!r} was built for {self.total_steps} steps and was asked for "
+                f"step {self.last_epoch + 1}; build it with total_steps equal to the number of "
+                f"optimizer steps of the run"
+            )
         super().step()
 
     def get_lr(self) -> list[float]:
@@ -207,9 +255,16 @@ class MultiplierSchedule(LRScheduler):
         return self.get_lr()
 
 
-def build_schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, *, warmup_steps: int = 0,
-                   grad_norms: Sequence[float] | np.ndarray | None = None, smoothing: float = DEFAULT_SMOOTHING,
-                   power: float = 2.0) -> MultiplierSchedule:
+def build_schedule(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    *,
+    warmup_steps: int = 0,
+    grad_norms: Sequence[float] | np.ndarray | None = None,
+    smoothing: float = DEFAULT_SMOOTHING,
+    power: float = 2.0,
+) -> MultiplierSchedule:
     """Build the learning-rate schedule ``name`` for a run of ``total_steps`` optimizer steps.
 
     Names (see :func:`list_schedules`):
@@ -226,6 +281,7 @@ def build_schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int
         ConfigError: unknown name, ``total_steps < 1``, ``warmup_steps`` outside
             ``[0, total_steps)``, ``"refined"`` without ``grad_norms``, bad norms.
     """
-    mult = schedule_multipliers(name, total_steps, warmup_steps=warmup_steps, grad_norms=grad_norms,
-                                smoothing=smoothing, power=power)
+    mult = schedule_multipliers(
+        name, total_steps, warmup_steps=warmup_steps, grad_norms=grad_norms, smoothing=smoothing, power=power
+    )
     return MultiplierSchedule(optimizer, mult, final=_FINAL[name], name=name)

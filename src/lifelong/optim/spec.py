@@ -56,8 +56,10 @@ def parse_optimizer_spec(spec: str) -> OptimizerSpec:
         return OptimizerSpec(name)
     test, _, raw = component.partition(":")
     if test not in BATCH_TESTS:
-        raise ConfigError(f"unknown optimizer component {test!r} in {spec!r}; components: "
-                          f"{', '.join(BATCH_TESTS)} (e.g. sgd+norm_test:eta=0.5)")
+        raise ConfigError(
+            f"unknown optimizer component {test!r} in {spec!r}; components: "
+            f"{', '.join(BATCH_TESTS)} (e.g. sgd+norm_test:eta=0.5)"
+        )
     options = dict(BATCH_TESTS[test])
     for item in filter(None, raw.split(",")):
         key, eq, value = item.partition("=")

@@ -15,15 +15,23 @@ import importlib
 import pkgutil
 import textwrap
 from collections import Counter
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from lifelong.errors import ConfigError, LifelongError, unknown_name
 from lifelong.papers.base import Claim, Paper
 from lifelong.papers.catalog import CATALOG
 
 __all__ = [
-    "Claim", "Paper", "SCALES", "all_papers", "get_paper", "reproduce", "paper_settings", "papers_table",
-    "format_claim", "format_papers_table",
+    "Claim",
+    "Paper",
+    "SCALES",
+    "all_papers",
+    "get_paper",
+    "reproduce",
+    "paper_settings",
+    "papers_table",
+    "format_claim",
+    "format_papers_table",
 ]
 
 #: Accepted values of ``reproduce(..., scale=...)``.
@@ -52,21 +60,31 @@ def _paper_modules() -> dict[int, Paper]:
         if paper is None:
             continue
         if not isinstance(paper, Paper):
-            raise ConfigError(f"{module_name}.PAPER is a {type(paper).__name__}, not a lifelong.papers.base.Paper; "
-                              f"define PAPER = Paper(...)")
+            raise ConfigError(
+                f"{module_name}.PAPER is a {type(paper).__name__}, not a lifelong.papers.base.Paper; "
+                f"define PAPER = Paper(...)"
+            )
         entry = by_number.get(paper.number)
         if entry is None:
-            raise ConfigError(f"{module_name}.PAPER has number {paper.number}, which is not a seed paper (1-59); "
-                              f"use the paper's number from lifelong.papers.catalog")
+            raise ConfigError(
+                f"{module_name}.PAPER has number {paper.number}, which is not a seed paper (1-59); "
+                f"use the paper's number from lifelong.papers.catalog"
+            )
         if paper.short_name != entry.short_name:
-            raise ConfigError(f"{module_name}.PAPER is paper {paper.number} but is named {paper.short_name!r}; "
-                              f"the catalogue names it {entry.short_name!r}: use that short name")
+            raise ConfigError(
+                f"{module_name}.PAPER is paper {paper.number} but is named {paper.short_name!r}; "
+                f"the catalogue names it {entry.short_name!r}: use that short name"
+            )
         if paper.number in found:
-            raise ConfigError(f"paper {paper.number} ({entry.short_name}) is defined twice, in "
-                              f"{where[paper.number]} and {module_name}; keep one")
+            raise ConfigError(
+                f"paper {paper.number} ({entry.short_name}) is defined twice, in "
+                f"{where[paper.number]} and {module_name}; keep one"
+            )
         if paper.status == "claim checked" and paper.reproduce is None:
-            raise ConfigError(f"{module_name}.PAPER has status 'claim checked' but no reproduce function; "
-                              f"pass reproduce=reproduce or lower the status")
+            raise ConfigError(
+                f"{module_name}.PAPER has status 'claim checked' but no reproduce function; "
+                f"pass reproduce=reproduce or lower the status"
+            )
         found[paper.number] = paper
         where[paper.number] = module_name
     return found
@@ -140,8 +158,10 @@ def reproduce(name: str, scale: str = "quick", sets: Iterable[str] = ()) -> Clai
     else:
         claim = paper.reproduce(scale)
     if not isinstance(claim, Claim):
-        raise LifelongError(f"reproduce() of paper {paper.short_name} returned {type(claim).__name__}, "
-                            f"not a Claim; fix lifelong.papers module of that paper")
+        raise LifelongError(
+            f"reproduce() of paper {paper.short_name} returned {type(claim).__name__}, "
+            f"not a Claim; fix lifelong.papers module of that paper"
+        )
     return claim
 
 
@@ -173,8 +193,17 @@ def _fmt_value(value) -> str:
 def _wrap(label: str, text: str, label_width: int, width: int) -> list[str]:
     """``label`` then ``text`` wrapped to ``width``, continuation lines indented."""
     indent = " " * (label_width + 2)
-    lines = textwrap.wrap(text, width=width, initial_indent=label.ljust(label_width) + "  ",
-                          subsequent_indent=indent, break_on_hyphens=False) if text else [label]
+    lines = (
+        textwrap.wrap(
+            text,
+            width=width,
+            initial_indent=label.ljust(label_width) + "  ",
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        )
+        if text
+        else [label]
+    )
     return lines
 
 
@@ -225,6 +254,8 @@ def format_papers_table(rows: Iterable[Mapping] | None = None, title_width: int 
     out += [line(row) for row in body]
     counts = Counter(str(r["status"]) for r in rows)
     out.append("")
-    out.append(f"{len(rows)} papers: " + ", ".join(f"{counts[s]} {s}" for s in ("claim checked", "implemented",
-                                                                                 "planned") if counts[s]))
+    out.append(
+        f"{len(rows)} papers: "
+        + ", ".join(f"{counts[s]} {s}" for s in ("claim checked", "implemented", "planned") if counts[s])
+    )
     return "\n".join(out)

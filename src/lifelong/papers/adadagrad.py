@@ -12,8 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lifelong.optim.adadagrad import (AdaGradNorm, BatchSizeController, InnerProductTestBatchController,
-                                      NormTestBatchController)
+from lifelong.optim.adadagrad import (
+    AdaGradNorm,
+    BatchSizeController,
+    InnerProductTestBatchController,
+    NormTestBatchController,
+)
 from lifelong.papers.base import Claim, Paper
 from lifelong.papers.common import mean as _mean
 from lifelong.papers.spec import load_spec
@@ -24,8 +28,16 @@ def _mlp(seed: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
 
 
-def run_adaptive_batch(controller: BatchSizeController | None, batch_size: int, *, seed: int, target: float,
-                       max_steps: int, data, lr: float = 0.5) -> dict:
+def run_adaptive_batch(
+    controller: BatchSizeController | None,
+    batch_size: int,
+    *,
+    seed: int,
+    target: float,
+    max_steps: int,
+    data,
+    lr: float = 0.5,
+) -> dict:
     """Train the digits MLP with AdaGradNorm; ``controller=None`` keeps ``batch_size`` fixed.
 
     Returns steps/samples to reach ``target`` training loss (``None`` if not reached), the
@@ -60,8 +72,15 @@ def run_adaptive_batch(controller: BatchSizeController | None, batch_size: int, 
             break
     with torch.no_grad():
         acc = 100.0 * (model(xt).argmax(1) == yt).float().mean().item()
-    return {"steps": reached_steps, "samples": reached_samples, "total_steps": step, "total_samples": samples,
-            "history": history, "final_train_loss": loss, "test_acc": acc}
+    return {
+        "steps": reached_steps,
+        "samples": reached_samples,
+        "total_steps": step,
+        "total_samples": samples,
+        "history": history,
+        "final_train_loss": loss,
+        "test_acc": acc,
+    }
 
 
 def _steps(r):  # budget counts when the target was not reached (conservative, see module docstring)
@@ -107,22 +126,28 @@ def _check(s: dict, scale: str) -> Claim:
     fewer_steps = steps["adaptive"] < steps[small]
     fewer_samples = samples["adaptive"] < samples[large]
     measured = {
-        "target_train_loss": s["target"], "seeds": len(s["seeds"]), "max_steps": s["max_steps"],
-        "batch_monotone": monotone, "batch_growth_min_over_seeds": round(growth, 2),
+        "target_train_loss": s["target"],
+        "seeds": len(s["seeds"]),
+        "max_steps": s["max_steps"],
+        "batch_monotone": monotone,
+        "batch_growth_min_over_seeds": round(growth, 2),
         "final_batch_sizes": [h[-1] for h in hist],
         **{f"steps_to_target_{k}": round(v, 1) for k, v in steps.items()},
         **{f"samples_to_target_{k}": round(v, 1) for k, v in samples.items()},
         **{f"runs_reaching_target_{k}": sum(r["steps"] is not None for r in v) for k, v in rows.items()},
         **{f"test_acc_{k}": round(_mean([r["test_acc"] for r in v]), 2) for k, v in rows.items()},
-        f"fewer_steps_than_{small}": fewer_steps, f"fewer_samples_than_{large}": fewer_samples,
+        f"fewer_steps_than_{small}": fewer_steps,
+        f"fewer_samples_than_{large}": fewer_samples,
     }
     if s["extra_etas"] or s["extra_inner_product"]:
         seed = s["seeds"][0]
         data = digits_split(seed, s["train_fraction"])
         n_train = data[0].shape[0]
         common = dict(seed=seed, target=s["target"], max_steps=s["max_steps"], data=data, lr=lr)
-        extra = {f"norm_eta{eta}": NormTestBatchController(b0, n_train, eta=eta, max_test_samples=test_samples)
-                 for eta in s["extra_etas"]}
+        extra = {
+            f"norm_eta{eta}": NormTestBatchController(b0, n_train, eta=eta, max_test_samples=test_samples)
+            for eta in s["extra_etas"]
+        }
         if s["extra_inner_product"]:
             extra["inner_product"] = InnerProductTestBatchController(b0, n_train, max_test_samples=test_samples)
         for name, ctl in extra.items():
@@ -134,15 +159,15 @@ def _check(s: dict, scale: str) -> Claim:
     return Claim(
         paper="adadagrad",
         statement="Growing the batch by an adaptive-sampling test lets AdaGrad-Norm use large-batch steps "
-                  "without paying for large batches from the start",
+        "without paying for large batches from the start",
         criterion=f"batch size never decreases and grows >= {s['min_growth']:g}x; reaches train loss <= {s['target']} "
-                  f"in fewer steps than b={b0} and fewer samples than b={b_large} (means over seeds)",
+        f"in fewer steps than b={b0} and fewer samples than b={b_large} (means over seeds)",
         measured=measured,
         held=bool(monotone and growth >= s["min_growth"] and fewer_steps and fewer_samples),
         scale="full" if scale == "full" else "quick",
         notes=f"digits MLP 64-64-10, AdaGradNorm lr {lr}, norm test eta {s['eta']}, b0 {b0}, cap = training-set "
-              f"size, test on <= {test_samples} per-sample gradients per batch. Runs that miss the target count their "
-              f"whole budget.",
+        f"size, test on <= {test_samples} per-sample gradients per batch. Runs that miss the target count their "
+        f"whole budget.",
     )
 
 

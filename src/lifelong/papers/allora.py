@@ -37,8 +37,18 @@ def _optimizer(name: str, params, cfg: dict) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, **cfg)
 
 
-def adapt(backbone: nn.Module, arm: str, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
-          y_test: torch.Tensor, steps: int, seed: int, settings: dict, optimizer: str = "adamw") -> dict:
+def adapt(
+    backbone: nn.Module,
+    arm: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    steps: int,
+    seed: int,
+    settings: dict,
+    optimizer: str = "adamw",
+) -> dict:
     """Train adapter ``arm`` and a new head for ``steps`` steps; test accuracy and ``||B||`` at ``record_b_at``."""
     from lifelong.adapters import adapter_parameters, inject_adapter, lora_layers
     from lifelong.data import cycle_batches
@@ -79,8 +89,12 @@ def compare(settings: dict, steps: int, optimizer: str) -> dict:
         with torch.no_grad():
             out["source_acc"].append(float((head(backbone(xs_te)).argmax(1) == ys_te).float().mean()))
         g = torch.Generator().manual_seed(seed)
-        pick = torch.cat([torch.nonzero(yt_all == c).flatten()[torch.randperm(int((yt_all == c).sum()), generator=g)
-                                                              [:per_class]] for c in range(len(settings["target"]))])
+        pick = torch.cat(
+            [
+                torch.nonzero(yt_all == c).flatten()[torch.randperm(int((yt_all == c).sum()), generator=g)[:per_class]]
+                for c in range(len(settings["target"]))
+            ]
+        )
         for arm in arms:
             r = adapt(backbone, arm, xt_all[pick], yt_all[pick], xt_te, yt_te, steps, seed, settings, optimizer)
             out[arm]["acc"].append(r["acc"])
@@ -102,15 +116,18 @@ def check(settings: dict, scale: str) -> Claim:
     res = compare(settings, steps, opt_name)
     mean = {arm: float(np.mean(res[arm]["acc"])) for arm in arms}
     diff = np.array(res["allora"]["acc"]) - np.array(res["lora"]["acc"])
-    measured = {"seeds": len(seeds), "steps": steps,
-                "optimizer": f"{opt_name} lr {sci(settings['optimizers'][opt_name]['lr'])}",
-                "source_test_acc_pretrained": float(np.mean(res["source_acc"])),
-                **{f"acc_{arm}": mean[arm] for arm in arms},
-                **{f"acc_{arm}_std": float(np.std(res[arm]["acc"])) for arm in arms},
-                "allora_minus_lora": float(diff.mean()),
-                "allora_minus_lora_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0,
-                "allora_wins": f"{int((diff > 0).sum())}/{len(diff)}",
-                **{f"b_norm_step{at}_{arm}": float(np.mean(res[arm]["b_norm"])) for arm in arms}}
+    measured = {
+        "seeds": len(seeds),
+        "steps": steps,
+        "optimizer": f"{opt_name} lr {sci(settings['optimizers'][opt_name]['lr'])}",
+        "source_test_acc_pretrained": float(np.mean(res["source_acc"])),
+        **{f"acc_{arm}": mean[arm] for arm in arms},
+        **{f"acc_{arm}_std": float(np.std(res[arm]["acc"])) for arm in arms},
+        "allora_minus_lora": float(diff.mean()),
+        "allora_minus_lora_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0,
+        "allora_wins": f"{int((diff > 0).sum())}/{len(diff)}",
+        **{f"b_norm_step{at}_{arm}": float(np.mean(res[arm]["b_norm"])) for arm in arms},
+    }
     for extra in settings["extra_steps"]:
         r = compare(settings, extra, opt_name)
         measured.update({f"acc_{arm}_{extra}steps": float(np.mean(r[arm]["acc"])) for arm in arms})
@@ -123,18 +140,24 @@ def check(settings: dict, scale: str) -> Claim:
     hidden = "-".join(map(str, settings["pretrain"]["hidden"]))
     return Claim(
         paper=PAPER.short_name,
-        statement=("with a short fine-tuning budget, ALLoRA (no dropout, no alpha/r scaling, per-row gradient "
-                   "coefficient 1/sqrt(||dW_i||^2 + 1/eta^2)) reaches at least LoRA's accuracy"),
-        criterion=(f"mean target-test accuracy over {len(seeds)} seeds after {steps} {opt_name} steps: ALLoRA >= "
-                   f"LoRA (alpha {lora['alpha']:g}, dropout {lora['dropout']:g})"),
+        statement=(
+            "with a short fine-tuning budget, ALLoRA (no dropout, no alpha/r scaling, per-row gradient "
+            "coefficient 1/sqrt(||dW_i||^2 + 1/eta^2)) reaches at least LoRA's accuracy"
+        ),
+        criterion=(
+            f"mean target-test accuracy over {len(seeds)} seeds after {steps} {opt_name} steps: ALLoRA >= "
+            f"LoRA (alpha {lora['alpha']:g}, dropout {lora['dropout']:g})"
+        ),
         measured=measured,
         held=bool(held),
         scale=scale,
-        notes=(f"MLP 64-{hidden} pre-trained on digits {settings['source'][0]}-{settings['source'][-1]}, adapted to "
-               f"digits {settings['target'][0]}-{settings['target'][-1]} with {settings['per_class']} "
-               f"examples/class; rank {settings['rank']} on {', '.join(settings['targets'])} plus a new head. The "
-               "coefficient's exact form and eta are our reading of the abstract (see docs/papers.md); the paper's "
-               "LLM benchmarks are not run."),
+        notes=(
+            f"MLP 64-{hidden} pre-trained on digits {settings['source'][0]}-{settings['source'][-1]}, adapted to "
+            f"digits {settings['target'][0]}-{settings['target'][-1]} with {settings['per_class']} "
+            f"examples/class; rank {settings['rank']} on {', '.join(settings['targets'])} plus a new head. The "
+            "coefficient's exact form and eta are our reading of the abstract (see docs/papers.md); the paper's "
+            "LLM benchmarks are not run."
+        ),
     )
 
 

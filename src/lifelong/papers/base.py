@@ -8,8 +8,9 @@ with status ``planned``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 Status = Literal["planned", "implemented", "claim checked"]
 Scale = Literal["quick", "full"]
@@ -39,9 +40,15 @@ class Claim:
 
     def to_dict(self) -> dict:
         """JSON-able form."""
-        return {"paper": self.paper, "statement": self.statement, "criterion": self.criterion,
-                "measured": dict(self.measured), "held": bool(self.held), "scale": self.scale,
-                "notes": self.notes}
+        return {
+            "paper": self.paper,
+            "statement": self.statement,
+            "criterion": self.criterion,
+            "measured": dict(self.measured),
+            "held": bool(self.held),
+            "scale": self.scale,
+            "notes": self.notes,
+        }
 
 
 @dataclass(frozen=True)

@@ -90,15 +90,19 @@ def check(settings: dict, scale: str) -> Claim:
     measured["taxonomy_settings"] = ", ".join(s.value for s in IncrementalSetting)
     held = not mismatches and not missing_stages
     n_metrics = sum(len(c["expected"]) for c in cases.values())
-    criterion = (f"all {n_metrics} metric values ({len(cases)} hand-made matrices) equal the hand-worked values "
-                 f"to {tolerance:g}; CLStage covers {', '.join(settings['stages'])}")
+    criterion = (
+        f"all {n_metrics} metric values ({len(cases)} hand-made matrices) equal the hand-worked values "
+        f"to {tolerance:g}; CLStage covers {', '.join(settings['stages'])}"
+    )
     inv = settings["invariants"]
     if inv["matrices"] > 0:
         violations = _invariant_violations(inv["matrices"], inv["size"], inv["seed"], tolerance)
         measured.update(violations)
         held = held and not any(violations.values())
-        criterion += (f"; on {inv['matrices']:,} random {inv['size']}x{inv['size']} matrices forgetting >= -BWT "
-                      "and the upper triangle changes no metric but forward transfer")
+        criterion += (
+            f"; on {inv['matrices']:,} random {inv['size']}x{inv['size']} matrices forgetting >= -BWT "
+            "and the upper triangle changes no metric but forward transfer"
+        )
     notes = "hand-made matrices and worked values: lifelong/papers/specs/cl-llm-survey.toml (cases)"
     if mismatches:
         notes += "; mismatches: " + "; ".join(mismatches)
@@ -106,9 +110,11 @@ def check(settings: dict, scale: str) -> Claim:
         notes += "; missing stages: " + ", ".join(missing_stages)
     return Claim(
         paper=PAPER.short_name,
-        statement=("the library's continual-learning metrics (final and average incremental accuracy, forgetting, "
-                   "backward and forward transfer) follow the survey's definitions, and its scenario taxonomy "
-                   "has the survey's stages CPT, DAP and CFT"),
+        statement=(
+            "the library's continual-learning metrics (final and average incremental accuracy, forgetting, "
+            "backward and forward transfer) follow the survey's definitions, and its scenario taxonomy "
+            "has the survey's stages CPT, DAP and CFT"
+        ),
         criterion=criterion,
         measured=measured,
         held=held,

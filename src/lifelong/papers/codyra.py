@@ -32,9 +32,11 @@ def tasks(settings: dict):
     rot = lambda x: torch.rot90(x.view(-1, 8, 8), 1, (1, 2)).reshape(len(x), 64)  # noqa: E731
     g = torch.Generator().manual_seed(settings["noise_seed"])
     noisy = lambda x: x + settings["noise_std"] * torch.randn(x.shape, generator=g)  # noqa: E731
-    seq = [(class_subset(xtr, d.y_train, task), class_subset(xte, d.y_test, task)),
-           ((rot(xtr), d.y_train), (rot(xte), d.y_test)),
-           ((noisy(xtr), d.y_train), (noisy(xte), d.y_test))]
+    seq = [
+        (class_subset(xtr, d.y_train, task), class_subset(xte, d.y_test, task)),
+        ((rot(xtr), d.y_train), (rot(xte), d.y_test)),
+        ((noisy(xtr), d.y_train), (noisy(xte), d.y_test)),
+    ]
     return class_subset(xtr, d.y_train, knowledge), class_subset(xte, d.y_test, knowledge), seq
 
 
@@ -66,8 +68,11 @@ def run_arm(body0: nn.Module, head_a: nn.Module, arm: str, data, seed: int, step
         inject_adapter(body, cfg, name, generator=g)
         torch.manual_seed(2000 + 10 * seed + t)
         head = nn.Linear(settings["pretrain"]["hidden"][-1], int(y.max()) + 1)
-        opt = torch.optim.AdamW([*adapter_parameters(body, name), *head.parameters()], lr=settings["lr"],
-                                weight_decay=settings["weight_decay"])
+        opt = torch.optim.AdamW(
+            [*adapter_parameters(body, name), *head.parameters()],
+            lr=settings["lr"],
+            weight_decay=settings["weight_decay"],
+        )
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         kappa = KappaSchedule(steps, **settings["kappa"]) if codyra else None
         gates = gate_parameters(body, name) if codyra else []
@@ -89,9 +94,14 @@ def run_arm(body0: nn.Module, head_a: nn.Module, arm: str, data, seed: int, step
         heads.append(head)
         just_learned.append(_acc(body, head, x_te, y_te))
     final = [_acc(body, h, te[0], te[1]) for h, (_, te) in zip(heads, seq)]
-    return {"new_task_final": float(np.mean(final)), "new_task_just_learned": float(np.mean(just_learned)),
-            "retention": _acc(body, head_a, xk_te, yk_te), "ranks": ranks,
-            "params_after_merge": sum(p.numel() for p in body.parameters()), "base_params": base_params}
+    return {
+        "new_task_final": float(np.mean(final)),
+        "new_task_just_learned": float(np.mean(just_learned)),
+        "retention": _acc(body, head_a, xk_te, yk_te),
+        "ranks": ranks,
+        "params_after_merge": sum(p.numel() for p in body.parameters()),
+        "base_params": base_params,
+    }
 
 
 def reproduce(scale: str = "quick") -> Claim:
@@ -122,41 +132,56 @@ def check(settings: dict, scale: str) -> Claim:
     eff = float(np.mean([v for r in res["codyra"] for v in r["ranks"]]))
     same_params = all(r["params_after_merge"] == r["base_params"] for arm in arms for r in res[arm])
     score = lambda r: 0.5 * (r["new_task_final"] + r["retention"])  # noqa: E731
-    wins = {o: f"{sum(score(c) >= score(b) for c, b in zip(res['codyra'], res[o]))}/{len(seeds)}"
-            for o in fixed}
+    wins = {o: f"{sum(score(c) >= score(b) for c, b in zip(res['codyra'], res[o]))}/{len(seeds)}" for o in fixed}
     held_score = all(m["codyra_score"] >= m[f"{o}_score"] for o in fixed)
     held_rank = eff <= settings["max_rank_fraction"] * budget
-    measured = {"seeds": len(seeds), "steps_per_task": steps, "knowledge_acc_before": float(np.mean(before)), **m,
-                "codyra_mean_effective_rank": eff, "codyra_rank_fraction": eff / budget,
-                "codyra_rank_per_task": [float(np.mean([r["ranks"][t] for r in res["codyra"]])) for t in range(3)],
-                **{f"codyra_wins_vs_{o}": wins[o] for o in fixed},
-                "params_after_merge": res["codyra"][0]["params_after_merge"],
-                "base_params": res["codyra"][0]["base_params"], "held_score": bool(held_score),
-                "held_rank": bool(held_rank), "held_params": bool(same_params)}
+    measured = {
+        "seeds": len(seeds),
+        "steps_per_task": steps,
+        "knowledge_acc_before": float(np.mean(before)),
+        **m,
+        "codyra_mean_effective_rank": eff,
+        "codyra_rank_fraction": eff / budget,
+        "codyra_rank_per_task": [float(np.mean([r["ranks"][t] for r in res["codyra"]])) for t in range(3)],
+        **{f"codyra_wins_vs_{o}": wins[o] for o in fixed},
+        "params_after_merge": res["codyra"][0]["params_after_merge"],
+        "base_params": res["codyra"][0]["base_params"],
+        "held_score": bool(held_score),
+        "held_rank": bool(held_rank),
+        "held_params": bool(same_params),
+    }
     return Claim(
         paper=PAPER.short_name,
-        statement=("rank-selective LoRA (per-rank importance gates with l1 proximal updates, merged after each task) "
-                   "balances new-task learning and retention of pre-trained knowledge better than a fixed high or "
-                   "low rank, with a small effective rank and no extra inference parameters"),
-        criterion=(f"means over {len(seeds)} seeds, {steps} steps per task: CoDyRA's mean of (final new-task "
-                   f"accuracy, knowledge retention) >= every fixed rank's ({', '.join(fixed)}); CoDyRA's mean "
-                   f"effective rank at the end of a task <= {settings['max_rank_fraction'] * budget:g} "
-                   f"({settings['max_rank_fraction']:.0%} of {budget}); body parameters after the merges == "
-                   "pre-trained body's"),
+        statement=(
+            "rank-selective LoRA (per-rank importance gates with l1 proximal updates, merged after each task) "
+            "balances new-task learning and retention of pre-trained knowledge better than a fixed high or "
+            "low rank, with a small effective rank and no extra inference parameters"
+        ),
+        criterion=(
+            f"means over {len(seeds)} seeds, {steps} steps per task: CoDyRA's mean of (final new-task "
+            f"accuracy, knowledge retention) >= every fixed rank's ({', '.join(fixed)}); CoDyRA's mean "
+            f"effective rank at the end of a task <= {settings['max_rank_fraction'] * budget:g} "
+            f"({settings['max_rank_fraction']:.0%} of {budget}); body parameters after the merges == "
+            "pre-trained body's"
+        ),
         measured=measured,
         held=bool(held_score and held_rank and same_params),
         scale=scale,
-        notes=("MLP 64-128-128 pre-trained on digits 0-4 (frozen head A), then digits 5-9 / rotated digits / "
-               "noisy digits, each with its own head; adapters on both Linear layers, merged after each task. "
-               "The paper's CLIP MTIL / X-TAIL benchmarks are not run; kappa rescaled to the task length."),
+        notes=(
+            "MLP 64-128-128 pre-trained on digits 0-4 (frozen head A), then digits 5-9 / rotated digits / "
+            "noisy digits, each with its own head; adapters on both Linear layers, merged after each task. "
+            "The paper's CLIP MTIL / X-TAIL benchmarks are not run; kappa rescaled to the task length."
+        ),
     )
 
 
 PAPER = Paper(
     number=15,
     short_name="codyra",
-    title=("Adaptive Rank, Reduced Forgetting: Knowledge Retention in Continual Learning Vision-Language Models with "
-           "Dynamic Rank-Selective LoRA"),
+    title=(
+        "Adaptive Rank, Reduced Forgetting: Knowledge Retention in Continual Learning Vision-Language Models with "
+        "Dynamic Rank-Selective LoRA"
+    ),
     category="continual method",
     status="claim checked",
     implemented_by=("lifelong.adapters.codyra", "lifelong.methods.codyra", "lifelong.adapters.lora"),

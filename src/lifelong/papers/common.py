@@ -59,8 +59,12 @@ def digits_tasks(knowledge, task):
 
     d = load_digits()
     xtr, xte = d.x_train.flatten(1), d.x_test.flatten(1)
-    return (class_subset(xtr, d.y_train, knowledge), class_subset(xte, d.y_test, knowledge),
-            class_subset(xtr, d.y_train, task), class_subset(xte, d.y_test, task))
+    return (
+        class_subset(xtr, d.y_train, knowledge),
+        class_subset(xte, d.y_test, knowledge),
+        class_subset(xtr, d.y_train, task),
+        class_subset(xte, d.y_test, task),
+    )
 
 
 def digits_split(seed: int, train_fraction: float = 0.8):
@@ -75,8 +79,7 @@ def digits_split(seed: int, train_fraction: float = 0.8):
     return x[perm[:n_train]], y[perm[:n_train]], x[perm[n_train:]], y[perm[n_train:]]
 
 
-def teacher_student_data(n_train: int, n_test: int, *, seed: int, dim: int = 64, hidden: int = 128,
-                         classes: int = 10):
+def teacher_student_data(n_train: int, n_test: int, *, seed: int, dim: int = 64, hidden: int = 128, classes: int = 10):
     """Synthetic classification data from a random teacher, generated with a seeded Generator.
 
     Inputs ``x ~ N(0, I_dim)``; label ``argmax(tanh(x W1) W2)`` with Gaussian ``W1, W2``
@@ -111,15 +114,24 @@ def fscil_stream(cfg: dict, seed: int):
 
     data = load_data(cfg["data"])
     kw = {"class_order": list(range(data.num_classes))} if cfg["natural_order"] else {}
-    return few_shot_incremental(data, base_classes=cfg["base_classes"], ways=cfg["ways"], shots=cfg["shots"],
-                                sessions=cfg["sessions"], seed=seed, **kw)
+    return few_shot_incremental(
+        data,
+        base_classes=cfg["base_classes"],
+        ways=cfg["ways"],
+        shots=cfg["shots"],
+        sessions=cfg["sessions"],
+        seed=seed,
+        **kw,
+    )
 
 
 def fscil_label(cfg: dict) -> str:
     """A short description of the FSCIL stream setting ``cfg`` (see :func:`fscil_stream`)."""
     data = "CLINC150 MiniLM features" if cfg["data"]["name"] == "clinc150" else cfg["data"]["name"]
-    return (f"{data}: {cfg['base_classes']} base classes + {cfg['sessions']} sessions x {cfg['ways']}-way "
-            f"{cfg['shots']}-shot")
+    return (
+        f"{data}: {cfg['base_classes']} base classes + {cfg['sessions']} sessions x {cfg['ways']}-way "
+        f"{cfg['shots']}-shot"
+    )
 
 
 def final_accuracy(name: str, config: dict, stream, seed: int = 0) -> tuple[float, np.ndarray]:
@@ -138,8 +150,13 @@ def run_row(result, metric: str) -> tuple:
     The per-run record of the DST (arXiv:2308.14831) and DPHN (arXiv:2209.07712) reproductions.
     """
     m = result.metrics
-    return (m["final_average_accuracy"], m[metric], float(sum(result.learn_seconds)), int(result.samples_seen[-1]),
-            (int(result.trainable_parameters), int(result.total_parameters)))
+    return (
+        m["final_average_accuracy"],
+        m[metric],
+        float(sum(result.learn_seconds)),
+        int(result.samples_seen[-1]),
+        (int(result.trainable_parameters), int(result.total_parameters)),
+    )
 
 
 def gap_closed(method: float, base: float, bound: float) -> float:
@@ -159,6 +176,20 @@ def mean(values) -> float:
     return sum(values) / len(values)
 
 
-__all__ = ["clinc_data_root", "clinc_available", "load_data", "class_subset", "digits_tasks", "digits_split",
-           "teacher_student_data", "clinc_stream", "fscil_stream", "fscil_label", "final_accuracy", "run_row",
-           "gap_closed", "sci", "mean"]
+__all__ = [
+    "clinc_data_root",
+    "clinc_available",
+    "load_data",
+    "class_subset",
+    "digits_tasks",
+    "digits_split",
+    "teacher_student_data",
+    "clinc_stream",
+    "fscil_stream",
+    "fscil_label",
+    "final_accuracy",
+    "run_row",
+    "gap_closed",
+    "sci",
+    "mean",
+]

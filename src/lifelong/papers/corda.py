@@ -41,11 +41,18 @@ def adapt(body, head_a, arm: str, data, steps: int, seed: int, settings: dict) -
         inject_adapter(model, LoRAConfig(r=rank, alpha=alpha, target_modules=targets), "a", generator=g)
     else:
         calib = xa if spec["calibration"] == "knowledge" else xb
-        pick = torch.randperm(len(calib), generator=g)[:settings["calibration"]]
-        corda_inject(model, CorDAConfig(r=rank, alpha=alpha, target_modules=targets, mode=spec["mode"]),
-                     calib[pick], "a", generator=g)
-    recon = max(float((l.base_layer.weight + l.delta_weight("a") - weights[n]).detach().abs().max())
-                for n, l in lora_layers(model).items())
+        pick = torch.randperm(len(calib), generator=g)[: settings["calibration"]]
+        corda_inject(
+            model,
+            CorDAConfig(r=rank, alpha=alpha, target_modules=targets, mode=spec["mode"]),
+            calib[pick],
+            "a",
+            generator=g,
+        )
+    recon = max(
+        float((l.base_layer.weight + l.delta_weight("a") - weights[n]).detach().abs().max())
+        for n, l in lora_layers(model).items()
+    )
     torch.manual_seed(2000 + seed)
     head_b = nn.Linear(head_a.in_features, int(yb.max()) + 1)
     opt = torch.optim.Adam([*adapter_parameters(model, "a"), *head_b.parameters()], lr=settings["lr"])
@@ -84,15 +91,22 @@ def summarise(res: dict, match_within: float) -> dict:
     steps = [c[0] for c in res["lora"][0]["curve"]]
     lora_acc, lora_know = curves["lora"][-1]
     matched = [i for i, (acc, _) in enumerate(curves["kpa"]) if acc >= lora_acc - match_within]
-    out = {"knowledge_acc_before": before,
-           "recon_max_abs_err": max(r["recon"] for arm in ("kpa", "ipa") for r in res[arm]),
-           **{f"{arm}_task_acc": float(curves[arm][-1][0]) for arm in curves},
-           **{f"{arm}_forgetting": before - float(curves[arm][-1][1]) for arm in curves},
-           "lora_forgetting_at_end": before - float(lora_know)}
+    out = {
+        "knowledge_acc_before": before,
+        "recon_max_abs_err": max(r["recon"] for arm in ("kpa", "ipa") for r in res[arm]),
+        **{f"{arm}_task_acc": float(curves[arm][-1][0]) for arm in curves},
+        **{f"{arm}_forgetting": before - float(curves[arm][-1][1]) for arm in curves},
+        "lora_forgetting_at_end": before - float(lora_know),
+    }
     if matched:
         i = matched[0]
-        out.update({"kpa_matched_step": steps[i], "kpa_matched_task_acc": float(curves["kpa"][i][0]),
-                    "kpa_forgetting_matched": before - float(curves["kpa"][i][1])})
+        out.update(
+            {
+                "kpa_matched_step": steps[i],
+                "kpa_matched_task_acc": float(curves["kpa"][i][0]),
+                "kpa_forgetting_matched": before - float(curves["kpa"][i][1]),
+            }
+        )
     else:
         out.update({"kpa_matched_step": -1, "kpa_forgetting_matched": float("nan")})
     return out
@@ -112,29 +126,42 @@ def check(settings: dict, scale: str) -> Claim:
     held_a = m["recon_max_abs_err"] < settings["max_recon_error"]
     held_b = m["kpa_matched_step"] > 0 and m["kpa_forgetting_matched"] <= ratio * max(lora_f, 0.0)
     held_c = m["ipa_task_acc"] >= m["lora_task_acc"]
-    measured = {"seeds": len(seeds), "steps": steps, **m, "held_reconstruction": bool(held_a),
-                "held_kpa_forgetting": bool(held_b), "held_ipa_accuracy": bool(held_c)}
+    measured = {
+        "seeds": len(seeds),
+        "steps": steps,
+        **m,
+        "held_reconstruction": bool(held_a),
+        "held_kpa_forgetting": bool(held_b),
+        "held_ipa_accuracy": bool(held_c),
+    }
     if settings["long_steps"] > 0:
         m_long = summarise(compare(settings, settings["long_steps"]), within)
-        measured.update({f"{k}_{settings['long_steps']}steps": v for k, v in m_long.items()
-                         if k != "knowledge_acc_before"})
+        measured.update(
+            {f"{k}_{settings['long_steps']}steps": v for k, v in m_long.items() if k != "knowledge_acc_before"}
+        )
     hidden = "-".join(map(str, settings["pretrain"]["hidden"]))
     return Claim(
         paper=PAPER.short_name,
-        statement=("CorDA reconstructs the pre-trained weights exactly before training; the knowledge-preserved "
-                   "adapter forgets the knowledge task at most half as much as LoRA at matched new-task accuracy; "
-                   "the instruction-previewed adapter reaches at least LoRA's new-task accuracy"),
-        criterion=(f"(a) max|W - (W_res + sBA)| < {settings['max_recon_error']:g}; (b) KPA knowledge-accuracy drop "
-                   f"at the first checkpoint within {within * 100:g} points of LoRA's final task accuracy <= "
-                   f"{ratio:g} x LoRA's drop; (c) IPA task accuracy >= LoRA's after {steps} steps; means over "
-                   f"{len(seeds)} seeds; all three must hold"),
+        statement=(
+            "CorDA reconstructs the pre-trained weights exactly before training; the knowledge-preserved "
+            "adapter forgets the knowledge task at most half as much as LoRA at matched new-task accuracy; "
+            "the instruction-previewed adapter reaches at least LoRA's new-task accuracy"
+        ),
+        criterion=(
+            f"(a) max|W - (W_res + sBA)| < {settings['max_recon_error']:g}; (b) KPA knowledge-accuracy drop "
+            f"at the first checkpoint within {within * 100:g} points of LoRA's final task accuracy <= "
+            f"{ratio:g} x LoRA's drop; (c) IPA task accuracy >= LoRA's after {steps} steps; means over "
+            f"{len(seeds)} seeds; all three must hold"
+        ),
         measured=measured,
         held=bool(held_a and held_b and held_c),
         scale=scale,
-        notes=(f"MLP 64-{hidden} pre-trained on digits {settings['knowledge'][0]}-{settings['knowledge'][-1]} "
-               f"(knowledge, head A frozen), rank-{settings['rank']} adapters on {', '.join(settings['targets'])} "
-               f"+ new head for digits {settings['task'][0]}-{settings['task'][-1]}; covariance from "
-               f"{settings['calibration']} inputs. The paper's LLM benchmarks are not run."),
+        notes=(
+            f"MLP 64-{hidden} pre-trained on digits {settings['knowledge'][0]}-{settings['knowledge'][-1]} "
+            f"(knowledge, head A frozen), rank-{settings['rank']} adapters on {', '.join(settings['targets'])} "
+            f"+ new head for digits {settings['task'][0]}-{settings['task'][-1]}; covariance from "
+            f"{settings['calibration']} inputs. The paper's LLM benchmarks are not run."
+        ),
     )
 
 

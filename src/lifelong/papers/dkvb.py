@@ -45,8 +45,12 @@ def run_dkvb(stream, seed: int = 0, config: dict | None = None) -> dict:
         local &= bool(torch.equal(after[~fetched], before[~fetched]))
         fetched_fraction.append(float(fetched.float().mean()))
     keys_frozen = bool(torch.equal(learner.bottleneck.keys, keys))
-    return {"accuracy": _final_accuracy(learner, stream), "keys_frozen": keys_frozen, "local": local,
-            "fetched_fraction": float(np.mean(fetched_fraction))}
+    return {
+        "accuracy": _final_accuracy(learner, stream),
+        "keys_frozen": keys_frozen,
+        "local": local,
+        "fetched_fraction": float(np.mean(fetched_fraction)),
+    }
 
 
 def _baseline(name: str, config: dict, stream, seed: int) -> float:
@@ -81,33 +85,42 @@ def check(settings: dict, scale: str) -> Claim:
     keys_frozen = all(r["keys_frozen"] for r in rows)
     local = all(r["local"] for r in rows)
     gap = mean["accuracy"] - mean["probe"]
-    measured = {"dkvb_final_accuracy": round(mean["accuracy"], 4),
-                "linear_probe_final_accuracy": round(mean["probe"], 4),
-                "ncm_final_accuracy": round(mean["ncm"], 4),
-                "dkvb_minus_probe": round(gap, 4),
-                "keys_bit_identical": keys_frozen, "unfetched_values_bit_identical": local,
-                "fraction_of_pairs_fetched_per_task": round(mean["fetched_fraction"], 4),
-                "seeds": len(seeds)}
+    measured = {
+        "dkvb_final_accuracy": round(mean["accuracy"], 4),
+        "linear_probe_final_accuracy": round(mean["probe"], 4),
+        "ncm_final_accuracy": round(mean["ncm"], 4),
+        "dkvb_minus_probe": round(gap, 4),
+        "keys_bit_identical": keys_frozen,
+        "unfetched_values_bit_identical": local,
+        "fraction_of_pairs_fetched_per_task": round(mean["fetched_fraction"], 4),
+        "seeds": len(seeds),
+    }
     for seed, r in zip(seeds, rows):
         measured[f"seed{seed}/dkvb"] = round(r["accuracy"], 4)
         measured[f"seed{seed}/probe"] = round(r["probe"], 4)
-    what = ("CLINC150 MiniLM features" if settings["data"]["name"] == "clinc150" else settings["data"]["name"])
+    what = "CLINC150 MiniLM features" if settings["data"]["name"] == "clinc150" else settings["data"]["name"]
     what += f", {settings['tasks']} tasks x {stream.num_classes // settings['tasks']} classes"
     return Claim(
         paper=PAPER.short_name,
-        statement=("a discrete key-value bottleneck over a frozen encoder, with keys frozen after unsupervised "
-                   "initialisation and only the fetched values trained, forgets far less than a linear probe "
-                   "trained on the same class-incremental stream"),
-        criterion=(f"mean final average accuracy of DKVB >= linear probe + {margin:.2f} on {what} "
-                   f"({len(seeds)} seed(s)); keys bit-identical after initialisation; value rows not fetched by "
-                   "an experience bit-identical while it is learned"),
+        statement=(
+            "a discrete key-value bottleneck over a frozen encoder, with keys frozen after unsupervised "
+            "initialisation and only the fetched values trained, forgets far less than a linear probe "
+            "trained on the same class-incremental stream"
+        ),
+        criterion=(
+            f"mean final average accuracy of DKVB >= linear probe + {margin:.2f} on {what} "
+            f"({len(seeds)} seed(s)); keys bit-identical after initialisation; value rows not fetched by "
+            "an experience bit-identical while it is learned"
+        ),
         measured=measured,
         held=bool(gap >= margin and keys_frozen and local),
         scale=scale,
-        notes=("DKVB: C=64 codebooks x M=256 pairs, 8-d keys from random projections, EMA k-means keys on the "
-               "first experience's unlabelled inputs, zero-initialised values, SGD lr 0.3 (no momentum), clip 1.0, "
-               "label smoothing 0.1, 10 epochs; probe: finetune hidden=() 5 epochs lr 0.1; ncm: cosine prototypes "
-               "(reference, not part of the criterion)"),
+        notes=(
+            "DKVB: C=64 codebooks x M=256 pairs, 8-d keys from random projections, EMA k-means keys on the "
+            "first experience's unlabelled inputs, zero-initialised values, SGD lr 0.3 (no momentum), clip 1.0, "
+            "label smoothing 0.1, 10 epochs; probe: finetune hidden=() 5 epochs lr 0.1; ncm: cosine prototypes "
+            "(reference, not part of the criterion)"
+        ),
     )
 
 

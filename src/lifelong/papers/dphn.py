@@ -51,8 +51,9 @@ def measure(scale="quick", data=None, methods=None) -> dict:
         s = stream(seed, data, spec["tasks"])
         for label in methods or spec["rows"]:
             m = spec["methods"][label]
-            learner = make_learner(m["method"], {**spec["target_net"], **m["config"], "epochs": spec["epochs"]},
-                                   seed=seed)
+            learner = make_learner(
+                m["method"], {**spec["target_net"], **m["config"], "epochs": spec["epochs"]}, seed=seed
+            )
             runs.setdefault(label, []).append(run_row(run(s, learner, seed=seed, progress=False), "forgetting"))
     return runs
 
@@ -87,9 +88,11 @@ def summarize(runs: dict, scale: str, settings: dict | None = None) -> Claim:
     measured[f"{lstm} - {mlp} (points)"] = round(100 * (acc[lstm] - acc[mlp]), 2)
     if "hnet-lstm+growth" in acc and "hnet-mlp+growth" in acc:  # not gated: growth is our guess of DPHN's
         measured["with growth: min hnet - baseline (points)"] = round(
-            100 * (min(acc["hnet-lstm+growth"], acc["hnet-mlp+growth"]) - baseline), 2)
+            100 * (min(acc["hnet-lstm+growth"], acc["hnet-mlp+growth"]) - baseline), 2
+        )
         measured["with growth: lstm - mlp (points)"] = round(
-            100 * (acc["hnet-lstm+growth"] - acc["hnet-mlp+growth"]), 2)
+            100 * (acc["hnet-lstm+growth"] - acc["hnet-mlp+growth"]), 2
+        )
     measured["seeds"] = len(spec["seeds"])
     gap_ok = all(acc[k] >= baseline + gap for k in hnets)
     forgetting_ok = all(forg[k] <= max_forg for k in hnets)
@@ -97,19 +100,25 @@ def summarize(runs: dict, scale: str, settings: dict | None = None) -> Claim:
     measured[f"parts held (gap, forgetting, lstm>=mlp-{margin * 100:g})"] = f"{gap_ok}, {forgetting_ok}, {lstm_ok}"
     return Claim(
         paper=PAPER.short_name,
-        statement=("a recurrent (LSTM) hypernetwork generating the target network chunk by chunk, with the output "
-                   "regulariser on stored task embeddings, continual-learns at least as well as the chunked MLP "
-                   "hypernetwork, and both keep earlier tasks far better than fine-tuning"),
-        criterion=(f"permuted MNIST, {spec['tasks']} tasks, task id at test, {len(spec['seeds'])} seed(s), "
-                   f"{spec['epochs']} epochs/task: both hnets' final average accuracy >= the stronger dense "
-                   f"fine-tune + {gap * 100:g} points and forgetting <= {max_forg * 100:g} points; LSTM hnet >= MLP "
-                   f"hnet - {margin * 100:g} points"),
+        statement=(
+            "a recurrent (LSTM) hypernetwork generating the target network chunk by chunk, with the output "
+            "regulariser on stored task embeddings, continual-learns at least as well as the chunked MLP "
+            "hypernetwork, and both keep earlier tasks far better than fine-tuning"
+        ),
+        criterion=(
+            f"permuted MNIST, {spec['tasks']} tasks, task id at test, {len(spec['seeds'])} seed(s), "
+            f"{spec['epochs']} epochs/task: both hnets' final average accuracy >= the stronger dense "
+            f"fine-tune + {gap * 100:g} points and forgetting <= {max_forg * 100:g} points; LSTM hnet >= MLP "
+            f"hnet - {margin * 100:g} points"
+        ),
         measured=measured,
         held=bool(gap_ok and forgetting_ok and lstm_ok),
         scale=scale,
-        notes=("target MLP 784-100-10 generated in chunks of 1,000 by hnets smaller than the target; DPHN's "
-               "regulariser and growth are not public (we guess them, see lifelong/methods/hypernet.py); "
-               "full-scale table: benchmarks/sparse_hypernet_results.md"),
+        notes=(
+            "target MLP 784-100-10 generated in chunks of 1,000 by hnets smaller than the target; DPHN's "
+            "regulariser and growth are not public (we guess them, see lifelong/methods/hypernet.py); "
+            "full-scale table: benchmarks/sparse_hypernet_results.md"
+        ),
     )
 
 

@@ -51,8 +51,10 @@ def measure(scale="quick", data=None) -> dict:
     for seed in spec["seeds"]:
         stream = task_incremental(data, tasks=spec["tasks"], seed=seed)
         todo = [(label, "finetune", {**base, **cfg}) for label, cfg in baselines.items()]
-        todo += [(variant_name(i, g, d), "dst", {**base, **dst, "init": i, "growth": g, "density": d})
-                 for i, g, d in spec["variants"]]
+        todo += [
+            (variant_name(i, g, d), "dst", {**base, **dst, "init": i, "growth": g, "density": d})
+            for i, g, d in spec["variants"]
+        ]
         for label, name, config in todo:
             runs.setdefault(label, []).append(run_row(run_method(stream, name, config, seed), "backward_transfer"))
     return runs
@@ -88,23 +90,30 @@ def summarize(runs: dict, scale: str, settings: dict | None = None) -> Claim:
     erk = [mean_acc[variant_name(i, g, d)] for i, g, d in spec["variants"] if i == "erk" and d == 0.05]
     if uniform and erk:
         measured["density 0.05: uniform - ERK mean (points, exploratory)"] = round(
-            100 * (float(np.mean(uniform)) - float(np.mean(erk))), 2)
+            100 * (float(np.mean(uniform)) - float(np.mean(erk))), 2
+        )
     measured["seeds"] = len(spec["seeds"])
     held = worst_bwt <= bwt_tol and worst_gap >= gap
     return Claim(
         paper=PAPER.short_name,
-        statement=("isolating per-task sparse sub-networks found by dynamic sparse training gives exactly zero "
-                   "backward transfer and keeps far more than dense fine-tuning, whatever the init / growth rule"),
-        criterion=(f"split MNIST, {spec['tasks']} tasks, task id at test, {len(spec['seeds'])} seed(s): |BWT| "
-                   f"<= {bwt_tol * 100:g} points for every DST variant ({len(variants)}) and every variant's mean "
-                   "final average accuracy >= the stronger dense fine-tune (Adam or SGD, same MLP/epochs/batch) + "
-                   f"{gap * 100:g} points"),
+        statement=(
+            "isolating per-task sparse sub-networks found by dynamic sparse training gives exactly zero "
+            "backward transfer and keeps far more than dense fine-tuning, whatever the init / growth rule"
+        ),
+        criterion=(
+            f"split MNIST, {spec['tasks']} tasks, task id at test, {len(spec['seeds'])} seed(s): |BWT| "
+            f"<= {bwt_tol * 100:g} points for every DST variant ({len(variants)}) and every variant's mean "
+            "final average accuracy >= the stronger dense fine-tune (Adam or SGD, same MLP/epochs/batch) + "
+            f"{gap * 100:g} points"
+        ),
         measured=measured,
         held=bool(held),
         scale=scale,
-        notes=(f"MLP 784-{'-'.join(map(str, spec['hidden']))}, {spec['epochs']} epochs/task, Adam 1e-3, batch 64, "
-               "prune-and-grow every 20 batches; biases per task and new weights from the initial values "
-               "(see lifelong/methods/dst.py); full-scale table: benchmarks/sparse_hypernet_results.md"),
+        notes=(
+            f"MLP 784-{'-'.join(map(str, spec['hidden']))}, {spec['epochs']} epochs/task, Adam 1e-3, batch 64, "
+            "prune-and-grow every 20 batches; biases per task and new weights from the initial values "
+            "(see lifelong/methods/dst.py); full-scale table: benchmarks/sparse_hypernet_results.md"
+        ),
     )
 
 

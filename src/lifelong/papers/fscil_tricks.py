@@ -24,9 +24,14 @@ def run_variant(config: dict, stream, seed: int = 0) -> dict:
     result = run(stream, make_learner("fscil-tricks", config, seed=seed), seed=seed, progress=False)
     R = result.accuracy_matrix
     sessions = session_accuracies(R, stream.describe()["test_sizes"])
-    return {"last": sessions[-1], "first": sessions[0], "base_first": float(R[0, 0]), "base_last": float(R[-1, 0]),
-            "novel_last": float(np.mean(R[-1, 1:])) if R.shape[1] > 1 else float("nan"),
-            "average_session": float(np.mean(sessions))}
+    return {
+        "last": sessions[-1],
+        "first": sessions[0],
+        "base_first": float(R[0, 0]),
+        "base_last": float(R[-1, 0]),
+        "novel_last": float(np.mean(R[-1, 1:])) if R.shape[1] > 1 else float("nan"),
+        "average_session": float(np.mean(sessions)),
+    }
 
 
 def reproduce(scale: str = "quick") -> Claim:
@@ -59,19 +64,25 @@ def check(settings: dict, scale: str) -> Claim:
     held = gain >= margin and drop_all <= drop_base
     return Claim(
         paper=PAPER.short_name,
-        statement=("the bag of tricks (base-trained then frozen head with SupCon, pre-assigned ETF prototypes, "
-                   "pseudo-classes, and SubNet tuning in incremental sessions) beats the incremental-frozen "
-                   "prototype baseline in the last session and keeps base classes better"),
-        criterion=(f"on {fscil_label(settings['stream'])} ({len(seeds)} seed(s)): all tricks' last-session accuracy "
-                   f"over all classes >= baseline + {margin * 100:.0f} points, and all tricks' base-class drop "
-                   "(base session -> last session) <= the baseline's"),
+        statement=(
+            "the bag of tricks (base-trained then frozen head with SupCon, pre-assigned ETF prototypes, "
+            "pseudo-classes, and SubNet tuning in incremental sessions) beats the incremental-frozen "
+            "prototype baseline in the last session and keeps base classes better"
+        ),
+        criterion=(
+            f"on {fscil_label(settings['stream'])} ({len(seeds)} seed(s)): all tricks' last-session accuracy "
+            f"over all classes >= baseline + {margin * 100:.0f} points, and all tricks' base-class drop "
+            "(base session -> last session) <= the baseline's"
+        ),
         measured=measured,
         held=bool(held),
         scale=scale,
-        notes=("baseline = cosine prototypes on the frozen features; tricks act on a residual MLP head over them. "
-               "Implemented: SupCon, ETF pre-assignment, pseudo-classes (feature mixtures of base-class pairs), "
-               "SubNet tuning (top-5% |grad| weights, 10 SGD steps). Skipped: self-supervised pre-training (the "
-               "frozen encoder already is one, in every variant) and the rotation pretext task (no text analogue)"),
+        notes=(
+            "baseline = cosine prototypes on the frozen features; tricks act on a residual MLP head over them. "
+            "Implemented: SupCon, ETF pre-assignment, pseudo-classes (feature mixtures of base-class pairs), "
+            "SubNet tuning (top-5% |grad| weights, 10 SGD steps). Skipped: self-supervised pre-training (the "
+            "frozen encoder already is one, in every variant) and the rotation pretext task (no text analogue)"
+        ),
     )
 
 

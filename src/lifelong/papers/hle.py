@@ -22,8 +22,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run_comparison(data, seeds, *, coarse_labels=None, coarse_fraction: float = 0.4, batch_size: int = 10,
-                   buffer_size: int = 200, lr: float = 1e-3, optimizer: str = "adam") -> dict:
+def run_comparison(
+    data,
+    seeds,
+    *,
+    coarse_labels=None,
+    coarse_fraction: float = 0.4,
+    batch_size: int = 10,
+    buffer_size: int = 200,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+) -> dict:
     """Final coarse / fine accuracy of ER and HLE on hierarchical streams (one per seed).
 
     Returns ``{method: {"coarse": [...], "fine": [...], "seconds": [...]}}``.
@@ -60,30 +69,44 @@ def check(settings: dict, scale: str) -> Claim:
     seeds, learner = settings["seeds"], settings["learner"]
     data = load_data(settings["data"])
     with torch.random.fork_rng(devices=[]):
-        out = run_comparison(data, seeds, coarse_labels=settings["coarse_labels"],
-                             coarse_fraction=settings["coarse_fraction"], batch_size=settings["batch_size"],
-                             buffer_size=learner["buffer_size"], lr=learner["lr"], optimizer=learner["optimizer"])
+        out = run_comparison(
+            data,
+            seeds,
+            coarse_labels=settings["coarse_labels"],
+            coarse_fraction=settings["coarse_fraction"],
+            batch_size=settings["batch_size"],
+            buffer_size=learner["buffer_size"],
+            lr=learner["lr"],
+            optimizer=learner["optimizer"],
+        )
     mean = {(m, lv): float(np.mean(out[m][lv])) for m in out for lv in ("coarse", "fine")}
     fine_gain = mean[("hle", "fine")] - mean[("er", "fine")]
     coarse_gap = mean[("hle", "coarse")] - mean[("er", "coarse")]
     measured = {f"{lv}_acc/{m}": round(v, 4) for (m, lv), v in mean.items()}
-    measured.update({f"{lv}_acc_per_seed/{m}": ", ".join(f"{a:.3f}" for a in out[m][lv])
-                     for m in out for lv in ("coarse", "fine")})
+    measured.update(
+        {f"{lv}_acc_per_seed/{m}": ", ".join(f"{a:.3f}" for a in out[m][lv]) for m in out for lv in ("coarse", "fine")}
+    )
     measured["fine_gain"] = round(fine_gain, 4)
     measured["coarse_gap"] = round(coarse_gap, 4)
     gain, gap = settings["min_fine_gain"], settings["min_coarse_gap"]
     return Claim(
         paper=PAPER.short_name,
-        statement=("on an online hierarchical label expansion stream, HLE's hierarchy-aware pseudo-labelling and "
-                   "memory management beat ER at the fine level without losing coarse accuracy"),
-        criterion=(f"mean final fine accuracy >= ER + {gain * 100:g} points and mean final coarse accuracy >= ER "
-                   f"{'-' if gap < 0 else '+'} {abs(gap) * 100:g} point(s)"),
+        statement=(
+            "on an online hierarchical label expansion stream, HLE's hierarchy-aware pseudo-labelling and "
+            "memory management beat ER at the fine level without losing coarse accuracy"
+        ),
+        criterion=(
+            f"mean final fine accuracy >= ER + {gain * 100:g} points and mean final coarse accuracy >= ER "
+            f"{'-' if gap < 0 else '+'} {abs(gap) * 100:g} point(s)"
+        ),
         measured=measured,
         held=bool(fine_gain >= gain and coarse_gap >= gap),
         scale=scale,
-        notes=(f"digits, coarse = digit pairs, {settings['coarse_fraction']:.0%} coarse-labelled first, fine revealed "
-               f"per coarse class; online batch {settings['batch_size']}, one pass; memory {learner['buffer_size']}; "
-               f"MLP 256-256, {learner['optimizer'].capitalize()} {learner['lr']:g}; seeds {seeds}"),
+        notes=(
+            f"digits, coarse = digit pairs, {settings['coarse_fraction']:.0%} coarse-labelled first, fine revealed "
+            f"per coarse class; online batch {settings['batch_size']}, one pass; memory {learner['buffer_size']}; "
+            f"MLP 256-256, {learner['optimizer'].capitalize()} {learner['lr']:g}; seeds {seeds}"
+        ),
     )
 
 

@@ -26,8 +26,13 @@ from lifelong.papers.spec import load_spec
 
 def _student(seed: int, dim: int = 64, classes: int = 10) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(dim, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                               torch.nn.ReLU(), torch.nn.Linear(256, classes))
+    return torch.nn.Sequential(
+        torch.nn.Linear(dim, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, classes),
+    )
 
 
 def _optimizer(name: str, model: torch.nn.Module, lr: float, s: dict) -> torch.optim.Optimizer:
@@ -53,7 +58,7 @@ def _train(name: str, lr: float, batch: int, seed: int, x, y, x_eval, y_eval, s:
     for _ in range(epochs):
         perm = torch.randperm(x.shape[0], generator=gen)
         for i in range(steps_per_epoch):
-            idx = perm[i * batch:(i + 1) * batch]
+            idx = perm[i * batch : (i + 1) * batch]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -73,6 +78,7 @@ def _select_lr(name: str, grid, batch: int, seed: int, x, y, s: dict) -> float:
 
 # --- parity -----------------------------------------------------------------------------------
 
+
 def reference_lamb_tf(w, grads, *, lr, b1, b2, eps, wd, bias_correction=True, clip=None):
     """Float64 re-statement of the TF-Addons LAMB update (You et al., arXiv:1904.00962), step by step.
 
@@ -87,7 +93,7 @@ def reference_lamb_tf(w, grads, *, lr, b1, b2, eps, wd, bias_correction=True, cl
         g = g.double()
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        mh, vh = (m / (1 - b1 ** t), v / (1 - b2 ** t)) if bias_correction else (m, v)
+        mh, vh = (m / (1 - b1**t), v / (1 - b2**t)) if bias_correction else (m, v)
         r = mh / (vh.sqrt() + eps) + wd * w
         wn = w.norm()
         if clip is not None:
@@ -124,8 +130,16 @@ def load_torch_optimizer_lamb():
         return None
 
 
-def parity_errors(steps: int = 3, seed: int = 33, lr: float = 0.01, b1: float = 0.9, b2: float = 0.999,
-                  eps: float = 1e-6, wd: float = 0.01, clip: float = 10.0) -> dict[str, float]:
+def parity_errors(
+    steps: int = 3,
+    seed: int = 33,
+    lr: float = 0.01,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    wd: float = 0.01,
+    clip: float = 10.0,
+) -> dict[str, float]:
     """Max abs difference between :class:`Lamb` and the references after ``steps`` steps on a random 7x5 weight."""
     g = torch.Generator().manual_seed(seed)
     w0 = torch.randn(7, 5, generator=g, dtype=torch.float64)
@@ -144,8 +158,15 @@ def parity_errors(steps: int = 3, seed: int = 33, lr: float = 0.01, b1: float = 
     ref_cls = load_torch_optimizer_lamb()
     if ref_cls is not None:
         p = torch.nn.Parameter(w0.clone())
-        ref = ref_cls([p], lr=hp["lr"], betas=(hp["b1"], hp["b2"]), eps=hp["eps"], weight_decay=hp["wd"],
-                      clamp_value=clip, debias=False)
+        ref = ref_cls(
+            [p],
+            lr=hp["lr"],
+            betas=(hp["b1"], hp["b2"]),
+            eps=hp["eps"],
+            weight_decay=hp["wd"],
+            clamp_value=clip,
+            debias=False,
+        )
         for gr in grads:
             p.grad = gr.clone()
             ref.step()
@@ -195,31 +216,38 @@ def _check(s: dict, scale: str) -> Claim:
     adam_behind = mean["adamw_large"] < mean["lamb_large"]
     measured = {
         **{f"parity_max_abs_err_{k}": v for k, v in parity.items()},
-        "small_batch": s["batch"], "large_batch": big, "epochs": s["epochs"], "seeds": len(s["seeds"]),
-        "acc_sgd_small": round(mean["sgd_small"], 2), "acc_adamw_small": round(mean["adamw_small"], 2),
-        "acc_adamw_large_scaled_lr": round(mean["adamw_large"], 2), "acc_lamb_large": round(mean["lamb_large"], 2),
-        "lamb_lr_selected": lamb_lr, "adamw_large_lr_scaled": scaled_adam_lr,
+        "small_batch": s["batch"],
+        "large_batch": big,
+        "epochs": s["epochs"],
+        "seeds": len(s["seeds"]),
+        "acc_sgd_small": round(mean["sgd_small"], 2),
+        "acc_adamw_small": round(mean["adamw_small"], 2),
+        "acc_adamw_large_scaled_lr": round(mean["adamw_large"], 2),
+        "acc_lamb_large": round(mean["lamb_large"], 2),
+        "lamb_lr_selected": lamb_lr,
+        "adamw_large_lr_scaled": scaled_adam_lr,
         "acc_adamw_large_val_selected_lr": None if adamw_tuned is None else round(adamw_tuned, 2),
         "adamw_large_lr_selected": adamw_tuned_lr,
         "lamb_gap_to_best_small": round(mean["lamb_large"] - best_small, 2),
         "adamw_large_gap_to_best_small": round(mean["adamw_large"] - best_small, 2),
-        f"lamb_within_{margin:g}": lamb_close, "adamw_large_behind_lamb": adam_behind,
+        f"lamb_within_{margin:g}": lamb_close,
+        "adamw_large_behind_lamb": adam_behind,
         f"adamw_margin_ge_{gap:g}pt": mean["lamb_large"] - mean["adamw_large"] >= gap,
     }
     return Claim(
         paper="lamb",
         statement="LAMB trains at a large batch without the accuracy loss that Adam(W) suffers there; "
-                  "its step is the published LAMB update",
+        "its step is the published LAMB update",
         criterion=f"one LAMB step matches the reference(s) to {tol:g}; mean held-out accuracy of "
-                  f"LAMB@{big} >= best of SGD/AdamW@{s['batch']} - {margin:g} points, and AdamW@{big} with "
-                  f"sqrt-scaled lr below LAMB@{big}",
+        f"LAMB@{big} >= best of SGD/AdamW@{s['batch']} - {margin:g} points, and AdamW@{big} with "
+        f"sqrt-scaled lr below LAMB@{big}",
         measured=measured,
         held=bool(parity_ok and lamb_close and adam_behind),
         scale="full" if scale == "full" else "quick",
         notes="Toy stand-in for BERT: teacher-student MLP task, accuracy in %. torch-optimizer parity uses its "
-              "debias=False mode (its debias=True applies bias correction outside the trust ratio, unlike "
-              "TF-Addons). LAMB lr (and, for information, AdamW@large lr) chosen on a validation split of the first "
-              "seed's training data; small-batch lrs are standard defaults.",
+        "debias=False mode (its debias=True applies bias correction outside the trust ratio, unlike "
+        "TF-Addons). LAMB lr (and, for information, AdamW@large lr) chosen on a validation split of the first "
+        "seed's training data; small-batch lrs are standard defaults.",
     )
 
 

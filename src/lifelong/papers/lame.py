@@ -17,8 +17,9 @@ from lifelong.papers.base import Claim, Paper
 from lifelong.papers.spec import load_spec
 
 
-def evaluate(learner, x, y, seeds=(0, 1, 2), batch_size: int = 32, alpha: float = 0.1,
-             orders=("iid", "dirichlet", "sorted")) -> dict:
+def evaluate(
+    learner, x, y, seeds=(0, 1, 2), batch_size: int = 32, alpha: float = 0.1, orders=("iid", "dirichlet", "sorted")
+) -> dict:
     """Batch-by-batch accuracy of the inner learner and of LAME for each test order (mean over ``seeds``)."""
     from lifelong.methods.lame import batched_accuracy, tta_batches
 
@@ -63,24 +64,33 @@ def check(settings: dict, scale: str) -> Claim:
         held &= res["iid"][1] - res["iid"][0] >= -tol
         held &= res["sorted"][1] - res["sorted"][0] >= -tol
         held &= res["dirichlet"][1] - res["dirichlet"][0] >= gain
-    what = ("CLINC150 MiniLM features (150 intents)" if settings["data"]["name"] == "clinc150"
-            else f"{settings['data']['name']} ({stream.num_classes} classes)")
+    what = (
+        "CLINC150 MiniLM features (150 intents)"
+        if settings["data"]["name"] == "clinc150"
+        else f"{settings['data']['name']} ({stream.num_classes} classes)"
+    )
     return Claim(
         paper=PAPER.short_name,
-        statement=("LAME, a parameter-free correction of a frozen classifier's outputs by Laplacian-regularised "
-                   "maximum likelihood over each test batch, does not hurt on i.i.d. batches and helps on "
-                   "class-imbalanced non-i.i.d. batches"),
-        criterion=(f"on {what}, batches of {batch}, mean over {len(seeds)} draw(s) of each batch order, for "
-                   f"every inner classifier ({', '.join(settings['inners'])}): LAME >= no adaptation - "
-                   f"{tol * 100:.1f} points on i.i.d. and class-sorted batches and >= no adaptation + "
-                   f"{gain * 100:.0f} points on Dirichlet({alpha}) batches"),
+        statement=(
+            "LAME, a parameter-free correction of a frozen classifier's outputs by Laplacian-regularised "
+            "maximum likelihood over each test batch, does not hurt on i.i.d. batches and helps on "
+            "class-imbalanced non-i.i.d. batches"
+        ),
+        criterion=(
+            f"on {what}, batches of {batch}, mean over {len(seeds)} draw(s) of each batch order, for "
+            f"every inner classifier ({', '.join(settings['inners'])}): LAME >= no adaptation - "
+            f"{tol * 100:.1f} points on i.i.d. and class-sorted batches and >= no adaptation + "
+            f"{gain * 100:.0f} points on Dirichlet({alpha}) batches"
+        ),
         measured=measured,
         held=bool(held),
         scale=scale,
-        notes=("LAME: official defaults (rbf affinity, sigma = mean 5th-neighbour distance, lambda 1, <= 100 "
-               "bound iterations); inner probabilities = softmax(scores / T) with T fitted by maximum likelihood "
-               "on the training data; features for the affinity: the inputs (frozen-encoder features). "
-               "TENT-style entropy minimisation is not measured"),
+        notes=(
+            "LAME: official defaults (rbf affinity, sigma = mean 5th-neighbour distance, lambda 1, <= 100 "
+            "bound iterations); inner probabilities = softmax(scores / T) with T fitted by maximum likelihood "
+            "on the training data; features for the affinity: the inputs (frozen-encoder features). "
+            "TENT-style entropy minimisation is not measured"
+        ),
     )
 
 

@@ -32,8 +32,15 @@ def reproduce(scale: str = "quick") -> Claim:
 
 def check(settings: dict, scale: str) -> Claim:
     """Sweep ``max |S|``: gradient error of the chained low-rank approximation (and timings when asked)."""
-    from lifelong.adapters.lora_limits import (degree_needed, exact_gradients, lowrank_gradients, make_problem,
-                                               relative_error, scale_to_bound, taylor_feature_count)
+    from lifelong.adapters.lora_limits import (
+        degree_needed,
+        exact_gradients,
+        lowrank_gradients,
+        make_problem,
+        relative_error,
+        scale_to_bound,
+        taylor_feature_count,
+    )
     from lifelong.papers.common import sci
     from lifelong.runtime import single_thread
 
@@ -43,8 +50,13 @@ def check(settings: dict, scale: str) -> Claim:
     with single_thread():
         length = settings["length"]
         base = make_problem(length, d, rank, targets=targets, seed=seed)
-        measured: dict = {"L": length, "d": d, "lora_rank": rank, "taylor_degree": degree,
-                          "kernel_rank": taylor_feature_count(d, degree)}
+        measured: dict = {
+            "L": length,
+            "d": d,
+            "lora_rank": rank,
+            "taylor_degree": degree,
+            "kernel_rank": taylor_feature_count(d, degree),
+        }
         errors = {}
         for b in bounds:
             p = scale_to_bound(base, b)
@@ -54,41 +66,55 @@ def check(settings: dict, scale: str) -> Claim:
         for b in bounds:
             g = degree_needed(scale_to_bound(small, b), small_error, max_degree=ds["max_degree"])
             measured[f"degree_for_{sci(small_error)}_maxS_{b:g}"] = g if g is not None else f">{ds['max_degree']}"
-            measured[f"rank_for_{sci(small_error)}_maxS_{b:g}"] = taylor_feature_count(ds["d"], g) if g is not None \
-                else "n/a"
-        held = (all(errors[b] < small_error for b in bounds if b <= settings["small_bound"])
-                and errors[bounds[-1]] > large_error)
-        criterion = (f"relative gradient error (degree {degree}) < {sci(small_error)} for max|S| <= "
-                     f"{settings['small_bound']:g} and > {large_error:g} at max|S| = {bounds[-1]:g}")
+            measured[f"rank_for_{sci(small_error)}_maxS_{b:g}"] = (
+                taylor_feature_count(ds["d"], g) if g is not None else "n/a"
+            )
+        held = (
+            all(errors[b] < small_error for b in bounds if b <= settings["small_bound"])
+            and errors[bounds[-1]] > large_error
+        )
+        criterion = (
+            f"relative gradient error (degree {degree}) < {sci(small_error)} for max|S| <= "
+            f"{settings['small_bound']:g} and > {large_error:g} at max|S| = {bounds[-1]:g}"
+        )
         lengths, tm = settings["timing_lengths"], settings["timing"]
         if lengths:
             times = {}
             for n in lengths:
                 p = scale_to_bound(make_problem(n, d, rank, targets=targets, seed=seed), tm["bound"])
-                times[n] = (_timed(lambda: exact_gradients(p), tm["repeats"]),
-                            _timed(lambda: lowrank_gradients(p, degree), tm["repeats"]))
+                times[n] = (
+                    _timed(lambda p=p: exact_gradients(p), tm["repeats"]),
+                    _timed(lambda p=p: lowrank_gradients(p, degree), tm["repeats"]),
+                )
                 measured[f"seconds_exact_L{n}"] = times[n][0]
                 measured[f"seconds_lowrank_L{n}"] = times[n][1]
             hi, lo = lengths[-1], lengths[0]
             ratio_exact = times[hi][0] / times[lo][0]
             ratio_low = times[hi][1] / times[lo][1]
-            measured.update({f"time_ratio_exact_{hi}_over_{lo}": ratio_exact,
-                             f"time_ratio_lowrank_{hi}_over_{lo}": ratio_low})
+            measured.update(
+                {f"time_ratio_exact_{hi}_over_{lo}": ratio_exact, f"time_ratio_lowrank_{hi}_over_{lo}": ratio_low}
+            )
             held = held and ratio_low < tm["max_lowrank_ratio"] and ratio_exact > tm["min_exact_ratio"]
-            criterion += (f"; time(L={hi})/time(L={lo}) < {tm['max_lowrank_ratio']:g} for the approximation and > "
-                          f"{tm['min_exact_ratio']:g} for the exact gradient")
+            criterion += (
+                f"; time(L={hi})/time(L={lo}) < {tm['max_lowrank_ratio']:g} for the approximation and > "
+                f"{tm['min_exact_ratio']:g} for the exact gradient"
+            )
     return Claim(
         paper=PAPER.short_name,
-        statement=("the LoRA gradient of attention admits a chained low-rank approximation with small error below a "
-                   "norm threshold on X W_Q* W_K*^T X^T (in almost linear time), and not above it"),
+        statement=(
+            "the LoRA gradient of attention admits a chained low-rank approximation with small error below a "
+            "norm threshold on X W_Q* W_K*^T X^T (in almost linear time), and not above it"
+        ),
         criterion=criterion,
         measured=measured,
         held=bool(held),
         scale=scale,
-        notes=("S = Q K^T without 1/sqrt(d); the low-rank kernel is the Taylor polynomial of exp (rank C(d+g, g)); "
-               "one head with random weights. The degree needed for the target error (smaller d) shows how the rank "
-               "a low-rank approximation needs grows with the bound. The approximation costs O(L C(d+g,g) d^2): "
-               "linear in L but with a large constant, so at these L the exact O(L^2 d) gradient is faster."),
+        notes=(
+            "S = Q K^T without 1/sqrt(d); the low-rank kernel is the Taylor polynomial of exp (rank C(d+g, g)); "
+            "one head with random weights. The degree needed for the target error (smaller d) shows how the rank "
+            "a low-rank approximation needs grows with the bound. The approximation costs O(L C(d+g,g) d^2): "
+            "linear in L but with a large constant, so at these L the exact O(L^2 d) gradient is faster."
+        ),
     )
 
 

@@ -23,8 +23,12 @@ def run_one(name: str, config: dict, stream, seed: int = 0) -> dict:
 
     R = run(stream, make_learner(name, config, seed=seed), seed=seed, progress=False).accuracy_matrix
     s = session_accuracies(R, stream.describe()["test_sizes"])
-    return {"last": s[-1], "base_first": float(R[0, 0]), "base_last": float(R[-1, 0]),
-            "novel_last": float(np.mean(R[-1, 1:])) if R.shape[1] > 1 else float("nan")}
+    return {
+        "last": s[-1],
+        "base_first": float(R[0, 0]),
+        "base_last": float(R[-1, 0]),
+        "novel_last": float(np.mean(R[-1, 1:])) if R.shape[1] > 1 else float("nan"),
+    }
 
 
 def reproduce(scale: str = "quick") -> Claim:
@@ -38,8 +42,10 @@ def check(settings: dict, scale: str) -> Claim:
 
     seeds, margin, max_drop = settings["seeds"], settings["margin"], settings["max_base_drop"]
     base = settings["base"]
-    variants = {k: (v["method"], {**base, **v["config"]} if v["method"] == "mamba-fscil" else dict(v["config"]))
-                for k, v in settings["variants"].items()}
+    variants = {
+        k: (v["method"], {**base, **v["config"]} if v["method"] == "mamba-fscil" else dict(v["config"]))
+        for k, v in settings["variants"].items()
+    }
     per = {k: [] for k in variants}
     for seed in seeds:
         stream = fscil_stream(settings["stream"], seed)
@@ -57,20 +63,26 @@ def check(settings: dict, scale: str) -> Claim:
     measured["gain_last_session"] = round(gain, 4)
     return Claim(
         paper=PAPER.short_name,
-        statement=("a dual selective-SSM projector (static base branch + dynamic branch trained per session with "
-                   "suppression and separation losses) over a frozen backbone with an ETF head beats the "
-                   "prototype baseline in the last session while keeping base classes"),
-        criterion=(f"on {fscil_label(settings['stream'])} ({len(seeds)} seed(s)): last-session accuracy >= "
-                   f"prototype baseline + {margin * 100:.0f} points and base-class drop (base -> last session) <= "
-                   f"{max_drop * 100:.0f} points"),
+        statement=(
+            "a dual selective-SSM projector (static base branch + dynamic branch trained per session with "
+            "suppression and separation losses) over a frozen backbone with an ETF head beats the "
+            "prototype baseline in the last session while keeping base classes"
+        ),
+        criterion=(
+            f"on {fscil_label(settings['stream'])} ({len(seeds)} seed(s)): last-session accuracy >= "
+            f"prototype baseline + {margin * 100:.0f} points and base-class drop (base -> last session) <= "
+            f"{max_drop * 100:.0f} points"
+        ),
         measured=measured,
         held=bool(gain >= margin and drop <= max_drop),
         scale=scale,
-        notes=("frozen backbone = cached features cut into `tokens` chunks as the scanned positions (scanned both "
-               "ways); pure-torch selective scan, state size 16; AdamW instead of the official SGD (with SGD the "
-               "dynamic branch never left zero here); suppression weight 10 instead of 100; base classes replayed "
-               "as 5 random features per class (class-mean-memory: one class-mean feature, as official), novel "
-               "shots kept"),
+        notes=(
+            "frozen backbone = cached features cut into `tokens` chunks as the scanned positions (scanned both "
+            "ways); pure-torch selective scan, state size 16; AdamW instead of the official SGD (with SGD the "
+            "dynamic branch never left zero here); suppression weight 10 instead of 100; base classes replayed "
+            "as 5 random features per class (class-mean-memory: one class-mean feature, as official), novel "
+            "shots kept"
+        ),
     )
 
 

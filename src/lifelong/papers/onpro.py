@@ -26,7 +26,7 @@ def methods_from(settings: dict) -> dict[str, tuple[type, dict]]:
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``M[i, j]`` = number of test examples of class i predicted as class j."""
-    return torch.bincount(target * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def pair_confusion_rank(confusion: torch.Tensor, pair: tuple[int, int]) -> int:
@@ -69,8 +69,14 @@ def run_comparison(data, seeds, methods: dict[str, tuple[type, dict]], tasks: in
                 pred = learner.predict(x_test).argmax(1)
                 conf = confusion_matrix(pred, y_test, stream.num_classes)
                 rank = pair_confusion_rank(conf, pair) if pair is not None else None
-                apf.append({"seed": seed, "top_pair": list(pair) if pair else None, "rank": rank,
-                            "pair_share": float(learner.apf_pair_counts.max() / learner.apf_pair_counts.sum())})
+                apf.append(
+                    {
+                        "seed": seed,
+                        "top_pair": list(pair) if pair else None,
+                        "rank": rank,
+                        "pair_share": float(learner.apf_pair_counts.max() / learner.apf_pair_counts.sum()),
+                    }
+                )
     return {"accuracy": acc, "apf": apf, "seconds": secs}
 
 
@@ -86,8 +92,9 @@ def check(settings: dict, scale: str) -> Claim:
     seeds, learner = settings["seeds"], settings["learner"]
     data = load_data(settings["data"])
     with torch.random.fork_rng(devices=[]):
-        out = run_comparison(data, seeds, methods_from(settings), tasks=settings["tasks"],
-                             batch_size=settings["batch_size"])
+        out = run_comparison(
+            data, seeds, methods_from(settings), tasks=settings["tasks"], batch_size=settings["batch_size"]
+        )
     acc = {k: float(np.mean(v)) for k, v in out["accuracy"].items()}
     best_er = max(acc["er"], acc["er_replay64"])
     margin = acc["onpro"] - best_er
@@ -104,18 +111,24 @@ def check(settings: dict, scale: str) -> Claim:
     measured[f"apf_top_pair_in_top{top}_seeds"] = f"{in_top3}/{len(seeds)}"
     return Claim(
         paper=PAPER.short_name,
-        statement=("online prototype learning (OPE + APF) beats experience replay with the same buffer on an "
-                   "online class-incremental stream, and APF mixes up the classes the model confuses most"),
-        criterion=(f"OnPro final average accuracy >= max(ER, ER with replay batch 64) + {settings['min_gain'] * 100:g} "
-                   f"points, mean over seeds; APF's most-sampled pair in the last experience ranks among the {top} "
-                   "most-confused pairs of the final confusion matrix in a majority of seeds"),
+        statement=(
+            "online prototype learning (OPE + APF) beats experience replay with the same buffer on an "
+            "online class-incremental stream, and APF mixes up the classes the model confuses most"
+        ),
+        criterion=(
+            f"OnPro final average accuracy >= max(ER, ER with replay batch 64) + {settings['min_gain'] * 100:g} "
+            f"points, mean over seeds; APF's most-sampled pair in the last experience ranks among the {top} "
+            "most-confused pairs of the final confusion matrix in a majority of seeds"
+        ),
         measured=measured,
         held=bool(held_acc and held_apf),
         scale=scale,
-        notes=(f"{settings['data']['name']}; online stream of {settings['tasks']} x 2 classes, batch "
-               f"{settings['batch_size']}, one pass, reservoir buffer {learner['buffer_size']}; MLP 256-256; "
-               f"{learner['optimizer']} lr {learner['lr']} for every method (tuned on seeds 100-101); seeds {seeds}. "
-               f"accuracy part {'held' if held_acc else 'NOT held'}, APF part {'held' if held_apf else 'NOT held'}"),
+        notes=(
+            f"{settings['data']['name']}; online stream of {settings['tasks']} x 2 classes, batch "
+            f"{settings['batch_size']}, one pass, reservoir buffer {learner['buffer_size']}; MLP 256-256; "
+            f"{learner['optimizer']} lr {learner['lr']} for every method (tuned on seeds 100-101); seeds {seeds}. "
+            f"accuracy part {'held' if held_acc else 'NOT held'}, APF part {'held' if held_apf else 'NOT held'}"
+        ),
     )
 
 

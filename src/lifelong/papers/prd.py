@@ -19,12 +19,15 @@ def methods_from(settings: dict) -> dict[str, tuple[type, dict]]:
     """{row: (learner class, config)} of the spec's ``methods``, each config with the spec's ``epochs``."""
     from lifelong.methods import get_method
 
-    return {row: (get_method(m["method"]), {**m["config"], "epochs": settings["epochs"]})
-            for row, m in settings["methods"].items()}
+    return {
+        row: (get_method(m["method"]), {**m["config"], "epochs": settings["epochs"]})
+        for row, m in settings["methods"].items()
+    }
 
 
 def state_numel(learner) -> int:
     """Total number of tensor entries in the learner's checkpoint state (nested dicts/lists)."""
+
     def count(v) -> int:
         if isinstance(v, torch.Tensor):
             return v.numel()
@@ -98,18 +101,24 @@ def check(settings: dict, scale: str) -> Claim:
     prd = settings["methods"]["prd"]["config"]
     return Claim(
         paper=PAPER.short_name,
-        statement=("jointly learning a SupCon representation and class prototypes, with relation distillation "
-                   "keeping old prototypes' similarities to new data, gives strong class-incremental accuracy "
-                   "without storing any examples"),
-        criterion=(f"PRD class-incremental final average accuracy >= no-distillation variant + {g_nd * 100:g} points "
-                   f"and >= CE fine-tuning + {g_ft * 100:g} points (means over seeds); PRD's state does not grow "
-                   "with the data (0 stored examples)"),
+        statement=(
+            "jointly learning a SupCon representation and class prototypes, with relation distillation "
+            "keeping old prototypes' similarities to new data, gives strong class-incremental accuracy "
+            "without storing any examples"
+        ),
+        criterion=(
+            f"PRD class-incremental final average accuracy >= no-distillation variant + {g_nd * 100:g} points "
+            f"and >= CE fine-tuning + {g_ft * 100:g} points (means over seeds); PRD's state does not grow "
+            "with the data (0 stored examples)"
+        ),
         measured=measured,
         held=bool(held),
         scale=scale,
-        notes=(f"{data.name}; class-incremental {settings['tasks']} x 2 classes, {epochs} epochs per experience, no "
-               f"task id at test; MLP 256-256; PRD SGD lr {prd.get('lr')} batch {prd.get('batch_size')} (tuned on "
-               f"seeds 100-101), fine-tuning SGD lr 0.01; seeds {seeds}"),
+        notes=(
+            f"{data.name}; class-incremental {settings['tasks']} x 2 classes, {epochs} epochs per experience, no "
+            f"task id at test; MLP 256-256; PRD SGD lr {prd.get('lr')} batch {prd.get('batch_size')} (tuned on "
+            f"seeds 100-101), fine-tuning SGD lr 0.01; seeds {seeds}"
+        ),
     )
 
 

@@ -28,12 +28,22 @@ def identity_errors(total_steps: int = 1000) -> dict[str, float]:
     t = np.arange(total_steps)
     decaying = 1.0 + 9.0 * np.exp(-t / (0.05 * total_steps))  # large early norms, as in real runs
     warm = refined_schedule(decaying)
-    return {"identity_max_abs_err": float(np.abs(lin - const).max()),
-            "warmup_argmax_step": int(np.argmax(warm))}
+    return {"identity_max_abs_err": float(np.abs(lin - const).max()), "warmup_argmax_step": int(np.argmax(warm))}
 
 
-def _train(model_fn, data, schedule: str, lr: float, steps: int, seed: int, *, momentum: float = 0.0,
-           batch: int = 32, grad_norms=None, l2: float = 0.0) -> dict:
+def _train(
+    model_fn,
+    data,
+    schedule: str,
+    lr: float,
+    steps: int,
+    seed: int,
+    *,
+    momentum: float = 0.0,
+    batch: int = 32,
+    grad_norms=None,
+    l2: float = 0.0,
+) -> dict:
     """SGD for ``steps`` steps under ``schedule``; returns final objective, test acc, grad norms.
 
     The objective is the full-training-set cross-entropy plus ``l2 / 2 * ||params||^2``
@@ -50,8 +60,9 @@ def _train(model_fn, data, schedule: str, lr: float, steps: int, seed: int, *, m
         idx = torch.randint(0, x.shape[0], (batch,), generator=gen)
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x[idx]), y[idx]).backward()
-        norms[step] = torch.linalg.vector_norm(torch.cat([(p.grad + l2 * p.detach()).reshape(-1)
-                                                          for p in params])).item()
+        norms[step] = torch.linalg.vector_norm(
+            torch.cat([(p.grad + l2 * p.detach()).reshape(-1) for p in params])
+        ).item()
         opt.step()
         sched.step()
     with torch.no_grad():
@@ -69,16 +80,20 @@ def _logreg(seed: int) -> torch.nn.Module:
 
 def _mlp(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                               torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    return torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)
+    )
 
 
 def _run_all(model_fn, data, lrs: dict, steps: int, seed: int, **kw) -> dict:
     """Final results of the four schedules for one seed; refined uses the linear run's norms."""
     out = {name: _train(model_fn, data, name, lrs[name], steps, seed, **kw) for name in SCHEDULES[:-1]}
     # The refined schedule is built from the norms of a linear-decay run at refined's lr.
-    base = out["linear"] if lrs["refined"] == lrs["linear"] else _train(model_fn, data, "linear",
-                                                                       lrs["refined"], steps, seed, **kw)
+    base = (
+        out["linear"]
+        if lrs["refined"] == lrs["linear"]
+        else _train(model_fn, data, "linear", lrs["refined"], steps, seed, **kw)
+    )
     out["refined"] = _train(model_fn, data, "refined", lrs["refined"], steps, seed, grad_norms=base["norms"], **kw)
     return out
 
@@ -91,8 +106,12 @@ def _select_lrs(data, grid, steps: int, seed: int, l2: float, batch: int) -> dic
         if name == "linear":
             results = {lr: r["loss"] for lr, r in linear_runs.items()}
         elif name == "refined":
-            results = {lr: _train(_logreg, data, "refined", lr, steps, seed, l2=l2, batch=batch,
-                                  grad_norms=linear_runs[lr]["norms"])["loss"] for lr in grid}
+            results = {
+                lr: _train(
+                    _logreg, data, "refined", lr, steps, seed, l2=l2, batch=batch, grad_norms=linear_runs[lr]["norms"]
+                )["loss"]
+                for lr in grid
+            }
         else:
             results = {lr: _train(_logreg, data, name, lr, steps, seed, l2=l2, batch=batch)["loss"] for lr in grid}
         chosen[name] = min(grid, key=lambda lr: (results[lr], lr))
@@ -129,11 +148,14 @@ def _check(s: dict, scale: str) -> Claim:
     mean_loss = {k: float(np.mean(v)) for k, v in losses.items()}
     order_ok = mean_loss["refined"] <= mean_loss["linear"] <= mean_loss["cosine"]
     tol = s["tolerant"]
-    tolerant = (mean_loss["linear"] <= tol["linear_over_cosine"] * mean_loss["cosine"]
-                and mean_loss["refined"] <= tol["refined_over_linear"] * mean_loss["linear"])
+    tolerant = (
+        mean_loss["linear"] <= tol["linear_over_cosine"] * mean_loss["cosine"]
+        and mean_loss["refined"] <= tol["refined_over_linear"] * mean_loss["linear"]
+    )
     measured = {
         **ident,
-        "steps": s["steps"], "seeds": len(s["seeds"]),
+        "steps": s["steps"],
+        "seeds": len(s["seeds"]),
         **{f"lr_{k}": v for k, v in lrs.items()},
         **{f"final_train_loss_{k}": round(v, 5) for k, v in mean_loss.items()},
         **{f"test_acc_{k}": round(float(np.mean(v)), 2) for k, v in accs.items()},
@@ -145,23 +167,30 @@ def _check(s: dict, scale: str) -> Claim:
     mlp = s["mlp"]
     if mlp["steps"] > 0:
         data = teacher_student_data(mlp["n_train"], mlp["n_test"], seed=mlp["data_seed"])
-        res = _run_all(_mlp, data, {k: mlp["lr"] for k in SCHEDULES}, mlp["steps"], mlp["seed"],
-                       momentum=mlp["momentum"], batch=mlp["batch_size"])
+        res = _run_all(
+            _mlp,
+            data,
+            {k: mlp["lr"] for k in SCHEDULES},
+            mlp["steps"],
+            mlp["seed"],
+            momentum=mlp["momentum"],
+            batch=mlp["batch_size"],
+        )
         for k in SCHEDULES:
             measured[f"mlp_teacher_final_train_loss_{k}"] = round(res[k]["loss"], 5)
             measured[f"mlp_teacher_test_acc_{k}"] = round(res[k]["acc"], 2)
     return Claim(
         paper="refined-schedules",
         statement="Linear decay is the right default (constant gradient norms give exactly linear decay) and "
-                  "refining the schedule from an earlier run's gradient norms lowers the final loss further",
+        "refining the schedule from an earlier run's gradient norms lowers the final loss further",
         criterion=f"refined(constant G) equals linear decay to {s['identity_tolerance']:g} and early-large G gives a "
-                  "warm-up; mean final training loss of logistic regression on digits: refined <= linear <= cosine",
+        "warm-up; mean final training loss of logistic regression on digits: refined <= linear <= cosine",
         measured=measured,
         held=bool(identity_ok and order_ok),
         scale="full" if scale == "full" else "quick",
         notes=f"SGD batch {batch}, L2 {l2}; loss = final regularized training objective; per-schedule lr from grid "
-              f"{list(s['grid'])} chosen on seed {s['seeds'][0]} by final training loss; refined built from the same "
-              f"seed's linear-decay run (median-filter smoothing 0.1, weights G^-2).",
+        f"{list(s['grid'])} chosen on seed {s['seeds'][0]} by final training loss; refined built from the same "
+        f"seed's linear-decay run (median-filter smoothing 0.1, weights G^-2).",
     )
 
 

@@ -15,9 +15,13 @@ from lifelong.papers.base import Claim, Paper
 from lifelong.papers.spec import load_spec
 
 # names that moved out of this module, kept importable for older callers
-_MOVED = {"clinc_available": "lifelong.papers.common", "clinc_data_root": "lifelong.papers.common",
-          "final_accuracy": "lifelong.papers.common", "gap_closed": "lifelong.papers.common",
-          "joint_logistic_regression": "lifelong.evaluation.bounds"}
+_MOVED = {
+    "clinc_available": "lifelong.papers.common",
+    "clinc_data_root": "lifelong.papers.common",
+    "final_accuracy": "lifelong.papers.common",
+    "gap_closed": "lifelong.papers.common",
+    "joint_logistic_regression": "lifelong.evaluation.bounds",
+}
 
 
 def __getattr__(name: str):
@@ -56,31 +60,41 @@ def check(settings: dict, scale: str) -> Claim:
     simple, seqft, aper = acc["simplecil"], acc["seqft_linear"], acc["aper_adapter"]
     margin, paper_gain = settings["min_gain_over_seqft"], settings["paper_aper_gain"]
     measured = {
-        "experiences": len(stream), "classes": stream.num_classes,
-        "simplecil": simple, "seqft_linear": seqft,
+        "experiences": len(stream),
+        "classes": stream.num_classes,
+        "simplecil": simple,
+        "seqft_linear": seqft,
         "seqft_linear_just_learned": float(np.diag(R["seqft_linear"]).mean()),
-        **{row: a for row, a in acc.items() if row.startswith("aper_")}, "joint_logistic_regression": joint,
-        "simplecil_minus_seqft": simple - seqft, "aper_minus_simplecil": aper - simple,
+        **{row: a for row, a in acc.items() if row.startswith("aper_")},
+        "joint_logistic_regression": joint,
+        "simplecil_minus_seqft": simple - seqft,
+        "aper_minus_simplecil": aper - simple,
         "aper_gap_to_joint_closed": gap_closed(aper, simple, joint),
         f"aper_plus_{paper_gain * 100:g}_points_met": bool(aper >= simple + paper_gain),
     }
     held = simple >= seqft + margin and aper >= simple
-    criterion = (f"final average accuracy: SimpleCIL >= SeqFT (linear head) + {margin * 100:g} points, and APER "
-                 "(adapter) >= SimpleCIL")
+    criterion = (
+        f"final average accuracy: SimpleCIL >= SeqFT (linear head) + {margin * 100:g} points, and APER "
+        "(adapter) >= SimpleCIL"
+    )
     if settings["check_expected"]:
         expected, tol = settings["expected_simplecil"], settings["expected_tolerance"]
         measured["expected_simplecil"] = expected
         held = held and abs(simple - expected) <= tol
         criterion += f"; SimpleCIL within {tol * 100:g} point of {expected:.1%}"
-    notes = ("CLINC150 + frozen all-MiniLM-L6-v2 features, one domain per experience, learner seed "
-             f"{settings['learner_seed']}. APER adapts a module on top of the cached embedding (not inside the "
-             "transformer). The paper's +2 points is claimed under a domain gap; MiniLM was trained on broad "
-             "sentence data, so the gap here is small.")
+    notes = (
+        "CLINC150 + frozen all-MiniLM-L6-v2 features, one domain per experience, learner seed "
+        f"{settings['learner_seed']}. APER adapts a module on top of the cached embedding (not inside the "
+        "transformer). The paper's +2 points is claimed under a domain gap; MiniLM was trained on broad "
+        "sentence data, so the gap here is small."
+    )
     return Claim(
         paper=PAPER.short_name,
-        statement=("prototypes of a frozen pre-trained embedding (SimpleCIL) beat sequential fine-tuning without "
-                   "training, and adapting on the first experience then merging frozen and adapted embeddings "
-                   "(ADAM/APER) improves on SimpleCIL"),
+        statement=(
+            "prototypes of a frozen pre-trained embedding (SimpleCIL) beat sequential fine-tuning without "
+            "training, and adapting on the first experience then merging frozen and adapted embeddings "
+            "(ADAM/APER) improves on SimpleCIL"
+        ),
         criterion=criterion,
         measured=measured,
         held=bool(held),
@@ -92,8 +106,10 @@ def check(settings: dict, scale: str) -> Claim:
 PAPER = Paper(
     number=43,
     short_name="simplecil",
-    title=("Revisiting Class-Incremental Learning with Pre-Trained Models: Generalizability and Adaptivity are "
-           "All You Need"),
+    title=(
+        "Revisiting Class-Incremental Learning with Pre-Trained Models: Generalizability and Adaptivity are "
+        "All You Need"
+    ),
     category="continual method",
     status="claim checked",
     implemented_by=("lifelong.methods.simplecil", "lifelong.methods.aper", "lifelong.heads.prototype"),

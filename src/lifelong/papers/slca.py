@@ -37,11 +37,19 @@ def check(settings: dict, scale: str) -> Claim:
     seqft, sl, slca, simple = acc["seqft"], acc["sl"], acc["slca"], acc["simplecil"]
     joint = joint_logistic_regression(stream, **settings["joint"])
     measured = {
-        "experiences": len(stream), "classes": stream.num_classes,
-        "seqft": seqft, "sl": sl, "slca": slca, "simplecil": simple, "joint_logistic_regression": joint,
-        "sl_minus_seqft": sl - seqft, "slca_minus_sl": slca - sl, "slca_minus_simplecil": slca - simple,
+        "experiences": len(stream),
+        "classes": stream.num_classes,
+        "seqft": seqft,
+        "sl": sl,
+        "slca": slca,
+        "simplecil": simple,
+        "joint_logistic_regression": joint,
+        "sl_minus_seqft": sl - seqft,
+        "slca_minus_sl": slca - sl,
+        "slca_minus_simplecil": slca - simple,
         "slca_gap_to_joint_closed": gap_closed(slca, simple, joint),
-        "seqft_just_learned": float(np.diag(R["seqft"]).mean()), "sl_just_learned": float(np.diag(R["sl"]).mean()),
+        "seqft_just_learned": float(np.diag(R["seqft"]).mean()),
+        "sl_just_learned": float(np.diag(R["sl"]).mean()),
         "slca_just_learned": float(np.diag(R["slca"]).mean()),
     }
     if settings["context"]:
@@ -53,18 +61,24 @@ def check(settings: dict, scale: str) -> Claim:
     held = sl >= seqft + sl_gain and slca >= sl + ca_gain and slca >= simple
     return Claim(
         paper=PAPER.short_name,
-        statement=("a slow learner (representation lr = 1/100 of the head's) greatly improves sequential fine-tuning "
-                   "of a pre-trained model, classifier alignment on class-Gaussian pseudo-features improves it "
-                   "further, and SLCA beats the frozen-model prototype baseline"),
-        criterion=(f"final average accuracy: SL >= SeqFT + {sl_gain * 100:g} points, SL+CA >= SL + "
-                   f"{ca_gain * 100:g} points, and SLCA >= SimpleCIL"),
+        statement=(
+            "a slow learner (representation lr = 1/100 of the head's) greatly improves sequential fine-tuning "
+            "of a pre-trained model, classifier alignment on class-Gaussian pseudo-features improves it "
+            "further, and SLCA beats the frozen-model prototype baseline"
+        ),
+        criterion=(
+            f"final average accuracy: SL >= SeqFT + {sl_gain * 100:g} points, SL+CA >= SL + "
+            f"{ca_gain * 100:g} points, and SLCA >= SimpleCIL"
+        ),
         measured=measured,
         held=bool(held),
         scale=scale,
-        notes=(f"CLINC150 + frozen all-MiniLM-L6-v2 features, one domain per experience, learner seed {seed}. The "
-               "trainable representation is one identity-initialised linear layer over the cached embedding, "
-               "not the whole transformer the paper fine-tunes, so Seq FT has far less room to overfit "
-               "(see seqft_fast_representation at full scale)."),
+        notes=(
+            f"CLINC150 + frozen all-MiniLM-L6-v2 features, one domain per experience, learner seed {seed}. The "
+            "trainable representation is one identity-initialised linear layer over the cached embedding, "
+            "not the whole transformer the paper fine-tunes, so Seq FT has far less room to overfit "
+            "(see seqft_fast_representation at full scale)."
+        ),
     )
 
 

@@ -14,7 +14,8 @@ import importlib.resources
 import json
 import re
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from lifelong.errors import ConfigError
 from lifelong.values import parse_value
@@ -47,8 +48,9 @@ def read_spec(name: str) -> dict:
     """
     path = _spec_file(name)
     if not path.is_file():
-        raise ConfigError(f"paper {name} has no spec file specs/{name}.toml; papers with one: "
-                          f"{', '.join(spec_names())}")
+        raise ConfigError(
+            f"paper {name} has no spec file specs/{name}.toml; papers with one: {', '.join(spec_names())}"
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -56,8 +58,10 @@ def read_spec(name: str) -> dict:
     unknown = sorted(set(raw) - set(TABLES))
     missing = [s for s in SCALES if not isinstance(raw.get(s), dict)]
     if unknown or missing:
-        raise ConfigError(f"specs/{name}.toml must hold the tables [quick] and [full] (and optionally [common]); "
-                          f"missing: {', '.join(missing) or '-'}; unknown: {', '.join(unknown) or '-'}")
+        raise ConfigError(
+            f"specs/{name}.toml must hold the tables [quick] and [full] (and optionally [common]); "
+            f"missing: {', '.join(missing) or '-'}; unknown: {', '.join(unknown) or '-'}"
+        )
     return raw
 
 
@@ -114,8 +118,10 @@ def apply_sets(settings: dict, sets: Iterable[str], where: str = "spec") -> dict
             raise ConfigError(f"unknown setting {key!r} of {where}; valid keys: {', '.join(valid)}")
         current = node[parts[-1]]
         if isinstance(current, dict) and current:
-            raise ConfigError(f"setting {key!r} of {where} is a table; set one of its keys: "
-                              f"{', '.join(k for k in valid if k.startswith(key + '.'))}")
+            raise ConfigError(
+                f"setting {key!r} of {where} is a table; set one of its keys: "
+                f"{', '.join(k for k in valid if k.startswith(key + '.'))}"
+            )
         node[parts[-1]] = _parse_like(key, text.strip(), current, where)
     return out
 
@@ -142,8 +148,7 @@ def _parse_like(key: str, text: str, current: Any, where: str) -> Any:
             value = tomllib.loads(f"v = [{inner}]")["v"]
         except tomllib.TOMLDecodeError:
             if current:
-                raise ConfigError(f"{label} {key!r} expects a list like {json.dumps(current)}, got {text!r}") \
-                    from None
+                raise ConfigError(f"{label} {key!r} expects a list like {json.dumps(current)}, got {text!r}") from None
             value = [_scalar(v.strip()) for v in inner.split(",") if v.strip()]  # bare words: strings
         if current and not all(_same_shape(v, current[0]) for v in value):
             raise ConfigError(f"{label} {key!r} expects a list like {json.dumps(current)}, got {text!r}")
@@ -162,8 +167,9 @@ def _scalar(text: str) -> Any:
 def _same_shape(value: Any, like: Any) -> bool:
     """Whether ``value`` has ``like``'s type (lists element-wise; an int may stand for a float)."""
     if isinstance(like, list):
-        return isinstance(value, list) and all(_same_shape(v, w) for v, w in zip(value, like)) \
-            and len(value) == len(like)
+        return (
+            isinstance(value, list) and all(_same_shape(v, w) for v, w in zip(value, like)) and len(value) == len(like)
+        )
     if isinstance(like, float):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return type(value) is type(like)

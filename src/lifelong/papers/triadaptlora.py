@@ -23,9 +23,14 @@ from lifelong.papers.spec import load_spec
 def adapt(body, arm: str, data, seed: int, settings: dict) -> dict:
     """Train one arm of ``settings["arms"]``; task test accuracy, adapter parameters in use and final ranks."""
     from lifelong.adapters import LoRAConfig, adapter_parameters, count_parameters, inject_adapter
-    from lifelong.adapters.triadaptlora import (RankGrowthController, TriAdaptLoRAConfig,
-                                                TriangularGrowthController, active_parameter_count,
-                                                orthogonal_penalty, ranks)
+    from lifelong.adapters.triadaptlora import (
+        RankGrowthController,
+        TriAdaptLoRAConfig,
+        TriangularGrowthController,
+        active_parameter_count,
+        orthogonal_penalty,
+        ranks,
+    )
     from lifelong.data import cycle_batches
 
     _, _, (xb, yb), (xb_te, yb_te) = data
@@ -34,17 +39,28 @@ def adapt(body, arm: str, data, seed: int, settings: dict) -> dict:
     model = copy.deepcopy(body)
     g = torch.Generator().manual_seed(1000 + seed)
     ctrl = None
-    budget = sum(lora_rank * (model.get_submodule(n).in_features + model.get_submodule(n).out_features)
-                 for n in targets)
+    budget = sum(
+        lora_rank * (model.get_submodule(n).in_features + model.get_submodule(n).out_features) for n in targets
+    )
     if spec["kind"] == "lora":
         inject_adapter(model, LoRAConfig(r=spec["r"], alpha=spec["alpha"], target_modules=targets), "a", generator=g)
     else:
-        inject_adapter(model, TriAdaptLoRAConfig(r=spec["r"], alpha=spec["alpha"], init_rank=spec["init_rank"],
-                                                 triangular=spec["triangular"], target_modules=targets), "a",
-                       generator=g)
+        inject_adapter(
+            model,
+            TriAdaptLoRAConfig(
+                r=spec["r"],
+                alpha=spec["alpha"],
+                init_rank=spec["init_rank"],
+                triangular=spec["triangular"],
+                target_modules=targets,
+            ),
+            "a",
+            generator=g,
+        )
         if spec["triangular"]:
-            ctrl = TriangularGrowthController(model, "a", budget=budget, target_total_rank=lora_rank * len(targets),
-                                              **spec["controller"])
+            ctrl = TriangularGrowthController(
+                model, "a", budget=budget, target_total_rank=lora_rank * len(targets), **spec["controller"]
+            )
         else:
             ctrl = RankGrowthController(model, "a", budget=budget, **spec["controller"])
     orth = spec.get("orth_weight", 0.0)
@@ -97,9 +113,14 @@ def seed_sweep(n_seeds: int = 20) -> dict:
     out = {"seeds": n_seeds, **{f"acc_{arm}": float(np.mean(v)) for arm, v in acc.items()}}
     for arm in (a for a in acc if a != "lora"):
         d = np.array(acc[arm]) - np.array(acc["lora"])
-        out.update({f"{arm}_minus_lora": float(d.mean()),
-                    f"{arm}_minus_lora_se": float(d.std(ddof=1) / np.sqrt(len(d))),
-                    f"{arm}_wins": int((d > 0).sum()), f"{arm}_ties": int((d == 0).sum())})
+        out.update(
+            {
+                f"{arm}_minus_lora": float(d.mean()),
+                f"{arm}_minus_lora_se": float(d.std(ddof=1) / np.sqrt(len(d))),
+                f"{arm}_wins": int((d > 0).sum()),
+                f"{arm}_ties": int((d == 0).sum()),
+            }
+        )
     return out
 
 
@@ -115,33 +136,48 @@ def check(settings: dict, scale: str) -> Claim:
     acc = {arm: float(np.mean([r["acc"] for r in res[arm]])) for arm in arms}
     params = {arm: max(r["params"] for r in res[arm]) for arm in arms}
     held = acc["tri"] >= acc["lora"] and params["tri"] <= params["lora"]
-    measured = {"seeds": len(seeds), "steps": steps, "acc_lora": acc["lora"], "acc_triadaptlora": acc["tri"],
-                "acc_mask_ablation": acc["mask"], "acc_tri_orth_ablation": acc["tri_orth"],
-                "acc_diff": acc["tri"] - acc["lora"],
-                "tri_wins": f"{sum(t['acc'] > l['acc'] for t, l in zip(res['tri'], res['lora']))}/{len(seeds)}",
-                "params_lora": params["lora"], "params_triadaptlora_max": params["tri"],
-                "params_mask_ablation_max": params["mask"], "params_tri_orth_ablation_max": params["tri_orth"]}
+    measured = {
+        "seeds": len(seeds),
+        "steps": steps,
+        "acc_lora": acc["lora"],
+        "acc_triadaptlora": acc["tri"],
+        "acc_mask_ablation": acc["mask"],
+        "acc_tri_orth_ablation": acc["tri_orth"],
+        "acc_diff": acc["tri"] - acc["lora"],
+        "tri_wins": f"{sum(t['acc'] > l['acc'] for t, l in zip(res['tri'], res['lora']))}/{len(seeds)}",
+        "params_lora": params["lora"],
+        "params_triadaptlora_max": params["tri"],
+        "params_mask_ablation_max": params["mask"],
+        "params_tri_orth_ablation_max": params["tri_orth"],
+    }
     for arm in arms:
         measured[f"acc_{arm}_per_seed"] = " ".join(f"{r['acc']:.3f}" for r in res[arm])
     for arm in ("tri", "mask", "tri_orth"):
-        measured.update({f"mean_rank_{arm}_{n}": float(np.mean([r["ranks"][n] for r in res[arm]]))
-                         for n in settings["targets"]})
+        measured.update(
+            {f"mean_rank_{arm}_{n}": float(np.mean([r["ranks"][n] for r in res[arm]])) for n in settings["targets"]}
+        )
     return Claim(
         paper=PAPER.short_name,
-        statement=("TriAdaptLoRA (triangular core B(tril L + triu U)A, rank growth by normalised-Frobenius importance "
-                   "with a linear top-n threshold, parameter budget) reaches at least fixed-rank LoRA's accuracy "
-                   "with no more trainable parameters"),
-        criterion=(f"mean task test accuracy over {len(seeds)} seeds after {steps} steps: TriAdaptLoRA >= "
-                   f"LoRA (r={arms['lora']['r']}/layer) and TriAdaptLoRA's active adapter parameters (core included) "
-                   "<= LoRA's"),
+        statement=(
+            "TriAdaptLoRA (triangular core B(tril L + triu U)A, rank growth by normalised-Frobenius importance "
+            "with a linear top-n threshold, parameter budget) reaches at least fixed-rank LoRA's accuracy "
+            "with no more trainable parameters"
+        ),
+        criterion=(
+            f"mean task test accuracy over {len(seeds)} seeds after {steps} steps: TriAdaptLoRA >= "
+            f"LoRA (r={arms['lora']['r']}/layer) and TriAdaptLoRA's active adapter parameters (core included) "
+            "<= LoRA's"
+        ),
         measured=measured,
         held=bool(held),
         scale=scale,
-        notes=("MLP 64-128-128-128 pre-trained on digits 0-4, adapted to digits 5-9. Parameterisation and schedule "
-               "follow a public implementation citing the paper (its zero init and alpha/k scaling replaced, see "
-               "docs/papers.md); 'mask' (the earlier abstract-only reading) and 'tri_orth' (+ the code's "
-               "orthogonality penalty, weight 0.5) are ablations. The paper's "
-               "GLUE/SQuAD benchmarks are not run."),
+        notes=(
+            "MLP 64-128-128-128 pre-trained on digits 0-4, adapted to digits 5-9. Parameterisation and schedule "
+            "follow a public implementation citing the paper (its zero init and alpha/k scaling replaced, see "
+            "docs/papers.md); 'mask' (the earlier abstract-only reading) and 'tri_orth' (+ the code's "
+            "orthogonality penalty, weight 0.5) are ablations. The paper's "
+            "GLUE/SQuAD benchmarks are not run."
+        ),
     )
 
 

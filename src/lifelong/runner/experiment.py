@@ -8,13 +8,13 @@ Layout::
     <out>/<name>/<scenario>-<data>/<method>/seed<k>/ config.json, results.json, metrics.jsonl, checkpoints/
 """
 
-
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,8 +27,18 @@ from lifelong.evaluation.result import Result
 from lifelong.fileio import FolderLock
 from lifelong.methods import INPUT_KINDS, check_inputs, get_method, make_learner
 from lifelong.methods.config import build_config
-from lifelong.runner.folders import (CHECKPOINT_FILES, EXPERIMENT_FORMAT, absolute_paths, check_invocation,
-                                     check_writable, clear, compare, hash_files, plan_run, read_experiment)
+from lifelong.runner.folders import (
+    CHECKPOINT_FILES,
+    EXPERIMENT_FORMAT,
+    absolute_paths,
+    check_invocation,
+    check_writable,
+    clear,
+    compare,
+    hash_files,
+    plan_run,
+    read_experiment,
+)
 from lifelong.runtime import configure_threads
 from lifelong.scenarios import make_scenario
 
@@ -42,12 +52,23 @@ DEFAULT_SCENARIO = "class-incremental"
 DEFAULT_DATA = "mnist"
 
 
-def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA,
-                   methods: Sequence[str] = DEFAULT_METHODS, seeds: Sequence[int] = (0,),
-                   overrides: dict[str, dict] | None = None, scenario_kwargs: dict | None = None,
-                   data_kwargs: dict | None = None, out: str | Path = "runs", name: str = "default",
-                   resume: bool = False, overwrite: bool = False, progress: bool = True,
-                   threads: int | None = None, report: bool = True) -> dict[str, list[Result]]:
+def run_experiment(
+    *,
+    scenario: str = DEFAULT_SCENARIO,
+    data: str = DEFAULT_DATA,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    seeds: Sequence[int] = (0,),
+    overrides: dict[str, dict] | None = None,
+    scenario_kwargs: dict | None = None,
+    data_kwargs: dict | None = None,
+    out: str | Path = "runs",
+    name: str = "default",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    threads: int | None = None,
+    report: bool = True,
+) -> dict[str, list[Result]]:
     """Run every method with every seed on one scenario and write the run folder and report.
 
     ``overrides`` maps method name -> config overrides. The folder ``out/name`` holds
@@ -69,8 +90,10 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
     """
     configure_threads(threads)
     if resume and overwrite:
-        raise ConfigError("resume and overwrite exclude each other: resume continues the stored experiment, "
-                          "overwrite deletes it; pick one")
+        raise ConfigError(
+            "resume and overwrite exclude each other: resume continues the stored experiment, "
+            "overwrite deletes it; pick one"
+        )
     methods = list(methods)
     if not methods:
         raise ConfigError("no methods given; list them like --methods finetune,er")
@@ -82,8 +105,7 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
         raise ConfigError("no seeds given; list them like --seeds 0,1,2")
     if len(set(seeds)) != len(seeds):
         twice = sorted({s for s in seeds if seeds.count(s) > 1})
-        raise ConfigError(f"seed(s) {', '.join(map(str, twice))} listed twice; list each seed once, "
-                          "like --seeds 0,1,2")
+        raise ConfigError(f"seed(s) {', '.join(map(str, twice))} listed twice; list each seed once, like --seeds 0,1,2")
     overrides = overrides or {}
     configs = {m: build_config(get_method(m).config_class, overrides.get(m)) for m in methods}
     for m in methods:
@@ -94,9 +116,16 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
     group = root / f"{scenario}-{data}"
     check_writable(root)  # before loading: no encoding for a run that cannot be written
     _check_inputs(data, data_kwargs, configs)  # before loading: nothing encoded for methods that cannot read it
-    base = {"format": EXPERIMENT_FORMAT, "scenario": scenario, "data": data, "methods": methods,
-            "seeds": seeds, "overrides": {m: configs[m].to_dict() for m in methods},
-            "scenario_kwargs": scenario_kwargs, "data_kwargs": data_kwargs}
+    base = {
+        "format": EXPERIMENT_FORMAT,
+        "scenario": scenario,
+        "data": data,
+        "methods": methods,
+        "seeds": seeds,
+        "overrides": {m: configs[m].to_dict() for m in methods},
+        "scenario_kwargs": scenario_kwargs,
+        "data_kwargs": data_kwargs,
+    }
     old = read_experiment(root, resume, overwrite)
     compare(root, old, base, resume, overwrite, check_files=False)  # fail fast, before loading the data
     dataset = load_dataset(data, **data_kwargs)
@@ -116,9 +145,19 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
         old = read_experiment(root, resume, overwrite)  # again, under the lock
         compare(root, old, invocation, resume, overwrite, check_files=True)
         runs = [(m, seed) for m in methods for seed in seeds]
-        specs = {(m, seed): {"method": m, "seed": seed, "config": configs[m].to_dict(), "scenario": scenario,
-                             "scenario_kwargs": scenario_kwargs, "data": data, "data_kwargs": data_kwargs,
-                             "stream_fingerprint": stream.fingerprint()} for m, seed in runs}
+        specs = {
+            (m, seed): {
+                "method": m,
+                "seed": seed,
+                "config": configs[m].to_dict(),
+                "scenario": scenario,
+                "scenario_kwargs": scenario_kwargs,
+                "data": data,
+                "data_kwargs": data_kwargs,
+                "stream_fingerprint": stream.fingerprint(),
+            }
+            for m, seed in runs
+        }
         plans = {key: plan_run(group / key[0] / f"seed{key[1]}", specs[key], resume, len(stream)) for key in runs}
         # every refusal has happened; from here on the folder is written
         if overwrite and old is not None:
@@ -141,13 +180,24 @@ def run_experiment(*, scenario: str = DEFAULT_SCENARIO, data: str = DEFAULT_DATA
         if created and root.is_dir() and not any(root.iterdir()):
             root.rmdir()  # a refused run leaves no empty folder behind
     if failed:
-        raise RunFailedError(f"{len(failed)} of {len(runs)} runs failed (the others finished; see "
-                             f"{group / 'report.md'}): " + " | ".join(failed), results)
+        raise RunFailedError(
+            f"{len(failed)} of {len(runs)} runs failed (the others finished; see "
+            f"{group / 'report.md'}): " + " | ".join(failed),
+            results,
+        )
     return results
 
 
-def _execute(run_dir: Path, m: str, seed: int, config: MethodConfig, stream: Stream, spec: dict, plan: Result | str,
-             progress: bool) -> Result:
+def _execute(
+    run_dir: Path,
+    m: str,
+    seed: int,
+    config: MethodConfig,
+    stream: Stream,
+    spec: dict,
+    plan: Result | str,
+    progress: bool,
+) -> Result:
     """Run (or reuse) one seed; a run that diverges or crashes comes back as a failed :class:`Result`."""
     if isinstance(plan, Result):
         return plan
@@ -158,8 +208,9 @@ def _execute(run_dir: Path, m: str, seed: int, config: MethodConfig, stream: Str
         try:
             _, meta = load_checkpoint(run_dir / "checkpoints")
             if meta.get("method") != m or meta.get("seed") != seed:
-                raise CheckpointError(f"the checkpoint in {run_dir} belongs to {meta.get('method')} seed "
-                                      f"{meta.get('seed')}")
+                raise CheckpointError(
+                    f"the checkpoint in {run_dir} belongs to {meta.get('method')} seed {meta.get('seed')}"
+                )
         except CheckpointError as e:
             print(f"lifelong: {e}; redoing {m} seed {seed} from the start", file=sys.stderr)
             for f in CHECKPOINT_FILES:
@@ -167,8 +218,16 @@ def _execute(run_dir: Path, m: str, seed: int, config: MethodConfig, stream: Str
     atomic_write_json(run_dir / "config.json", spec)
     learner = make_learner(m, config, seed=seed)
     try:
-        return run(stream, learner, seed=seed, method=m, config=config.to_dict(), run_dir=run_dir,
-                   resume=resume, progress=progress)
+        return run(
+            stream,
+            learner,
+            seed=seed,
+            method=m,
+            config=config.to_dict(),
+            run_dir=run_dir,
+            resume=resume,
+            progress=progress,
+        )
     except (NonFiniteLossError, LearnerError) as e:
         error = str(e)
     except Exception as e:  # one broken method does not sink the others; its traceback is shown
@@ -186,14 +245,23 @@ def _execute(run_dir: Path, m: str, seed: int, config: MethodConfig, stream: Str
         return res
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    res = Result(m, seed, stream.describe(), config.to_dict(), np.zeros((0, len(stream))), np.zeros(len(stream)),
-                 status="failed", error=error)
+    res = Result(
+        m,
+        seed,
+        stream.describe(),
+        config.to_dict(),
+        np.zeros((0, len(stream))),
+        np.zeros(len(stream)),
+        status="failed",
+        error=error,
+    )
     atomic_write_json(run_dir / "results.json", res.to_dict())
     return res
 
 
-def resume_experiment(root: str | Path, *, progress: bool = True, threads: int | None = None,
-                      data_root: str | Path | None = None) -> dict[str, list[Result]]:
+def resume_experiment(
+    root: str | Path, *, progress: bool = True, threads: int | None = None, data_root: str | Path | None = None
+) -> dict[str, list[Result]]:
     """Continue the experiment stored in ``root/experiment.json`` (see :func:`run_experiment`).
 
     ``data_root`` is where a moved dataset's files are now: the loader's data root, or
@@ -202,16 +270,26 @@ def resume_experiment(root: str | Path, *, progress: bool = True, threads: int |
     """
     root = Path(root)
     if not root.exists():
-        raise RunDirError(f"{root} does not exist; point --resume at a folder written by `lifelong run`, "
-                          "such as runs/default")
+        raise RunDirError(
+            f"{root} does not exist; point --resume at a folder written by `lifelong run`, such as runs/default"
+        )
     if not root.is_dir():
         raise RunDirError(f"{root} is a file; point --resume at a run folder such as runs/default")
     path = root / "experiment.json"
     if not path.exists():
-        up = next((p for p in (root.parent, root.parent.parent, root.parent.parent.parent)
-                   if (p / "experiment.json").is_file()), None)
-        hint = f"; it lies inside the experiment folder {up}: resume that" if up is not None else \
-            "; point --resume at a folder written by `lifelong run`"
+        up = next(
+            (
+                p
+                for p in (root.parent, root.parent.parent, root.parent.parent.parent)
+                if (p / "experiment.json").is_file()
+            ),
+            None,
+        )
+        hint = (
+            f"; it lies inside the experiment folder {up}: resume that"
+            if up is not None
+            else "; point --resume at a folder written by `lifelong run`"
+        )
         raise RunDirError(f"{root} has no experiment.json{hint}")
     inv = read_experiment(root, resume=True, overwrite=False)
     check_invocation(path, inv)
@@ -224,13 +302,23 @@ def resume_experiment(root: str | Path, *, progress: bool = True, threads: int |
         elif files:  # data given as files (text-file): the same file names, now in that folder
             data_kwargs.update({k: str(new / Path(data_kwargs[k]).name) for k in files})
         else:
-            raise ConfigError(f"the experiment's data {inv['data']!r} reads no files, so --data-root does not "
-                              "apply; drop it")
-    return run_experiment(scenario=inv["scenario"], data=inv["data"], methods=inv["methods"], seeds=inv["seeds"],
-                          overrides=inv["overrides"], scenario_kwargs=inv["scenario_kwargs"],
-                          data_kwargs=data_kwargs, out=root.parent, name=root.name, resume=True,
-                          progress=progress, threads=threads)
-
+            raise ConfigError(
+                f"the experiment's data {inv['data']!r} reads no files, so --data-root does not apply; drop it"
+            )
+    return run_experiment(
+        scenario=inv["scenario"],
+        data=inv["data"],
+        methods=inv["methods"],
+        seeds=inv["seeds"],
+        overrides=inv["overrides"],
+        scenario_kwargs=inv["scenario_kwargs"],
+        data_kwargs=data_kwargs,
+        out=root.parent,
+        name=root.name,
+        resume=True,
+        progress=progress,
+        threads=threads,
+    )
 
 
 def _check_inputs(data: str, data_kwargs: dict, configs: dict, dataset: Dataset | None = None) -> None:
@@ -244,11 +332,16 @@ def _check_inputs(data: str, data_kwargs: dict, configs: dict, dataset: Dataset 
     if dataset is None:
         loader = DATASETS.get(data)
         kind = data_kwargs.get("representation", "features")
-        if loader is None or "representation" not in inspect.signature(loader).parameters \
-                or kind not in INPUT_KINDS:
+        if loader is None or "representation" not in inspect.signature(loader).parameters or kind not in INPUT_KINDS:
             return  # the loader reports its own errors
     else:
         kind = data_input_kind(dataset)
-    check_inputs(kind, configs, set_prefix="--set method.",
-                 data_fix={"features": "drop --set data.representation=tokens (run those methods separately)",
-                           "tokens": "add --set data.representation=tokens (clinc150, text-file)"})
+    check_inputs(
+        kind,
+        configs,
+        set_prefix="--set method.",
+        data_fix={
+            "features": "drop --set data.representation=tokens (run those methods separately)",
+            "tokens": "add --set data.representation=tokens (clinc150, text-file)",
+        },
+    )

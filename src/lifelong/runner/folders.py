@@ -35,8 +35,11 @@ def absolute_paths(data: str, data_kwargs: dict) -> dict:
     from lifelong.data.root import default_data_root
 
     loader = DATASETS.get(data)
-    if loader is not None and "data_root" in inspect.signature(loader).parameters \
-            and data_kwargs.get("data_root") is None:
+    if (
+        loader is not None
+        and "data_root" in inspect.signature(loader).parameters
+        and data_kwargs.get("data_root") is None
+    ):
         data_kwargs["data_root"] = str(default_data_root())
     for k in _PATH_KEYS:
         v = data_kwargs.get(k)
@@ -90,8 +93,9 @@ def experiment_files(root: Path, inv: dict) -> tuple[list[Path], list[Path]]:
             dirs += [d / "checkpoints", d]
         dirs.append(group / m)
     dirs += [group / "plots", group]
-    temps = [p for d in {f.parent for f in files} if d.is_dir() for p in d.iterdir()
-             if _is_temp(p.name) and p.is_file()]
+    temps = [
+        p for d in {f.parent for f in files} if d.is_dir() for p in d.iterdir() if _is_temp(p.name) and p.is_file()
+    ]
     return files + temps, dirs
 
 
@@ -101,12 +105,15 @@ def _valid_invocation(inv: Any) -> bool:
 
 
 def _invocation_problems(inv: dict) -> list[str]:
-    checks = {"scenario": lambda v: isinstance(v, str), "data": lambda v: isinstance(v, str),
-              "methods": lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v),
-              "seeds": lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool)
-                                                             for s in v),
-              "overrides": lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
-              "scenario_kwargs": lambda v: isinstance(v, dict), "data_kwargs": lambda v: isinstance(v, dict)}
+    checks = {
+        "scenario": lambda v: isinstance(v, str),
+        "data": lambda v: isinstance(v, str),
+        "methods": lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v),
+        "seeds": lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in v),
+        "overrides": lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
+        "scenario_kwargs": lambda v: isinstance(v, dict),
+        "data_kwargs": lambda v: isinstance(v, dict),
+    }
     return [k for k, ok in checks.items() if k not in inv or not ok(inv[k])]
 
 
@@ -118,24 +125,32 @@ def read_experiment(root: Path, resume: bool, overwrite: bool) -> dict | None:
     if not path.exists():
         others = [p for p in root.iterdir() if p.name != FolderLock.NAME]
         if others:
-            raise RunDirError(f"{root} holds files but no experiment.json, so it is not a lifelong run folder; "
-                              "lifelong will not write into it or delete it: choose another --name or --out")
+            raise RunDirError(
+                f"{root} holds files but no experiment.json, so it is not a lifelong run folder; "
+                "lifelong will not write into it or delete it: choose another --name or --out"
+            )
         return None
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{path} is unreadable ({e}), so lifelong cannot tell which files in {root} are its own "
-                          "and will not touch them: move or remove that folder yourself, or choose another --name"
-                          ) from None
-    if not isinstance(old, dict) or not ({"format", "scenario", "data", "methods"} <= set(old)
-                                         or old.get("format") == EXPERIMENT_FORMAT):
-        raise RunDirError(f"{path} was not written by lifelong; lifelong will not overwrite or delete it: "
-                          "choose another --name or --out")
+        raise RunDirError(
+            f"{path} is unreadable ({e}), so lifelong cannot tell which files in {root} are its own "
+            "and will not touch them: move or remove that folder yourself, or choose another --name"
+        ) from None
+    if not isinstance(old, dict) or not (
+        {"format", "scenario", "data", "methods"} <= set(old) or old.get("format") == EXPERIMENT_FORMAT
+    ):
+        raise RunDirError(
+            f"{path} was not written by lifelong; lifelong will not overwrite or delete it: "
+            "choose another --name or --out"
+        )
     problems = _invocation_problems(old)
     if problems:
-        raise RunDirError(f"{path} is malformed (missing or wrong type: {', '.join(problems)}), so lifelong cannot "
-                          f"tell which files in {root} are its own: restore the file, or move or remove that "
-                          "folder yourself")
+        raise RunDirError(
+            f"{path} is malformed (missing or wrong type: {', '.join(problems)}), so lifelong cannot "
+            f"tell which files in {root} are its own: restore the file, or move or remove that "
+            "folder yourself"
+        )
     return old
 
 
@@ -160,20 +175,28 @@ def compare(root: Path, old: dict | None, new: dict, resume: bool, overwrite: bo
     differs = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if differs:
         if resume:
-            raise RunDirError(f"{root}/experiment.json no longer matches what this version of lifelong builds from "
-                              f"it (differs in: {', '.join(differs)}); start over with --overwrite")
-        raise RunDirError(f"{root} holds a different experiment (differs in: {', '.join(differs)}); pass "
-                          "--overwrite to replace that whole experiment, or --name to write elsewhere")
+            raise RunDirError(
+                f"{root}/experiment.json no longer matches what this version of lifelong builds from "
+                f"it (differs in: {', '.join(differs)}); start over with --overwrite"
+            )
+        raise RunDirError(
+            f"{root} holds a different experiment (differs in: {', '.join(differs)}); pass "
+            "--overwrite to replace that whole experiment, or --name to write elsewhere"
+        )
     if check_files and isinstance(old.get("data_files"), dict):
         before, now = old["data_files"], new.get("data_files", {})
         missing = sorted(p for p, h in before.items() if h not in set(now.values()))
         if missing or len(before) != len(now):
-            raise RunDirError(f"data file(s) {', '.join(missing) or ', '.join(now)} changed since this experiment "
-                              "started (SHA-256 differs); restore the original file(s), or start over with "
-                              "--overwrite")
+            raise RunDirError(
+                f"data file(s) {', '.join(missing) or ', '.join(now)} changed since this experiment "
+                "started (SHA-256 differs); restore the original file(s), or start over with "
+                "--overwrite"
+            )
     if not resume:
-        raise RunDirError(f"{root} already holds this experiment; pass --resume {root} to continue or reuse it, "
-                          "or --overwrite to run it again")
+        raise RunDirError(
+            f"{root} already holds this experiment; pass --resume {root} to continue or reuse it, "
+            "or --overwrite to run it again"
+        )
 
 
 def _without_paths(spec: dict) -> dict:
@@ -208,20 +231,27 @@ def plan_run(run_dir: Path, spec: dict, resume: bool, experiences: int) -> Resul
     try:
         old = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{cfg_path} is unreadable ({e}); delete the folder {run_dir} and --resume again to "
-                          "redo that seed") from None
+        raise RunDirError(
+            f"{cfg_path} is unreadable ({e}); delete the folder {run_dir} and --resume again to redo that seed"
+        ) from None
     want = _without_paths(json.loads(json.dumps(spec)))
     old = _without_paths(old) if isinstance(old, dict) else old
     if old != want:
         diff = sorted(k for k in set(old) | set(want) if old.get(k) != want.get(k)) if isinstance(old, dict) else []
-        raise RunDirError(f"{run_dir} holds a different run (differs in: {', '.join(diff) or 'everything'}); "
-                          f"delete that folder and --resume again to redo that seed")
+        raise RunDirError(
+            f"{run_dir} holds a different run (differs in: {', '.join(diff) or 'everything'}); "
+            f"delete that folder and --resume again to redo that seed"
+        )
     res_path = run_dir / "results.json"
     if res_path.exists():
         try:
             res = Result.from_dict(loads_strict(res_path.read_text(encoding="utf-8")))
-            ok = (res.status == "complete" and res.method == spec["method"] and res.seed == spec["seed"]
-                  and res.accuracy_matrix.shape == (experiences, experiences))
+            ok = (
+                res.status == "complete"
+                and res.method == spec["method"]
+                and res.seed == spec["seed"]
+                and res.accuracy_matrix.shape == (experiences, experiences)
+            )
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
             ok = False
         if ok:
@@ -255,11 +285,14 @@ def check_invocation(path: Path, inv: dict) -> None:
     """Refuse an ``experiment.json`` whose entries have the wrong types (a hand edit, say)."""
     bad = _invocation_problems(inv)
     if bad:
-        raise RunDirError(f"{path} is malformed (missing or wrong type: {', '.join(bad)}); it cannot be resumed: "
-                          "restore it, or start the experiment over with --overwrite")
+        raise RunDirError(
+            f"{path} is malformed (missing or wrong type: {', '.join(bad)}); it cannot be resumed: "
+            "restore it, or start the experiment over with --overwrite"
+        )
     try:
         for s in inv["seeds"]:
             check_seed(s)
     except ConfigError as e:
-        raise RunDirError(f"{path} holds a bad seed ({e}); restore the file, or start the experiment over with "
-                          "--overwrite") from None
+        raise RunDirError(
+            f"{path} holds a bad seed ({e}); restore the file, or start the experiment over with --overwrite"
+        ) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from lifelong.errors import ConfigError
 from lifelong.methods import get_method
@@ -42,8 +42,10 @@ def parse_sets(items: Sequence[str], methods: Sequence[str]) -> tuple[dict[str, 
                 raise ConfigError(f"method {target!r} has no key {key!r}; valid keys: {', '.join(_keys(target))}")
             per_method[target][key] = value
         else:
-            raise ConfigError(f"--set target {target!r} is neither 'method', 'scenario', 'data' nor a selected "
-                              f"method ({', '.join(methods)})")
+            raise ConfigError(
+                f"--set target {target!r} is neither 'method', 'scenario', 'data' nor a selected "
+                f"method ({', '.join(methods)})"
+            )
     return per_method, scenario_kw, data_kw
 
 
@@ -56,4 +58,3 @@ def _json_or_str(v: str):
         return json.loads(v)
     except json.JSONDecodeError:
         return v
-

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lifelong.errors import unknown_name
 from lifelong.scenarios.cfsl import cfsl
@@ -50,6 +51,17 @@ def make_scenario(name: str, data: Dataset, **kwargs) -> Stream:
     return fn(data, **checked_kwargs(fn, kwargs, kind="scenario", name=name, skip=1))
 
 
-__all__ = ["Experience", "Stream", "SCENARIOS", "list_scenarios", "make_scenario", "register_scenario",
-           "class_incremental", "task_incremental", "domain_incremental", "online", "few_shot_incremental",
-           "hierarchical"]
+__all__ = [
+    "Experience",
+    "Stream",
+    "SCENARIOS",
+    "list_scenarios",
+    "make_scenario",
+    "register_scenario",
+    "class_incremental",
+    "task_incremental",
+    "domain_incremental",
+    "online",
+    "few_shot_incremental",
+    "hierarchical",
+]

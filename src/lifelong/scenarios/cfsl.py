@@ -11,7 +11,7 @@ Notes: docs/papers/cfsl-instance.md
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,8 +23,16 @@ from lifelong.scenarios.incremental import _order
 from lifelong.scenarios.stream import Experience, Stream, class_order_map
 
 
-def make_glyphs(*, num_classes: int = 100, per_class: int = 20, strokes: int = 3, size: int = 8,
-                noise: float = 0.15, test_fraction: float = 0.5, seed: int = 0) -> Dataset:
+def make_glyphs(
+    *,
+    num_classes: int = 100,
+    per_class: int = 20,
+    strokes: int = 3,
+    size: int = 8,
+    noise: float = 0.15,
+    test_fraction: float = 0.5,
+    seed: int = 0,
+) -> Dataset:
     """Procedural glyph classes for CFSL (a stand-in for Omniglot; Kowadlo et al. 2024).
 
     Each class is a template of ``strokes`` random line segments rasterised on a
@@ -50,8 +58,14 @@ def make_glyphs(*, num_classes: int = 100, per_class: int = 20, strokes: int = 3
             x[m] = np.roll(x[m], (dy, dx), axis=(1, 2))
     x *= rng.random(x.shape) >= 0.1
     x += rng.normal(0.0, noise, size=x.shape).astype(np.float32)
-    return Dataset.from_arrays("glyphs", x[:, None].astype(np.float32), y, [f"glyph{c}" for c in range(num_classes)],
-                               test_fraction=test_fraction, seed=seed)
+    return Dataset.from_arrays(
+        "glyphs",
+        x[:, None].astype(np.float32),
+        y,
+        [f"glyph{c}" for c in range(num_classes)],
+        test_fraction=test_fraction,
+        seed=seed,
+    )
 
 
 def corrupt(x: torch.Tensor, occlusion: float, noise: float, generator: torch.Generator) -> torch.Tensor:
@@ -69,8 +83,9 @@ def corrupt(x: torch.Tensor, occlusion: float, noise: float, generator: torch.Ge
     return flat.reshape(x.shape)
 
 
-def instance_dataset(data: Dataset, instances: int, queries: int = 10, occlusion: float = 0.25,
-                     noise: float = 0.1, seed: int = 0) -> Dataset:
+def instance_dataset(
+    data: Dataset, instances: int, queries: int = 10, occlusion: float = 0.25, noise: float = 0.1, seed: int = 0
+) -> Dataset:
     """The instance-test dataset: ``instances`` training images of ``data``, one class each.
 
     Train split = each clean instance once; test split = ``queries`` corrupted copies
@@ -79,8 +94,9 @@ def instance_dataset(data: Dataset, instances: int, queries: int = 10, occlusion
     if instances < 1 or queries < 1:
         raise ConfigError(f"need instances >= 1 and queries >= 1, got {instances} and {queries}")
     if instances > len(data.y_train):
-        raise DataError(f"{data.name} has {len(data.y_train)} training images, fewer than instances={instances}; "
-                        "lower classes")
+        raise DataError(
+            f"{data.name} has {len(data.y_train)} training images, fewer than instances={instances}; lower classes"
+        )
     rng = np.random.default_rng([abs(int(seed)), 31337])
     pick = torch.as_tensor(np.sort(rng.choice(len(data.y_train), size=instances, replace=False)))
     xs = data.x_train.index_select(0, pick)
@@ -88,13 +104,30 @@ def instance_dataset(data: Dataset, instances: int, queries: int = 10, occlusion
     y_test = torch.arange(instances).repeat_interleave(queries)
     x_test = corrupt(xs[y_test], occlusion, noise, g)
     names = [f"{data.name}#{int(i)}" for i in pick]
-    return Dataset(f"{data.name}-instances", xs.clone(), torch.arange(instances), x_test, y_test, names,
-                   meta={"source": data.name, "occlusion": occlusion, "noise": noise, "queries": queries})
+    return Dataset(
+        f"{data.name}-instances",
+        xs.clone(),
+        torch.arange(instances),
+        x_test,
+        y_test,
+        names,
+        meta={"source": data.name, "occlusion": occlusion, "noise": noise, "queries": queries},
+    )
 
 
-def cfsl(data: Dataset, classes: int = 10, ways: int = 2, shots: int = 5, *, instance: bool = False,
-         queries: int = 10, occlusion: float = 0.25, noise: float = 0.1, seed: int = 0,
-         class_order: Sequence[int] | None = None) -> Stream:
+def cfsl(
+    data: Dataset,
+    classes: int = 10,
+    ways: int = 2,
+    shots: int = 5,
+    *,
+    instance: bool = False,
+    queries: int = 10,
+    occlusion: float = 0.25,
+    noise: float = 0.1,
+    seed: int = 0,
+    class_order: Sequence[int] | None = None,
+) -> Stream:
     """CFSL stream (Kowadlo et al. 2024): ``classes`` classes in support sets of ``ways`` x ``shots``.
 
     Args:
@@ -115,8 +148,10 @@ def cfsl(data: Dataset, classes: int = 10, ways: int = 2, shots: int = 5, *, ins
         shots = 1
         class_order = list(range(classes))
     if classes > data.num_classes:
-        raise ConfigError(f"classes={classes} but {data.name} has {data.num_classes}; lower classes or use "
-                          "lifelong.scenarios.cfsl.make_glyphs(num_classes=...)")
+        raise ConfigError(
+            f"classes={classes} but {data.name} has {data.num_classes}; lower classes or use "
+            "lifelong.scenarios.cfsl.make_glyphs(num_classes=...)"
+        )
     order = _order(data, seed, class_order)[:classes]
     label_map = class_order_map(order, data.num_classes)
     ytr, yte = label_map[data.y_train].numpy(), label_map[data.y_test].numpy()

@@ -9,7 +9,7 @@ classes after session i is the test-size-weighted mean of ``R[i, :i+1]`` (:func:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,9 +19,16 @@ from lifelong.scenarios.incremental import _order
 from lifelong.scenarios.stream import Experience, Stream, class_order_map
 
 
-def few_shot_incremental(data: Dataset, base_classes: int | None = None, ways: int = 5, shots: int = 5,
-                         sessions: int | None = None, *, seed: int = 0,
-                         class_order: Sequence[int] | None = None) -> Stream:
+def few_shot_incremental(
+    data: Dataset,
+    base_classes: int | None = None,
+    ways: int = 5,
+    shots: int = 5,
+    sessions: int | None = None,
+    *,
+    seed: int = 0,
+    class_order: Sequence[int] | None = None,
+) -> Stream:
     """FSCIL stream: a full-data base session, then ``sessions`` ``ways``-way ``shots``-shot sessions.
 
     Args:
@@ -50,15 +57,18 @@ def few_shot_incremental(data: Dataset, base_classes: int | None = None, ways: i
         raise ConfigError(f"need base_classes >= 1 and sessions >= 0, got {base_classes} and {sessions}")
     used = base_classes + ways * sessions
     if used > C:
-        raise ConfigError(f"{base_classes} base classes + {sessions} sessions x {ways} ways = {used} classes, "
-                          f"but {data.name} has {C}; lower base_classes, ways or sessions")
+        raise ConfigError(
+            f"{base_classes} base classes + {sessions} sessions x {ways} ways = {used} classes, "
+            f"but {data.name} has {C}; lower base_classes, ways or sessions"
+        )
     order = _order(data, seed, class_order)[:used]
     label_map = class_order_map(order, C)
     ytr, yte = label_map[data.y_train].numpy(), label_map[data.y_test].numpy()
     rng = np.random.default_rng([abs(int(seed)), 104_729])  # shots: deterministic for every seed
     names = [data.class_names[c] for c in order]
-    groups = [list(range(base_classes))] + [list(range(base_classes + s * ways, base_classes + (s + 1) * ways))
-                                            for s in range(sessions)]
+    groups = [list(range(base_classes))] + [
+        list(range(base_classes + s * ways, base_classes + (s + 1) * ways)) for s in range(sessions)
+    ]
     experiences = []
     for t, ids in enumerate(groups):
         if t == 0:
@@ -71,8 +81,9 @@ def few_shot_incremental(data: Dataset, base_classes: int | None = None, ways: i
     return Stream("few-shot-incremental", experiences, order, names, params)
 
 
-def sample_shots(labels: np.ndarray, classes: Sequence[int], shots: int, rng: np.random.Generator,
-                 names: Sequence[str]) -> np.ndarray:
+def sample_shots(
+    labels: np.ndarray, classes: Sequence[int], shots: int, rng: np.random.Generator, names: Sequence[str]
+) -> np.ndarray:
     """Sorted indices of ``shots`` examples per class of ``classes``, drawn without replacement.
 
     The support-set sampling of FSCIL (Tao et al., CVPR 2020) and CFSL (Kowadlo et al. 2024)
@@ -84,14 +95,16 @@ def sample_shots(labels: np.ndarray, classes: Sequence[int], shots: int, rng: np
     for c in classes:
         ic = np.flatnonzero(labels == c)
         if len(ic) < shots:
-            raise DataError(f"class {names[c]!r} has {len(ic)} training examples, "
-                            f"fewer than shots={shots}; lower shots")
+            raise DataError(
+                f"class {names[c]!r} has {len(ic)} training examples, fewer than shots={shots}; lower shots"
+            )
         picks.append(rng.choice(ic, size=shots, replace=False))
     return np.sort(np.concatenate(picks))
 
 
-def session_accuracies(accuracy_matrix: np.ndarray | Sequence[Sequence[float]],
-                       test_sizes: Sequence[int]) -> list[float]:
+def session_accuracies(
+    accuracy_matrix: np.ndarray | Sequence[Sequence[float]], test_sizes: Sequence[int]
+) -> list[float]:
     """FSCIL accuracy on all classes seen after each session, from ``R`` and per-experience test sizes.
 
     Session i's value is ``sum_j<=i R[i, j] * n_j / sum_j<=i n_j`` (the accuracy over the

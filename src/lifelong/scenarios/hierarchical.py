@@ -12,7 +12,7 @@ Notes: docs/papers/hle.md
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,9 +34,17 @@ def _coarse_names(data: Dataset, K: int, names: Sequence[str] | None) -> list[st
     return list(names)
 
 
-def hierarchical(data: Dataset, coarse_fraction: float = 0.4, *, expand: str = "per-coarse", seed: int = 0,
-                 coarse_labels: Sequence[int] | None = None, coarse_names: Sequence[str] | None = None,
-                 level_task_ids: bool = True, batch_size: int | None = None) -> Stream:
+def hierarchical(
+    data: Dataset,
+    coarse_fraction: float = 0.4,
+    *,
+    expand: str = "per-coarse",
+    seed: int = 0,
+    coarse_labels: Sequence[int] | None = None,
+    coarse_names: Sequence[str] | None = None,
+    level_task_ids: bool = True,
+    batch_size: int | None = None,
+) -> Stream:
     """Coarse labels first, fine labels later (HLE, Lee et al. 2023); see the module doc.
 
     Args:
@@ -60,17 +68,21 @@ def hierarchical(data: Dataset, coarse_fraction: float = 0.4, *, expand: str = "
         raise ConfigError(f"batch_size must be >= 1 or None, got {batch_size}")
     parent = coarse_labels if coarse_labels is not None else data.coarse_labels
     if parent is None:
-        raise ConfigError(f"{data.name} has no coarse_labels; pass coarse_labels= (class id -> coarse id) "
-                          "to build a hierarchical stream")
+        raise ConfigError(
+            f"{data.name} has no coarse_labels; pass coarse_labels= (class id -> coarse id) "
+            "to build a hierarchical stream"
+        )
     parent = np.asarray(list(parent), dtype=np.int64)
     C = data.num_classes
     if parent.shape != (C,) or parent.min() < 0:
-        raise ConfigError(f"coarse_labels must give one non-negative coarse id per class ({C}), "
-                          f"got {len(parent)} values")
+        raise ConfigError(
+            f"coarse_labels must give one non-negative coarse id per class ({C}), got {len(parent)} values"
+        )
     K = int(parent.max()) + 1
     if len(np.unique(parent)) != K:
-        raise ConfigError(f"coarse ids must cover 0..{K - 1} without gaps; "
-                          f"missing {sorted(set(range(K)) - set(parent.tolist()))}")
+        raise ConfigError(
+            f"coarse ids must cover 0..{K - 1} without gaps; missing {sorted(set(range(K)) - set(parent.tolist()))}"
+        )
 
     rng = np.random.default_rng([abs(int(seed)), 7_919])
     coarse_order = list(range(K)) if seed < 0 else [int(k) for k in rng.permutation(K)]
@@ -81,10 +93,18 @@ def hierarchical(data: Dataset, coarse_fraction: float = 0.4, *, expand: str = "
     fine_order = [c for g in groups for c in g]
 
     # The label-space view: same inputs, labels K + c, classes coarse then fine.
-    view = Dataset(data.name, data.x_train, data.y_train + K, data.x_test, data.y_test + K,
-                   _coarse_names(data, K, coarse_names) + list(data.class_names),
-                   coarse_labels=list(range(K)) + parent.tolist(), domains_train=data.domains_train,
-                   domains_test=data.domains_test, meta=data.meta)
+    view = Dataset(
+        data.name,
+        data.x_train,
+        data.y_train + K,
+        data.x_test,
+        data.y_test + K,
+        _coarse_names(data, K, coarse_names) + list(data.class_names),
+        coarse_labels=list(range(K)) + parent.tolist(),
+        domains_train=data.domains_train,
+        domains_test=data.domains_test,
+        meta=data.meta,
+    )
     fine_id = torch.full((K + C,), -1, dtype=torch.long)
     fine_id[K + torch.as_tensor(fine_order)] = torch.arange(K, K + C)
     coarse_id = torch.full((K + C,), -1, dtype=torch.long)
@@ -96,8 +116,10 @@ def hierarchical(data: Dataset, coarse_fraction: float = 0.4, *, expand: str = "
     for c in range(C):
         idx = rng.permutation(np.flatnonzero(ytr == c))
         if len(idx) < 2:
-            raise DataError(f"class {data.class_names[c]!r} has {len(idx)} training example(s); the "
-                            "hierarchical stream needs at least 2 (one per level)")
+            raise DataError(
+                f"class {data.class_names[c]!r} has {len(idx)} training example(s); the "
+                "hierarchical stream needs at least 2 (one per level)"
+            )
         n_coarse = min(max(int(round(coarse_fraction * len(idx))), 1), len(idx) - 1)
         to_coarse.append(idx[:n_coarse])
         to_fine[c] = idx[n_coarse:]
@@ -106,21 +128,52 @@ def hierarchical(data: Dataset, coarse_fraction: float = 0.4, *, expand: str = "
         return rng.permutation(idx) if batch_size is not None else np.sort(idx)
 
     online = batch_size is not None
-    experiences = [Experience(0, view, order(np.concatenate(to_coarse)), np.arange(len(yte)), list(range(K)),
-                              0 if level_task_ids else None, K + C, coarse_id, online=online,
-                              batch_size=batch_size)]
+    experiences = [
+        Experience(
+            0,
+            view,
+            order(np.concatenate(to_coarse)),
+            np.arange(len(yte)),
+            list(range(K)),
+            0 if level_task_ids else None,
+            K + C,
+            coarse_id,
+            online=online,
+            batch_size=batch_size,
+        )
+    ]
     for t, g in enumerate(groups, start=1):
         tr = order(np.concatenate([to_fine[c] for c in g]))
         te = np.flatnonzero(np.isin(yte, g))
         ids = sorted(int(fine_id[K + c]) for c in g)
-        experiences.append(Experience(t, view, tr, te, ids, 1 if level_task_ids else None, K + C, fine_id,
-                                      online=online, batch_size=batch_size))
+        experiences.append(
+            Experience(
+                t,
+                view,
+                tr,
+                te,
+                ids,
+                1 if level_task_ids else None,
+                K + C,
+                fine_id,
+                online=online,
+                batch_size=batch_size,
+            )
+        )
     class_order = list(range(K)) + [K + c for c in fine_order]
     levels = [0] * K + [1] * C
     parents = [-1] * K + [int(parent[c]) for c in fine_order]
-    params = {"coarse_fraction": coarse_fraction, "expand": expand, "seed": seed,
-              "level_task_ids": level_task_ids, "batch_size": batch_size, "num_coarse": K,
-              "levels": levels, "parents": parents, "experience_levels": [0] + [1] * len(groups)}
+    params = {
+        "coarse_fraction": coarse_fraction,
+        "expand": expand,
+        "seed": seed,
+        "level_task_ids": level_task_ids,
+        "batch_size": batch_size,
+        "num_coarse": K,
+        "levels": levels,
+        "parents": parents,
+        "experience_levels": [0] + [1] * len(groups),
+    }
     return Stream("hierarchical", experiences, class_order, [view.class_names[c] for c in class_order], params)
 
 

@@ -7,7 +7,7 @@ boundaries (Bang et al. 2021, "Rainbow Memory"; Koh et al. 2022).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -43,9 +43,15 @@ def _order(data: Dataset, seed: int, class_order: Sequence[int] | None) -> list[
     return [int(c) for c in np.random.default_rng(seed).permutation(data.num_classes)]
 
 
-def class_incremental(data: Dataset, tasks: int | None = 5, *, increments: Sequence[int] | None = None,
-                      seed: int = 0, class_order: Sequence[int] | None = None,
-                      task_labels: bool = False) -> Stream:
+def class_incremental(
+    data: Dataset,
+    tasks: int | None = 5,
+    *,
+    increments: Sequence[int] | None = None,
+    seed: int = 0,
+    class_order: Sequence[int] | None = None,
+    task_labels: bool = False,
+) -> Stream:
     """Split the classes into disjoint groups learned one after another.
 
     Args:
@@ -66,22 +72,33 @@ def class_incremental(data: Dataset, tasks: int | None = 5, *, increments: Seque
         start += size
         tr = np.flatnonzero(np.isin(ytr, ids))
         te = np.flatnonzero(np.isin(yte, ids))
-        experiences.append(Experience(t, data, tr, te, ids, t if task_labels else None,
-                                      data.num_classes, label_map))
+        experiences.append(Experience(t, data, tr, te, ids, t if task_labels else None, data.num_classes, label_map))
     name = "task-incremental" if task_labels else "class-incremental"
     params = {"tasks": len(sizes), "increments": sizes, "seed": seed, "task_labels": task_labels}
     return Stream(name, experiences, order, [data.class_names[c] for c in order], params)
 
 
-def task_incremental(data: Dataset, tasks: int | None = 5, *, increments: Sequence[int] | None = None,
-                     seed: int = 0, class_order: Sequence[int] | None = None) -> Stream:
+def task_incremental(
+    data: Dataset,
+    tasks: int | None = 5,
+    *,
+    increments: Sequence[int] | None = None,
+    seed: int = 0,
+    class_order: Sequence[int] | None = None,
+) -> Stream:
     """Class-incremental splits with the task identity given at training and test time."""
-    return class_incremental(data, tasks, increments=increments, seed=seed, class_order=class_order,
-                             task_labels=True)
+    return class_incremental(data, tasks, increments=increments, seed=seed, class_order=class_order, task_labels=True)
 
 
-def domain_incremental(data: Dataset, tasks: int = 5, *, kind: str = "permuted", seed: int = 0,
-                       max_degrees: float = 90.0, task_labels: bool = False) -> Stream:
+def domain_incremental(
+    data: Dataset,
+    tasks: int = 5,
+    *,
+    kind: str = "permuted",
+    seed: int = 0,
+    max_degrees: float = 90.0,
+    task_labels: bool = False,
+) -> Stream:
     """Same classes in every experience, inputs transformed differently per experience.
 
     ``kind="permuted"``: experience 0 sees the original inputs, each later one a
@@ -109,14 +126,32 @@ def domain_incremental(data: Dataset, tasks: int = 5, *, kind: str = "permuted",
             transform = Rotation(t * max_degrees / max(tasks - 1, 1))
         if len(shares[t]) == 0:
             raise DataError(f"experience {t} gets no training examples; use fewer than {tasks} tasks")
-        experiences.append(Experience(t, data, np.sort(shares[t]), np.arange(len(data.y_test)), all_classes,
-                                      t if task_labels else None, data.num_classes, label_map, transform))
+        experiences.append(
+            Experience(
+                t,
+                data,
+                np.sort(shares[t]),
+                np.arange(len(data.y_test)),
+                all_classes,
+                t if task_labels else None,
+                data.num_classes,
+                label_map,
+                transform,
+            )
+        )
     params = {"tasks": tasks, "kind": kind, "seed": seed, "max_degrees": max_degrees}
     return Stream("domain-incremental", experiences, all_classes, list(data.class_names), params)
 
 
-def online(data: Dataset, tasks: int = 5, *, batch_size: int = 10, blurry: float = 0.0, seed: int = 0,
-           class_order: Sequence[int] | None = None) -> Stream:
+def online(
+    data: Dataset,
+    tasks: int = 5,
+    *,
+    batch_size: int = 10,
+    blurry: float = 0.0,
+    seed: int = 0,
+    class_order: Sequence[int] | None = None,
+) -> Stream:
     """Online class-incremental stream: one pass, mini-batches of ``batch_size``.
 
     ``blurry`` in [0, 1) is the fraction of each experience's examples drawn from
@@ -149,7 +184,19 @@ def online(data: Dataset, tasks: int = 5, *, batch_size: int = 10, blurry: float
     for t, e in enumerate(base.experiences):
         tr = rng.permutation(np.asarray(buckets[t], dtype=np.int64))
         classes = sorted(int(c) for c in np.unique(ytr[tr]))
-        experiences.append(Experience(t, data, tr, e.test_idx, classes, None, data.num_classes, e.label_map,
-                                      online=True, batch_size=batch_size))
+        experiences.append(
+            Experience(
+                t,
+                data,
+                tr,
+                e.test_idx,
+                classes,
+                None,
+                data.num_classes,
+                e.label_map,
+                online=True,
+                batch_size=batch_size,
+            )
+        )
     params = {"tasks": T, "batch_size": batch_size, "blurry": blurry, "seed": seed}
     return Stream("online", experiences, base.class_order, base.class_names, params)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -51,8 +51,10 @@ class Experience:
 
     def __post_init__(self) -> None:
         if len(self.train_idx) == 0:
-            raise DataError(f"experience {self.index} has no training examples; use fewer tasks "
-                            "or a dataset with more examples per class")
+            raise DataError(
+                f"experience {self.index} has no training examples; use fewer tasks "
+                "or a dataset with more examples per class"
+            )
 
     @property
     def input_shape(self) -> tuple[int, ...]:

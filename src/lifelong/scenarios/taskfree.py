@@ -12,7 +12,7 @@ Notes: docs/papers/tame.md
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,9 +22,16 @@ from lifelong.scenarios.incremental import class_incremental
 from lifelong.scenarios.stream import Experience, Stream
 
 
-def task_free(data: Dataset, tasks: int = 5, *, batch_size: int = 10, passes: int = 1,
-              order: Sequence[int] | None = None, seed: int = 0,
-              class_order: Sequence[int] | None = None) -> Stream:
+def task_free(
+    data: Dataset,
+    tasks: int = 5,
+    *,
+    batch_size: int = 10,
+    passes: int = 1,
+    order: Sequence[int] | None = None,
+    seed: int = 0,
+    class_order: Sequence[int] | None = None,
+) -> Stream:
     """A stream of class-group tasks with hidden boundaries (TAME's task-agnostic setting).
 
     Args:
@@ -64,10 +71,30 @@ def task_free(data: Dataset, tasks: int = 5, *, batch_size: int = 10, passes: in
         if s > 0:
             boundaries.append(position)
         position += len(tr)
-        experiences.append(Experience(s, data, tr, e.test_idx, list(e.classes), None, data.num_classes,
-                                      e.label_map, online=True, batch_size=batch_size))
-    params = {"tasks": T, "batch_size": batch_size, "passes": passes, "order": order, "seed": seed,
-              "boundaries": boundaries, "segment_tasks": order, "stream_length": position}
+        experiences.append(
+            Experience(
+                s,
+                data,
+                tr,
+                e.test_idx,
+                list(e.classes),
+                None,
+                data.num_classes,
+                e.label_map,
+                online=True,
+                batch_size=batch_size,
+            )
+        )
+    params = {
+        "tasks": T,
+        "batch_size": batch_size,
+        "passes": passes,
+        "order": order,
+        "seed": seed,
+        "boundaries": boundaries,
+        "segment_tasks": order,
+        "stream_length": position,
+    }
     return Stream("task-free", experiences, base.class_order, base.class_names, params)
 
 

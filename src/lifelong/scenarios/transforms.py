@@ -34,7 +34,8 @@ class Rotation:
         if x.dim() != 4:
             raise ValueError("rotation needs image inputs of shape (n, C, H, W)")
         a = math.radians(self.degrees)
-        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
-                             dtype=x.dtype).expand(x.shape[0], 2, 3)
+        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype).expand(
+            x.shape[0], 2, 3
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from lifelong.errors import ConfigError
 
@@ -59,11 +60,15 @@ class LoRAConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, (list, set)):
-            self.target_modules = tuple(sorted(self.target_modules)) if isinstance(self.target_modules, set) \
+            self.target_modules = (
+                tuple(sorted(self.target_modules))
+                if isinstance(self.target_modules, set)
                 else tuple(self.target_modules)
+            )
         if isinstance(self.exclude_modules, (list, set, str)):
-            self.exclude_modules = (self.exclude_modules,) if isinstance(self.exclude_modules, str) \
-                else tuple(self.exclude_modules)
+            self.exclude_modules = (
+                (self.exclude_modules,) if isinstance(self.exclude_modules, str) else tuple(self.exclude_modules)
+            )
         self.validate()
 
     def validate(self) -> None:
@@ -79,14 +84,20 @@ class LoRAConfig:
                 try:
                     re.compile(self.target_modules)
                 except re.error as e:
-                    raise ConfigError(f"target_modules {self.target_modules!r} is not a valid regular "
-                                      f"expression ({e}); give a list of module names instead") from None
+                    raise ConfigError(
+                        f"target_modules {self.target_modules!r} is not a valid regular "
+                        f"expression ({e}); give a list of module names instead"
+                    ) from None
         elif not self.target_modules or not all(isinstance(t, str) and t for t in self.target_modules):
-            raise ConfigError("target_modules must be a regular expression, 'all-linear', or a non-empty list of "
-                              f"module names such as ['query', 'value']; got {self.target_modules!r}")
+            raise ConfigError(
+                "target_modules must be a regular expression, 'all-linear', or a non-empty list of "
+                f"module names such as ['query', 'value']; got {self.target_modules!r}"
+            )
         if self.init not in LORA_INITS:
-            raise ConfigError(f"unknown LoRA init {self.init!r}; choose one of {sorted(LORA_INITS)} "
-                              "(or register one with lifelong.adapters.register_lora_init)")
+            raise ConfigError(
+                f"unknown LoRA init {self.init!r}; choose one of {sorted(LORA_INITS)} "
+                "(or register one with lifelong.adapters.register_lora_init)"
+            )
 
     @property
     def scaling(self) -> float:
@@ -96,13 +107,12 @@ class LoRAConfig:
     def to_dict(self) -> dict:
         """JSON-able dict of the fields plus ``kind``."""
         d = asdict(self)
-        d["target_modules"] = d["target_modules"] if isinstance(d["target_modules"], str) \
-            else list(d["target_modules"])
+        d["target_modules"] = d["target_modules"] if isinstance(d["target_modules"], str) else list(d["target_modules"])
         d["exclude_modules"] = list(d["exclude_modules"])
         return {"kind": self.kind, **d}
 
     @staticmethod
-    def from_dict(d: dict) -> "LoRAConfig":
+    def from_dict(d: dict) -> LoRAConfig:
         """Rebuild a config of the right kind from :meth:`to_dict`'s output."""
         d = dict(d)
         kind = d.pop("kind", "lora")
@@ -116,7 +126,7 @@ class LoRAConfig:
         return cls(**d)
 
     @property
-    def layer_class(self) -> type["LoRALinear"]:
+    def layer_class(self) -> type[LoRALinear]:
         """The layer class that runs adapters of this kind."""
         from lifelong.adapters.lora.layer import (
             LoRALinear,  # layer.py imports this module: resolve at call time
@@ -155,5 +165,12 @@ def register_lora_init(name: str) -> Callable[[InitFn], InitFn]:
     return wrap
 
 
-__all__ = ["ALL_LINEAR", "LoRAConfig", "ADAPTER_KINDS", "register_adapter_kind", "InitFn", "LORA_INITS",
-           "register_lora_init"]
+__all__ = [
+    "ALL_LINEAR",
+    "LoRAConfig",
+    "ADAPTER_KINDS",
+    "register_adapter_kind",
+    "InitFn",
+    "LORA_INITS",
+    "register_lora_init",
+]

@@ -10,7 +10,7 @@ adapters save in PEFT's format. Also here: the built-in initialisers and :class:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,21 +22,21 @@ from lifelong.errors import AdapterError, ConfigError
 
 # ---- built-in initialisers (keys of LORA_INITS) ----------------------------------------------------
 @register_lora_init("kaiming")
-def _init_kaiming(layer: "LoRALinear", name: str, generator: torch.Generator | None) -> None:
+def _init_kaiming(layer: LoRALinear, name: str, generator: torch.Generator | None) -> None:
     """A as ``nn.Linear`` (Kaiming-uniform, a = sqrt(5)), B = 0 (LoRA paper, PEFT ``init_lora_weights=True``)."""
     nn.init.kaiming_uniform_(layer.lora_A[name].weight, a=math.sqrt(5), generator=generator)
     nn.init.zeros_(layer.lora_B[name].weight)
 
 
 @register_lora_init("gaussian")
-def _init_gaussian(layer: "LoRALinear", name: str, generator: torch.Generator | None) -> None:
+def _init_gaussian(layer: LoRALinear, name: str, generator: torch.Generator | None) -> None:
     """A ~ N(0, (1/r)^2), B = 0 (PEFT ``init_lora_weights="gaussian"``)."""
     nn.init.normal_(layer.lora_A[name].weight, std=1.0 / layer.lora_config[name].r, generator=generator)
     nn.init.zeros_(layer.lora_B[name].weight)
 
 
 @register_lora_init("random")
-def _init_random(layer: "LoRALinear", name: str, generator: torch.Generator | None) -> None:
+def _init_random(layer: LoRALinear, name: str, generator: torch.Generator | None) -> None:
     """Both factors Kaiming-uniform (PEFT ``init_lora_weights=False``): a non-zero update from the start."""
     nn.init.kaiming_uniform_(layer.lora_A[name].weight, a=math.sqrt(5), generator=generator)
     nn.init.kaiming_uniform_(layer.lora_B[name].weight, a=math.sqrt(5), generator=generator)
@@ -128,11 +128,14 @@ class LoRALinear(nn.Module):
         ``generator`` (optional) drives the initialisation and the adapter's dropout masks.
         """
         if name in self.lora_config:
-            raise AdapterError(f"this layer already has an adapter named {name!r}; pick another name or "
-                               "delete_adapter() it first")
+            raise AdapterError(
+                f"this layer already has an adapter named {name!r}; pick another name or delete_adapter() it first"
+            )
         if config.r > min(self.in_features, self.out_features):
-            raise ConfigError(f"rank {config.r} is larger than this layer allows: min(in={self.in_features}, "
-                              f"out={self.out_features}) = {min(self.in_features, self.out_features)}")
+            raise ConfigError(
+                f"rank {config.r} is larger than this layer allows: min(in={self.in_features}, "
+                f"out={self.out_features}) = {min(self.in_features, self.out_features)}"
+            )
         w = self.base_layer.weight
         self.lora_config[name] = config
         self.lora_A[name] = nn.Linear(self.in_features, config.r, bias=False, device=w.device, dtype=w.dtype)
@@ -151,8 +154,10 @@ class LoRALinear(nn.Module):
         """Remove adapter ``name`` (it must not be merged)."""
         self._require(name)
         if name in self.merged_adapters:
-            raise AdapterError(f"adapter {name!r} is merged into the base weight; unmerge it before deleting "
-                               "it, or use fold_adapter() to keep its effect")
+            raise AdapterError(
+                f"adapter {name!r} is merged into the base weight; unmerge it before deleting "
+                "it, or use fold_adapter() to keep its effect"
+            )
         del self.lora_A[name], self.lora_B[name], self.lora_dropout[name]
         del self.lora_config[name]
         self.active_adapters = [a for a in self.active_adapters if a != name]
@@ -215,8 +220,10 @@ class LoRALinear(nn.Module):
         for name in names:
             self._require(name)
             if name in self.merged_adapters:
-                raise AdapterError(f"adapter {name!r} is already merged; merging it twice would add its update "
-                                   "twice. Call unmerge_adapters() first")
+                raise AdapterError(
+                    f"adapter {name!r} is already merged; merging it twice would add its update "
+                    "twice. Call unmerge_adapters() first"
+                )
             self._check_finite(name)
         w = self.base_layer.weight
         if exact and self._weight_backup is None and not self.merged_adapters and names:
@@ -232,8 +239,10 @@ class LoRALinear(nn.Module):
         for name in names:
             self._require(name)
             if name not in self.merged_adapters:
-                raise AdapterError(f"adapter {name!r} is not merged, so it cannot be unmerged; merged: "
-                                   f"{self.merged_adapters or 'none'}")
+                raise AdapterError(
+                    f"adapter {name!r} is not merged, so it cannot be unmerged; merged: "
+                    f"{self.merged_adapters or 'none'}"
+                )
         w = self.base_layer.weight
         remaining = [n for n in self.merged_adapters if n not in names]
         if not remaining and self._weight_backup is not None:
@@ -261,10 +270,12 @@ class LoRALinear(nn.Module):
     def _check_finite(self, name: str) -> None:
         for part, mod in (("lora_A", self.lora_A[name]), ("lora_B", self.lora_B[name])):
             if not torch.isfinite(mod.weight).all():
-                raise AdapterError(f"adapter {name!r} has NaN or inf in {part}; training diverged or the file "
-                                   "is corrupt. Delete the adapter (or reload a good copy) and lower the lr")
+                raise AdapterError(
+                    f"adapter {name!r} has NaN or inf in {part}; training diverged or the file "
+                    "is corrupt. Delete the adapter (or reload a good copy) and lower the lr"
+                )
 
-    def adopt(self, other: "LoRALinear") -> None:
+    def adopt(self, other: LoRALinear) -> None:
         """Take over the base layer and every adapter of ``other`` (used to upgrade a layer to a subclass)."""
         self.base_layer = other.base_layer
         self.lora_A, self.lora_B, self.lora_dropout = other.lora_A, other.lora_B, other.lora_dropout
@@ -275,8 +286,10 @@ class LoRALinear(nn.Module):
         self.train(other.training)
 
     def extra_repr(self) -> str:
-        parts = [f"{n}: r={c.r}, s={c.scaling:g}{' (merged)' if n in self.merged_adapters else ''}"
-                 for n, c in self.lora_config.items()]
+        parts = [
+            f"{n}: r={c.r}, s={c.scaling:g}{' (merged)' if n in self.merged_adapters else ''}"
+            for n, c in self.lora_config.items()
+        ]
         return f"adapters=[{'; '.join(parts)}], active={self.active_adapters}"
 
 

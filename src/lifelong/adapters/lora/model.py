@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -57,8 +57,9 @@ def _candidates(names: Iterable[str]) -> list[str]:
     return sorted(short)
 
 
-def find_targets(model: nn.Module, target_modules: str | Sequence[str] = ALL_LINEAR,
-                 exclude_modules: Sequence[str] = ()) -> list[str]:
+def find_targets(
+    model: nn.Module, target_modules: str | Sequence[str] = ALL_LINEAR, exclude_modules: Sequence[str] = ()
+) -> list[str]:
     """Full names (in model order) of the ``nn.Linear`` modules of ``model`` the patterns select (PEFT semantics).
 
     Validated eagerly: a pattern that matches nothing, or matches a module that is not
@@ -74,8 +75,10 @@ def find_targets(model: nn.Module, target_modules: str | Sequence[str] = ALL_LIN
     elif isinstance(target_modules, str):
         chosen = [n for n in all_names if _matches(n, target_modules)]
         if not chosen:
-            raise ConfigError(f"target_modules regex {target_modules!r} matches no module of "
-                              f"{type(model).__name__} (it must match the whole dotted name); {hint}")
+            raise ConfigError(
+                f"target_modules regex {target_modules!r} matches no module of "
+                f"{type(model).__name__} (it must match the whole dotted name); {hint}"
+            )
     else:
         chosen = []
         for t in target_modules:
@@ -83,8 +86,7 @@ def find_targets(model: nn.Module, target_modules: str | Sequence[str] = ALL_LIN
             if not hit:
                 close = difflib.get_close_matches(t.split(".")[-1], _candidates(linear), n=3)
                 extra = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-                raise ConfigError(f"target module {t!r} matches no module of {type(model).__name__}{extra} "
-                                  f"({hint})")
+                raise ConfigError(f"target module {t!r} matches no module of {type(model).__name__}{extra} ({hint})")
             chosen += [n for n in hit if n not in chosen]
     order = {n: i for i, n in enumerate(all_names)}
     chosen = sorted(chosen, key=order.__getitem__)  # model order, whatever the pattern order
@@ -93,8 +95,10 @@ def find_targets(model: nn.Module, target_modules: str | Sequence[str] = ALL_LIN
     bad = [n for n in chosen if n not in linear]
     if bad:
         kinds = ", ".join(f"{n} ({type(model.get_submodule(n)).__name__})" for n in bad[:5])
-        raise ConfigError(f"LoRA adapts nn.Linear modules only, but target_modules also selects {kinds}; "
-                          f"name the Linear layers inside them instead ({hint})")
+        raise ConfigError(
+            f"LoRA adapts nn.Linear modules only, but target_modules also selects {kinds}; "
+            f"name the Linear layers inside them instead ({hint})"
+        )
     if exclude_modules:
         chosen = [n for n in chosen if not _matches(n, list(exclude_modules))]
     if not chosen:
@@ -123,9 +127,16 @@ def _layers_with(model: nn.Module, name: str) -> dict[str, LoRALinear]:
 
 
 # ---- injection ------------------------------------------------------------------------------------
-def inject_adapter(model: nn.Module, config: LoRAConfig, adapter_name: str = "default", *,
-                   generator: torch.Generator | None = None, seed: int | None = None,
-                   freeze_base: bool = True, activate: bool = True) -> list[str]:
+def inject_adapter(
+    model: nn.Module,
+    config: LoRAConfig,
+    adapter_name: str = "default",
+    *,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    freeze_base: bool = True,
+    activate: bool = True,
+) -> list[str]:
     """Add adapter ``adapter_name`` to every ``nn.Linear`` of ``model`` that ``config`` targets (in place).
 
     Each target is replaced by ``config.layer_class`` wrapping the original module
@@ -147,11 +158,15 @@ def inject_adapter(model: nn.Module, config: LoRAConfig, adapter_name: str = "de
         m = model.get_submodule(n)
         if isinstance(m, LoRALinear):
             if adapter_name in m.lora_config:
-                raise AdapterError(f"layer {n!r} already has an adapter named {adapter_name!r}; pick another "
-                                   "name or delete_adapter() the old one")
+                raise AdapterError(
+                    f"layer {n!r} already has an adapter named {adapter_name!r}; pick another "
+                    "name or delete_adapter() the old one"
+                )
             if not isinstance(m, cls) and not issubclass(cls, type(m)):
-                raise ConfigError(f"layer {n!r} holds {type(m).__name__} adapters; a {config.kind!r} adapter "
-                                  f"needs {cls.__name__}, which cannot run them. Use a separate model copy")
+                raise ConfigError(
+                    f"layer {n!r} holds {type(m).__name__} adapters; a {config.kind!r} adapter "
+                    f"needs {cls.__name__}, which cannot run them. Use a separate model copy"
+                )
     if generator is None and seed is not None:
         generator = torch.Generator().manual_seed(int(seed))
     for n in names:
@@ -181,8 +196,10 @@ def _check_ranks(model: nn.Module, names: Sequence[str], r: int) -> None:
         m = model.get_submodule(n)
         limit = min(m.in_features, m.out_features)
         if r > limit:
-            raise ConfigError(f"rank r={r} is larger than layer {n!r} allows: min(in={m.in_features}, "
-                              f"out={m.out_features}) = {limit}; choose r <= {limit} or exclude that layer")
+            raise ConfigError(
+                f"rank r={r} is larger than layer {n!r} allows: min(in={m.in_features}, "
+                f"out={m.out_features}) = {limit}; choose r <= {limit} or exclude that layer"
+            )
 
 
 def wrap_targets(model: nn.Module, config: LoRAConfig) -> list[str]:
@@ -274,8 +291,10 @@ def merge_adapters(model: nn.Module, names: Sequence[str] | str | None = None, *
     for name in names:
         for lname, layer in _layers_with(model, name).items():
             if name in layer.merged_adapters:
-                raise AdapterError(f"adapter {name!r} is already merged (layer {lname!r}); merging twice would add "
-                                   "its update twice. Call unmerge_adapters() first")
+                raise AdapterError(
+                    f"adapter {name!r} is already merged (layer {lname!r}); merging twice would add "
+                    "its update twice. Call unmerge_adapters() first"
+                )
             try:
                 layer._check_finite(name)
             except AdapterError as e:
@@ -289,8 +308,11 @@ def merge_adapters(model: nn.Module, names: Sequence[str] | str | None = None, *
 def unmerge_adapters(model: nn.Module, names: Sequence[str] | str | None = None) -> None:
     """Take adapters (default: all merged ones) back out of the base weights."""
     for layer in lora_layers(model).values():
-        here = layer.merged_adapters if names is None else \
-            [n for n in ([names] if isinstance(names, str) else names) if n in layer.merged_adapters]
+        here = (
+            layer.merged_adapters
+            if names is None
+            else [n for n in ([names] if isinstance(names, str) else names) if n in layer.merged_adapters]
+        )
         if here:
             layer.unmerge(list(here))
 
@@ -331,8 +353,11 @@ def unload(model: nn.Module, merge: bool = True) -> nn.Module:
 def check_finite(model: nn.Module, name: str | None = None) -> None:
     """Raise :class:`AdapterError` naming the layer if an adapter's weights hold NaN or inf."""
     for lname, layer in lora_layers(model).items():
-        for n in ([name] if name is not None and name in layer.lora_config else
-                  ([] if name is not None else layer.adapter_names)):
+        for n in (
+            [name]
+            if name is not None and name in layer.lora_config
+            else ([] if name is not None else layer.adapter_names)
+        ):
             try:
                 layer._check_finite(n)
             except AdapterError as e:
@@ -354,8 +379,10 @@ class ParameterCount:
 
     def __str__(self) -> str:
         per = ", ".join(f"{k}: {v:,}" for k, v in self.adapters.items())
-        return (f"trainable params: {self.trainable:,} || all params: {self.total:,} || "
-                f"trainable%: {100 * self.trainable_fraction:.4f}" + (f" || adapters: {per}" if per else ""))
+        return (
+            f"trainable params: {self.trainable:,} || all params: {self.total:,} || "
+            f"trainable%: {100 * self.trainable_fraction:.4f}" + (f" || adapters: {per}" if per else "")
+        )
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:
@@ -367,6 +394,22 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(trainable, total, per)
 
 
-__all__ = ["find_targets", "lora_layers", "adapter_names", "inject_adapter", "wrap_targets", "adapter_parameters",
-           "set_active_adapters", "active_adapters", "adapters_disabled", "merge_adapters", "unmerge_adapters",
-           "fold_adapter", "delete_adapter", "unload", "check_finite", "ParameterCount", "count_parameters"]
+__all__ = [
+    "find_targets",
+    "lora_layers",
+    "adapter_names",
+    "inject_adapter",
+    "wrap_targets",
+    "adapter_parameters",
+    "set_active_adapters",
+    "active_adapters",
+    "adapters_disabled",
+    "merge_adapters",
+    "unmerge_adapters",
+    "fold_adapter",
+    "delete_adapter",
+    "unload",
+    "check_finite",
+    "ParameterCount",
+    "count_parameters",
+]

@@ -8,7 +8,8 @@ registered method and imports no method module (it only calls the wrapped learne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import torch
@@ -58,7 +59,7 @@ class OracleBoundaries:
         bs = experience.batch_size or self.tame.config.batch_size
         task = self.segment_tasks[experience.index]
         for s in range(0, len(y), bs):
-            self.tame.observe(x[s:s + bs], y[s:s + bs], task=task)
+            self.tame.observe(x[s : s + bs], y[s : s + bs], task=task)
 
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         """The wrapped learner's prediction (its own routing, no task id)."""
