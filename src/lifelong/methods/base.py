@@ -112,12 +112,20 @@ class LearnerBase:
         """The seen classes and the number of samples learned from (tensors and JSON-able values)."""
         return {"classes": self.classes.state(), "samples_seen": self.samples_seen}
 
-    def load_base_state(self, state: dict) -> None:
-        """Restore :meth:`base_state` (raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a mismatch)."""
+    @staticmethod
+    def read_base_state(state: dict) -> tuple[ClassTracker, int]:
+        """The seen classes and sample count stored by :meth:`base_state`, without touching the learner.
+
+        Raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a mismatch, so a learner can
+        check the whole checkpoint before it changes anything.
+        """
         tracker = ClassTracker()
         tracker.load(state["classes"])
-        samples = int(state["samples_seen"])
-        self.classes, self.samples_seen = tracker, samples
+        return tracker, int(state["samples_seen"])
+
+    def load_base_state(self, state: dict) -> None:
+        """Restore :meth:`base_state` (raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a mismatch)."""
+        self.classes, self.samples_seen = self.read_base_state(state)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from torch import nn
 from lifelong.encoders.frozen import frozen_encoder
 from lifelong.errors import CheckpointError, ConfigError
 from lifelong.heads.prototype import METRICS, PrototypeHead, encode_in_batches
-from lifelong.methods.base import ClassTracker, LearnerBase
+from lifelong.methods.base import LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 
 if TYPE_CHECKING:
@@ -93,12 +93,7 @@ class PrototypeLearner(LearnerBase):
         """Prototype sums and counts, seen classes (the encoder is not stored: it is frozen and given)."""
         if self.head is None:
             return {"built": False}
-        return {
-            "built": True,
-            "head": self.head.state(),
-            "classes": self.classes.state(),
-            "samples_seen": self.samples_seen,
-        }
+        return {"built": True, "head": self.head.state(), **self.base_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; a mismatch raises :class:`CheckpointError` and changes nothing."""
@@ -107,9 +102,7 @@ class PrototypeLearner(LearnerBase):
         try:
             head = PrototypeHead(len(state["head"]["counts"]))
             head.load(state["head"])
-            tracker = ClassTracker()
-            tracker.load(state["classes"])
-            samples = int(state["samples_seen"])
+            tracker, samples = self.read_base_state(state)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"checkpoint does not match {self.name}: {e}") from e
         self.head, self.classes, self.samples_seen = head, tracker, samples
