@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from lifelong.data import load_digits, make_blobs
 from lifelong.errors import ConfigError
 from lifelong.evaluation import run
+from lifelong.layers.hypernetwork import target_shapes
 from lifelong.methods import make_learner
-from lifelong.methods.hypernet import target_shapes
 from lifelong.scenarios import class_incremental, domain_incremental
 
 TINY = {
@@ -63,7 +63,7 @@ def test_task_embeddings_select_the_generated_network(permuted):
 
 
 def test_lstm_chunks_depend_on_earlier_chunks_mlp_chunks_do_not():
-    from lifelong.methods.hypernet import HyperNetwork
+    from lifelong.layers.hypernetwork import HyperNetwork
 
     kw = dict(emb_dim=4, chunk_size=5, chunk_emb_dim=3, mlp_hidden=(8,), lstm_hidden=8, growth_rank=0, max_tasks=2)
     for kind, dependent in (("lstm", True), ("mlp", False)):

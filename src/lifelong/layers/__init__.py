@@ -1,1 +1,1 @@
-"""Reusable modules that methods assemble: the selective scan, sparse masks and pruning."""
+"""Reusable modules that methods assemble: the selective scan, sparse masks and pruning, hypernetworks."""
