@@ -156,13 +156,20 @@ def test_bad_input():
 
 
 def test_quick_reproduction_runs():
-    from lifelong.papers import get_paper
+    from lifelong.papers import get_paper, reproduce
 
     claim = get_paper("corda").reproduce("quick")
     m = claim.measured
     assert m["recon_max_abs_err"] < 1e-4
-    assert 0.0 <= m["lora_task_acc"] <= 1.0 and 0.0 <= m["ipa_task_acc"] <= 1.0
-    assert claim.held == (m["held_reconstruction"] and m["held_kpa_forgetting"] and m["held_ipa_accuracy"])
+    # what this quick run gives with any CPU kernel: IPA learns the new digits far better than LoRA
+    # (0.899 vs 0.754) at the cost of forgetting (0.59 vs 0.006); KPA forgets no less than LoRA, so (b) fails
+    assert m["ipa_task_acc"] >= m["lora_task_acc"] + 0.08 and m["ipa_forgetting"] >= m["lora_forgetting"] + 0.3
+    assert m["held_reconstruction"] and m["held_ipa_accuracy"] and not m["held_kpa_forgetting"]
+    assert claim.held is False
+    # the verdict reads the numbers: a forgetting ratio far above the measured one passes (b), and so the claim
+    relaxed = reproduce("corda", sets=("max_forgetting_ratio=3.0",))
+    assert relaxed.measured["held_kpa_forgetting"] is True and relaxed.held is True
+    assert reproduce("corda", sets=("max_forgetting_ratio=3.0", "max_recon_error=0.0")).held is False
 
 
 def test_save_and_load_into_residual_model(tmp_path):

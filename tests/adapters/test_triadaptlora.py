@@ -120,11 +120,18 @@ def test_bad_input():
 
 
 def test_quick_reproduction_respects_budget():
-    from lifelong.papers import get_paper
+    from lifelong.papers import get_paper, reproduce
 
-    m = get_paper("triadaptlora").reproduce("quick").measured
+    claim = get_paper("triadaptlora").reproduce("quick")
+    m = claim.measured
     assert m["params_triadaptlora_max"] <= m["params_lora"]
-    assert 0.0 <= m["acc_triadaptlora"] <= 1.0 and 0.0 <= m["acc_lora"] <= 1.0
+    # what this quick run gives with any CPU kernel: both adapt well to the new digits, TriAdaptLoRA
+    # 5 points below LoRA (0.894 vs 0.944), so the claim is judged not held
+    assert m["acc_triadaptlora"] > 0.85 and m["acc_lora"] >= m["acc_triadaptlora"] + 0.02
+    assert claim.held is False
+    # the verdict reads the numbers: a LoRA scaled to nothing (head only) falls far below TriAdaptLoRA
+    weak = reproduce("triadaptlora", sets=("arms.lora.alpha=1e-6",))
+    assert weak.measured["acc_triadaptlora"] >= weak.measured["acc_lora"] + 0.2 and weak.held is True
 
 
 def test_save_load_peft_format(tmp_path):

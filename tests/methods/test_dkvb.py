@@ -113,10 +113,13 @@ def test_quick_reproduction_returns_a_well_formed_claim():
     claim = reproduce("dkvb")
     assert claim.paper == "dkvb" and claim.scale == "quick"
     m = claim.measured
-    assert 0 <= m["linear_probe_final_accuracy"] <= 1 and 0 <= m["dkvb_final_accuracy"] <= 1
+    # DKVB keeps old digits the probe forgets: 0.73-0.74 vs 0.19 with any CPU kernel (margin 0.20)
+    assert m["dkvb_final_accuracy"] >= m["linear_probe_final_accuracy"] + 0.40 and m["dkvb_final_accuracy"] > 0.65
     assert m["dkvb_minus_probe"] == pytest.approx(m["dkvb_final_accuracy"] - m["linear_probe_final_accuracy"], abs=1e-3)
     assert m["keys_bit_identical"] is True and m["unfetched_values_bit_identical"] is True
-    assert claim.held == (m["dkvb_minus_probe"] >= 0.20)
+    assert claim.held is True
+    # the verdict reads the numbers: a gap above 100 points cannot be met (2 tasks to keep it short)
+    assert reproduce("dkvb", sets=("margin=1.01", "tasks=2")).held is False
     json.dumps(claim.to_dict())
     verdict = [line.split(None, 1)[1] for line in format_claim(claim).splitlines() if line.split()[:1] == ["result"]]
     assert verdict == ["HELD" if claim.held else "NOT HELD"]  # "HELD" alone is also inside "NOT HELD"

@@ -124,12 +124,15 @@ def test_quick_reproduction_returns_a_well_formed_claim():
     claim = reproduce("fscil-tricks")
     assert claim.paper == "fscil-tricks" and claim.scale == "quick"
     m = claim.measured
-    for v in ("baseline", "all"):
-        assert 0 <= m[f"{v}/last_session_accuracy"] <= 1
     gain = m["all/last_session_accuracy"] - m["baseline/last_session_accuracy"]
     assert m["all_minus_baseline_last_session"] == pytest.approx(gain, abs=1e-3)
-    assert claim.held == (
-        m["all_minus_baseline_last_session"] >= 0.03 and m["all/base_drop"] <= m["baseline/base_drop"]
-    )
+    # at this scale (digits, 5 shots, 1 seed) the tricks cost accuracy on the novel classes, with any CPU
+    # kernel: last session 0.825 vs 0.883, same base drop; a ladder that ignores its tricks gives gain 0
+    assert m["baseline/last_session_accuracy"] > 0.8 and gain <= -0.03
+    assert m["all/novel_last"] <= m["baseline/novel_last"] - 0.08
+    assert m["all/base_drop"] == pytest.approx(m["baseline/base_drop"], abs=0.01)
+    assert claim.held is False
+    # the verdict reads the numbers: a margin far below the measured gain is met
+    assert reproduce("fscil-tricks", sets=("margin=-0.2",)).held is True
     json.dumps(claim.to_dict())
     assert get_paper("fscil-tricks").number == 7

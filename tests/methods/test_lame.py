@@ -150,14 +150,16 @@ def test_quick_reproduction_returns_a_well_formed_claim():
     for inner in ("linear", "ncm"):
         for order in ("iid", "dirichlet", "sorted"):
             b, a = m[f"{inner}/{order}/no_adapt"], m[f"{inner}/{order}/lame"]
-            assert 0 <= b <= 1 and 0 <= a <= 1
             assert m[f"{inner}/{order}/gain"] == pytest.approx(a - b, abs=1e-3)
         # the no-adaptation accuracy does not depend on the batch order
-        assert m[f"{inner}/iid/no_adapt"] == m[f"{inner}/sorted/no_adapt"]
-    expected = all(
-        m[f"{i}/iid/gain"] >= -0.005 and m[f"{i}/sorted/gain"] >= -0.005 and m[f"{i}/dirichlet/gain"] >= 0.03
-        for i in ("linear", "ncm")
-    )
-    assert claim.held == expected
+        assert m[f"{inner}/iid/no_adapt"] == m[f"{inner}/sorted/no_adapt"] > 0.85
+    # what this quick run gives with any CPU kernel: LAME helps the linear classifier when batches are
+    # label-sorted (0.90 -> 0.965) or non-i.i.d. (-> 0.92), and costs about 4 points on i.i.d. batches,
+    # so the claim (no loss on i.i.d.) is judged not held
+    assert m["linear/sorted/gain"] >= 0.04 and m["linear/dirichlet/gain"] >= 0.01
+    assert -0.08 <= m["linear/iid/gain"] <= -0.02 and -0.08 <= m["ncm/iid/gain"] <= -0.02
+    assert claim.held is False
+    # the verdict reads the numbers: tolerances far below every measured gain are met
+    assert reproduce("lame", sets=("iid_tolerance=0.2", "noniid_gain=-0.2")).held is True
     json.dumps(claim.to_dict())
     assert get_paper("lame").number == 47

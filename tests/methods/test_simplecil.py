@@ -124,13 +124,15 @@ def test_quick_reproduction_paper_43():
     json.dumps(claim.to_dict())
     m = claim.measured
     assert claim.paper == "simplecil" and claim.scale == "quick" and m["classes"] == 60
-    for key in ("simplecil", "seqft_linear", "aper_adapter", "aper_ssf", "aper_finetune", "joint_logistic_regression"):
-        assert 0.0 <= m[key] <= 1.0
-    # what reliably holds at this scale: prototypes crush SeqFT, which learned each experience well
-    assert m["simplecil"] >= m["seqft_linear"] + 0.30 and m["seqft_linear_just_learned"] > 0.8
-    assert m["joint_logistic_regression"] >= m["simplecil"]
+    # what reliably holds at this scale (0.894 vs 0.208, any CPU kernel): prototypes crush SeqFT,
+    # which learned each experience well, and APER's merged embedding is no worse than SimpleCIL's
+    assert m["simplecil"] >= m["seqft_linear"] + 0.50 and m["seqft_linear_just_learned"] > 0.8
+    assert m["simplecil"] > 0.85 and m["joint_logistic_regression"] >= m["simplecil"]
     assert abs(m["aper_adapter"] - m["simplecil"]) <= 0.02
-    assert claim.held == (m["simplecil"] >= m["seqft_linear"] + 0.30 and m["aper_adapter"] >= m["simplecil"])
+    assert claim.held is True
+    # the verdict reads the numbers: a gain over SeqFT above 100 points cannot be met (small stream, cached encoder)
+    small = ("data.domains=[0,1]", "data.max_per_class=5")
+    assert reproduce("simplecil", sets=("min_gain_over_seqft=1.01", *small)).held is False
     verdict = [line.split(None, 1)[1] for line in format_claim(claim).splitlines() if line.split()[:1] == ["result"]]
     assert verdict == ["HELD" if claim.held else "NOT HELD"]  # "HELD" alone is also inside "NOT HELD"
     assert np.isfinite(m["aper_minus_simplecil"])

@@ -71,7 +71,8 @@ def test_lamb_quick(lamb_claim):
         assert m["parity_max_abs_err_torch_optimizer"] <= 1e-6
     assert m["large_batch"] == 16 * m["small_batch"]
     for key in ("acc_sgd_small", "acc_adamw_small", "acc_adamw_large_scaled_lr", "acc_lamb_large"):
-        assert 10.0 <= m[key] <= 100.0  # well above chance (10 classes) is not claimed at quick scale
+        # chance is 10 % (10 classes); quick runs measured 66.3-73.8 with default and vectorised CPU kernels
+        assert 40.0 <= m[key] <= 100.0, (key, m[key])
     assert lamb_claim.held == (m["lamb_within_1.5"] and m["adamw_large_behind_lamb"])
 
 

@@ -21,7 +21,8 @@ def test_quick_claim_holds():
     assert claim.measured["max_abs_error"] <= 1e-9
     assert claim.measured["B/forgetting"] == pytest.approx(-0.05)
     json.dumps(claim.to_dict())
-    assert "HELD" in format_claim(claim)
+    verdict = [line.split(None, 1)[1] for line in format_claim(claim).splitlines() if line.split()[:1] == ["result"]]
+    assert verdict == ["HELD" if claim.held else "NOT HELD"]  # "HELD" alone is also inside "NOT HELD"
 
 
 def test_full_claim_holds_with_invariants():

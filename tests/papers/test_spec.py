@@ -153,7 +153,9 @@ def test_paper_settings_and_reproduce_apply_overrides():
 def test_cli_set_and_show_spec(capsys):
     assert main(["reproduce", "cl-llm-survey", "--set", "tolerance=1e-12", "--set", "stages=CPT,DAP"]) == 0
     out = capsys.readouterr().out
-    assert "HELD" in out and "1e-12" in out and "CLStage covers CPT, DAP" in out
+    verdict = [line.split(None, 1)[1] for line in out.splitlines() if line.split()[:1] == ["result"]]
+    assert verdict == ["HELD"]  # "HELD" alone is also inside "NOT HELD"
+    assert "1e-12" in out and "CLStage covers CPT, DAP" in out
     assert main(["reproduce", "cl-llm-survey", "--set", "nope=1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown setting 'nope'" in err and "tolerance" in err

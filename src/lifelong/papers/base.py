@@ -1,9 +1,9 @@
 """The paper registry: every seed paper, what implements it, and its checkable claim.
 
 A paper with a reproduction lives in its own module ``lifelong/papers/<short_name>.py``
-that defines a :class:`Paper` and a ``reproduce(scale)`` function returning a
-:class:`Claim`. Papers not yet implemented are listed in :mod:`lifelong.papers.catalog`
-with status ``planned``.
+that defines a :class:`Paper`, the procedure ``check(settings, scale)`` and ``reproduce(scale)``
+(its spec ``specs/<short-name>.toml`` loaded and checked), both returning a :class:`Claim`.
+Papers not yet implemented are listed in :mod:`lifelong.papers.catalog` with status ``planned``.
 """
 
 from __future__ import annotations
