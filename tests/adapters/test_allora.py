@@ -98,7 +98,11 @@ def test_quick_reproduction_reports_the_comparison():
     for arm in ("lora", "lora_no_dropout", "allora"):
         assert 0.2 < m[f"acc_{arm}"] <= 1.0  # every arm learns the new digits (chance is 0.2)
         assert m[f"b_norm_step10_{arm}"] > 0
-    assert claim.held == (m["acc_allora"] >= m["acc_lora"])
+    # at this budget ALLoRA learns the new digits less than LoRA (0.769 vs 0.832, 3 seeds), so not held
+    assert m["acc_lora"] >= m["acc_allora"] + 0.03 and claim.held is False
+    # the verdict reads the numbers: a LoRA scaled to nothing falls below ALLoRA
+    weak = reproduce("allora", scale="quick", sets=("arms.lora.alpha=1e-6",))
+    assert weak.measured["acc_allora"] >= weak.measured["acc_lora"] + 0.1 and weak.held is True
     assert m["allora_minus_lora"] == pytest.approx(m["acc_allora"] - m["acc_lora"], abs=1e-9)
     json.dumps(claim.to_dict())
     verdict = [line.split(None, 1)[1] for line in format_claim(claim).splitlines() if line.split()[:1] == ["result"]]

@@ -67,8 +67,10 @@ def test_quick_reproduction_measures_the_transition():
     m = claim.measured
     assert m["rel_error_maxS_0.5"] < m["rel_error_maxS_1"] < m["rel_error_maxS_8"]
     assert m["degree_for_1e-2_maxS_0.5"] <= m["degree_for_1e-2_maxS_8"]
-    assert claim.held == (
-        m["rel_error_maxS_1"] < 1e-2 and m["rel_error_maxS_0.5"] < 1e-2 and m["rel_error_maxS_8"] > 0.5
-    )
+    # small bounds are approximated well (1.2e-4 at max|S| = 1); at max|S| = 8 the error is 0.32, short of
+    # the 0.5 the criterion asks, so the claim is not held at this length
+    assert m["rel_error_maxS_1"] < 1e-3 and 0.1 < m["rel_error_maxS_8"] < 0.5
+    assert claim.held is False
+    assert reproduce("lora-limits", scale="quick", sets=("large_error=0.1",)).held is True
     json.dumps(claim.to_dict())
     assert "lora-limits" in format_claim(claim)

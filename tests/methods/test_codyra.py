@@ -104,4 +104,6 @@ def test_quick_reproduction_returns_a_claim():
     m = claim.measured
     assert m["params_after_merge"] == m["base_params"] and m["held_params"]
     assert 0 < m["codyra_mean_effective_rank"] <= 16
-    assert claim.held == (m["held_score"] and m["held_rank"] and m["held_params"])
+    # at this scale CoDyRA scores below fixed rank 16 (0.718 vs 0.781: it learns the new tasks less), so not held
+    assert m["codyra_score"] <= m["r16_score"] - 0.03 and not m["held_score"]
+    assert claim.held is False

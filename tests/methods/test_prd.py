@@ -90,12 +90,18 @@ def test_config_errors_name_the_field():
 
 
 def test_quick_reproduction_distillation_helps_without_storing_data():
+    from lifelong.papers import reproduce as run
     from lifelong.papers.prd import reproduce
 
     claim = reproduce("quick")
     m = claim.measured
     assert claim.paper == "prd" and claim.scale == "quick"
     assert m["prd_state_growth_entries"] == 0
-    assert m["final_acc/prd"] > m["final_acc/prd_no_distill"] + 0.03
-    assert m["final_acc/prd"] > m["final_acc/finetune"] + 0.03
-    assert claim.held == (m["prd_minus_no_distill"] >= 0.05 and m["prd_minus_finetune"] >= 0.15)
+    # distillation is what keeps old digits: prd 0.41/0.36 vs 0.17/0.15 without it and 0.19 for fine-tuning
+    # (normal / ATEN_CPU_CAPABILITY=default kernels)
+    assert m["final_acc/prd"] > m["final_acc/prd_no_distill"] + 0.10
+    assert m["final_acc/prd"] > m["final_acc/finetune"] + 0.10
+    # the verdict reads the numbers (a short 2-task, 1-epoch run): impossible margins fail, negative ones pass
+    short = ("epochs=1", "tasks=2")
+    assert run("prd", sets=(*short, "min_gain_over_finetune=1.01")).held is False
+    assert run("prd", sets=(*short, "min_gain_over_finetune=-1.0", "min_gain_over_no_distill=-1.0")).held is True

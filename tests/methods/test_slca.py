@@ -145,7 +145,10 @@ def test_quick_reproduction_paper_56():
     # what reliably holds at this scale: alignment helps, SLCA beats SimpleCIL and stays below the joint bound
     assert m["slca"] > m["sl"] and m["slca"] >= m["simplecil"]
     assert m["slca"] <= m["joint_logistic_regression"] + 0.01
-    assert claim.held == (m["sl"] >= m["seqft"] + 0.10 and m["slca"] >= m["sl"] + 0.03 and m["slca"] >= m["simplecil"])
+    # slow learning alone does not beat SeqFT here (0.883 vs 0.885; the claim wants +10 points): not held
+    assert claim.held is False
+    # the verdict reads the numbers: with negative gains required, SLCA >= SimpleCIL (0.907 vs 0.894) decides
+    assert reproduce("slca", sets=("min_sl_gain=-0.5", "min_ca_gain=-0.5")).held is True
 
 
 def test_online_stream_gets_one_ordered_pass():
