@@ -95,7 +95,7 @@ class LearnerBase:
 
     Learners that train by one gradient loop subclass :class:`GradientLearner`; the
     others (prototype classifiers, mixtures of experts, test-time adapters) subclass
-    this and add their own ``learn`` / ``predict``. ``base_state`` / ``load_base_state``
+    this and add their own ``learn`` / ``predict``. ``base_state`` / ``read_base_state``
     store the shared part of a checkpoint.
     """
 
@@ -122,10 +122,6 @@ class LearnerBase:
         tracker = ClassTracker()
         tracker.load(state["classes"])
         return tracker, int(state["samples_seen"])
-
-    def load_base_state(self, state: dict) -> None:
-        """Restore :meth:`base_state` (raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a mismatch)."""
-        self.classes, self.samples_seen = self.read_base_state(state)
 
 
 @dataclass
