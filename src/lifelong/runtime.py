@@ -1,4 +1,4 @@
-"""Thread settings.
+"""Thread settings, and the progress bar of long work inside learners.
 
 On small CPU machines PyTorch's intra-op thread pool costs more than it gains: its GNU OpenMP threads spin
 before they sleep, so with 2 threads on 2 cores any other busy process stalls every small parallel region
@@ -98,3 +98,10 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def progress(total: int, desc: str, unit: str = "step"):  # noqa: ANN201 - a tqdm bar
+    """A progress bar for long work inside a learner (tqdm; shown on a terminal only, removed when done)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, disable=None)

@@ -2,7 +2,7 @@
 
 #: method name -> config overrides used by the conformance tests
 TEST_CONFIGS = {
-    "aper": {"epochs": 3, "batch_size": 16},
+    "aper": {"epochs": 5, "batch_size": 8, "lr": 0.1},
     "cfsl": {"epochs": 5, "hidden": (32,)},
     "codyra": {"epochs": 4, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16},
     "dkvb": {
@@ -38,7 +38,7 @@ TEST_CONFIGS = {
     },
     "onpro": {"buffer_size": 40, "buffer_batch_size": 16, "epochs": 2, "lr": 0.005},
     "prd": {"epochs": 3, "batch_size": 32, "lr": 0.05},
-    "slca": {"epochs": 3, "milestones": (2,), "ca_epochs": 2, "ca_samples": 32},
+    "slca": {"epochs": 5, "batch_size": 8, "lr": 0.1, "ca_epochs": 2, "ca_samples": 32},
     "tame": {
         "batch_size": 8,
         "epochs": 5,

@@ -1,114 +1,86 @@
-"""APER / ADAM (arXiv 2303.07338): adapt on the first experience only, then prototypes on [PTM, adapted]."""
+"""APER / ADAM (arXiv 2303.07338): adapt inside the encoder on the first experience only, then [PTM, adapted] prototypes."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelong.adapters.feature import BottleneckAdapter, IdentityLinear, ScaleShift, feature_adapter, rms_normalize
-from lifelong.data import make_blobs
-from lifelong.errors import CheckpointError, ConfigError
+from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.methods import make_learner
-from lifelong.scenarios import class_incremental
+
+KINDS = ["adaptformer", "ssf", "vpt", "lora", "finetune"]
 
 
 @pytest.fixture
-def stream():
-    data = make_blobs(num_classes=6, per_class=40, dim=8, spread=2.5, seed=2)
-    return class_incremental(data, tasks=3, seed=0)
+def cfg(tiny_text_model):
+    return {"backbone": str(tiny_text_model), "epochs": 4, "batch_size": 8, "lr": 0.5}
 
 
-def _params(module):
-    return [p.detach().clone() for p in module.parameters()]
+def _state(learner):
+    return {n: p.detach().clone() for n, p in learner.tuned.named_parameters()}
 
 
-@pytest.mark.parametrize("kind", ["adapter", "ssf", "finetune"])
-def test_adapts_on_first_experience_only_then_frozen(stream, kind):
-    learner = make_learner("aper", {"adapter": kind, "epochs": 4, "batch_size": 16, "lr": 0.05})
-    assert learner.adapter is None
-    learner.learn(stream[0])
-    assert learner.adapted and learner.adapter is not None
-    assert len(learner.adaptation_losses) == 4
+@pytest.mark.parametrize("kind", KINDS)
+def test_adapts_inside_the_encoder_on_the_first_experience_only(cfg, token_stream, kind):
+    learner = make_learner("aper", {**cfg, "adapter": kind, "lr": 0.05 if kind == "finetune" else 0.5})
+    learner.learn(token_stream[0])
+    assert learner.adapted and len(learner.adaptation_losses) == 4
     assert learner.adaptation_losses[-1] < learner.adaptation_losses[0]  # it trained
-    assert all(not p.requires_grad for p in learner.adapter.parameters())
-    frozen = _params(learner.adapter)
-    seen_after_first = learner.samples_seen
-    learner.learn(stream[1])
-    learner.learn(stream[2])
+    x, _ = token_stream[0].test_tensors()
+    with torch.no_grad():
+        assert not torch.allclose(learner.tuned(x), learner.ptm(x), atol=1e-4)  # the encoder's output changed
+    pre = dict(learner.ptm.named_parameters())
+    if kind != "finetune":  # the pre-trained weights stay as they were; only the adapter's are new
+        assert all(torch.equal(p, pre[n]) for n, p in learner.tuned.named_parameters() if n in pre)
+    frozen = _state(learner)
+    learner.learn(token_stream[1])
     assert len(learner.adaptation_losses) == 4  # no further adaptation
-    assert all(torch.equal(a, b) for a, b in zip(frozen, learner.adapter.parameters()))
-    n12 = len(stream[1]) + len(stream[2])
-    assert learner.samples_seen == seen_after_first + n12  # later experiences: one embedding pass, no training
+    assert all(torch.equal(frozen[n], p) for n, p in learner.tuned.named_parameters())
 
 
-def test_prototypes_are_class_means_of_merged_embedding(stream):
-    learner = make_learner("aper", {"epochs": 2})
-    for e in stream:
+def test_prototypes_are_class_means_of_the_merged_embedding(cfg, token_stream):
+    learner = make_learner("aper", cfg)
+    for e in token_stream:
         learner.learn(e)
-    x = torch.cat([e.train_tensors()[0] for e in stream])
-    y = torch.cat([e.train_tensors()[1] for e in stream])
-    g = rms_normalize(x)
+    x = torch.cat([e.train_tensors()[0] for e in token_stream])
+    y = torch.cat([e.train_tensors()[1] for e in token_stream])
     with torch.no_grad():
-        merged = torch.cat([g, learner.adapter(g)], dim=1)
-    assert learner.features(x).shape == (len(x), 16)
-    means = torch.stack([merged[y == c].double().mean(0) for c in range(6)])
-    torch.testing.assert_close(learner.prototypes(), means, rtol=1e-5, atol=1e-6)
-    xt, _ = stream[0].test_tensors()
-    gt = rms_normalize(xt)
+        merged = torch.cat([learner.ptm(x), learner.tuned(x)], dim=1)
+    means = torch.stack([merged[y == c].double().mean(0) for c in range(4)])
+    torch.testing.assert_close(learner.prototypes(), means, rtol=1e-4, atol=1e-5)
+    xt, _ = token_stream[0].test_tensors()
     with torch.no_grad():
-        ft = torch.cat([gt, learner.adapter(gt)], dim=1).double()
+        ft = torch.cat([learner.ptm(xt), learner.tuned(xt)], dim=1).double()
     expected = F.normalize(ft, dim=1) @ F.normalize(means, dim=1).T
-    torch.testing.assert_close(learner.predict(xt), expected.float(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(learner.predict(xt), expected.float(), rtol=1e-4, atol=1e-4)
+    adapted_only = make_learner("aper", {**cfg, "merge": "adapted"})
+    for e in token_stream:
+        adapted_only.learn(e)
+    assert adapted_only.features(xt).shape[1] == learner.features(xt).shape[1] // 2
 
 
-def test_adapted_only_merge_uses_adapter_output(stream):
-    learner = make_learner("aper", {"epochs": 1, "merge": "adapted"})
-    learner.learn(stream[0])
-    x, _ = stream[0].train_tensors()
-    assert learner.features(x).shape == (len(x), 8)
+def test_vpt_prompts_join_every_layer_and_pooling_ignores_them(cfg, token_stream):
+    learner = make_learner("aper", {**cfg, "adapter": "vpt", "prompts": 3, "epochs": 0})
+    learner.learn(token_stream[0])
+    x, _ = token_stream[0].test_tensors()
+    with torch.no_grad():
+        near = (learner.tuned(x) - learner.ptm(x)).abs().max()  # zero prompts still take some attention
+        learner.tuned.prompts.tokens.normal_(std=50.0)
+        assert (learner.tuned(x) - learner.ptm(x)).abs().max() > 10 * near
+    assert learner.tuned.prompts.tokens.shape == (2, 3, 16)
 
 
-def test_untrained_identity_adapter_reduces_to_simplecil(stream):
-    """With no adaptation the adapter is the identity: [g, g] gives SimpleCIL's cosine scores."""
-    aper = make_learner("aper", {"epochs": 0, "input_norm": "none"})
-    simple = make_learner("simplecil")
-    for e in stream:
-        aper.learn(e)
-        simple.learn(e)
-    xt = torch.cat([e.test_tensors()[0] for e in stream])
-    torch.testing.assert_close(aper.predict(xt), simple.predict(xt), rtol=1e-5, atol=1e-5)
-
-
-def test_adapter_modules_start_at_identity():
-    x = torch.randn(5, 12)
-    assert torch.equal(BottleneckAdapter(12, 4)(x), x)
-    torch.testing.assert_close(IdentityLinear(12)(x), x)
-    ssf = ScaleShift(12)
-    assert (ssf.gamma - 1).abs().max() < 0.2 and ssf.beta.abs().max() < 0.2
-    assert sum(p.numel() for p in feature_adapter("adapter", 12, 4).parameters()) == 12 * 4 + 4 + 4 * 12 + 12
-    with pytest.raises(ConfigError, match="unknown adapter"):
-        feature_adapter("vpt", 12)
-
-
-def test_config_and_checkpoint_errors(stream):
-    with pytest.raises(ConfigError, match="VPT"):
-        make_learner("aper", {"adapter": "vpt"})
+def test_config_input_and_checkpoint_errors(cfg, token_stream):
+    with pytest.raises(ConfigError, match="adapter must be one of"):
+        make_learner("aper", {"adapter": "prefix"})
     with pytest.raises(ConfigError, match="merge"):
         make_learner("aper", {"merge": "sum"})
-    learner = make_learner("aper", {"epochs": 1})
-    learner.learn(stream[0])
+    learner = make_learner("aper", cfg)
+    learner.learn(token_stream[0])
+    with pytest.raises(DataError, match="token ids"):
+        learner.predict(torch.rand(3, 6))
     state = learner.state_dict()
-    state["adapter"] = {"down.weight": torch.zeros(3, 3)}
-    other = make_learner("aper", {"epochs": 1})
+    state["adapter"] = {"encoder.nothing": torch.zeros(2)}
+    other = make_learner("aper", cfg)
     with pytest.raises(CheckpointError, match="aper"):
         other.load_state_dict(state)
-    assert other.adapter is None  # nothing half-loaded
-
-
-def test_online_first_experience_gets_one_pass():
-    from lifelong.scenarios import online
-
-    data = make_blobs(num_classes=4, per_class=30, dim=8, seed=0)
-    s = online(data, tasks=2, batch_size=10, seed=0)
-    learner = make_learner("aper", {"epochs": 5})
-    learner.learn(s[0])
-    assert len(learner.adaptation_losses) == 1 and learner.samples_seen == 2 * len(s[0])  # one pass + prototypes
+    assert other.tuned is None  # unchanged

@@ -14,17 +14,30 @@ import torch
 
 from lifelong.evaluation import run
 from lifelong.evaluation.checkpoint import load_checkpoint, save_checkpoint
-from lifelong.methods import list_methods, make_learner
+from lifelong.methods import get_method, input_kind, list_methods, make_learner
+from lifelong.methods.config import build_config
 from lifelong.scenarios import class_incremental
 from methods.quick_configs import TEST_CONFIGS
 
 
+_TEXT_MODEL = {}  # "path": the tiny BERT of the token-reading methods, set by the stream fixture
+
+
 def _make(name, seed=0):
-    return make_learner(name, dict(TEST_CONFIGS.get(name, {})), seed=seed)
+    config = dict(TEST_CONFIGS.get(name, {}))
+    if input_kind(get_method(name), build_config(get_method(name).config_class, config)) == "tokens":
+        config["backbone"] = _TEXT_MODEL["path"]
+    return make_learner(name, config, seed=seed)
 
 
 @pytest.fixture
-def stream(blobs):
+def stream(request, blobs):
+    """Blobs for feature readers; for token-id readers, sentences of four topics through a tiny random BERT."""
+    name = request.node.callspec.params["name"]
+    cls = get_method(name)
+    if input_kind(cls, build_config(cls.config_class, dict(TEST_CONFIGS.get(name, {})))) == "tokens":
+        _TEXT_MODEL["path"] = str(request.getfixturevalue("tiny_text_model"))
+        return request.getfixturevalue("token_stream")
     return class_incremental(blobs, tasks=2, seed=0)
 
 

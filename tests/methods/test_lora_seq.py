@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lifelong.adapters import adapter_names, lora_layers, read_adapter
-from lifelong.data import Dataset
 from lifelong.data.tokens import text_token_dataset
+from conftest import text_data as _text_data
 from lifelong.encoders.text_backbone import TextBackbone
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.evaluation import run
@@ -107,57 +107,6 @@ def test_bad_config():
 
 
 # ---- text backbones ------------------------------------------------------------------------------
-WORDS = "book a flight to paris cancel my card balance please what is the weather today tomorrow rain sun".split()
-
-
-@pytest.fixture(scope="module")
-def tiny_text_model(tmp_path_factory):
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizer.from_pretrained(str(folder))  # reads vocab.txt (any transformers version)
-    assert len(tokenizer) == len(vocab)
-    tokenizer.save_pretrained(str(folder))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    BertModel(cfg).save_pretrained(str(folder))
-    return folder
-
-
-def _text_data():
-    rng = np.random.default_rng(0)
-    topics = [WORDS[0:5], WORDS[5:9], WORDS[9:14], WORDS[14:18]]
-    texts, labels = [], []
-    for c, words in enumerate(topics):
-        for _ in range(32):  # 24 train / 8 test sentences per class: one test sentence is 1/16 of a task
-            texts.append(" ".join(rng.choice(words, size=4)))
-            labels.append(c)
-    y = torch.tensor(labels)
-    tr = torch.tensor([i % 4 != 0 for i in range(len(y))])
-    x = torch.zeros(len(y), 3)  # stand-in sentence features, as a frozen-encoder loader would give
-    return Dataset(
-        "topics",
-        x[tr],
-        y[tr],
-        x[~tr],
-        y[~tr],
-        ["travel", "bank", "weather", "sky"],
-        meta={
-            "texts_train": [t for t, k in zip(texts, tr) if k],
-            "texts_test": [t for t, k in zip(texts, tr) if not k],
-        },
-    )
-
-
 def test_text_token_dataset_and_lora_inside_a_transformer(tiny_text_model):
     tokens = text_token_dataset(_text_data(), encoder=tiny_text_model, max_length=16)
     assert tokens.name == "topics-tokens" and tokens.x_train.shape[1] <= 16

@@ -1,18 +1,18 @@
 """SLCA: slow learner, per-experience heads and classifier alignment on Gaussian pseudo-features.
 
 SLCA: Slow Learner with Classifier Alignment for Continual Learning on a Pre-trained Model (arXiv 2303.05118).
-Sequential fine-tuning where the representation learns at 1/100 of the head's learning rate, one linear head
-per experience (earlier heads frozen, loss over the current classes) and, from the second experience on, the
-heads re-trained on samples from each class's stored Gaussian with logit normalisation. On cached features
-the representation is a trainable module over the frozen embedding (``representation``); with
-``backbone_lr_scale=1`` and ``ca=False`` the learner is the paper's Seq FT baseline.
+Sequential fine-tuning of the pre-trained text encoder itself, whose weights learn at 1/100 of the head's
+learning rate, one linear head per experience (earlier heads frozen, loss over the current classes) and,
+from the second experience on, the heads re-trained on samples from each class's stored Gaussian with logit
+normalisation; the aligned heads predict, the next experience trains from the stage-1 heads (official
+``fc.backup()`` / ``fc.recall()``). With ``backbone_lr_scale=1`` and ``ca=False`` the learner is the paper's
+Seq FT baseline. Reads token ids (``data.representation=tokens``).
 
 Notes: docs/papers/slca.md
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,35 +20,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.adapters.feature import feature_adapter, rms_normalize
-from lifelong.encoders.frozen import frozen_encoder
-from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
-from lifelong.heads.prototype import ClassGaussians, encode_in_batches
+from lifelong.encoders.text_backbone import EncodeMemo, TextBackbone, check_token_ids, encode_tokens, length_batches
+from lifelong.errors import CheckpointError, ConfigError, NonFiniteLossError
+from lifelong.heads.prototype import ClassGaussians
 from lifelong.methods.base import LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
+from lifelong.runtime import progress
 
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
 
-REPRESENTATIONS = ("linear", "adapter", "ssf", "none")
-
-
 @dataclass
 class SLCAConfig(MethodConfig):
-    """SLCA settings; defaults from ``exps/slca/slca_cifar.json`` and ``models/slca.py``."""
+    """SLCA settings; defaults from ``exps/slca/slca_cifar.json`` and ``models/slca.py`` unless noted."""
 
-    representation: str = hp(
-        "linear",
-        "trainable representation over the frozen embedding: linear (identity-init "
-        "d x d) | adapter (residual bottleneck) | ssf | none",
+    backbone: str = hp("minilm", "pre-trained text encoder: minilm (all-MiniLM-L6-v2) | path of a local HF folder")
+    train_layers: int = hp(
+        -1, "encoder layers that learn: -1 all (the paper), k the top k (the frozen bottom's outputs are cached)"
     )
-    bottleneck: int = hp(64, "bottleneck width when representation=adapter")
-    epochs: int = hp(20, "epochs per experience")
-    milestones: tuple[int, ...] = hp((18,), "epochs after which the lr is multiplied by lr_decay")
+    epochs: int = hp(1, "epochs per experience (official 20; 1 here to fit 2 CPU cores)")
+    milestones: tuple[int, ...] = hp((), "epochs after which the lr is multiplied by lr_decay (official (18,))")
     lr_decay: float = hp(0.1, "lr factor at each milestone")
     lr: float = hp(0.01, "classifier learning rate (also the CA learning rate)")
-    backbone_lr_scale: float = hp(0.01, "representation lr = lr * this (bcb_lrscale; 1 = Seq FT, 0 = frozen)")
+    backbone_lr_scale: float = hp(0.01, "encoder lr = lr * this (bcb_lrscale; 1 = Seq FT, 0 = frozen)")
     batch_size: int = hp(128, "mini-batch size")
     momentum: float = hp(0.9, "SGD momentum")
     weight_decay: float = hp(5e-4, "SGD weight decay")
@@ -58,15 +53,11 @@ class SLCAConfig(MethodConfig):
     ca_logit_norm: float = hp(0.1, "logit-normalisation temperature during CA (0 = plain cross-entropy)")
     ca_mean_shrink: bool = hp(True, "scale old experiences' class means by 0.9 + 0.1 (t+1)/(T+1) (official code)")
     cov_ridge: float = hp(1e-4, "added to the diagonal of each class covariance")
-    input_norm: str = hp("rms", "normalisation of the frozen embedding: rms (sqrt(d) * unit norm) | none")
-    encode_batch: int = hp(1024, "inputs embedded per batch (no effect on results)")
+    pad_id: int = hp(0, "padding token id of the token-id inputs")
+    encode_batch: int = hp(256, "sentences embedded per batch (no effect on results)")
 
     def validate(self) -> None:
         """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
-        if self.representation not in REPRESENTATIONS:
-            raise ConfigError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}")
-        if self.input_norm not in ("rms", "none"):
-            raise ConfigError(f"input_norm must be 'rms' or 'none', got {self.input_norm!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.ca_epochs < 0 or self.ca_samples < 1:
             raise ConfigError(
                 "epochs, batch_size, ca_samples must be >= 1 and ca_epochs >= 0; got "
@@ -77,6 +68,11 @@ class SLCAConfig(MethodConfig):
                 "lr must be > 0 and backbone_lr_scale, ca_logit_norm, cov_ridge >= 0; got "
                 f"{self.lr}, {self.backbone_lr_scale}, {self.ca_logit_norm}, {self.cov_ridge}"
             )
+        if self.train_layers < -1 or self.encode_batch < 1:
+            raise ConfigError(
+                f"train_layers must be -1 (all) or >= 0 and encode_batch >= 1, got {self.train_layers}, "
+                f"{self.encode_batch}"
+            )
 
 
 @register("slca")
@@ -85,19 +81,19 @@ class SLCA(LearnerBase):
 
     Args:
         config: :class:`SLCAConfig`.
-        seed: seeds the representation's and heads' initialisation, batch order and CA sampling.
-        encoder: frozen pre-trained feature function; default the identity over flattened inputs.
+        seed: seeds the heads' initialisation, the batch order and CA sampling.
     """
 
     config_class = SLCAConfig
+    #: token ids through the pre-trained text encoder
+    inputs = {"tokens": ""}
 
-    def __init__(self, config: SLCAConfig, seed: int = 0, encoder: Callable | nn.Module | None = None):
+    def __init__(self, config: SLCAConfig, seed: int = 0):
         super().__init__(config, seed)
-        self.encoder = frozen_encoder(encoder)
         self.generator = torch.Generator().manual_seed(seed)
         self.num_classes: int | None = None
         self.dim: int | None = None
-        self.representation: nn.Module | None = None
+        self.representation: TextBackbone | None = None  # the encoder that learns slowly
         self.head_w: torch.Tensor | None = None  # (C, d) stage-1 heads (what the next experience trains on)
         self.head_b: torch.Tensor | None = None
         self.aligned_w: torch.Tensor | None = None  # (C, d) heads after classifier alignment (used to predict)
@@ -105,36 +101,35 @@ class SLCA(LearnerBase):
         self.gaussians: ClassGaussians | None = None
         self.experience_classes: list[list[int]] = []  # classes of each learned experience, in order
         self.last_param_groups: list[dict] = []  # lr per parameter group of the last stage-1 optimizer
+        self._memo = EncodeMemo(size=8)
 
     # ---- modules ------------------------------------------------------------------------------
     def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
-        """Allocate per-class state for ``num_classes`` classes."""
+        """Load the encoder and allocate per-class state for ``num_classes`` classes."""
         self.num_classes = int(num_classes)
         self.classes.prepare(num_classes)
         self.gaussians = ClassGaussians(num_classes, self.config.cov_ridge)
-
-    def _build(self, dim: int) -> None:
-        self.dim = dim
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            if self.config.representation == "none":
-                self.representation = nn.Identity()
-            else:
-                self.representation = feature_adapter(self.config.representation, dim, self.config.bottleneck)
-        self.head_w = torch.zeros(self.num_classes, dim)
+        # features = mean-pooled last hidden states, not unit-normalised (the CLS-after-final-norm analogue)
+        self.representation = TextBackbone(self.config.backbone, pad_id=self.config.pad_id, normalize=False).eval()
+        for p in self.representation.parameters():
+            p.requires_grad_(False)
+        self.dim = self.representation.out_dim
+        self.head_w = torch.zeros(self.num_classes, self.dim)
         self.head_b = torch.zeros(self.num_classes)
         self.aligned_w, self.aligned_b = self.head_w.clone(), self.head_b.clone()
 
-    def frozen_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen pre-trained embedding, normalised per ``input_norm``."""
-        f = encode_in_batches(self.encoder, x, self.config.encode_batch).float()
-        return rms_normalize(f) if self.config.input_norm == "rms" else f
+    @property
+    def _first_trained(self) -> int:
+        """Index of the first encoder layer that learns."""
+        n = self.representation.num_layers
+        return 0 if self.config.train_layers < 0 else n - min(self.config.train_layers, n)
 
-    @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The representation the heads classify (frozen embedding -> trainable module)."""
+        """The encoder's pooled features of token ids ``x`` (encoded once per encoder state)."""
+        check_token_ids(x, self.representation.encoder.config.vocab_size, self.name)
         self.representation.eval()
-        return self.representation(self.frozen_features(x))
+        fn = lambda t: encode_tokens(self.representation, t, self.config.encode_batch, self.config.pad_id)  # noqa: E731
+        return self._memo(f"encoder-{len(self.experience_classes)}", x, fn)
 
     # ---- learning -----------------------------------------------------------------------------
     def learn(self, experience: Experience) -> None:
@@ -142,16 +137,12 @@ class SLCA(LearnerBase):
         if self.num_classes is None:
             self.prepare(experience.input_shape, experience.num_classes)
         x, y = experience.train_tensors()
+        check_token_ids(x, self.representation.encoder.config.vocab_size, self.name, f"dataset {experience.dataset.name!r}")
         self.classes.observe(experience, y)
-        g = self.frozen_features(x)
-        if self.representation is None:
-            self._build(int(g.shape[1]))
-        elif g.shape[1] != self.dim:
-            raise DataError(f"experience {experience.index} has {g.shape[1]}-d features, the model {self.dim}-d")
         current = torch.unique(y)
-        self.experience_classes.append(current.tolist())
         self._init_heads(current)
-        self._stage1(g, y, current, experience)
+        self._stage1(x, y, current, experience)
+        self.experience_classes.append(current.tolist())
         self.gaussians.update(self.features(x), y)
         self.aligned_w, self.aligned_b = self.head_w.clone(), self.head_b.clone()
         if self.config.ca and self.config.ca_epochs > 0 and len(self.experience_classes) > 1:
@@ -166,18 +157,24 @@ class SLCA(LearnerBase):
             self.head_w[fresh] = w
             self.head_b[fresh] = 0.0
 
+    def _trained_modules(self) -> list[nn.Module]:
+        enc = self.representation.encoder
+        if self.config.train_layers < 0:
+            return [enc]
+        return list(enc.encoder.layer)[self._first_trained :]
+
     def stage1_param_groups(self, w: nn.Parameter, b: nn.Parameter) -> list[dict]:
-        """SGD groups: representation at ``lr * backbone_lr_scale``, head at ``lr`` (official ``_stage1_training``)."""
+        """SGD groups: encoder at ``lr * backbone_lr_scale``, head at ``lr`` (official ``_stage1_training``)."""
         c = self.config
         groups = []
-        rep = [p for p in self.representation.parameters()]
+        rep = [p for m in self._trained_modules() for p in m.parameters()]
         if rep and c.backbone_lr_scale > 0:
             groups.append({"params": rep, "lr": c.lr * c.backbone_lr_scale, "name": "representation"})
         groups.append({"params": [w, b], "lr": c.lr, "name": "head"})
         return groups
 
-    def _stage1(self, g: torch.Tensor, y: torch.Tensor, current: torch.Tensor, experience: Experience) -> None:
-        """Train the representation (slowly) and the current experience's head; online streams get one ordered pass."""
+    def _stage1(self, x: torch.Tensor, y: torch.Tensor, current: torch.Tensor, experience: Experience) -> None:
+        """Train the encoder (slowly) and the current experience's head; online streams get one ordered pass."""
         c = self.config
         index = experience.index
         epochs = 1 if experience.online else c.epochs
@@ -186,32 +183,42 @@ class SLCA(LearnerBase):
         b = nn.Parameter(self.head_b[current].clone())
         groups = self.stage1_param_groups(w, b)
         trains_rep = any(grp["name"] == "representation" for grp in groups)
-        for p in self.representation.parameters():
-            p.requires_grad_(trains_rep)
+        for m in self._trained_modules():
+            for p in m.parameters():
+                p.requires_grad_(trains_rep)
         optimizer = torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         self.last_param_groups = [{"name": grp["name"], "lr": grp["lr"]} for grp in optimizer.param_groups]
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(c.milestones), gamma=c.lr_decay)
         target = torch.searchsorted(current, y)
-        self.representation.train()
+        rep = self.representation
+        start = self._first_trained
+        cached = rep.bottom(x, start) if start > 0 else None  # the frozen tower, run once
+        rep.train()
         n = len(y)
-        for _ in range(epochs):
-            order = torch.arange(n) if experience.online else torch.randperm(n, generator=self.generator)
-            for s in range(0, n, bs):
-                idx = order[s : s + bs]
-                z = self.representation(g[idx])
-                loss = F.cross_entropy(z @ w.T + b, target[idx])
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"slca: the loss became {loss.item()} during experience {index}; "
-                        "lower method.lr or check the inputs for NaN/inf"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            schedule.step()
+        if experience.online:
+            batches = [[torch.arange(n)[s : s + bs] for s in range(0, n, bs)]]
+        else:
+            batches = [length_batches(x, bs, c.pad_id, self.generator) for _ in range(epochs)]
+        dropout_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        with torch.random.fork_rng(devices=[]), progress(total=sum(len(e) for e in batches), desc=f"slca: experience {index}", unit="step") as bar:
+            torch.manual_seed(dropout_seed)  # the encoder's dropout draws from the learner's seed
+            for epoch_batches in batches:
+                for idx in epoch_batches:
+                    z = rep(x[idx]) if cached is None else rep.top(cached[0][idx], cached[1][idx], start)
+                    loss = F.cross_entropy(z @ w.T + b, target[idx])
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLossError(
+                            f"slca: the loss became {loss.item()} during experience {index}; "
+                            "lower method.lr or check the inputs"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    bar.update(1)
+                schedule.step()
         self.samples_seen += epochs * n
-        self.representation.eval()
-        for p in self.representation.parameters():
+        rep.eval()
+        for p in rep.parameters():
             p.requires_grad_(False)
         with torch.no_grad():
             self.head_w[current] = w.detach()
@@ -268,11 +275,16 @@ class SLCA(LearnerBase):
     # ---- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
-        """Aligned-head logits over the classes seen so far."""
-        if self.representation is None:
+        """Aligned-head logits over the classes seen so far (the stage-1 heads' when ``ca=False``)."""
+        return self.logits(x, task_id, aligned=True)
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor, task_id: int | None = None, aligned: bool = True) -> torch.Tensor:
+        """Logits of the aligned heads, or of the stage-1 heads (``aligned=False``: the slow learner alone)."""
+        if self.representation is None or not self.experience_classes:
             return torch.empty(len(x), 0)
-        logits = self.features(x) @ self.aligned_w.T + self.aligned_b
-        return self.classes.mask(logits, task_id)
+        w, b = (self.aligned_w, self.aligned_b) if aligned else (self.head_w, self.head_b)
+        return self.classes.mask(self.features(x) @ w.T + b, task_id)
 
     # ---- accounting and checkpoints -----------------------------------------------------------
     def parameter_counts(self) -> tuple[int, int]:
@@ -312,15 +324,13 @@ class SLCA(LearnerBase):
             return
         try:
             fresh = SLCA(self.config, self.seed)
-            fresh.encoder = self.encoder
-            fresh.prepare(None, int(state["num_classes"]))
+            fresh.prepare((), int(state["num_classes"]))
             fresh.classes.load(state["classes"])
             fresh.gaussians.load(state["gaussians"])
             fresh.experience_classes = [[int(c) for c in cls] for cls in state["experience_classes"]]
             fresh.generator.set_state(state["generator"])
             fresh.samples_seen = int(state["samples_seen"])
             if "representation" in state:
-                fresh._build(int(state["dim"]))
                 fresh.representation.load_state_dict(state["representation"], strict=True)
                 for p in fresh.representation.parameters():
                     p.requires_grad_(False)

@@ -193,3 +193,71 @@ __all__ = [
     "sci",
     "mean",
 ]
+
+
+def paired(a, b, margin: float = 0.0) -> dict:
+    """Per-seed paired differences ``a - b``: mean, standard error, 95 % t-interval and the verdict at ``margin``.
+
+    ``held`` needs the mean difference >= ``margin`` and, with two or more seeds, the lower
+    end of the interval above 0 (the gain is not noise); one seed judges the mean alone.
+    """
+    from scipy import stats
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = len(d)
+    m = float(d.mean())
+    if n >= 2:
+        se = float(d.std(ddof=1) / np.sqrt(n))
+        half = float(stats.t.ppf(0.975, n - 1) * se)
+    else:
+        se = half = float("nan")
+    lo, hi = m - half, m + half
+    held = m >= margin - 1e-12 and (n < 2 or lo > 0)
+    return {"mean": m, "se": se, "lo": lo, "hi": hi, "n": n, "margin": margin, "held": bool(held)}
+
+
+def clinc_order(data, order: str, seed: int) -> list[int]:
+    """A class order of CLINC150: ``domains`` (one domain per experience, domain order rotated by ``seed``,
+    so consecutive experiences are unrelated domains) or ``mixed`` (a random permutation by ``seed``)."""
+    groups: dict[int, list[int]] = {}
+    for c, dom in enumerate(data.coarse_labels):
+        groups.setdefault(int(dom), []).append(c)
+    doms = sorted(groups)
+    if order == "domains":
+        k = seed % len(doms)
+        return [c for dom in doms[k:] + doms[:k] for c in groups[dom]]
+    if order == "mixed":
+        g = torch.Generator().manual_seed(seed)
+        return torch.randperm(data.num_classes, generator=g).tolist()
+    raise ValueError(f"order must be 'domains' or 'mixed', got {order!r}")
+
+
+def clinc_pair(data_cfg: dict, order: str, seed: int):
+    """(stream over frozen MiniLM features, stream over token ids) of CLINC150 with the same class order.
+
+    One experience per domain's worth of classes (15 intents); ``order`` as :func:`clinc_order`.
+    """
+    from lifelong.scenarios import class_incremental
+
+    feats = load_data({"name": "clinc150", **data_cfg})
+    tokens = load_data({"name": "clinc150", "representation": "tokens", **data_cfg})
+    tasks = len(set(feats.coarse_labels))
+    classes = clinc_order(feats, order, seed)
+    return (
+        class_incremental(feats, tasks=tasks, class_order=classes),
+        class_incremental(tokens, tasks=tasks, class_order=classes),
+    )
+
+
+def log_row(paper: str, **fields) -> None:
+    """Append one finished run's numbers to the JSON-lines file ``LIFELONG_REPRO_LOG`` names (when set).
+
+    Long reproductions report each run as it ends, so a cut-off run still leaves its numbers.
+    """
+    import json
+    import os
+
+    path = os.environ.get("LIFELONG_REPRO_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"paper": paper, **fields}) + "\n")

@@ -44,56 +44,55 @@ def reproduce(scale: str = "quick") -> Claim:
 
 
 def check(settings: dict, scale: str) -> Claim:
-    """Check SimpleCIL >= SeqFT + margin and APER >= SimpleCIL on the CLINC150 stream.
+    """Check SimpleCIL >= SeqFT + margin on the CLINC150 stream and APER >= SimpleCIL (+ margin) per stream.
 
-    The APER - SimpleCIL difference is reported next to the paper's +2 (claimed under a domain
-    gap), as are the SSF and fine-tuning variants and the merge ablation.
+    APER rows (each adapter kind, and at full scale the ablation without the frozen branch)
+    are paired per seed with SimpleCIL on the same class order.
     """
     from lifelong.evaluation.bounds import joint_logistic_regression
-    from lifelong.papers.common import clinc_stream, final_accuracy, gap_closed
+    from lifelong.papers.common import clinc_stream, final_accuracy
 
     stream = clinc_stream(settings["data"])
     acc, R = {}, {}
     for row, m in settings["methods"].items():
         acc[row], R[row] = final_accuracy(m["method"], m["config"], stream, seed=settings["learner_seed"])
     joint = joint_logistic_regression(stream, **settings["joint"])
-    simple, seqft, aper = acc["simplecil"], acc["seqft_linear"], acc["aper_adapter"]
-    margin, paper_gain = settings["min_gain_over_seqft"], settings["paper_aper_gain"]
+    simple, seqft = acc["simplecil"], acc["seqft_linear"]
+    margin = settings["min_gain_over_seqft"]
     measured = {
         "experiences": len(stream),
         "classes": stream.num_classes,
         "simplecil": simple,
         "seqft_linear": seqft,
         "seqft_linear_just_learned": float(np.diag(R["seqft_linear"]).mean()),
-        **{row: a for row, a in acc.items() if row.startswith("aper_")},
         "joint_logistic_regression": joint,
         "simplecil_minus_seqft": simple - seqft,
-        "aper_minus_simplecil": aper - simple,
-        "aper_gap_to_joint_closed": gap_closed(aper, simple, joint),
-        f"aper_plus_{paper_gain * 100:g}_points_met": bool(aper >= simple + paper_gain),
     }
-    held = simple >= seqft + margin and aper >= simple
-    criterion = (
-        f"final average accuracy: SimpleCIL >= SeqFT (linear head) + {margin * 100:g} points, and APER "
-        "(adapter) >= SimpleCIL"
-    )
+    held = simple >= seqft + margin
+    criterion = f"final average accuracy: SimpleCIL >= SeqFT (linear head) + {margin * 100:g} points"
     if settings["check_expected"]:
         expected, tol = settings["expected_simplecil"], settings["expected_tolerance"]
         measured["expected_simplecil"] = expected
         held = held and abs(simple - expected) <= tol
         criterion += f"; SimpleCIL within {tol * 100:g} point of {expected:.1%}"
+    aper_measured, aper_held, aper_criterion = _check_aper(settings)
+    measured.update(aper_measured)
+    held = held and aper_held
+    criterion += "; " + aper_criterion
     notes = (
-        "CLINC150 + frozen all-MiniLM-L6-v2 features, one domain per experience, learner seed "
-        f"{settings['learner_seed']}. APER adapts a module on top of the cached embedding (not inside the "
-        "transformer). The paper's +2 points is claimed under a domain gap; MiniLM was trained on broad "
-        "sentence data, so the gap here is small."
+        "CLINC150, all-MiniLM-L6-v2. SimpleCIL and SeqFT on the frozen features, one domain per experience in "
+        f"CLINC's order, learner seed {settings['learner_seed']}. APER adapts inside the encoder over token "
+        "ids (adapters.encoder) on the first experience only; each APER row is paired per seed with "
+        "SimpleCIL on the same class order (streams: domains = one domain per experience, domain order "
+        "rotated by the seed; mixed = random class order). The paper's +2 points is claimed under a domain "
+        "gap to the pre-training data; MiniLM was trained on broad sentence data."
     )
     return Claim(
         paper=PAPER.short_name,
         statement=(
             "prototypes of a frozen pre-trained embedding (SimpleCIL) beat sequential fine-tuning without "
-            "training, and adapting on the first experience then merging frozen and adapted embeddings "
-            "(ADAM/APER) improves on SimpleCIL"
+            "training, and adapting the pre-trained model on the first experience then merging frozen and "
+            "adapted embeddings (ADAM/APER) improves on SimpleCIL"
         ),
         criterion=criterion,
         measured=measured,
@@ -101,6 +100,83 @@ def check(settings: dict, scale: str) -> Claim:
         scale=scale,
         notes=notes,
     )
+
+
+def _aper_config(settings: dict, kind: str, lr: float | None = None) -> dict:
+    aper = settings["aper"]
+    config = {**aper["config"], **{k: v for k, v in aper["kinds"][kind].items() if k != "lr_grid"}}
+    if lr is not None:
+        config["lr"] = lr
+    return config
+
+
+def tune_aper(settings: dict, kind: str) -> tuple[float, dict]:
+    """The lr of APER ``kind`` with the best final accuracy on CLINC150's validation split, and every lr's.
+
+    One run per lr of the kind's grid (``lr_grid`` of the kind, else of ``[aper]``), on the
+    ``tune_order`` stream with seed ``tune_seed``, evaluated on the validation split (never the test split).
+    """
+    from lifelong.papers.common import clinc_pair, final_accuracy, log_row
+
+    aper = settings["aper"]
+    grid = aper["kinds"][kind].get("lr_grid", aper["lr_grid"])
+    if len(grid) == 1:
+        return float(grid[0]), {}
+    _, tokens = clinc_pair({**settings["data"], "eval_split": "val"}, aper["tune_order"], aper["tune_seed"])
+    scores = {}
+    for lr in grid:
+        scores[lr] = final_accuracy("aper", _aper_config(settings, kind, lr), tokens, seed=aper["tune_seed"])[0]
+        log_row("simplecil", tuning=kind, lr=lr, val_accuracy=scores[lr])
+    return float(max(grid, key=lambda v: scores[v])), {str(k): v for k, v in scores.items()}
+
+
+def _check_aper(settings: dict) -> tuple[dict, bool, str]:
+    """APER (each adapter kind, lr tuned on validation data) vs SimpleCIL, paired per seed, on two streams."""
+    from lifelong.papers.common import clinc_pair, final_accuracy, log_row, paired
+
+    aper = settings["aper"]
+    seeds = list(settings["aper_seeds"])
+    margins = {"domains": aper["gap_margin"], "mixed": aper["plain_margin"]}
+    measured: dict = {"aper_seeds": seeds}
+    kinds_used = sorted({k for kinds in settings["aper_streams"].values() for k in kinds})
+    lrs = {}
+    for kind in kinds_used:
+        lrs[kind], scores = tune_aper(settings, kind)
+        measured[f"aper_{kind}_lr"] = lrs[kind]
+        if scores:
+            measured[f"aper_{kind}_val_accuracy_by_lr"] = scores
+    held = True
+    for order, kinds in settings["aper_streams"].items():
+        if not kinds:
+            continue
+        rows = {k: [] for k in kinds}
+        if order == "domains" and settings["aper_ablation"] and "adaptformer" in kinds:
+            rows["adaptformer_adapted_only"] = []
+        simple = []
+        for seed in seeds:
+            features, tokens = clinc_pair(settings["data"], order, seed)
+            simple.append(final_accuracy("simplecil", {}, features, seed=seed)[0])
+            log_row("simplecil", stream=order, seed=seed, row="simplecil", accuracy=simple[-1])
+            for row in rows:
+                kind = row.removesuffix("_adapted_only")
+                config = _aper_config(settings, kind, lrs[kind])
+                if row.endswith("_adapted_only"):
+                    config["merge"] = "adapted"
+                rows[row].append(final_accuracy("aper", config, tokens, seed=seed)[0])
+                log_row("simplecil", stream=order, seed=seed, row=f"aper_{row}", accuracy=rows[row][-1])
+        measured[f"{order}_simplecil"] = simple
+        for row, values in rows.items():
+            measured[f"{order}_aper_{row}"] = values
+            p = paired(values, simple, margins[order])
+            measured[f"{order}_aper_{row}_minus_simplecil"] = p
+            if row in kinds:
+                held = held and p["held"]
+    criterion = (
+        f"APER (each kind) >= SimpleCIL + {margins['domains'] * 100:g} points on the domains stream and >= "
+        f"SimpleCIL + {margins['mixed'] * 100:g} on the mixed stream, paired over seeds {seeds} (mean >= "
+        "margin; with 2+ seeds the 95 % interval's lower end > 0)"
+    )
+    return measured, held, criterion
 
 
 PAPER = Paper(
