@@ -21,7 +21,7 @@ def _state(learner):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_adapts_inside_the_encoder_on_the_first_experience_only(cfg, token_stream, kind):
-    learner = make_learner("aper", {**cfg, "adapter": kind, "lr": 0.05 if kind == "finetune" else 0.5})
+    learner = make_learner("aper", {**cfg, "adapter": kind, "lr": {"finetune": 0.05, "ssf": 0.1}.get(kind, 0.5)})
     learner.learn(token_stream[0])
     assert learner.adapted and len(learner.adaptation_losses) == 4
     assert learner.adaptation_losses[-1] < learner.adaptation_losses[0]  # it trained

@@ -56,9 +56,17 @@ class TextBackbone(nn.Module):
     each batch is cut to its longest sentence. The weights are a private copy, so
     adapters injected here never touch another model. ``prompts`` (None, or a
     :class:`~lifelong.adapters.encoder.DeepPrompts`) adds VPT-deep prompt tokens.
+    ``dropout=False`` turns the model's own dropout off (hidden states and attention
+    probabilities), as in the dropout-free ViTs of APER's and SLCA's official code.
     """
 
-    def __init__(self, name_or_path: str | os.PathLike = "minilm", pad_id: int = 0, normalize: bool = True):
+    def __init__(
+        self,
+        name_or_path: str | os.PathLike = "minilm",
+        pad_id: int = 0,
+        normalize: bool = True,
+        dropout: bool = True,
+    ):
         super().__init__()
         from lifelong.encoders.text import resolve_encoder_path
 
@@ -67,6 +75,10 @@ class TextBackbone(nn.Module):
         self.pad_id = int(pad_id)
         self.normalize = bool(normalize)
         self.out_dim = int(self.encoder.config.hidden_size)
+        if not dropout:
+            for m in self.encoder.modules():
+                if isinstance(m, nn.Dropout):
+                    m.p = 0.0
         self.prompts: nn.Module | None = None
         self.adapter_kind: str | None = None  # set by lifelong.adapters.encoder.add_encoder_adapter
         self.adapter_names: list[str] = []  # its parameters, by state-dict name

@@ -140,12 +140,12 @@ class APER(LearnerBase):
         """Load the frozen encoder and allocate the prototypes of ``num_classes`` classes."""
         self.classes.prepare(num_classes)
         self.head = PrototypeHead(num_classes)
-        self.ptm = TextBackbone(self.config.backbone, pad_id=self.config.pad_id).eval()
+        self.ptm = TextBackbone(self.config.backbone, pad_id=self.config.pad_id, dropout=False).eval()
         for p in self.ptm.parameters():
             p.requires_grad_(False)
 
     def _new_tuned(self) -> tuple[TextBackbone, list]:
-        tuned = TextBackbone(self.config.backbone, pad_id=self.config.pad_id)
+        tuned = TextBackbone(self.config.backbone, pad_id=self.config.pad_id, dropout=False)
         params = add_encoder_adapter(tuned, self.config.adapter_config(), generator=self.generator)
         return tuned, params
 

@@ -42,13 +42,14 @@ class SLCAConfig(MethodConfig):
     epochs: int = hp(1, "epochs per experience (official 20; 1 here to fit 2 CPU cores)")
     milestones: tuple[int, ...] = hp((), "epochs after which the lr is multiplied by lr_decay (official (18,))")
     lr_decay: float = hp(0.1, "lr factor at each milestone")
-    lr: float = hp(0.01, "classifier learning rate (also the CA learning rate)")
+    lr: float = hp(0.01, "classifier learning rate (the encoder's is lr * backbone_lr_scale)")
     backbone_lr_scale: float = hp(0.01, "encoder lr = lr * this (bcb_lrscale; 1 = Seq FT, 0 = frozen)")
     batch_size: int = hp(128, "mini-batch size")
     momentum: float = hp(0.9, "SGD momentum")
     weight_decay: float = hp(5e-4, "SGD weight decay")
     ca: bool = hp(True, "classifier alignment after each experience (False: slow learner only)")
     ca_epochs: int = hp(5, "classifier-alignment epochs")
+    ca_lr: float = hp(0.01, "classifier-alignment learning rate (official: the same lrate, 0.01 in every config)")
     ca_samples: int = hp(256, "pseudo-features sampled per class per CA epoch (also the CA batch size)")
     ca_logit_norm: float = hp(0.1, "logit-normalisation temperature during CA (0 = plain cross-entropy)")
     ca_mean_shrink: bool = hp(True, "scale old experiences' class means by 0.9 + 0.1 (t+1)/(T+1) (official code)")
@@ -63,9 +64,9 @@ class SLCAConfig(MethodConfig):
                 "epochs, batch_size, ca_samples must be >= 1 and ca_epochs >= 0; got "
                 f"{self.epochs}, {self.batch_size}, {self.ca_samples}, {self.ca_epochs}"
             )
-        if not self.lr > 0 or self.backbone_lr_scale < 0 or self.ca_logit_norm < 0 or self.cov_ridge < 0:
+        if not self.lr > 0 or not self.ca_lr > 0 or self.backbone_lr_scale < 0 or self.ca_logit_norm < 0 or self.cov_ridge < 0:
             raise ConfigError(
-                "lr must be > 0 and backbone_lr_scale, ca_logit_norm, cov_ridge >= 0; got "
+                "lr, ca_lr must be > 0 and backbone_lr_scale, ca_logit_norm, cov_ridge >= 0; got "
                 f"{self.lr}, {self.backbone_lr_scale}, {self.ca_logit_norm}, {self.cov_ridge}"
             )
         if self.train_layers < -1 or self.encode_batch < 1:
@@ -91,6 +92,9 @@ class SLCA(LearnerBase):
     def __init__(self, config: SLCAConfig, seed: int = 0):
         super().__init__(config, seed)
         self.generator = torch.Generator().manual_seed(seed)
+        # alignment draws from its own generator, so SL+CA and SeqFT runs get the same batches and inits
+        self.ca_generator = torch.Generator().manual_seed(seed + 1)
+        self._version = 0  # bumped whenever the encoder may change (keys the feature memo)
         self.num_classes: int | None = None
         self.dim: int | None = None
         self.representation: TextBackbone | None = None  # the encoder that learns slowly
@@ -110,7 +114,9 @@ class SLCA(LearnerBase):
         self.classes.prepare(num_classes)
         self.gaussians = ClassGaussians(num_classes, self.config.cov_ridge)
         # features = mean-pooled last hidden states, not unit-normalised (the CLS-after-final-norm analogue)
-        self.representation = TextBackbone(self.config.backbone, pad_id=self.config.pad_id, normalize=False).eval()
+        self.representation = TextBackbone(
+            self.config.backbone, pad_id=self.config.pad_id, normalize=False, dropout=False
+        ).eval()
         for p in self.representation.parameters():
             p.requires_grad_(False)
         self.dim = self.representation.out_dim
@@ -129,7 +135,7 @@ class SLCA(LearnerBase):
         check_token_ids(x, self.representation.encoder.config.vocab_size, self.name)
         self.representation.eval()
         fn = lambda t: encode_tokens(self.representation, t, self.config.encode_batch, self.config.pad_id)  # noqa: E731
-        return self._memo(f"encoder-{len(self.experience_classes)}", x, fn)
+        return self._memo(f"encoder-{self._version}", x, fn)
 
     # ---- learning -----------------------------------------------------------------------------
     def learn(self, experience: Experience) -> None:
@@ -191,6 +197,7 @@ class SLCA(LearnerBase):
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(c.milestones), gamma=c.lr_decay)
         target = torch.searchsorted(current, y)
         rep = self.representation
+        self._version += 1
         start = self._first_trained
         cached = rep.bottom(x, start) if start > 0 else None  # the frozen tower, run once
         rep.train()
@@ -245,11 +252,11 @@ class SLCA(LearnerBase):
                 scale[torch.as_tensor(cls)] = 0.9 + 0.1 * (t + 1) / (T + 1)
         w = nn.Parameter(self.head_w[seen].clone())
         b = nn.Parameter(self.head_b[seen].clone())
-        optimizer = torch.optim.SGD([w, b], lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        optimizer = torch.optim.SGD([w, b], lr=c.ca_lr, momentum=c.momentum, weight_decay=c.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.ca_epochs)
         for _ in range(c.ca_epochs):
-            xs, ys = self.gaussians.sample(c.ca_samples, self.generator, scale)
-            order = torch.randperm(len(ys), generator=self.generator)
+            xs, ys = self.gaussians.sample(c.ca_samples, self.ca_generator, scale)
+            order = torch.randperm(len(ys), generator=self.ca_generator)
             xs, ts = xs[order], position[ys[order]]
             for s in range(0, len(ts), c.ca_samples):
                 logits = xs[s : s + c.ca_samples] @ w.T + b
@@ -305,6 +312,7 @@ class SLCA(LearnerBase):
             "gaussians": self.gaussians.state(),
             "experience_classes": [list(c) for c in self.experience_classes],
             "generator": self.generator.get_state(),
+            "ca_generator": self.ca_generator.get_state(),
             "samples_seen": self.samples_seen,
         }
         if self.representation is not None:
@@ -329,6 +337,7 @@ class SLCA(LearnerBase):
             fresh.gaussians.load(state["gaussians"])
             fresh.experience_classes = [[int(c) for c in cls] for cls in state["experience_classes"]]
             fresh.generator.set_state(state["generator"])
+            fresh.ca_generator.set_state(state["ca_generator"])
             fresh.samples_seen = int(state["samples_seen"])
             if "representation" in state:
                 fresh.representation.load_state_dict(state["representation"], strict=True)
