@@ -65,7 +65,7 @@ def main() -> None:
                 p.requires_grad_(True)
             cache = {i: model.bottom(x[idx], 4) for i, idx in enumerate(batches)}
             lookup = {id(idx): i for i, idx in enumerate(batches)}
-            forward = lambda idx, m=model: m.top(*cache[lookup[id(idx)]], 4)  # noqa: E731
+            forward = lambda idx, m=model, c=cache, k=lookup: m.top(*c[k[id(idx)]], 4)  # noqa: E731
         else:
             params = add_encoder_adapter(model, EncoderAdapterConfig(kind=name))
             forward = lambda idx, m=model: m(x[idx])  # noqa: E731

@@ -133,8 +133,6 @@ def text_data():
     )
 
 
-
-
 @pytest.fixture
 def token_stream(tiny_text_model):
     """Two experiences of two topics each, as token ids of the tiny BERT's tokenizer."""

@@ -19,7 +19,6 @@ from lifelong.methods.config import build_config
 from lifelong.scenarios import class_incremental
 from methods.quick_configs import TEST_CONFIGS
 
-
 _TEXT_MODEL = {}  # "path": the tiny BERT of the token-reading methods, set by the stream fixture
 
 

@@ -33,8 +33,11 @@ def test_the_message_names_the_misfits_and_the_methods_that_fit():
     msg = str(e.value)
     assert msg.startswith("the data holds token ids, but ncm, er read feature vectors; load features")
     assert msg.endswith(
-        "reads token ids: codyra with --set method.backbone=minilm, lora-seq with --set method.backbone=minilm"
+        "reads token ids: aper, codyra with --set method.backbone=minilm, lora-seq with --set "
+        "method.backbone=minilm, slca"
     )
+    with pytest.raises(ConfigError, match=r"aper, slca read token ids; load tokens"):
+        check_inputs("features", {"aper": _config("aper"), "slca": _config("slca")}, data_fix=fix)
     with pytest.raises(DataError, match=r"lora-seq \(backbone=minilm\) reads token ids; load tokens"):
         check_inputs("features", {"lora-seq": _config("lora-seq", backbone="minilm")}, data_fix=fix, error=DataError)
     with pytest.raises(ValueError, match="unknown input kind"):

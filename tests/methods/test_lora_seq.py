@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from lifelong.adapters import adapter_names, lora_layers, read_adapter
-from lifelong.data.tokens import text_token_dataset
 from conftest import text_data as _text_data
+from lifelong.adapters import adapter_names, lora_layers, read_adapter
+from lifelong.data import Dataset
+from lifelong.data.tokens import text_token_dataset
 from lifelong.encoders.text_backbone import TextBackbone
 from lifelong.errors import CheckpointError, ConfigError, DataError
 from lifelong.evaluation import run

@@ -82,30 +82,50 @@ def test_top_layers_only_learn_and_reuse_the_cached_bottom(cfg, token_stream):
     learner.learn(token_stream[0])
     changed = {n for n, w in _weights(learner).items() if not torch.equal(before[n], w)}
     assert changed and all(n.startswith("encoder.encoder.layer.1.") for n in changed)
+    x, _ = token_stream[0].test_tensors()
+    rep = learner.representation.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rep.top(*rep.bottom(x, 1), 1), rep(x), rtol=1e-5, atol=1e-5)
 
 
-def test_old_heads_frozen_alignment_predicts_and_next_experience_trains_from_stage1_heads(cfg, token_stream):
+def test_old_heads_frozen_and_aligned_heads_only_predict(cfg, tiny_text_model):
+    from conftest import text_data
+    from lifelong.data.tokens import text_token_dataset
+    from lifelong.scenarios import class_incremental
+
+    data = text_token_dataset(text_data(), encoder=tiny_text_model, max_length=16)
+    stream = class_incremental(data, tasks=4, seed=0)  # one topic per experience
     learner = make_learner("slca", cfg)
-    learner.learn(token_stream[0])
-    first = list(token_stream[0].classes)
+    learner.learn(stream[0])
+    first = list(stream[0].classes)
     w0 = learner.head_w[first].clone()
     torch.testing.assert_close(learner.aligned_w, learner.head_w)  # no alignment after one experience
-    learner.learn(token_stream[1])
-    assert torch.equal(learner.head_w[first], w0)  # the old head is frozen during stage 1
-    assert not torch.allclose(learner.aligned_w[first], w0)  # alignment re-trains it
-    x, _ = token_stream[1].test_tensors()
-    torch.testing.assert_close(learner.predict(x), learner.logits(x, aligned=True))
+    for e in stream[1:]:
+        learner.learn(e)
+        # stage-1 heads stay as each experience left them (the official fc.recall()): alignment never
+        # writes into them, so the next experience's alignment starts again from the pre-alignment heads
+        assert torch.equal(learner.head_w[first], w0)
+        assert not torch.allclose(learner.aligned_w[first], w0)  # alignment re-trains the old head
+    x, _ = stream[1].test_tensors()
     assert not torch.allclose(learner.logits(x, aligned=False), learner.logits(x, aligned=True))
 
 
-def test_class_statistics_are_those_of_the_trained_encoder(cfg, token_stream):
+def test_class_statistics_are_those_of_the_trained_encoder_and_kept(cfg, token_stream):
+    from lifelong.encoders.text_backbone import encode_tokens
+
     learner = make_learner("slca", cfg)
     learner.learn(token_stream[0])
     x, y = token_stream[0].train_tensors()
-    z = learner.features(x).double()
+    z = encode_tokens(learner.representation.eval(), x).double()  # the trained encoder, eval mode, no memo
     for c in token_stream[0].classes:
         torch.testing.assert_close(learner.gaussians.means[c], z[y == c].mean(0), rtol=1e-5, atol=1e-5)
     assert not learner.gaussians.known[list(token_stream[1].classes)].any()
+    old = learner.gaussians.means.clone()
+    learner.learn(token_stream[1])
+    moved = encode_tokens(learner.representation.eval(), x).double()
+    assert not torch.allclose(moved, z)  # the encoder changed ...
+    first = list(token_stream[0].classes)
+    assert torch.equal(learner.gaussians.means[first], old[first])  # ... but old classes keep their statistics
 
 
 def test_config_input_and_checkpoint_errors(cfg, token_stream, blobs):

@@ -213,6 +213,7 @@ def add_encoder_adapter(
     for p in params:
         p.requires_grad_(True)
     ids = {id(p) for p in params}
+    backbone.train(backbone.training)  # new modules follow the backbone's train/eval mode
     backbone.adapter_kind = config.kind
     backbone.adapter_names = [n for n, p in backbone.named_parameters() if id(p) in ids]
     return params
@@ -236,7 +237,7 @@ def encoder_adapter_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_encoder_adapter_state(backbone: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Copy :func:`encoder_adapter_state` tensors back; a name or shape that does not fit raises :class:`ConfigError`."""
+    """Copy :func:`encoder_adapter_state` tensors back; a name or shape that does not fit raises ConfigError."""
     own = backbone.state_dict()
     unknown = [k for k in state if k not in own]
     wrong = [k for k in state if k in own and tuple(own[k].shape) != tuple(state[k].shape)]

@@ -100,7 +100,9 @@ class TextBackbone(nn.Module):
         extra = {"token_type_ids": torch.zeros_like(ids)} if getattr(self.encoder.config, "type_vocab_size", 0) else {}
         return self.encoder.embeddings(input_ids=ids, **extra), mask
 
-    def run_layers(self, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def run_layers(
+        self, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
         """Hidden states after layers ``start..stop-1`` (with each layer's prompts when VPT is on)."""
         from transformers.masking_utils import create_bidirectional_mask
 

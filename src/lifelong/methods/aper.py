@@ -30,7 +30,7 @@ from lifelong.encoders.text_backbone import EncodeMemo, TextBackbone, check_toke
 from lifelong.errors import CheckpointError, ConfigError, NonFiniteLossError
 from lifelong.heads.cosine import CosineClassifier
 from lifelong.heads.prototype import PrototypeHead
-from lifelong.methods.base import ClassTracker, LearnerBase
+from lifelong.methods.base import LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
 from lifelong.optim import build_optimizer
@@ -84,7 +84,11 @@ class APERConfig(MethodConfig):
     def adapter_config(self) -> EncoderAdapterConfig:
         """The encoder adapter these settings describe."""
         return EncoderAdapterConfig(
-            kind=self.adapter, bottleneck=self.bottleneck, scale=self.adapter_scale, prompts=self.prompts, rank=self.rank
+            kind=self.adapter,
+            bottleneck=self.bottleneck,
+            scale=self.adapter_scale,
+            prompts=self.prompts,
+            rank=self.rank,
         )
 
 
@@ -122,7 +126,7 @@ class APER(LearnerBase):
         return self._memo(key, x, fn)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Embedding used by the prototypes: [PTM, adapted] (adapted only with ``merge=adapted``; PTM before adapting)."""
+        """Embedding of the prototypes: [PTM, adapted] (adapted only with ``merge=adapted``; PTM before adapting)."""
         check_token_ids(x, self.ptm.encoder.config.vocab_size, self.name)
         if self.tuned is None or not self.adapted:
             return self._frozen(x)
@@ -179,7 +183,10 @@ class APER(LearnerBase):
         n = len(y)
         batches = [length_batches(x, bs, c.pad_id, self.generator) for _ in range(epochs)]
         dropout_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        with torch.random.fork_rng(devices=[]), progress(total=sum(len(b) for b in batches), desc=f"aper: adapting ({c.adapter})", unit="step") as bar:
+        with (
+            torch.random.fork_rng(devices=[]),
+            progress(total=sum(len(b) for b in batches), desc=f"aper: adapting ({c.adapter})", unit="step") as bar,
+        ):
             torch.manual_seed(dropout_seed)  # the encoder's dropout draws from the learner's seed
             for epoch in range(epochs):
                 total = 0.0

@@ -31,6 +31,7 @@ from lifelong.runtime import progress
 if TYPE_CHECKING:
     from lifelong.scenarios import Experience
 
+
 @dataclass
 class SLCAConfig(MethodConfig):
     """SLCA settings; defaults from ``exps/slca/slca_cifar.json`` and ``models/slca.py`` unless noted."""
@@ -64,7 +65,13 @@ class SLCAConfig(MethodConfig):
                 "epochs, batch_size, ca_samples must be >= 1 and ca_epochs >= 0; got "
                 f"{self.epochs}, {self.batch_size}, {self.ca_samples}, {self.ca_epochs}"
             )
-        if not self.lr > 0 or not self.ca_lr > 0 or self.backbone_lr_scale < 0 or self.ca_logit_norm < 0 or self.cov_ridge < 0:
+        if (
+            not self.lr > 0
+            or not self.ca_lr > 0
+            or self.backbone_lr_scale < 0
+            or self.ca_logit_norm < 0
+            or self.cov_ridge < 0
+        ):
             raise ConfigError(
                 "lr, ca_lr must be > 0 and backbone_lr_scale, ca_logit_norm, cov_ridge >= 0; got "
                 f"{self.lr}, {self.backbone_lr_scale}, {self.ca_logit_norm}, {self.cov_ridge}"
@@ -143,7 +150,9 @@ class SLCA(LearnerBase):
         if self.num_classes is None:
             self.prepare(experience.input_shape, experience.num_classes)
         x, y = experience.train_tensors()
-        check_token_ids(x, self.representation.encoder.config.vocab_size, self.name, f"dataset {experience.dataset.name!r}")
+        check_token_ids(
+            x, self.representation.encoder.config.vocab_size, self.name, f"dataset {experience.dataset.name!r}"
+        )
         self.classes.observe(experience, y)
         current = torch.unique(y)
         self._init_heads(current)
@@ -207,7 +216,10 @@ class SLCA(LearnerBase):
         else:
             batches = [length_batches(x, bs, c.pad_id, self.generator) for _ in range(epochs)]
         dropout_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        with torch.random.fork_rng(devices=[]), progress(total=sum(len(e) for e in batches), desc=f"slca: experience {index}", unit="step") as bar:
+        with (
+            torch.random.fork_rng(devices=[]),
+            progress(total=sum(len(e) for e in batches), desc=f"slca: experience {index}", unit="step") as bar,
+        ):
             torch.manual_seed(dropout_seed)  # the encoder's dropout draws from the learner's seed
             for epoch_batches in batches:
                 for idx in epoch_batches:
