@@ -151,3 +151,13 @@ def test_check_token_ids():
         check_token_ids(torch.tensor([[0.5, 1.0]]), 23, "m")
     with pytest.raises(DataError, match="outside the backbone's vocabulary"):
         check_token_ids(torch.tensor([[2.0, 40.0]]), 23, "m")
+
+
+def test_bf16_encoding_stays_close_to_fp32(tiny_text_model, ids):
+    b, _ = _backbone(tiny_text_model)
+    fp32 = encode_tokens(b, ids)
+    bf16 = encode_tokens(b, ids, precision="bf16")
+    assert bf16.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(fp32, bf16).min() > 0.99
+    with pytest.raises(ConfigError, match="precision"):
+        encode_tokens(b, ids, precision="fp8")

@@ -65,6 +65,9 @@ class APERConfig(MethodConfig):
     merge: str = hp("concat", "embedding for the prototypes: concat [PTM, adapted] (APER) | adapted (ablation)")
     pad_id: int = hp(0, "padding token id of the token-id inputs")
     encode_batch: int = hp(256, "sentences embedded per batch (no effect on results)")
+    encode_precision: str = hp(
+        "fp32", "precision of the frozen and adapted encodes: fp32 | bf16 (autocast, ~2x faster)"
+    )
 
     def validate(self) -> None:
         """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
@@ -72,6 +75,8 @@ class APERConfig(MethodConfig):
             raise ConfigError(f"adapter must be one of {ENCODER_ADAPTERS}, got {self.adapter!r}")
         if self.merge not in ("concat", "adapted"):
             raise ConfigError(f"merge must be 'concat' or 'adapted', got {self.merge!r}")
+        if self.encode_precision not in ("fp32", "bf16"):
+            raise ConfigError(f"encode_precision must be 'fp32' or 'bf16', got {self.encode_precision!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.encode_batch < 1:
             raise ConfigError(
                 "epochs must be >= 0 and batch_size, encode_batch >= 1; got "
@@ -122,7 +127,8 @@ class APER(LearnerBase):
 
     # ---- embeddings ------------------------------------------------------------------------
     def _encode(self, model: TextBackbone, key: str, x: torch.Tensor) -> torch.Tensor:
-        fn = lambda t: encode_tokens(model, t, self.config.encode_batch, self.config.pad_id)  # noqa: E731
+        c = self.config
+        fn = lambda t: encode_tokens(model, t, c.encode_batch, c.pad_id, c.encode_precision)  # noqa: E731
         return self._memo(key, x, fn)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,8 +142,9 @@ class APER(LearnerBase):
         return torch.cat([self._frozen(x), a], dim=1)
 
     def _frozen(self, x: torch.Tensor) -> torch.Tensor:
-        fn = lambda t: encode_tokens(self.ptm, t, self.config.encode_batch, self.config.pad_id)  # noqa: E731
-        return _FROZEN(f"ptm-{self.ptm.path}-{self.config.pad_id}", x, fn)
+        c = self.config
+        fn = lambda t: encode_tokens(self.ptm, t, c.encode_batch, c.pad_id, c.encode_precision)  # noqa: E731
+        return _FROZEN(f"ptm-{self.ptm.path}-{c.pad_id}-{c.encode_precision}", x, fn)
 
     # ---- learning --------------------------------------------------------------------------
     def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
