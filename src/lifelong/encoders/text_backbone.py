@@ -213,10 +213,11 @@ class EncodeMemo:
 
     A learner that re-embeds the same test set after every experience with a model that no
     longer changes (APER's frozen and adapted encoders) encodes it once. Least recently used
-    entries beyond ``size`` are dropped. Change ``key`` whenever the model changes.
+    entries beyond ``size`` are dropped (a stream's train and test sets must all fit, or a cyclic
+    re-evaluation evicts every entry before it is reused). Change ``key`` whenever the model changes.
     """
 
-    def __init__(self, size: int = 16):
+    def __init__(self, size: int = 128):
         self.size = int(size)
         self._entries: OrderedDict = OrderedDict()
 

@@ -98,7 +98,7 @@ class APERConfig(MethodConfig):
 
 
 #: frozen pre-trained encoders' outputs, shared by every APER learner of the process (the PTM never changes)
-_FROZEN = EncodeMemo(size=8)
+_FROZEN = EncodeMemo(size=256)
 
 
 @register("aper")

@@ -112,7 +112,7 @@ class SLCA(LearnerBase):
         self.gaussians: ClassGaussians | None = None
         self.experience_classes: list[list[int]] = []  # classes of each learned experience, in order
         self.last_param_groups: list[dict] = []  # lr per parameter group of the last stage-1 optimizer
-        self._memo = EncodeMemo(size=8)
+        self._memo = EncodeMemo(size=64)
 
     # ---- modules ------------------------------------------------------------------------------
     def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
