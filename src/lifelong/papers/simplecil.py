@@ -113,13 +113,13 @@ def _aper_config(settings: dict, kind: str, lr: float | None = None) -> dict:
 def tune_aper(settings: dict, kind: str) -> tuple[float, dict]:
     """The lr of APER ``kind`` with the best final accuracy on CLINC150's validation split, and every lr's.
 
-    One run per lr of the kind's grid (``lr_grid`` of the kind, else of ``[aper]``), on the
+    One run per lr of the kind's ``lr_grid``, on the
     ``tune_order`` stream with seed ``tune_seed``, evaluated on the validation split (never the test split).
     """
     from lifelong.papers.common import clinc_pair, final_accuracy, log_row
 
     aper = settings["aper"]
-    grid = aper["kinds"][kind].get("lr_grid", aper["lr_grid"])
+    grid = aper["kinds"][kind]["lr_grid"]
     if len(grid) == 1:
         return float(grid[0]), {}
     _, tokens = clinc_pair({**settings["data"], "eval_split": "val"}, aper["tune_order"], aper["tune_seed"])
