@@ -98,3 +98,12 @@ def test_config_input_and_checkpoint_errors(cfg, token_stream):
     with pytest.raises(CheckpointError, match="aper"):
         other.load_state_dict(state)
     assert other.tuned is None  # unchanged
+
+
+def test_lr_zero_means_the_kinds_tuned_default():
+    from lifelong.methods.aper import TUNED_LR
+
+    assert make_learner("aper", {"adapter": "finetune"}).config.adaptation_lr == TUNED_LR["finetune"] == 0.01
+    assert make_learner("aper", {"adapter": "ssf", "lr": 0.2}).config.adaptation_lr == 0.2
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        make_learner("aper", {"lr": -1.0})
