@@ -188,7 +188,12 @@ PAPER = Paper(
     ),
     category="continual method",
     status="claim checked",
-    implemented_by=("lifelong.methods.simplecil", "lifelong.methods.aper", "lifelong.heads.prototype"),
+    implemented_by=(
+        "lifelong.methods.simplecil",
+        "lifelong.methods.aper",
+        "lifelong.adapters.encoder",
+        "lifelong.heads.prototype",
+    ),
     arxiv="2303.07338",
     reproduce=reproduce,
 )

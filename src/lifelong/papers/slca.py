@@ -138,7 +138,7 @@ PAPER = Paper(
     title="SLCA: Slow Learner with Classifier Alignment for Continual Learning on a Pre-trained Model",
     category="continual method",
     status="claim checked",
-    implemented_by=("lifelong.methods.slca", "lifelong.heads.prototype"),
+    implemented_by=("lifelong.methods.slca", "lifelong.encoders.text_backbone", "lifelong.heads.prototype"),
     arxiv="2303.05118",
     reproduce=reproduce,
 )
