@@ -31,3 +31,13 @@ def test_clinc_orders():
     assert sorted(mixed) == list(range(6)) and mixed == clinc_order(Data, "mixed", 0)
     with pytest.raises(ValueError, match="order"):
         clinc_order(Data, "sorted", 0)
+
+
+def test_pick_on_validation_takes_the_best_and_keeps_the_earlier_on_ties():
+    from lifelong.papers.common import pick_on_validation
+
+    best, scores = pick_on_validation([0.1, 0.01, 0.001], {0.1: 0.5, 0.01: 0.9, 0.001: 0.9}.get)
+    assert best == 0.01 and scores == {0.1: 0.5, 0.01: 0.9, 0.001: 0.9}
+    assert pick_on_validation([3, 1, 2], lambda v: -abs(v - 2))[0] == 2
+    with pytest.raises(ValueError, match="non-empty grid"):
+        pick_on_validation([], float)

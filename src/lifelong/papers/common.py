@@ -261,3 +261,31 @@ def log_row(paper: str, **fields) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"paper": paper, **fields}) + "\n")
+
+
+def pick_on_validation(grid, score) -> tuple:
+    """The value of ``grid`` whose ``score(value)`` (higher is better, measured on a validation split) is highest.
+
+    Returns ``(best, {value: score})``; ties go to the earlier grid value, so a grid listed from the
+    most conservative setting up keeps it when nothing is gained. Every arm of a comparison is tuned
+    with this same function over its own copy of one grid.
+    """
+    grid = list(grid)
+    if not grid:
+        raise ValueError("pick_on_validation needs a non-empty grid")
+    scores = {}
+    for value in grid:
+        scores[value] = float(score(value))
+    best = max(grid, key=lambda v: (scores[v], -grid.index(v)))
+    return best, scores
+
+
+def paired_measured(name: str, p: dict, digits: int = 4) -> dict:
+    """The entries of a :func:`paired` result for a claim's ``measured`` dict, keyed ``name/mean`` etc."""
+    return {
+        f"{name}/{k}": (round(p[k], digits) if isinstance(p[k], float) else p[k])
+        for k in ("mean", "se", "lo", "hi", "n")
+    }
+
+
+__all__ += ["paired", "clinc_order", "clinc_pair", "log_row", "pick_on_validation", "paired_measured"]
