@@ -132,6 +132,9 @@ def test_quick_reproduction_paper_43():
     assert gain["n"] == 1 and gain["mean"] == pytest.approx(
         m["domains_aper_adaptformer"][0] - m["domains_simplecil"][0]
     )
+    # SeqFT's lr was picked on the validation split, then paired with SimpleCIL per seed
+    assert m["seqft_linear_lr"] in (0.03, 0.1, 0.3, 1.0, 3.0) and len(m["seqft_linear_val_accuracy_by_lr"]) == 5
+    assert m["simplecil_minus_seqft_paired/mean"] == pytest.approx(m["simplecil"] - m["seqft_linear"], abs=1e-4)
     assert claim.held == (m["simplecil"] >= m["seqft_linear"] + 0.30 and gain["held"])
     # the verdict reads the numbers: margins no run can meet flip it (small stream)
     small = ("data.domains=[0,1]", "data.max_per_class=5")
