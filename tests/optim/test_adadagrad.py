@@ -51,7 +51,7 @@ def test_adagradnorm_matches_formula():
     g = torch.Generator().manual_seed(0)
     w = [torch.randn(3, 2, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)]
     params = [torch.nn.Parameter(t.clone()) for t in w]
-    opt = AdaGradNorm(params, lr=0.3, initial_accumulator_value=0.04, eps=0.0)
+    opt = AdaGradNorm(params, lr=0.3, initial_accumulator_value=0.04, eps=0.0, granularity="global")
     b2 = 0.04
     for _ in range(3):
         grads = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in w]
@@ -65,11 +65,50 @@ def test_adagradnorm_matches_formula():
     assert opt.accumulator.item() == pytest.approx(b2, rel=1e-6)
 
 
-def test_adagradnorm_registry_state_dict_and_errors():
-    assert "adagradnorm" in list_optimizers()
+def test_adagradnorm_rows_match_official_formula():
+    """Default granularity "row" (official adagradnorm.py): one accumulator per output row of a weight; the bias
+    right after a weight adds that row's squared norm and its own g^2; a lone 1-D parameter is coordinate-wise."""
+    g = torch.Generator().manual_seed(3)
+    w0 = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    b0 = torch.randn(3, generator=g, dtype=torch.float64)
+    c0 = torch.randn(5, generator=g, dtype=torch.float64)  # 1-D, follows the bias: no matching weight before it
+    k0 = torch.randn(2, 1, 2, 2, generator=g, dtype=torch.float64)  # a conv weight: rows = output channels
+    params = [torch.nn.Parameter(t.clone()) for t in (w0, b0, c0, k0)]
+    opt = AdaGradNorm(params, lr=0.2, initial_accumulator_value=0.01, eps=0.0)
+    assert opt.granularity == "row"
+    sw, sb, sc, sk = (torch.full(s, 0.01, dtype=torch.float64) for s in ((3,), (3,), (5,), (2,)))
+    w, b, c, k = w0.clone(), b0.clone(), c0.clone(), k0.clone()
+    for _ in range(3):
+        gw, gb, gc, gk = (torch.randn(t.shape, generator=g, dtype=torch.float64) for t in (w0, b0, c0, k0))
+        for p, gr in zip(params, (gw, gb, gc, gk)):
+            p.grad = gr.clone()
+        opt.step()
+        rows = gw.pow(2).sum(1)
+        sw += rows
+        sb += rows + gb.pow(2)
+        sc += gc.pow(2)
+        sk += gk.reshape(2, -1).pow(2).sum(1)
+        w = w - 0.2 * gw / sw.sqrt()[:, None]
+        b = b - 0.2 * gb / sb.sqrt()
+        c = c - 0.2 * gc / sc.sqrt()
+        k = k - 0.2 * gk / sk.sqrt().view(2, 1, 1, 1)
+    for p, t in zip(params, (w, b, c, k)):
+        assert torch.allclose(p.detach(), t, atol=1e-6, rtol=0)  # float32 accumulators
+    # the global (scalar) version differs from the rows on the same gradients
+    q = torch.nn.Parameter(w0.clone())
+    r = torch.nn.Parameter(w0.clone())
+    grad = torch.randn(3, 4, generator=g, dtype=torch.float64) * torch.tensor(
+        [[1.0], [10.0], [0.1]], dtype=torch.float64
+    )
+    for p, gran in ((q, "row"), (r, "global")):
+        p.grad = grad.clone()
+        AdaGradNorm([p], lr=0.2, granularity=gran).step()
+    assert not torch.allclose(q, r)
+
+
+def test_adagradnorm_rows_state_dict_round_trip():
     a, b = _mlp(), _mlp(1)
-    oa = build_optimizer("adagradnorm", a.parameters(), lr=0.5, momentum=0.9)
-    assert isinstance(oa, AdaGradNorm)
+    oa = AdaGradNorm(a.parameters(), lr=0.5)
     x, y = _batch()
     for _ in range(2):
         oa.zero_grad()
@@ -80,6 +119,31 @@ def test_adagradnorm_registry_state_dict_and_errors():
     torch.save(oa.state_dict(), buf)
     buf.seek(0)
     ob = AdaGradNorm(b.parameters(), lr=0.5)
+    ob.load_state_dict(torch.load(buf, weights_only=True))
+    for m, o in ((a, oa), (b, ob)):
+        o.zero_grad()
+        F.cross_entropy(m(x), y).backward()
+        o.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_adagradnorm_registry_state_dict_and_errors():
+    assert "adagradnorm" in list_optimizers()
+    a, b = _mlp(), _mlp(1)
+    oa = build_optimizer("adagradnorm", a.parameters(), lr=0.5, momentum=0.9)
+    assert isinstance(oa, AdaGradNorm) and oa.granularity == "row"
+    oa = AdaGradNorm(a.parameters(), lr=0.5, granularity="global")
+    x, y = _batch()
+    for _ in range(2):
+        oa.zero_grad()
+        F.cross_entropy(a(x), y).backward()
+        oa.step()
+    b.load_state_dict(a.state_dict())
+    buf = io.BytesIO()
+    torch.save(oa.state_dict(), buf)
+    buf.seek(0)
+    ob = AdaGradNorm(b.parameters(), lr=0.5, granularity="global")
     ob.load_state_dict(torch.load(buf, weights_only=True))
     assert ob.accumulator.item() == oa.accumulator.item()
     for m, o in ((a, oa), (b, ob)):
@@ -102,6 +166,7 @@ def test_adagradnorm_registry_state_dict_and_errors():
         (dict(lr=0.1, initial_accumulator_value=0.0), "initial_accumulator_value"),
         (dict(lr=0.1, weight_decay=-1.0), "weight_decay"),
         (dict(lr=0.1, nonfinite="warn"), "nonfinite"),
+        (dict(lr=0.1, granularity="layer"), "granularity"),
     ],
 )
 def test_adagradnorm_bad_input(kwargs, word):
@@ -115,10 +180,13 @@ def test_adagradnorm_nonfinite_raise_or_skip():
     p.grad = torch.tensor([float("nan"), 1.0])
     with pytest.raises(NonFiniteLossError, match="nonfinite='skip'"):
         opt.step()
-    opt = AdaGradNorm([p], lr=0.1, nonfinite="skip")
+    opt = AdaGradNorm([p], lr=0.1, nonfinite="skip", granularity="global")
     acc = opt.accumulator.item()
     opt.step()
     assert torch.equal(p.detach(), torch.ones(2)) and opt.accumulator.item() == acc and opt.skipped_steps == 1
+    opt = AdaGradNorm([p], lr=0.1, nonfinite="skip")
+    opt.step()
+    assert torch.equal(p.detach(), torch.ones(2)) and "sum" not in opt.state[p] and opt.skipped_steps == 1
 
 
 # --- per-sample gradients ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from lifelong.papers.base import Claim, Paper
+from lifelong.papers.spec import load_spec
 
 MODULES = {
     10: ("lifelong.papers.adadagrad", "adadagrad"),
@@ -70,21 +71,47 @@ def test_lamb_quick(lamb_claim):
     if "parity_max_abs_err_torch_optimizer" in m:
         assert m["parity_max_abs_err_torch_optimizer"] <= 1e-6
     assert m["large_batch"] == 16 * m["small_batch"]
-    for key in ("acc_sgd_small", "acc_adamw_small", "acc_adamw_large_scaled_lr", "acc_lamb_large"):
-        # chance is 10 % (10 classes); quick runs measured 66.3-73.8 with default and vectorised CPU kernels
-        assert 40.0 <= m[key] <= 100.0, (key, m[key])
-    assert lamb_claim.held == (m["lamb_within_1.5"] and m["adamw_large_behind_lamb"])
+    grid = load_spec("lamb", "quick")["lr_grid"]
+    for arm in ("sgd_small", "adamw_small", "adamw_large", "lamb_large"):
+        assert m[f"lr_{arm}"] in grid  # every arm tuned on the same grid
+        # chance is 10 %; the quick scale (4 epochs, 4,000 examples) measured 60-75 % for every arm
+        assert 50.0 <= m[f"acc_{arm}"] <= 100.0, (arm, m[f"acc_{arm}"])
+    assert m["lamb_large_minus_adamw_large/n"] == 2
+
+
+def test_lamb_verdict_fails_without_the_trust_ratio():
+    """LAMB without layer adaptation is AdamW (up to eps, 1e-6 vs 1e-8): the same lr is picked, the paired gain
+    is about 0 (quick: 72.0 vs 71.65), NOT held."""
+    from lifelong.papers.lamb import check
+
+    claim = check(load_spec("lamb", "quick", sets=["layer_adaptation=false"]), "quick")
+    m = claim.measured
+    assert m["layer_adaptation"] is False and m["lr_lamb_large"] == m["lr_adamw_large"]
+    assert abs(m["lamb_large_minus_adamw_large/mean"]) < 1.0
+    assert m["lamb_beats_adamw_large_by_1"] is False and claim.held is False
 
 
 def test_adadagrad_quick(adadagrad_claim):
     m = adadagrad_claim.measured
     assert adadagrad_claim.paper == "adadagrad"
+    assert m["sample_budget"] == 2 * 4000  # every arm processes the same number of samples
     # mechanical claim: the adaptive batch never shrinks and grows >= 4x
     assert m["batch_monotone"] is True
     assert m["batch_growth_min_over_seeds"] >= 4
-    # reliable at every scale and seed we ran: far fewer steps than the constant small batch
-    assert m["fewer_steps_than_c16"] is True
-    assert m["runs_reaching_target_adaptive"] == m["seeds"]
+    # measured at quick scale: about 120 steps vs 250 for b=16, on both seeds (interval far above 0)
+    assert m["fewer_steps_than_c16"] is True and m["steps_c16_minus_adaptive/lo"] > 50
+    assert m["total_steps_c16"] == 500 and m["total_steps_adaptive"] < 250
+
+
+def test_adadagrad_verdict_fails_without_the_adaptive_batch():
+    """The ablation (controller off: the adaptive arm is constant b0) must be judged NOT held."""
+    from lifelong.papers.adadagrad import check
+
+    claim = check(load_spec("adadagrad", "quick", sets=["adaptive=false"]), "quick")
+    m = claim.measured
+    assert m["batch_growth_min_over_seeds"] == 1.0
+    assert m["steps_c16_minus_adaptive/mean"] == 0.0 and m["fewer_steps_than_c16"] is False
+    assert claim.held is False
 
 
 def test_refined_quick(refined_claim):
@@ -94,5 +121,22 @@ def test_refined_quick(refined_claim):
     assert m["identity_max_abs_err"] <= 1e-12
     assert m["warmup_argmax_step"] > 0
     for k in ("constant", "cosine", "linear", "refined"):
-        assert 0.0 < m[f"final_train_loss_{k}"] < 2.3  # below the loss of a uniform guess (ln 10)
-    assert refined_claim.held == (m["refined_le_linear"] and m["linear_le_cosine"])
+        assert 0.0 < m[f"final_train_loss_{k}"] < 0.5  # quick runs measured 0.27-0.29 (ln 10 = 2.3 is chance)
+        assert m[f"lr_{k}"] in (1.0, 3.0)
+    # measured at quick scale: linear and refined within 0.1 % of each other, well inside the 1-2 % tolerances
+    assert refined_claim.held is True
+    assert m["tolerant_refined_vs_linear/lo"] > 0 and m["tolerant_linear_vs_cosine/lo"] > 0
+
+
+def test_refined_verdict_fails_when_refinement_is_broken(monkeypatch):
+    """A "refined" schedule that does not decay (constant lr) loses ~7 % to linear decay: NOT held."""
+    import lifelong.papers.refined_schedules as rs
+
+    real = rs.build_schedule
+
+    def broken(name, opt, steps, **kw):
+        return real("constant", opt, steps) if name == "refined" else real(name, opt, steps, **kw)
+
+    monkeypatch.setattr(rs, "build_schedule", broken)
+    claim = rs.check(load_spec("refined-schedules", "quick"), "quick")
+    assert claim.measured["refined_le_linear_tolerant"] is False and claim.held is False

@@ -41,21 +41,34 @@ __all__ = [
 ]
 
 
+#: Accumulator layouts of :class:`AdaGradNorm`.
+GRANULARITIES: tuple[str, ...] = ("row", "global")
+
+
 class AdaGradNorm(torch.optim.Optimizer):
-    """AdaGrad-Norm: AdaGrad with one scalar step size (Ward, Wu & Bottou 2019), the
-    optimizer of AdAdaGradNorm (arXiv 2402.11215).
+    """AdaGrad-Norm (Ward, Wu & Bottou 2019), the optimizer of AdAdaGradNorm (arXiv 2402.11215).
 
-    Update, over *all* parameters of the optimizer together::
+    ``granularity="row"`` (the default) follows the official ``adagradnorm.py`` of
+    ``timlautk/AdAdaGrad``: every output row of a weight (the first dimension of a tensor with
+    two or more dimensions: a neuron of a linear layer, a filter of a convolution) has its own
+    accumulator, fed with that row's squared gradient norm::
 
-        b^2 <- b^2 + ||g||^2        (||g|| the global L2 norm of this step's gradient)
-        w   <- w - lr * g / (b + eps)
+        b_r^2 <- b_r^2 + ||g_r||^2        w_r <- w_r - lr * g_r / (b_r + eps)
 
-    with ``b^2`` starting at ``initial_accumulator_value`` (``b_0^2``; 1e-2 as in the
-    official code's ``initial_accumulator_value``). Groups may have different ``lr``
-    and ``weight_decay`` (L2 added to the gradient before accumulation, as
-    ``torch.optim.Adagrad``) but share the one accumulator. Note: the official
-    ``adagradnorm.py`` keeps one accumulator per output row of each layer; this class
-    implements the paper's scalar (global-norm) version.
+    A one-dimensional parameter (a bias) that comes right after a weight with as many rows
+    accumulates, per entry ``j``, the squared norm of the weight's row ``j`` plus ``g_j^2`` (the
+    official code's way to give a bias its row's step size); any other one-dimensional or
+    scalar parameter is accumulated coordinate-wise (plain AdaGrad). "Right after" means the
+    next parameter in the optimizer's order, across groups, as in the official loop.
+
+    ``granularity="global"`` is the paper's scalar version: one accumulator for *all*
+    parameters of the optimizer together, ``b^2 <- b^2 + ||g||^2`` with ``||g||`` the global
+    L2 norm of the step's gradient (:attr:`accumulator`).
+
+    Accumulators start at ``initial_accumulator_value`` (``b_0^2``; 1e-2 as in the official
+    code). Groups may have different ``lr`` and ``weight_decay`` (L2 added to the gradient
+    before accumulation, as ``torch.optim.Adagrad``; the official code adds ``lr * wd * g``
+    instead, which is not an L2 penalty, and defaults to no weight decay).
 
     Args:
         params: parameters or parameter groups.
@@ -65,6 +78,7 @@ class AdaGradNorm(torch.optim.Optimizer):
         eps: added to ``b`` (>= 0).
         nonfinite: ``"raise"`` or ``"skip"`` on NaN/inf gradients (see
             :data:`lifelong.optim.lamb.NONFINITE_POLICIES`).
+        granularity: ``"row"`` (official code, default) or ``"global"`` (one scalar).
     """
 
     def __init__(
@@ -76,8 +90,14 @@ class AdaGradNorm(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         eps: float = 1e-10,
         nonfinite: str = "raise",
+        granularity: str = "row",
     ):
         _check_lr(lr, "AdaGradNorm")
+        if granularity not in GRANULARITIES:
+            raise ConfigError(
+                f"AdaGradNorm: granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}; "
+                "'row' is the official code's per-row accumulator, 'global' the paper's scalar one"
+            )
         _check_nonfinite_policy(nonfinite, "AdaGradNorm")
         if not (math.isfinite(initial_accumulator_value) and initial_accumulator_value > 0):
             raise ConfigError(
@@ -93,8 +113,12 @@ class AdaGradNorm(torch.optim.Optimizer):
             _check_lr(group["lr"], "AdaGradNorm")
         self.nonfinite = nonfinite
         self.eps = eps
+        #: ``"row"`` (one accumulator per output row, the official code) or ``"global"`` (one scalar).
+        self.granularity = granularity
+        self._b0_sq = float(initial_accumulator_value)
         first = next(p for g in self.param_groups for p in g["params"])
-        #: The scalar accumulator ``b^2`` (a 0-d tensor on the parameters' device).
+        #: The scalar accumulator ``b^2`` of ``granularity="global"`` (a 0-d tensor on the parameters'
+        #: device); with ``"row"`` the per-row accumulators are in ``state[p]["sum"]`` and this stays at ``b_0^2``.
         self.accumulator = torch.full((), float(initial_accumulator_value), dtype=torch.float32, device=first.device)
         #: Number of steps skipped because of non-finite gradients.
         self.skipped_steps = 0
@@ -125,11 +149,32 @@ class AdaGradNorm(torch.optim.Optimizer):
                 raise _nonfinite_error("AdaGradNorm")
             self.skipped_steps += 1
             return loss
-        sq = torch.stack([g.float().pow(2).sum() for g in grads]).sum()
-        self.accumulator.add_(sq.to(self.accumulator.device))
-        denom = self.accumulator.sqrt().add_(self.eps)
+        if self.granularity == "global":
+            sq = torch.stack([g.float().pow(2).sum() for g in grads]).sum()
+            self.accumulator.add_(sq.to(self.accumulator.device))
+            denom = self.accumulator.sqrt().add_(self.eps)
+            for group, p, g in pairs:
+                p.add_(g / denom.to(p.device, p.dtype), alpha=-group["lr"])
+            return loss
+        prev_rows = None  # squared row norms of the previous weight (official: the bias's own layer)
         for group, p, g in pairs:
-            p.add_(g / denom.to(p.device, p.dtype), alpha=-group["lr"])
+            state = self.state[p]
+            gf = g.float()
+            if g.dim() >= 2:
+                rows = gf.reshape(g.shape[0], -1).pow(2).sum(1)
+                if "sum" not in state:
+                    state["sum"] = torch.full((g.shape[0],), self._b0_sq, dtype=torch.float32, device=p.device)
+                state["sum"].add_(rows)
+                denom = state["sum"].sqrt().add_(self.eps).view(-1, *([1] * (g.dim() - 1)))
+                prev_rows = rows
+            else:
+                if "sum" not in state:
+                    state["sum"] = torch.full(g.shape, self._b0_sq, dtype=torch.float32, device=p.device)
+                if g.dim() == 1 and prev_rows is not None and prev_rows.shape[0] == g.shape[0]:
+                    state["sum"].add_(prev_rows)
+                state["sum"].add_(gf.pow(2))
+                denom = state["sum"].sqrt().add_(self.eps)
+            p.add_(g / denom.to(p.dtype), alpha=-group["lr"])
         return loss
 
     def state_dict(self) -> dict:
@@ -155,7 +200,8 @@ class AdaGradNorm(torch.optim.Optimizer):
 def _adagradnorm_factory(
     params: ParamsT, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0
 ) -> AdaGradNorm:
-    """AdaGrad-Norm (scalar AdaGrad; the optimizer of AdAdaGrad, arXiv 2402.11215); ``momentum`` is ignored."""
+    """AdaGrad-Norm with per-row accumulators as in the official AdAdaGrad code (arXiv 2402.11215);
+    ``momentum`` is ignored."""
     return AdaGradNorm(params, lr=lr, weight_decay=weight_decay)
 
 
@@ -176,16 +222,18 @@ def adadagradnorm(
     initial_batch_size: int = 16,
     max_batch_size: int = 4096,
     weight_decay: float = 0.0,
+    granularity: str = "row",
     **test_kwargs,
 ) -> tuple[AdaGradNorm, BatchSizeController]:
     """AdAdaGradNorm (arXiv 2402.11215): an :class:`AdaGradNorm` optimizer and a controller.
 
     ``params`` is a module or an iterable of parameters; ``test`` is ``"norm"`` or
     ``"inner_product"``; ``test_kwargs`` go to the controller (``eta=`` for the norm
-    test, ``theta=``/``nu=`` for the inner-product test). Returns ``(optimizer, controller)``.
+    test, ``theta=``/``nu=`` for the inner-product test); ``granularity`` is
+    :class:`AdaGradNorm`'s. Returns ``(optimizer, controller)``.
     """
     params = params.parameters() if isinstance(params, torch.nn.Module) else params
-    opt = AdaGradNorm(params, lr=lr, weight_decay=weight_decay)
+    opt = AdaGradNorm(params, lr=lr, weight_decay=weight_decay, granularity=granularity)
     return opt, _controller(test, initial_batch_size, max_batch_size, test_kwargs)
 
 
