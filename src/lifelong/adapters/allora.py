@@ -1,10 +1,13 @@
 """ALLoRA: LoRA without dropout and scaling, with a per-row adaptive learning rate.
 
-ALLoRA: Adaptive Learning Rate Mitigates LoRA Fatal Flaws (arXiv 2410.09692). The update is ``W + B A``,
-and the gradient flowing into ``A`` and ``B`` for output row ``i`` is scaled by
-``c_i = 1 / sqrt(||dW_i||^p + 1/eta^2)`` (:class:`ALLoRAFunction`); the coefficient's form and ``eta = 1``
-are our reading of the abstract. Saved adapters are plain LoRA for HF PEFT (``lora_alpha = r``), with
-``eta`` and ``p`` in the file's metadata.
+ALLoRA: Adaptive Learning Rate Mitigates LoRA Fatal Flaws (arXiv 2410.09692). The update is ``W + B A``
+(no ``alpha / r``, no dropout). Each row ``theta_i`` of ``A`` and of ``B`` gets its own learning rate:
+the optimizer's update of that row is multiplied by ``c_i = 1 / sqrt(||theta_i||^p + 1/eta^2)``
+(:func:`allora_row_scale`), so ``B`` leaves zero at ``eta`` times the base rate and large rows slow
+down. The coefficient acts on the *update* (after the optimizer), where Adam's normalisation cannot
+cancel it: :func:`attach_allora` hooks it onto any ``torch.optim`` optimizer. The coefficient's form
+and the row granularity are our reading of the abstract. Saved adapters are plain LoRA for HF PEFT
+(``lora_alpha = r``), with ``eta`` and ``p`` in the file's metadata.
 
 Notes: docs/papers/allora.md
 """
@@ -12,17 +15,19 @@ Notes: docs/papers/allora.md
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
 
-from lifelong.adapters.lora import LoRAConfig, LoRALinear, register_adapter_kind
+from lifelong.adapters.lora import LoRAConfig, LoRALinear, lora_layers, register_adapter_kind
 from lifelong.errors import ConfigError
 
 
 def allora_row_scale(row_norms: torch.Tensor, eta: float, power: float = 2.0) -> torch.Tensor:
-    """ALLoRA's coefficient ``1 / sqrt(||dW_i||^p + 1/eta^2)`` per row norm (Huang & Balestriero 2024)."""
+    """ALLoRA's coefficient ``1 / sqrt(||theta_i||^p + 1/eta^2)`` per row norm (Huang & Balestriero 2024)."""
     return torch.rsqrt(row_norms.pow(power) + 1.0 / (eta * eta))
 
 
@@ -33,36 +38,9 @@ def delta_row_norms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return sq.clamp_min(0).sqrt()
 
 
-class ALLoRAFunction(torch.autograd.Function):
-    """``y = x A^T B^T`` whose backward scales row ``i`` of the output gradient by ``c_i`` for A and B only.
-
-    ``grad_x = g B A`` (unscaled, for earlier layers); with ``g~ = g * c``:
-    ``grad_B = g~^T (x A^T)`` and ``grad_A = (g~ B)^T x``.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor
-    ) -> torch.Tensor:
-        h = x @ a.T
-        ctx.save_for_backward(x, a, b, h, scale)
-        return h @ b.T
-
-    @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, g: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
-        x, a, b, h, scale = ctx.saved_tensors
-        grad_x = grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (g @ b) @ a
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            gs = (g * scale.to(g.dtype)).reshape(-1, g.shape[-1])
-            if ctx.needs_input_grad[2]:
-                grad_b = gs.T @ h.reshape(-1, h.shape[-1])
-            if ctx.needs_input_grad[1]:
-                grad_a = (gs @ b).T @ x.reshape(-1, x.shape[-1])
-        return grad_x, grad_a, grad_b, None
+def row_learning_rates(weight: torch.Tensor, eta: float, power: float = 2.0) -> torch.Tensor:
+    """The per-row learning-rate multipliers ``c_i`` of a factor matrix (one per row), shape ``(rows, 1)``."""
+    return allora_row_scale(weight.detach().float().norm(dim=1), eta, power).unsqueeze(1)
 
 
 @register_adapter_kind
@@ -71,7 +49,8 @@ class ALLoRAConfig(LoRAConfig):
     """ALLoRA adapter settings: rank, targets, ``eta`` and the norm power ``p`` (no alpha, no dropout).
 
     ``alpha`` is fixed to ``r`` (scaling 1) and ``dropout`` to 0; giving other values
-    raises :class:`ConfigError`. The default init is LoRA's (A Kaiming, B = 0).
+    raises :class:`ConfigError`. The default init is LoRA's (A Kaiming, B = 0). The per-row
+    learning rate needs the optimizer: see :func:`attach_allora`.
     """
 
     alpha: float | None = None
@@ -106,28 +85,112 @@ class ALLoRAConfig(LoRAConfig):
 
 
 class ALLoRALinear(LoRALinear):
-    """:class:`LoRALinear` that runs ALLoRA adapters with the per-row gradient coefficient.
+    """:class:`LoRALinear` for ALLoRA adapters: the forward and backward are plain LoRA (scaling 1, no dropout).
 
-    Plain LoRA adapters in the same layer keep the standard rule.
+    The per-row learning rate is applied to the optimizer's update by :func:`attach_allora`;
+    training an ALLoRA adapter whose factors no attached optimizer updates warns once.
     """
 
-    def row_scale(self, name: str) -> torch.Tensor:
-        """The current coefficient ``c_i`` of each output row for ALLoRA adapter ``name``."""
+    def __init__(self, base_layer: nn.Linear):
+        super().__init__(base_layer)
+        self.allora_attached: set[str] = set()
+        self._warned: set[str] = set()
+
+    def row_scale(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current per-row learning-rate multipliers ``(c_A (r, 1), c_B (out, 1))`` of ALLoRA adapter ``name``."""
         cfg = self.lora_config[name]
-        a, b = self.factors(name)
-        return allora_row_scale(delta_row_norms(a, b), cfg.eta, cfg.norm_power)
+        if not isinstance(cfg, ALLoRAConfig):
+            raise ConfigError(f"adapter {name!r} is not an ALLoRA adapter")
+        a, b = self.lora_A[name].weight, self.lora_B[name].weight
+        return row_learning_rates(a, cfg.eta, cfg.norm_power), row_learning_rates(b, cfg.eta, cfg.norm_power)
 
     def lora_delta(self, x: torch.Tensor, name: str) -> torch.Tensor:
         cfg = self.lora_config[name]
-        if not isinstance(cfg, ALLoRAConfig):
-            return super().lora_delta(x, name)
-        a, b = self.factors(name)
-        x = x.to(a.dtype)
-        if not torch.is_grad_enabled() or not (a.requires_grad or b.requires_grad):
-            return (x @ a.T) @ b.T
-        with torch.no_grad():
-            scale = self.row_scale(name).to(a.dtype)
-        return ALLoRAFunction.apply(x, a, b, scale)
+        if (
+            isinstance(cfg, ALLoRAConfig)
+            and self.training
+            and torch.is_grad_enabled()
+            and name not in self.allora_attached
+            and name not in self._warned
+            and self.lora_B[name].weight.requires_grad
+        ):
+            self._warned.add(name)
+            warnings.warn(
+                f"ALLoRA adapter {name!r} is trained without its per-row learning rate (plain LoRA with alpha = r): "
+                "call lifelong.adapters.allora.attach_allora(optimizer, model) after building the optimizer",
+                stacklevel=3,
+            )
+        return super().lora_delta(x, name)
 
 
-__all__ = ["ALLoRAConfig", "ALLoRALinear", "ALLoRAFunction", "allora_row_scale", "delta_row_norms"]
+class ALLoRAStep:
+    """Hooks on one optimizer that rescale each ALLoRA factor row's update by ``c_i`` (a per-row learning rate).
+
+    Before ``optimizer.step()`` the factors and their coefficients (from the current rows) are
+    recorded; after it, ``theta <- theta_old + c * (theta_new - theta_old)``. Works with any
+    ``torch.optim`` optimizer (SGD, Adam, AdamW, ...): the whole update of the row, decoupled
+    weight decay included, is scaled. :meth:`remove` detaches the hooks.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, targets: list[tuple[torch.Tensor, float, float]]):
+        self.optimizer = optimizer
+        self.targets = targets
+        self._saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._handles = [optimizer.register_step_pre_hook(self._pre), optimizer.register_step_post_hook(self._post)]
+
+    @torch.no_grad()
+    def _pre(self, *_args) -> None:
+        self._saved = [
+            (p, p.detach().clone(), row_learning_rates(p, eta, power).to(p.dtype))
+            for p, eta, power in self.targets
+            if p.requires_grad
+        ]
+
+    @torch.no_grad()
+    def _post(self, *_args) -> None:
+        for p, old, c in self._saved:
+            p.copy_(old + c * (p - old))
+        self._saved = []
+
+    def remove(self) -> None:
+        """Detach the hooks (the optimizer then updates the factors like plain LoRA)."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def attach_allora(optimizer: torch.optim.Optimizer, model: nn.Module) -> ALLoRAStep:
+    """Give every ALLoRA adapter of ``model`` whose factors ``optimizer`` updates its per-row learning rate.
+
+    Rows are those of ``lora_A`` (``r x in``) and ``lora_B`` (``out x r``); ``c_i`` uses the
+    adapter's ``eta`` and ``norm_power``. Returns the :class:`ALLoRAStep` holding the hooks.
+
+    Raises:
+        ConfigError: the optimizer updates no ALLoRA factor of ``model``.
+    """
+    owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    targets: list[tuple[torch.Tensor, float, float]] = []
+    for layer in lora_layers(model).values():
+        if not isinstance(layer, ALLoRALinear):
+            continue
+        for name, cfg in layer.lora_config.items():
+            if not isinstance(cfg, ALLoRAConfig):
+                continue
+            params = [layer.lora_A[name].weight, layer.lora_B[name].weight]
+            if any(id(p) in owned for p in params):
+                layer.allora_attached.add(name)
+                targets += [(p, cfg.eta, cfg.norm_power) for p in params if id(p) in owned]
+    if not targets:
+        raise ConfigError("attach_allora: the optimizer updates no ALLoRA adapter factor of this model")
+    return ALLoRAStep(optimizer, targets)
+
+
+__all__ = [
+    "ALLoRAConfig",
+    "ALLoRALinear",
+    "ALLoRAStep",
+    "allora_row_scale",
+    "attach_allora",
+    "delta_row_norms",
+    "row_learning_rates",
+]

@@ -4,8 +4,10 @@ Computational Limits of Low-Rank Adaptation (LoRA) for Transformer-Based Models 
 small entries of ``S = Q K^T`` the LoRA gradient of one attention head can be computed in almost linear time
 in the sequence length by carrying a low-rank ``exp(S)`` through every term. :func:`exact_gradients` gives
 the closed form (``O(L^2 d)``), :func:`lowrank_gradients` the chained approximation with a degree-``g``
-Taylor feature map (linear in ``L``), and :func:`scale_to_bound` rescales inputs so that ``max |S|`` hits a
-target.
+Taylor feature map (linear in ``L``). :func:`bound_entries` puts the paper's bound ``Gamma`` on the entries of
+``Q = X W_Q*`` and ``K = X W_K*`` (every row of ``X`` gets the same norm, so the bound holds for any ``L`` and
+the entries' distribution does not depend on ``L``); :func:`scale_to_bound` (the first protocol) rescales
+inputs so that ``max |S|`` over the ``L^2`` entries hits a target instead.
 
 Notes: docs/papers/lora-limits.md
 """
@@ -69,7 +71,10 @@ def make_problem(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
 ) -> AttentionLoRAProblem:
-    """A random problem: ``X, W ~ N(0, 1/d)``-scaled, LoRA factors both non-zero, ``Y ~ N(0, 1/d)``."""
+    """A random problem: ``W ~ N(0, 1/d)``, LoRA factors both non-zero, ``X ~ N(0, 1)``, ``Y ~ N(0, 1/d)``.
+
+    The weights and LoRA factors are drawn before ``X`` and ``Y``, so they do not depend on ``length``.
+    """
     if length < 1 or dim < 1 or rank < 1 or rank > dim:
         raise ConfigError(f"need length >= 1, dim >= 1 and 1 <= rank <= dim; got {length}, {dim}, {rank}")
     bad = [t for t in targets if t not in TARGETS]
@@ -80,9 +85,10 @@ def make_problem(
     def randn(*shape: int, std: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=g, dtype=dtype) * std
 
-    x = randn(length, dim)
+    # weights first: the same seed gives the same head (weights and LoRA factors) at every length
     weights = {t: randn(dim, dim, std=1 / math.sqrt(dim)) for t in TARGETS}
     lora = {t: (randn(dim, rank, std=0.5 / math.sqrt(rank)), randn(rank, dim, std=1 / math.sqrt(dim))) for t in targets}
+    x = randn(length, dim)
     y = randn(length, dim, std=1 / math.sqrt(dim))
     return AttentionLoRAProblem(x, weights, lora, y, (alpha if alpha is not None else rank) / rank)
 
@@ -93,6 +99,39 @@ def scale_to_bound(problem: AttentionLoRAProblem, bound: float) -> AttentionLoRA
         raise ConfigError(f"bound must be > 0, got {bound}")
     c = math.sqrt(bound / problem.max_score())
     return replace(problem, x=problem.x * c, y=problem.y * c)
+
+
+def entry_bound(problem: AttentionLoRAProblem) -> float:
+    """A bound ``Gamma`` on every entry of ``Q`` and ``K``: ``max_i ||x_i|| * max_j ||column j of W_Q*, W_K*||``.
+
+    By Cauchy-Schwarz ``|Q_ij| = |x_i . w_j| <= ||x_i|| ||w_j||``; the bound is reached only by a
+    row aligned with the largest column, so it holds whatever the number of rows.
+    """
+    cols = max(float(problem.effective(t).norm(dim=0).max()) for t in ("q", "k"))
+    return float(problem.x.norm(dim=1).max()) * cols
+
+
+def bound_entries(problem: AttentionLoRAProblem, gamma: float) -> AttentionLoRAProblem:
+    """The problem with every row of ``X`` rescaled to one norm ``rho`` so that :func:`entry_bound` is ``gamma``.
+
+    ``||X W_Q*||_max, ||X W_K*||_max <= gamma`` as in the paper's bounded-entries assumption, for any
+    ``L``; with random row directions the entries' distribution does not change with ``L`` (unlike a
+    bound on ``max |S|``, the largest of ``L^2`` entries). ``Y`` is scaled by ``rho / sqrt(d)``.
+    """
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ConfigError(f"gamma must be a positive number, got {gamma}")
+    norms = problem.x.norm(dim=1, keepdim=True)
+    if not bool((norms > 0).all()):
+        raise ConfigError("every row of X must be non-zero to bound the entries by rescaling rows")
+    cols = max(float(problem.effective(t).norm(dim=0).max()) for t in ("q", "k"))
+    rho = gamma / cols
+    return replace(problem, x=problem.x / norms * rho, y=problem.y * rho / math.sqrt(problem.x.shape[1]))
+
+
+def max_entries(problem: AttentionLoRAProblem) -> tuple[float, float]:
+    """Measured ``(max |Q_ij|, max |K_ij|)``."""
+    q, k, _ = problem.qkv()
+    return float(q.abs().max()), float(k.abs().max())
 
 
 def loss_autograd(problem: AttentionLoRAProblem) -> dict:
@@ -245,6 +284,9 @@ __all__ = [
     "AttentionLoRAProblem",
     "make_problem",
     "scale_to_bound",
+    "entry_bound",
+    "bound_entries",
+    "max_entries",
     "loss_autograd",
     "exact_gradients",
     "lowrank_gradients",

@@ -66,7 +66,7 @@ class LoRASeqConfig(GradientConfig):
         "frozen adapter per task, all active",
     )
     variant: str = hp("lora", "adapter kind: lora | allora (arXiv 2410.09692: no alpha, no dropout, per-row lr)")
-    eta: float = hp(1.0, "ALLoRA's eta: gradient coefficient at a zero update (variant=allora)")
+    eta: float = hp(1.0, "ALLoRA's eta: the per-row lr coefficient at a zero row (variant=allora)")
     init: str = hp("kaiming", "adapter init: kaiming (A Kaiming-uniform, B = 0) | gaussian")
     loss_scope: str = hp(
         "seen",
@@ -220,6 +220,10 @@ class LoRASequence(GradientLearner):
         for p in adapter_parameters(self.backbone, name):
             p.requires_grad_(True)
         self.optimizer = self.make_optimizer()
+        if self.config.variant == "allora":  # ALLoRA's coefficient scales each row's update (a per-row lr)
+            from lifelong.adapters.allora import attach_allora
+
+            attach_allora(self.optimizer, self.backbone)
         self._current = torch.zeros(self.num_classes, dtype=torch.bool)
         self._current[list(experience.classes)] = True
 
