@@ -150,6 +150,25 @@ def test_quick_reproduction_and_its_verdict():
     assert get_paper("37").status == "claim checked"
 
 
+def test_lora_seq_attaches_the_per_row_lr(blobs):
+    # lora-seq (variant=allora) hooks the per-row lr onto each experience's optimizer: no "trained without"
+    # warning, and every adapted layer records the adapter as attached
+    import warnings
+
+    from lifelong.methods import make_learner
+    from lifelong.scenarios import class_incremental
+
+    stream = class_incremental(blobs, tasks=2, seed=0)
+    cfg = {"epochs": 1, "hidden": (16,), "rank": 2, "lr": 0.01, "batch_size": 16, "variant": "allora", "eta": 2.0}
+    learner = make_learner("lora-seq", cfg, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        learner.learn(stream[0])
+    assert not [w for w in caught if "attach_allora" in str(w.message)]
+    layers = lora_layers(learner.backbone).values()
+    assert layers and all("task0" in m.allora_attached for m in layers)
+
+
 def test_allora_layers_in_a_model():
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     inject_adapter(model, ALLoRAConfig(r=2, target_modules="all-linear"), seed=0)

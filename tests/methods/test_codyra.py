@@ -96,14 +96,54 @@ def test_bad_config_raises(bad):
         make_learner("codyra", bad)
 
 
-def test_quick_reproduction_returns_a_claim():
+def test_quick_reproduction_and_its_ablation(monkeypatch):
+    import lifelong.adapters.codyra as cod
+    from lifelong.papers import reproduce as run_paper
     from lifelong.papers.codyra import PAPER, reproduce
 
     claim = reproduce("quick")
     assert isinstance(claim, Claim) and claim.paper == PAPER.short_name == "codyra"
     m = claim.measured
-    assert m["params_after_merge"] == m["base_params"] and m["held_params"]
-    assert 0 < m["codyra_mean_effective_rank"] <= 16
-    # at this scale CoDyRA scores below fixed rank 16 (0.718 vs 0.781: it learns the new tasks less), so not held
-    assert m["codyra_score"] <= m["r16_score"] - 0.03 and not m["held_score"]
-    assert claim.held is False
+    assert m["lr"] == "5e-4" and "held_params" not in m  # the official lr; the parameter count is a fact
+    assert "== the pre-trained body's" in claim.notes
+    assert m["codyra_k0_mean_effective_rank"] == 16 and 0 < m["codyra_mean_effective_rank"] < 16
+    # measured (seeds 0, 1; 100 steps at lr 5e-4): score CoDyRA 0.661 / 0.696 vs r16 0.727 / 0.705 and r2 0.669 /
+    # 0.678 (new-task acc 36-48 %, retention 96-97 % in every arm): CoDyRA below r16 at both seeds, not held
+    assert m["codyra_score"] < m["r16_score"] and m["held_score"] is False and claim.held is False
+    # removing the proximal step turns CoDyRA into its ablation: same numbers, full rank, the rank part fails
+    monkeypatch.setattr(cod, "proximal_step", lambda *a, **k: None)
+    broken = run_paper("codyra", scale="quick", sets=("seeds=0",))
+    b = broken.measured
+    assert b["codyra_mean_effective_rank"] == 16 and b["held_rank"] is False and broken.held is False
+    assert b["codyra_score"] == b["codyra_k0_score"]
+
+
+def _fake_arm(gain):
+    """A stand-in for ``run_arm``: every fixed rank scores 0.7 + noise, CoDyRA ``gain`` more, rank 4 of 16."""
+
+    def run_arm(body0, head_a, arm, data, seed, steps, settings):
+        noise = 0.01 * ((seed * 7919) % 5)
+        s = 0.7 + noise + (gain if arm == "codyra" else 0.0)
+        return {
+            "new_task_final": s,
+            "new_task_just_learned": s,
+            "retention": s,
+            "ranks": [4.0, 4.0, 4.0] if arm == "codyra" else [16.0, 16.0, 16.0],
+            "params_after_merge": 10,
+            "base_params": 10,
+        }
+
+    return run_arm
+
+
+@pytest.mark.parametrize(("gain", "held"), [(0.05, True), (0.0, False), (-0.05, False)])
+def test_verdict_is_paired_per_seed(monkeypatch, gain, held):
+    import lifelong.papers.codyra as paper
+    from lifelong.papers.spec import load_spec
+
+    monkeypatch.setattr(paper, "run_arm", _fake_arm(gain))
+    settings = load_spec("codyra", "quick", sets=("seeds=0,1,2,3",))
+    claim = paper.check(settings, "quick")
+    assert claim.measured["held_score"] is held and claim.held is held  # a tie (gain 0) is not held
+    if held:  # the rank part reads the measured rank
+        assert paper.check({**settings, "max_rank_fraction": 0.2}, "quick").held is False

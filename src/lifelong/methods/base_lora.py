@@ -208,9 +208,10 @@ class LoRASequence(GradientLearner):
     def before_experience(self, experience: Experience) -> None:
         """Add this experience's adapter (seeded by the learner's generator) and an optimizer over it + the head."""
         name = f"task{experience.index}"
+        adapter_config = self.config.adapter_config()
         inject_adapter(
             self.backbone,
-            self.config.adapter_config(),
+            adapter_config,
             name,
             generator=self.generator,
             freeze_base=False,
@@ -220,7 +221,9 @@ class LoRASequence(GradientLearner):
         for p in adapter_parameters(self.backbone, name):
             p.requires_grad_(True)
         self.optimizer = self.make_optimizer()
-        if self.config.variant == "allora":  # ALLoRA's coefficient scales each row's update (a per-row lr)
+        # ALLoRA's coefficient scales each row's update (a per-row lr). Decided on the injected adapter's
+        # config, not on a config field: subclasses (codyra) have their own configs without `variant`.
+        if isinstance(adapter_config, ALLoRAConfig):
             from lifelong.adapters.allora import attach_allora
 
             attach_allora(self.optimizer, self.backbone)

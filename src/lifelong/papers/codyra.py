@@ -74,7 +74,7 @@ def run_arm(body0: nn.Module, head_a: nn.Module, arm: str, data, seed: int, step
             weight_decay=settings["weight_decay"],
         )
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        kappa = KappaSchedule(steps, **settings["kappa"]) if codyra else None
+        kappa = KappaSchedule(steps, **{**settings["kappa"], **spec.get("kappa", {})}) if codyra else None
         gates = gate_parameters(body, name) if codyra else []
         batches = cycle_batches(len(y), settings["batch_size"], steps, g)
         body.train()
@@ -110,11 +110,13 @@ def reproduce(scale: str = "quick") -> Claim:
 
 
 def check(settings: dict, scale: str) -> Claim:
-    """Check CoDyRA's mean of (new-task acc, retention) >= fixed ranks', its rank fraction and parameter count."""
+    """Paired per-seed verdict: CoDyRA's mean of (new-task acc, retention) above every fixed rank's, and its rank."""
     from lifelong.encoders.pretrain import pretrain_mlp
+    from lifelong.papers.common import log_row, paired, paired_measured, sci
 
     seeds, steps, arms = settings["seeds"], settings["steps"], settings["arms"]
     fixed = [a for a, spec in arms.items() if spec["kind"] != "codyra"]
+    ablations = [a for a, spec in arms.items() if spec["kind"] == "codyra" and a != "codyra"]
     budget = arms["codyra"]["r"]
     data = tasks(settings)
     res = {arm: [] for arm in arms}
@@ -124,53 +126,65 @@ def check(settings: dict, scale: str) -> Claim:
         before.append(_acc(body, head_a, *data[1]))
         for arm in arms:
             res[arm].append(run_arm(body, head_a, arm, data, seed, steps, settings))
+            r = res[arm][-1]
+            log_row("codyra", scale=scale, seed=seed, arm=arm, new=r["new_task_final"], retention=r["retention"])
     m = {}
     for arm in arms:
         for k in ("new_task_final", "new_task_just_learned", "retention"):
             m[f"{arm}_{k}"] = float(np.mean([r[k] for r in res[arm]]))
         m[f"{arm}_score"] = 0.5 * (m[f"{arm}_new_task_final"] + m[f"{arm}_retention"])
+    score = {arm: [0.5 * (r["new_task_final"] + r["retention"]) for r in res[arm]] for arm in arms}
     eff = float(np.mean([v for r in res["codyra"] for v in r["ranks"]]))
     same_params = all(r["params_after_merge"] == r["base_params"] for arm in arms for r in res[arm])
-    score = lambda r: 0.5 * (r["new_task_final"] + r["retention"])  # noqa: E731
-    wins = {o: f"{sum(score(c) >= score(b) for c, b in zip(res['codyra'], res[o]))}/{len(seeds)}" for o in fixed}
-    held_score = all(m["codyra_score"] >= m[f"{o}_score"] for o in fixed)
+    margin = settings["margin"]
+    p_fixed = {o: paired(score["codyra"], score[o], margin) for o in fixed}
+    held_score = all(p["held"] for p in p_fixed.values())
     held_rank = eff <= settings["max_rank_fraction"] * budget
     measured = {
         "seeds": len(seeds),
         "steps_per_task": steps,
+        "lr": sci(settings["lr"]),
         "knowledge_acc_before": float(np.mean(before)),
         **m,
+        **{k: v for o in fixed for k, v in paired_measured(f"codyra_minus_{o}_score", p_fixed[o]).items()},
+        **{
+            k: v
+            for a in ablations
+            for k, v in paired_measured(f"codyra_minus_{a}_score", paired(score["codyra"], score[a])).items()
+        },
         "codyra_mean_effective_rank": eff,
         "codyra_rank_fraction": eff / budget,
         "codyra_rank_per_task": [float(np.mean([r["ranks"][t] for r in res["codyra"]])) for t in range(3)],
-        **{f"codyra_wins_vs_{o}": wins[o] for o in fixed},
-        "params_after_merge": res["codyra"][0]["params_after_merge"],
-        "base_params": res["codyra"][0]["base_params"],
+        **{f"{a}_mean_effective_rank": float(np.mean([v for r in res[a] for v in r["ranks"]])) for a in ablations},
         "held_score": bool(held_score),
         "held_rank": bool(held_rank),
-        "held_params": bool(same_params),
     }
+    params = res["codyra"][0]["params_after_merge"]
     return Claim(
         paper=PAPER.short_name,
         statement=(
             "rank-selective LoRA (per-rank importance gates with l1 proximal updates, merged after each task) "
             "balances new-task learning and retention of pre-trained knowledge better than a fixed high or "
-            "low rank, with a small effective rank and no extra inference parameters"
+            "low rank, with a small effective rank"
         ),
         criterion=(
-            f"means over {len(seeds)} seeds, {steps} steps per task: CoDyRA's mean of (final new-task "
-            f"accuracy, knowledge retention) >= every fixed rank's ({', '.join(fixed)}); CoDyRA's mean "
-            f"effective rank at the end of a task <= {settings['max_rank_fraction'] * budget:g} "
-            f"({settings['max_rank_fraction']:.0%} of {budget}); body parameters after the merges == "
-            "pre-trained body's"
+            f"paired over {len(seeds)} seeds, {steps} steps per task, AdamW lr {sci(settings['lr'])} in every arm: "
+            f"CoDyRA's mean of (final new-task accuracy, knowledge retention) minus every fixed rank's "
+            f"({', '.join(fixed)}) >= {margin:g} with the 95 % interval above 0; CoDyRA's mean effective rank at "
+            f"the end of a task <= {settings['max_rank_fraction'] * budget:g} "
+            f"({settings['max_rank_fraction']:.0%} of {budget})"
         ),
         measured=measured,
-        held=bool(held_score and held_rank and same_params),
+        held=bool(held_score and held_rank),
         scale=scale,
         notes=(
             "MLP 64-128-128 pre-trained on digits 0-4 (frozen head A), then digits 5-9 / rotated digits / "
             "noisy digits, each with its own head; adapters on both Linear layers, merged after each task. "
-            "The paper's CLIP MTIL / X-TAIL benchmarks are not run; kappa rescaled to the task length."
+            f"Fact, not part of the verdict (equal by construction of merge-and-reset): body parameters after the "
+            f"merges {params} {'==' if same_params else '!='} the pre-trained body's "
+            f"{res['codyra'][0]['base_params']} in every arm. Ablation codyra_k0 = the same gated adapter without "
+            "the proximal step. The paper's CLIP MTIL / X-TAIL benchmarks are not run; kappa rescaled to the task "
+            "length."
         ),
     )
 
