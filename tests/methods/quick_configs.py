@@ -50,4 +50,5 @@ TEST_CONFIGS = {
         "buffer_size": 64,
         "prune_buffer_size": 32,
     },
+    "tent": {"epochs": 3, "lr": 0.05},
 }

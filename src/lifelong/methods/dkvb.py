@@ -225,10 +225,26 @@ class DKVB(GradientLearner):
         return self.model
 
     def before_experience(self, experience: Experience) -> None:
-        """Initialise the keys on this experience's inputs if not done yet (labels are not used)."""
+        """Initialise the keys on this experience's inputs if :meth:`init_keys` was not called (labels unused)."""
         if bool(self.model.initialised):
             return
-        x, _ = experience.train_tensors()
+        self.init_keys(experience.train_tensors()[0])
+
+    def init_keys(self, x: torch.Tensor) -> None:
+        """Fit the keys on the unlabelled inputs ``x`` (the paper's separate unlabelled data), then freeze them.
+
+        Call after :meth:`prepare`; keys already initialised raise :class:`ConfigError`
+        (they are frozen once fitted).
+        """
+        if self.model is None:
+            raise ConfigError("dkvb: call prepare(input_shape, num_classes) before init_keys")
+        if bool(self.model.initialised):
+            raise ConfigError("dkvb: the keys are already initialised and frozen")
+        x = x.reshape(len(x), -1).float()
+        if len(x) == 0 or x.shape[1] != self.model.projection.shape[1]:
+            raise ConfigError(
+                f"dkvb: init_keys needs a non-empty (n, {self.model.projection.shape[1]}) input, got {tuple(x.shape)}"
+            )
         c = self.config
         if c.key_init == "ema":
             init_keys_ema(

@@ -4,8 +4,10 @@ A Bag of Tricks for Few-Shot Class-Incremental Learning (arXiv 2403.14392). The 
 residual projection head on a frozen encoder's features (``project``), which is then frozen, and every class
 is classified by cosine similarity to its prototype. Each trick is a switch of :class:`FSCILTricksConfig`:
 stability (``supcon``, ``etf``, ``pseudo_classes``) and adaptability (``subnet_tuning``); with every switch
-off the learner is the plain prototype classifier on the frozen features. Head sizes, loss weights and
-temperatures are guesses.
+off the learner is the plain prototype classifier on the frozen features. With ``etf`` the pre-assigned
+vertices are the classifier: base classes are scored by their vertex and, with SubNet tuning, each new
+class's shots are pulled to its reserved vertex, which then scores it (``etf_predict``). Head sizes, loss
+weights and temperatures are guesses.
 
 Notes: docs/papers/fscil-tricks.md
 """
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from lifelong.scenarios import Experience
 
 TRICKS = ("project", "supcon", "etf", "pseudo_classes", "subnet_tuning")
+ETF_PREDICT = ("auto", "base", "all", "none")
 
 
 @dataclass
@@ -43,6 +46,12 @@ class FSCILTricksConfig(MethodConfig):
         -1, "stability: synthetic mixed classes in base training (-1 = as many as base classes, 0 = off)"
     )
     subnet_tuning: bool = hp(True, "adaptability: tune the top-|grad| fraction of the head in each new session")
+    etf_predict: str = hp(
+        "auto",
+        "how predict uses the ETF vertices (etf on): base = base classes are scored by their fixed vertex, "
+        "novel classes by their prototype; all = every seen class by its vertex (SubNet tuning pulls the new "
+        "shots to their pre-assigned vertex); none = prototypes only; auto = all with subnet_tuning, else base",
+    )
     normalize: bool = hp(True, "cosine prototypes on L2-normalised embeddings (False: Euclidean)")
     hidden: int = hp(512, "hidden width of the projection head's MLP")
     base_epochs: int = hp(10, "epochs of base-session training of the head")
@@ -62,6 +71,8 @@ class FSCILTricksConfig(MethodConfig):
             raise ConfigError("hidden, base_epochs and batch_size must be >= 1 and subnet_steps >= 0")
         if self.pseudo_classes < -1:
             raise ConfigError(f"pseudo_classes must be -1 (auto), 0 (off) or a count, got {self.pseudo_classes}")
+        if self.etf_predict not in ETF_PREDICT:
+            raise ConfigError(f"etf_predict must be one of {', '.join(ETF_PREDICT)}, got {self.etf_predict!r}")
         if not 0.0 < self.subnet_fraction <= 1.0:
             raise ConfigError(f"subnet_fraction must lie in (0, 1], got {self.subnet_fraction}")
         if not 0.0 <= self.feature_dropout < 1.0:
@@ -73,6 +84,16 @@ class FSCILTricksConfig(MethodConfig):
                 "supcon, etf, pseudo_classes and subnet_tuning act on the projection head; "
                 "set project=true or switch them off (pseudo_classes=0)"
             )
+        if self.etf_predict in ("base", "all") and not self.etf:
+            raise ConfigError(f"etf_predict={self.etf_predict} scores classes by ETF vertices: set etf=true")
+
+    def vertex_rows(self) -> str:
+        """Which seen classes predict scores by their ETF vertex: ``none``, ``base`` or ``all``."""
+        if not self.etf:
+            return "none"
+        if self.etf_predict == "auto":
+            return "all" if self.subnet_tuning else "base"
+        return self.etf_predict
 
 
 class ResidualHead(nn.Module):
@@ -123,6 +144,7 @@ class FSCILTricks(LearnerBase):
         self.generator = torch.Generator().manual_seed(seed)
         self.head: ResidualHead | None = None
         self.targets: torch.Tensor | None = None  # ETF vertices: classes then pseudo-classes
+        self.base: torch.Tensor | None = None  # bool (num_classes,): the base session's classes
         self.sums: torch.Tensor | None = None
         self.counts: torch.Tensor | None = None
         self.dim: int | None = None
@@ -141,6 +163,7 @@ class FSCILTricks(LearnerBase):
             torch.manual_seed(self.seed)
             self.head = ResidualHead(self.dim, self.config.hidden) if self.config.project else None
         self.targets = None
+        self.base = torch.zeros(self.num_classes, dtype=torch.bool)
         self.sessions = 0
 
     def _pseudo_count(self, base_classes: int) -> int:
@@ -174,6 +197,7 @@ class FSCILTricks(LearnerBase):
         n_pseudo = self._pseudo_count(n_base) if n_base >= 2 else 0
         local = torch.full((self.num_classes,), -1, dtype=torch.long)
         local[base] = torch.arange(n_base)
+        self.base[base] = True
         if c.etf:
             etf = simplex_etf(self.num_classes + n_pseudo, self.dim, self.generator)
             self.targets = etf
@@ -243,12 +267,28 @@ class FSCILTricks(LearnerBase):
         means = self.sums / self.counts.clamp(min=1).unsqueeze(1)
         return F.normalize(means, dim=1) if self.config.normalize else means
 
+    def _vertex_mask(self) -> torch.Tensor:
+        """Bool (num_classes,): classes whose classifier row is their pre-assigned ETF vertex."""
+        rows = self.config.vertex_rows()
+        if self.targets is None or rows == "none":
+            return torch.zeros(self.num_classes, dtype=torch.bool)
+        return self.base.clone() if rows == "base" else torch.ones(self.num_classes, dtype=torch.bool)
+
+    def classifier_rows(self) -> torch.Tensor:
+        """One row per class: its fixed ETF vertex where :meth:`_vertex_mask` says so, else its prototype."""
+        rows = self._prototypes().float()
+        vertex = self._vertex_mask()
+        if vertex.any():
+            rows = torch.where(vertex.unsqueeze(1), self.targets[: self.num_classes].to(rows.dtype), rows)
+        return rows
+
     def _subnet_tune(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Tune the top-|grad| ``subnet_fraction`` of the head's weights on the session's few shots."""
         c = self.config
         old = self.classes.seen.clone()
-        old_protos = self._prototypes().float()
+        old_protos = self.classifier_rows()  # old classes keep their rows (vertex or prototype), fixed
         new = torch.unique(y)
+        to_vertex = self.targets is not None  # ETF: the new shots are pulled to their pre-assigned vertices
         params = list(self.head.parameters())
         for p in params:
             p.requires_grad_(True)
@@ -256,8 +296,8 @@ class FSCILTricks(LearnerBase):
         def session_loss() -> torch.Tensor:
             z = F.normalize(self.head(x.reshape(len(x), -1).float()), dim=1)
             protos = old_protos.clone()
-            for k in new:  # new prototypes move with the head
-                protos[k] = F.normalize(z[y == k].mean(0), dim=0)
+            for k in new:  # the new class's pre-assigned vertex, else its prototype moving with the head
+                protos[k] = self.targets[k] if to_vertex else F.normalize(z[y == k].mean(0), dim=0)
             allowed = old.clone()
             allowed[new] = True
             logits = (c.scale * z @ protos.T).masked_fill(~allowed, float("-inf"))
@@ -308,11 +348,11 @@ class FSCILTricks(LearnerBase):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
-        """Cosine similarity (or negative distance) to each seen class's prototype."""
+        """Cosine similarity (or negative distance) to each seen class's row: its prototype or ETF vertex."""
         if self.counts is None or not self.classes.seen.any():
             return torch.empty(len(x), 0)
         z = self.embed(x)
-        protos = self._prototypes().float()
+        protos = self.classifier_rows()
         scores = z @ protos.T if self.config.normalize else -torch.cdist(z, protos)
         return self.classes.mask(scores, task_id)
 
@@ -332,6 +372,7 @@ class FSCILTricks(LearnerBase):
             "num_classes": self.num_classes,
             "head": self.head.state_dict() if self.head is not None else {},
             "targets": self.targets if self.targets is not None else torch.zeros(0),
+            "base": self.base,
             "sums": self.sums,
             "counts": self.counts,
             "classes": self.classes.state(),
@@ -355,6 +396,7 @@ class FSCILTricks(LearnerBase):
                         p.requires_grad_(False)
             t = state["targets"]
             fresh.targets = t.clone() if t.numel() else None
+            fresh.base = state["base"].to(torch.bool).clone()
             fresh.sums = state["sums"].to(torch.float64).clone()
             fresh.counts = state["counts"].to(torch.float64).clone()
             if fresh.sums.shape != (fresh.num_classes, fresh.dim):

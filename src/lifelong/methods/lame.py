@@ -24,6 +24,7 @@ from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import get_method, make_learner, register
 
 if TYPE_CHECKING:
+    import numpy as np
     from numpy.typing import ArrayLike
 
     from lifelong.methods.base import Learner
@@ -303,24 +304,51 @@ def batched_accuracy(
     return correct / max(total, 1)
 
 
-def tta_batches(y: ArrayLike, batch_size: int, order: str = "iid", alpha: float = 0.1, seed: int = 0) -> list:
-    """Index batches over ``y`` for online test-time adaptation, each example once.
+ORDERS = ("iid", "grouped", "sorted", "dirichlet", "zipf-iid", "zipf-grouped")
 
-    ``iid``: a random permutation. ``sorted``: grouped by class (classes in random
-    order). ``dirichlet``: each batch draws its class proportions from
-    Dirichlet(``alpha``) over the classes that still have examples, then fills its
-    slots class by class from those proportions (the class-imbalanced, non-i.i.d.
-    streams of the LAME paper).
+
+def zipf_counts(
+    num_classes: int, total: int, rng: np.random.Generator, a: float = 2.0, top: float = 0.1, share: float = 0.9
+) -> np.ndarray:
+    """Examples per class of a Zipf-imbalanced test stream, as LAME's official code draws them.
+
+    Class proportions ``~ Zipf(a)`` draws normalised to sum 1, ``int(total * proportion)``
+    examples each; redrawn until the ``top`` fraction of classes holds less than ``share``
+    of the examples (the official test-mode values: 10 % of classes, 90 %).
+    """
+    import numpy as np
+
+    k = max(1, int(top * num_classes))
+    while True:
+        prop = rng.zipf(a, num_classes).astype(float)
+        counts = (total * prop / prop.sum()).astype(np.int64)
+        if np.sort(counts)[-k:].sum() < int(share * total):
+            return counts
+
+
+def tta_batches(y: ArrayLike, batch_size: int, order: str = "iid", alpha: float = 0.1, seed: int = 0) -> list:
+    """Index batches over ``y`` for online test-time adaptation.
+
+    ``iid``: a random permutation. ``grouped`` (alias ``sorted``): the official LAME
+    code's non-i.i.d. stream, the shuffled examples grouped by class (classes in random
+    order), so consecutive batches hold one or two classes. ``dirichlet``: each batch
+    draws its class proportions from Dirichlet(``alpha``) over the classes that still
+    have examples (our construction, not in the official code). ``zipf-iid`` /
+    ``zipf-grouped``: the official code's class-imbalance shift (:func:`zipf_counts`,
+    each class's examples drawn with replacement), shuffled or grouped by class. Every
+    example appears exactly once except in the Zipf orders.
     """
     import numpy as np
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if order not in ORDERS:
+        raise ConfigError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
     if order == "iid":
         perm = rng.permutation(len(y))
-    elif order == "sorted":
+    elif order in ("grouped", "sorted"):
         classes = rng.permutation(np.unique(y))
         perm = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in classes])
     elif order == "dirichlet":
@@ -337,6 +365,15 @@ def tta_batches(y: ArrayLike, batch_size: int, order: str = "iid", alpha: float 
                 if not pools[c]:
                     del pools[c]
         perm = np.asarray(perm)
-    else:
-        raise ConfigError(f"order must be iid, sorted or dirichlet, got {order!r}")
+    else:  # zipf-iid / zipf-grouped
+        classes = rng.permutation(np.unique(y))
+        counts = zipf_counts(len(classes), len(y), rng)
+        parts = [rng.choice(np.flatnonzero(y == c), int(k)) for c, k in zip(classes, counts) if k > 0]
+        perm = rng.permutation(np.concatenate(parts))
+        if order == "zipf-grouped":  # group by class in order of first appearance, as the official code
+            first: dict[int, int] = {}
+            for i, c in enumerate(y[perm]):
+                first.setdefault(int(c), i)
+            rank = np.array([first[int(c)] for c in y[perm]])
+            perm = perm[np.argsort(rank, kind="stable")]
     return [perm[s : s + batch_size] for s in range(0, len(perm), batch_size)]
