@@ -94,3 +94,57 @@ def test_bad_parents_raise():
     learner = HLE(build_config(HLEConfig, {"parents": (-1,) * 3 + (4,) * 6}), seed=0)  # parent is fine
     with pytest.raises(ConfigError, match="depth 2"):
         learner.learn(stream[0])
+
+
+def test_level_softmax_loss_and_log_probs():
+    from lifelong.heads import LevelSoftmax
+
+    parents = [-1, -1, 0, 0, 1, 1]
+    tree = LevelSoftmax(parents, 6)
+    seen = torch.tensor([True, True, True, True, True, False])
+    logits = torch.randn(3, 6)
+    y = torch.tensor([0, 2, 4])  # coarse-labelled, fine child of 0, fine child of 1
+    coarse_t, fine_t = tree.targets(y)
+    assert coarse_t.tolist() == [0, 0, 1] and fine_t.tolist() == [-1, 2, 4]
+    coarse = torch.nn.functional.cross_entropy(logits[:, :2], coarse_t)
+    fine_logits = logits[1:, 2:5]  # seen fine classes 2, 3, 4
+    fine = torch.nn.functional.cross_entropy(fine_logits, torch.tensor([0, 2]), reduction="sum") / 3
+    assert torch.allclose(tree.loss(logits, y, seen), coarse + fine)
+    lp = tree.log_probs(logits, seen)
+    assert torch.allclose(lp[:, :2].exp().sum(1), torch.ones(3))
+    assert torch.allclose(lp[:, 2:5].exp().sum(1), torch.ones(3))
+    assert torch.isinf(lp[:, 5]).all()
+    with pytest.raises(ConfigError, match="depth 2"):
+        LevelSoftmax([-1, 0, 1], 3)
+
+
+def test_er_option_gives_the_same_per_level_head():
+    from lifelong.methods.er import ER, ERConfig
+
+    stream = _stream()
+    parents = tuple(class_parents(stream))
+    er = ER(build_config(ERConfig, {"optimizer": "adam", "lr": 1e-2, "buffer_size": 30, "parents": parents}), seed=0)
+    flat = ER(build_config(ERConfig, {"optimizer": "adam", "lr": 1e-2, "buffer_size": 30}), seed=0)
+    hle = _hle(stream, pseudo_label=False)
+    for learner in (er, hle):
+        learner.prepare(stream[0].input_shape, stream.num_classes)
+        for e in stream[:2]:
+            learner.classes.observe(e, e.train_tensors()[1])
+    hle.model.load_state_dict(er.model.state_dict())
+    x0, y0 = stream[0].train_tensors()
+    x1, y1 = stream[1].train_tensors()
+    x, y = torch.cat([x0[:20], x1[:20]]), torch.cat([y0[:20], y1[:20]])
+    expected = er.tree.loss(er.model(x), y, er.classes.seen)
+    assert torch.allclose(er.loss(x, y, stream[1]), expected)
+    # the same loss as HLE without pseudo-labels (a fine label also trains its coarse parent)
+    assert torch.allclose(hle.loss(x, y, stream[1]), expected)
+    assert not torch.allclose(expected, torch.nn.functional.cross_entropy(er.logits(x), y))  # not the flat softmax
+    er.learn(stream[0])
+    er.learn(stream[1])
+    K = stream.params["num_coarse"]
+    s = er.predict(x, task_id=0)  # coarse level: a distribution over the seen coarse classes
+    assert torch.allclose(s[:, :K].exp().sum(1), torch.ones(len(x)), atol=1e-4)
+    flat.learn(stream[0])
+    assert flat.tree is None
+    with pytest.raises(ConfigError):
+        build_config(ERConfig, {"parents": (-3,)})

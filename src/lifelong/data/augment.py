@@ -37,3 +37,33 @@ def augment(x: torch.Tensor, generator: torch.Generator, *, noise: float = 0.0, 
         rms = flat.pow(2).mean(1).sqrt().reshape(-1, *([1] * (out.ndim - 1)))
         out = out + noise * rms * torch.randn(out.shape, generator=generator, dtype=out.dtype)
     return out
+
+
+OCM_ROTATIONS = 16  # views of OCM's rotation expansion: 4 half-image flips x 4 global rotations
+
+
+def ocm_rotations(x: torch.Tensor, count: int = OCM_ROTATIONS) -> torch.Tensor:
+    """OCM's rotation expansion of square images: ``count`` transformed copies of the batch, stacked.
+
+    Copy ``i`` (rows ``i * n .. (i + 1) * n``) is one of 4 "inner" variants (the original, the left
+    half rotated by 180 degrees, both halves rotated, the right half rotated) under one of 4 global
+    rotations (0, 180, 90, 270 degrees), in that order; ``count`` 4 keeps the global rotations
+    of the original only, 1 the batch itself. Used with labels ``y + num_classes * i`` (Online
+    Continual Learning through Mutual Information Maximization, OCM; Online Prototype Learning for
+    Online Continual Learning, arXiv 2308.00301).
+    """
+    if count not in (1, 4, OCM_ROTATIONS):
+        raise DataError(f"ocm_rotations supports 1, 4 or {OCM_ROTATIONS} copies, got {count}")
+    if count == 1:
+        return x
+    if x.ndim != 4 or x.shape[2] != x.shape[3] or x.shape[3] % 2:
+        raise DataError(f"ocm_rotations needs square images of even size (n, C, H, H), got {tuple(x.shape)}")
+    if count == 4:
+        inner = [x]
+    else:
+        half = x.shape[3] // 2
+        left, right = x[..., :half], x[..., half:]
+        left_r, right_r = left.flip(2, 3), right.flip(2, 3)
+        inner = [x, torch.cat([left_r, right], 3), torch.cat([left_r, right_r], 3), torch.cat([left, right_r], 3)]
+    stacked = torch.cat(inner)
+    return torch.cat([torch.rot90(stacked, k, (2, 3)) for k in (0, 2, 1, 3)])

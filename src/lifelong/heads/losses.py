@@ -99,3 +99,62 @@ def mixup_cross_entropy(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tens
     ce_a = F.cross_entropy(logits, y_a, reduction="none")
     ce_b = F.cross_entropy(logits, y_b, reduction="none")
     return ((1 - lam) * ce_a + lam * ce_b).mean()
+
+
+def ocm_similarity(projections: torch.Tensor, features: torch.Tensor, offset: int, scale: float = 1.0) -> torch.Tensor:
+    """OCM's similarity matrix ``scale * (P F_s^T + P P^T)`` for its instance-wise contrastive loss.
+
+    ``P`` are the L2-normalised projections ``(n, d)``; ``F_s`` the L2-normalised backbone
+    features' ``d`` columns from ``offset`` (OCM draws the offset at random each step). Raises
+    :class:`DataError` when the features have fewer than ``offset + d`` columns.
+    """
+    d = projections.shape[1]
+    if offset < 0 or features.shape[1] < offset + d:
+        raise DataError(
+            f"ocm_similarity needs features with at least offset + {d} = {offset + d} columns, got {features.shape[1]}"
+        )
+    p = F.normalize(projections, dim=1)
+    f = F.normalize(features, dim=1)[:, offset : offset + d]
+    return scale * (p @ f.T + p @ p.T)
+
+
+def supervised_nt_xent(
+    sim: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.5,
+    *,
+    exclude_self: bool = True,
+    instance_term: bool = True,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """OCM's supervised NT-Xent over a similarity matrix of two stacked views (rows ``0..B-1`` and ``B..2B-1``).
+
+    ``labels`` has ``B`` entries (those of the first view; the second repeats them). With
+    ``row = softmax(sim / temperature)`` per row (the diagonal left out when ``exclude_self``),
+    the loss is ``-sum_j w_ij log(row_ij + eps)`` averaged over rows, ``w_ij`` spreading weight 1
+    over the row's same-label entries (itself included); with ``exclude_self`` that term counts
+    twice and ``instance_term`` adds the cross-view pair of each example (OCM's loss for the
+    incoming batch; ``exclude_self=False, instance_term=False`` is its loss for the replay batch).
+    """
+    n = sim.shape[0]
+    if sim.shape != (n, n) or n % 2 or len(labels) * 2 != n:
+        raise DataError(
+            f"supervised_nt_xent needs a (2B, 2B) matrix and B labels, got {tuple(sim.shape)}, {len(labels)}"
+        )
+    b = n // 2
+    logits = (sim - sim.max(1, keepdim=True).values.detach()) / temperature
+    e = logits.exp()
+    if exclude_self:
+        e = e * (1 - torch.eye(n, dtype=e.dtype))
+    nll = -torch.log(e / (e.sum(1, keepdim=True) + eps) + eps)
+    lab = labels.repeat(2)
+    same = (lab[:, None] == lab[None, :]).to(nll.dtype)
+    w = same / (same.sum(1, keepdim=True) + eps)
+    sup = (w * nll).sum() / n
+    if not exclude_self:
+        return sup
+    loss = 2 * sup
+    if instance_term:
+        idx = torch.arange(b)
+        loss = loss + (nll[idx, idx + b].sum() + nll[idx + b, idx].sum()) / n
+    return loss

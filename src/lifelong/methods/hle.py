@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from lifelong.errors import CheckpointError, ConfigError
+from lifelong.heads.hierarchy import LevelSoftmax
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
@@ -35,6 +35,7 @@ class HLEConfig(GradientConfig):
     parents: tuple[int, ...] = hp((), "coarse stream id of each stream class (-1: coarse); () = no hierarchy (ER)")
     new_class_weight: float = hp(2.0, "flexible memory sampling: weight of memory examples of new classes")
     pseudo_weight: float = hp(1.0, "weight of the fine loss on pseudo-labelled (coarse-labelled) examples")
+    pseudo_label: bool = hp(True, "fine pseudo-labels for coarse-labelled examples (loss and memory keys)")
 
     def validate(self) -> None:
         """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
@@ -67,22 +68,9 @@ class HLE(GradientLearner):
     def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Build the model, the hierarchy tensors and the preallocated memory."""
         c = self.config
-        if c.parents and len(c.parents) != num_classes:
-            raise ConfigError(
-                f"parents has {len(c.parents)} entries but the stream has {num_classes} classes; "
-                "pass parents=class_parents(stream)"
-            )
+        self.tree = LevelSoftmax(list(c.parents) or [-1] * num_classes, num_classes)  # checked before the model
         super().prepare(input_shape, num_classes)
-        parent = torch.as_tensor(list(c.parents) or [-1] * num_classes, dtype=torch.long)
-        fine = parent >= 0
-        if (parent >= num_classes).any() or (parent[parent[fine]] != -1).any():
-            raise ConfigError("parents must point at coarse classes (whose own parent is -1); depth 2 only")
-        self.parent = parent
-        self.is_fine = parent >= 0
-        # children[k, j]: class j is a fine child of coarse class k
-        self.children = torch.zeros(num_classes, num_classes, dtype=torch.bool)
-        fine = torch.nonzero(self.is_fine).flatten()
-        self.children[parent[fine], fine] = True
+        self.parent, self.is_fine, self.children = self.tree.parent, self.tree.is_fine, self.tree.children
         self.mem_x = torch.zeros((c.buffer_size, *self.input_shape))
         self.mem_y = torch.zeros(c.buffer_size, dtype=torch.long)
         self.size = 0
@@ -93,12 +81,13 @@ class HLE(GradientLearner):
     # ---- pseudo-labels ------------------------------------------------------------
     def _targets(self, y: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(coarse target, fine target or -1) per example; fine targets of coarse-labelled ones are pseudo."""
-        fine_y = self.is_fine[y]
-        coarse_t = torch.where(fine_y, self.parent[y], y)
+        coarse_t, fine_t = self.tree.targets(y)
+        if not self.config.pseudo_label:
+            return coarse_t, fine_t
         allowed = self.children[y] & self.classes.seen  # seen fine children of a coarse label
         pseudo = scores.detach().masked_fill(~allowed, float("-inf")).argmax(1)
         pseudo = torch.where(allowed.any(1), pseudo, torch.full_like(y, -1))
-        return coarse_t, torch.where(fine_y, y, pseudo)
+        return coarse_t, torch.where(fine_t >= 0, fine_t, pseudo)
 
     def _keys(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Memory class key: the (pseudo-)fine label when there is one, else the label."""
@@ -140,17 +129,9 @@ class HLE(GradientLearner):
             y = torch.cat([y, self.mem_y[idx]])
             self.samples_seen += len(idx)
         logits = self.model(x)
-        seen = self.classes.seen
-        coarse_t, fine_t = self._targets(y, logits)
-        coarse_logits = logits.masked_fill(~(seen & ~self.is_fine), float("-inf"))
-        loss = F.cross_entropy(coarse_logits, coarse_t)
-        has = fine_t >= 0
-        if has.any():
-            fine_logits = logits[has].masked_fill(~(seen & self.is_fine), float("-inf"))
-            per = F.cross_entropy(fine_logits, fine_t[has], reduction="none")
-            w = torch.where(self.is_fine[y[has]], 1.0, self.config.pseudo_weight)
-            loss = loss + (per * w).sum() / len(y)
-        return loss
+        _, fine_t = self._targets(y, logits)
+        w = torch.where(self.is_fine[y], 1.0, self.config.pseudo_weight)
+        return self.tree.loss(logits, y, self.classes.seen, fine_targets=fine_t, fine_weights=w)
 
     def after_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         """Pseudo-label based class-balanced memory update (new classes always admitted)."""
@@ -200,14 +181,7 @@ class HLE(GradientLearner):
         s = self.model(x)
         self.model.train(was)
         if self.is_fine.any():
-            seen = self.classes.seen
-            out = torch.empty_like(s)
-            for level in (~self.is_fine, self.is_fine):
-                m = seen & level
-                out[:, level] = (
-                    torch.log_softmax(s.masked_fill(~m, float("-inf")), 1)[:, level] if m.any() else float("-inf")
-                )
-            s = out
+            s = self.tree.log_probs(s, self.classes.seen)
         return self.classes.mask(s, task_id)
 
     # ---- state --------------------------------------------------------------------

@@ -19,11 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.data.augment import augment
+from lifelong.data.augment import OCM_ROTATIONS, augment, ocm_rotations
 from lifelong.encoders import MLP
 from lifelong.errors import ConfigError
 from lifelong.heads import Classifier
-from lifelong.heads.losses import class_means, mixup_cross_entropy, prototype_contrast_loss, supcon_loss
+from lifelong.heads.losses import (
+    class_means,
+    mixup_cross_entropy,
+    ocm_similarity,
+    prototype_contrast_loss,
+    supervised_nt_xent,
+)
 from lifelong.memory import make_buffer
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
@@ -46,6 +52,8 @@ class OnProConfig(GradientConfig):
     buffer_per_class: int = hp(7, "replay batch is at most this many examples per seen class (official: 7)")
     projection_dim: int = hp(128, "output size of the projection head")
     ins_temperature: float = hp(0.07, "temperature of the instance-wise supervised contrastive loss")
+    rotations: int = hp(16, "OCM rotation expansion of image batches: 16 (official), 4 (global rotations) or 1")
+    sim_lambda: float = hp(0.5, "scale of OCM's similarity matrix after the first experience (CIFAR-10: 0.5)")
     proto_temperature: float = hp(0.5, "temperature of the OPE prototype contrastive loss")
     ope: bool = hp(True, "use online prototype equilibrium")
     apf: bool = hp(True, "use adaptive prototypical feedback (mixup of confusable class pairs)")
@@ -69,6 +77,10 @@ class OnProConfig(GradientConfig):
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not (self.mixup_alpha > 0 and self.ins_temperature > 0 and self.proto_temperature > 0):
             raise ConfigError("mixup_alpha, ins_temperature and proto_temperature must be > 0")
+        if self.rotations not in (1, 4, OCM_ROTATIONS) or not self.sim_lambda > 0:
+            raise ConfigError(
+                f"rotations must be 1, 4 or 16 and sim_lambda > 0, got {self.rotations}, {self.sim_lambda}"
+            )
         if self.projection_dim < 1 or self.noise < 0 or self.shift < 0:
             raise ConfigError("projection_dim must be >= 1 and noise, shift >= 0")
 
@@ -96,61 +108,98 @@ class OnPro(GradientLearner):
         self.buffer = make_buffer("reservoir", config.buffer_size)
         self.apf_pair_counts: torch.Tensor | None = None  # (C, C) pairs sampled in the latest experience
         self.apf_pair_counts_total: torch.Tensor | None = None
+        self._means: torch.Tensor | None = None  # previous step's seen-class prototypes (APF reads them)
+        self._means_present: torch.Tensor | None = None
+        self._first_step_done = False
+        self._rotations = 1
 
     def build_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         backbone = MLP(input_shape, self.config.hidden)
         return ProjectedClassifier(backbone, backbone.out_dim, num_classes, self.config.projection_dim)
 
     def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
+        c = self.config
+        image = len(input_shape) == 3 and input_shape[1] == input_shape[2] and input_shape[2] % 2 == 0
+        self._rotations = c.rotations if image else 1  # rotations need square images; others: the two views
         super().prepare(input_shape, num_classes)
+        if self.model.backbone.out_dim < c.projection_dim:
+            raise ConfigError(
+                f"OCM's similarity needs backbone features at least as wide as the projection "
+                f"({self.model.backbone.out_dim} < projection_dim {c.projection_dim})"
+            )
+        self._means, self._means_present = None, None
         self.apf_pair_counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
         self.apf_pair_counts_total = torch.zeros(num_classes, num_classes, dtype=torch.long)
 
     def before_experience(self, experience: Experience) -> None:
         self.apf_pair_counts.zero_()
+        self._first_step_done = False
 
     def _view(self, x: torch.Tensor) -> torch.Tensor:
         return augment(x, self.generator, noise=self.config.noise, shift=self.config.shift)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
+    def _instance_loss(self, x: torch.Tensor, labels: torch.Tensor, scale: float, incoming: bool):
+        """OCM's instance-wise loss on the rotation-expanded batch ``x`` (view 1: as is, view 2: augmented).
+
+        Returns ``(loss, projections of the unrotated rows of view 1, of view 2)``.
+        """
         c = self.config
         model: ProjectedClassifier = self.model
-        n_seen = int(self.classes.seen.sum())
-        mem = None
-        if len(self.buffer):
-            mem = self.buffer.sample(min(c.buffer_batch_size, c.buffer_per_class * n_seen), self.generator)
-        xs = [self._view(x), self._view(x)]
-        if mem is not None:
-            xs += [self._view(mem["x"]), self._view(mem["x"])]
-        h = model.features(torch.cat(xs))
+        k = self._rotations
+        rot = ocm_rotations(x, k)
+        h = model.features(torch.cat([rot, self._view(rot)]))
         z = model.project(h)
-        b = len(y)
-        z1, z2 = z[:b], z[b : 2 * b]
-        loss = supcon_loss(torch.cat([z1, z2]), y.repeat(2), c.ins_temperature)
-        C = self.num_classes
-        if c.ope:
-            p1, present = class_means(z1, y, C)
-            p2, _ = class_means(z2, y, C)
-            loss = loss + prototype_contrast_loss(p1[present], p2[present], c.proto_temperature)
-        if mem is not None:
-            my = mem["y"]
-            m = len(my)
-            zm1, zm2 = z[2 * b : 2 * b + m], z[2 * b + m :]
-            loss = loss + supcon_loss(torch.cat([zm1, zm2]), my.repeat(2), c.ins_temperature)
-            q1, mem_present = class_means(zm1, my, C)
-            q2, _ = class_means(zm2, my, C)
-            if c.ope:
-                loss = loss + prototype_contrast_loss(q1[mem_present], q2[mem_present], c.proto_temperature)
-            self.samples_seen += m
-        if mem is None or experience.index == 0:
-            # First experience (or empty buffer): cross-entropy on the incoming batch's first view.
-            return loss + F.cross_entropy(self.logits_from_features(h[:b]), y)
-        if c.apf:
-            means = ((q1 + q2) / 2).detach()
-            mx, ya, yb, lam = self._feedback(mem["x"], my, means, mem_present)
-            self.samples_seen += len(ya)
-            return loss + mixup_cross_entropy(self.logits(mx), ya, yb, lam)
-        return loss + F.cross_entropy(self.logits_from_features(h[2 * b : 2 * b + len(my)]), my)
+        spare = h.shape[1] - z.shape[1]
+        offset = int(torch.randint(0, spare, (1,), generator=self.generator)) if spare > 0 else 0
+        rot_labels = torch.cat([labels + self.num_classes * i for i in range(k)])
+        sim = ocm_similarity(z, h, offset, scale)
+        loss = supervised_nt_xent(sim, rot_labels, c.ins_temperature, exclude_self=incoming, instance_term=incoming)
+        n, b = len(rot), len(x)
+        return loss, z[:b], z[n : n + b]
+
+    def _ope(self, z1: torch.Tensor, z2: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """OPE loss over the classes present in ``y`` and the (view-averaged) prototypes."""
+        p1, present = class_means(z1, y, self.num_classes)
+        p2, _ = class_means(z2, y, self.num_classes)
+        loss = prototype_contrast_loss(p1[present], p2[present], self.config.proto_temperature)
+        return (loss if self.config.ope else loss * 0), ((p1 + p2) / 2).detach(), present
+
+    def _seen_prototypes(self, mx: torch.Tensor, my: torch.Tensor) -> torch.Tensor:
+        """OPE on the seen classes from a buffer sample; keeps its prototypes for the next step's APF."""
+        model: ProjectedClassifier = self.model
+        z = model.project(model.features(torch.cat([mx, self._view(mx)])))
+        loss, means, present = self._ope(z[: len(my)], z[len(my) :], my)
+        self._means, self._means_present = means, present
+        return loss
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
+        c = self.config
+        if experience.index == 0 or not len(self.buffer):
+            # first experience (official train_task0): CE on an augmented incoming batch
+            ins, z1, z2 = self._instance_loss(x, y, 1.0, incoming=True)
+            loss = ins + self._ope(z1, z2, y)[0]
+            if len(self.buffer):
+                stored = self.buffer.all()
+                mem = stored if len(stored["y"]) <= c.buffer_batch_size else None
+                if mem is None:
+                    mem = self.buffer.sample(c.buffer_batch_size, self.generator)
+                loss = loss + self._seen_prototypes(mem["x"], mem["y"])
+            return loss + F.cross_entropy(self.logits(self._view(x)), y)
+        n_seen = int(self.classes.seen.sum())
+        mem = self.buffer.sample(min(c.buffer_batch_size, c.buffer_per_class * n_seen), self.generator)
+        my = mem["y"]
+        self.samples_seen += len(my)
+        if c.apf and self._means is not None and self._first_step_done:
+            mx, ya, yb, lam = self._feedback(mem["x"], my, self._means, self._means_present)
+        else:  # the first step of an experience replays the unmixed batch (official code)
+            mx, ya, yb, lam = mem["x"], my, my, torch.zeros(len(my))
+        self._first_step_done = True
+        # replay labels of the instance loss: the mixed label value (1 - lam) y_a + lam y_b, as in the official code
+        mix_labels = (1 - lam) * ya.float() + lam * yb.float()
+        ins_new, z1, z2 = self._instance_loss(x, y, c.sim_lambda, incoming=True)
+        ins_mem, _, _ = self._instance_loss(mx, mix_labels, c.sim_lambda, incoming=False)
+        loss = ins_new + ins_mem + self._ope(z1, z2, y)[0] + self._seen_prototypes(mem["x"], my)
+        return loss + mixup_cross_entropy(self.logits(self._view(mx)), ya, yb, lam)
 
     def logits_from_features(self, h: torch.Tensor) -> torch.Tensor:
         """Classifier scores from backbone features, unseen classes at -inf."""
@@ -188,19 +237,35 @@ class OnPro(GradientLearner):
             iu = torch.triu_indices(k, k, 1)
             dist = torch.pdist(means[classes]).clamp(min=1e-8)
             prob = F.softmax(1.0 / dist, dim=0)
-            pairs = torch.multinomial(prob, n_prob, replacement=True, generator=g)
-            ca, cb = classes[iu[0, pairs]], classes[iu[1, pairs]]
-            self._count_pairs(ca, cb)
+            counts = self._pair_counts(prob, n_prob)
             stored = self.buffer.all()
             sx, sy = stored["x"], stored["y"]
-            xa = sx[self._draw_of_class(sy, ca)]
-            xb2 = sx[self._draw_of_class(sy, cb)]
-            lam = self._beta(n_prob) * (torch.rand(n_prob, generator=g) < c.mixup_p)
-            x_out.append((1 - lam.view(shape)) * xa + lam.view(shape) * xb2)
-            ya_out.append(ca)
-            yb_out.append(cb)
-            lam_out.append(lam)
+            for p in torch.nonzero(counts).flatten().tolist():
+                m = int(counts[p])
+                ca = classes[iu[0, p]].repeat(m)
+                cb = classes[iu[1, p]].repeat(m)
+                self._count_pairs(ca, cb)
+                xa = sx[self._draw_of_class(sy, ca)]
+                xb2 = sx[self._draw_of_class(sy, cb)]
+                # one mixup coin per class pair (official code), lam ~ Beta(alpha, alpha) per example
+                mixed = float(torch.rand((), generator=g)) <= c.mixup_p
+                lam = self._beta(m) if mixed else torch.zeros(m)
+                x_out.append((1 - lam.view(shape)) * xa + lam.view(shape) * xb2)
+                ya_out.append(ca)
+                yb_out.append(cb)
+                lam_out.append(lam)
         return torch.cat(x_out), torch.cat(ya_out), torch.cat(yb_out), torch.cat(lam_out)
+
+    def _pair_counts(self, prob: torch.Tensor, n: int) -> torch.Tensor:
+        """Examples per class pair: ``round(prob * n)``, fixed up at random pairs to sum to ``n`` (official APF)."""
+        counts = (prob * n).round().long()
+        diff = n - int(counts.sum())
+        if diff > 0:
+            counts[torch.randperm(len(counts), generator=self.generator)[:diff]] += 1
+        elif diff < 0:
+            nz = torch.nonzero(counts).flatten()
+            counts[nz[torch.randperm(len(nz), generator=self.generator)[:-diff]]] -= 1
+        return counts
 
     def _draw_of_class(self, stored_y: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
         """For each wanted class, the index of a uniformly drawn stored example of it (vectorised)."""
@@ -229,9 +294,18 @@ class OnPro(GradientLearner):
             "buffer": self.buffer.state_dict(),
             "apf_pair_counts": self.apf_pair_counts.clone(),
             "apf_pair_counts_total": self.apf_pair_counts_total.clone(),
+            "means": self._means.clone() if self._means is not None else torch.zeros(0),
+            "means_present": (
+                self._means_present.clone() if self._means_present is not None else torch.zeros(0, dtype=torch.bool)
+            ),
         }
 
     def load_extra_state(self, state: dict) -> None:
         self.buffer.load_state_dict(state["buffer"])
         self.apf_pair_counts = state["apf_pair_counts"].to(torch.long).clone()
         self.apf_pair_counts_total = state["apf_pair_counts_total"].to(torch.long).clone()
+        means = state.get("means")
+        if means is not None and means.numel():
+            self._means, self._means_present = means.clone(), state["means_present"].to(torch.bool).clone()
+        else:
+            self._means = self._means_present = None
