@@ -168,7 +168,8 @@ def test_too_many_tasks_names_the_fix(permuted):
 
 
 def test_quick_reproduction_of_paper_35():
-    from lifelong.papers.dphn import reproduce
+    from lifelong.papers.dphn import check, reproduce
+    from lifelong.papers.spec import load_spec
 
     claim = reproduce("quick")
     m = claim.measured
@@ -176,5 +177,13 @@ def test_quick_reproduction_of_paper_35():
     for k in ("hnet-mlp", "hnet-lstm"):
         assert m[f"{k} forgetting"] <= 0.02  # the output regulariser keeps earlier tasks
         assert m[f"{k} forgetting"] < m["finetune[adam] forgetting"] / 2
+        # how well each task is learned is reported apart from what is kept
+        assert 0.5 < m[f"{k} just-learned acc"] <= 1.0
+        assert m[f"{k} - baseline just-learned acc/n"] == 1
     # 3 tasks at quick scale: fine-tuning forgets little, so only the forgetting and LSTM parts can hold
     assert m["parts held (gap, forgetting, lstm>=mlp-0.5)"].split(", ")[1] == "True"
+    # without the output regulariser (beta = 0) the hnets forget and the forgetting part is judged not held
+    sets = ("methods.hnet-mlp.config.beta=0.0", "methods.hnet-lstm.config.beta=0.0")
+    broken = check(load_spec("dphn", "quick", sets=sets), "quick")
+    assert broken.held is False
+    assert broken.measured["parts held (gap, forgetting, lstm>=mlp-0.5)"].split(", ")[1] == "False"

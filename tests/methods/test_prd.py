@@ -97,11 +97,16 @@ def test_quick_reproduction_distillation_helps_without_storing_data():
     m = claim.measured
     assert claim.paper == "prd" and claim.scale == "quick"
     assert m["prd_state_growth_entries"] == 0
-    # distillation is what keeps old digits: prd 0.41/0.36 vs 0.17/0.15 without it and 0.19 for fine-tuning
-    # (normal / ATEN_CPU_CAPABILITY=default kernels)
+    # distillation is what keeps old digits: prd 0.41 vs 0.17 without it and 0.19 for fine-tuning, every arm's
+    # lr picked on validation from the same grid (normal / ATEN_CPU_CAPABILITY=default kernels)
     assert m["final_acc/prd"] > m["final_acc/prd_no_distill"] + 0.10
     assert m["final_acc/prd"] > m["final_acc/finetune"] + 0.10
-    # the verdict reads the numbers (a short 2-task, 1-epoch run): impossible margins fail, negative ones pass
+    assert m["tuned/finetune"] in {"lr=0.02", "lr=0.05"} and m["tuned/prd"].startswith("lr=")
+    assert m["prd_minus_finetune/n"] == 1
+    # the verdict reads the paired numbers (a short 2-task, 1-epoch run): impossible margins fail, negative
+    # ones pass, and PRD without its distillation (weight 0) is judged not held against its ablation
     short = ("epochs=1", "tasks=2")
     assert run("prd", sets=(*short, "min_gain_over_finetune=1.01")).held is False
     assert run("prd", sets=(*short, "min_gain_over_finetune=-1.0", "min_gain_over_no_distill=-1.0")).held is True
+    broken = run("prd", sets=(*short, "min_gain_over_finetune=-1.0", "distill_grid=0.0"))
+    assert broken.held is False and broken.measured["prd_minus_no_distill/mean"] == 0.0

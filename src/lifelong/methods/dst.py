@@ -71,13 +71,28 @@ class SparseMLP(nn.Module):
         """Stored biases of layer ``i``, one row per task slot."""
         return getattr(self, f"bias_bank{i}")
 
-    def forward(self, x: torch.Tensor, masks: list[torch.Tensor], slot: int | None = None) -> torch.Tensor:
-        """Logits with weights ``W * mask``; biases of ``slot`` from the bank, or the trainable ones if None."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        masks: list[torch.Tensor],
+        slot: int | None = None,
+        keep: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Logits with weights ``W * mask``; biases of ``slot`` from the bank, or the trainable ones if None.
+
+        With ``keep`` (a list), each layer's effective weight ``W * mask`` is appended to it with
+        ``retain_grad`` on, so after ``backward`` its ``.grad`` is the dense gradient of the loss
+        with respect to every entry, inside the mask or not (what gradient growth scores).
+        """
         h = x.reshape(len(x), -1)
         last = len(self.weights) - 1
         for i, (w, m) in enumerate(zip(self.weights, masks)):
             b = self.bias[i] if slot is None else self.bank(i)[slot]
-            h = F.linear(h, w * m, b)
+            we = w * m
+            if keep is not None:
+                we.retain_grad()
+                keep.append(we)
+            h = F.linear(h, we, b)
             if i < last:
                 h = F.relu(h)
         return h
@@ -153,6 +168,7 @@ class DST(GradientLearner):
         self.trainable_f: list[torch.Tensor] = []
         self.fired: list[torch.Tensor] = []
         self.class_mask: torch.Tensor | None = None
+        self._effective: list[torch.Tensor] = []  # this step's W * mask, whose .grad is the dense gradient
         self.step_count = 0
         self.total_steps = 1
 
@@ -218,11 +234,20 @@ class DST(GradientLearner):
 
     # ---- training ----------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
-        out = self.model(x, self.mask_f)
+        """Cross-entropy over the current task's classes (multi-head) of the task's sub-network."""
+        self._effective = []
+        out = self.model(x, self.mask_f, keep=self._effective)
         return F.cross_entropy(out.masked_fill(~self.class_mask, float("-inf")), y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> float:
-        """One step: gradients of frozen weights zeroed, step, mask re-applied, prune-and-grow when due."""
+        """One step on the dense gradient (frozen entries zeroed), mask re-applied, prune-and-grow when due.
+
+        As in the official code (a dense layer whose inactive weights are zero), each weight's
+        gradient is the dense gradient of the loss with respect to the effective weight
+        ``W * mask``, not only its active entries: gradient growth scores it and Adam's moments
+        (momentum growth) accumulate it. Entries outside the mask move in the step and are set back
+        to zero by the mask; frozen entries get no gradient.
+        """
         loss = self.loss(x, y, experience)
         value = loss.item()
         if not math.isfinite(value):
@@ -233,9 +258,9 @@ class DST(GradientLearner):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
-            for w, nf in zip(self.model.weights, self.not_frozen):
-                if w.grad is not None:
-                    w.grad.mul_(nf)
+            for w, we, nf in zip(self.model.weights, self._effective, self.not_frozen):
+                w.grad = we.grad * nf  # dense: d loss / d (W * mask) at every entry not frozen
+        self._effective = []
         self.optimizer.step()
         self._apply_mask()
         self.samples_seen += len(y)
