@@ -1,9 +1,9 @@
 """Full-scale CFSL / instance-test benchmark (Kowadlo et al., PLOS ONE 2024; arXiv 2209.07863).
 
-Runs ``lifelong.papers.cfsl_instance.reproduce("full")`` (3 seeds: ProtoNet class test
-at N_C in {10, 50, 100} on procedural glyphs; Pretrain+Tune with/without replay and
-ProtoNet on the instance test with 50 digits instances; replay accuracy over occlusion
-{0, 0.1, 0.25, 0.5}) and prints the measured numbers as Markdown.
+Runs ``lifelong.papers.cfsl_instance.reproduce("full")`` (3 seeds: meta-trained ProtoNet class test
+at N_C in {10, 50, 100} on procedural glyphs; pre-trained Pretrain+Tune with/without replay (lr of each
+picked on validation instances) and ProtoNet on the instance test with 50 digits instances; replay
+accuracy over occlusion {0, 0.1, 0.25, 0.5}; paired per-seed verdicts) and prints the numbers as Markdown.
 
     LIFELONG_THREADS=1 .venv/bin/python benchmarks/cfsl.py
 """

@@ -1,5 +1,6 @@
 """CFSL baselines (arXiv 2209.07863, Kowadlo et al. 2024): Pretrain+Tune with/without replay, ProtoNet."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,3 +74,31 @@ def test_accuracy_falls_with_classes_and_with_occlusion():
         for o in (0.0, 0.3, 0.6)
     ]
     assert accs[0] > accs[1] > accs[2]
+
+
+def test_pretrain_tune_and_meta_train_protonet_on_background_classes():
+    from lifelong.scenarios.cfsl import make_glyphs
+
+    bg = make_glyphs(num_classes=12, per_class=20, seed=99)
+    bx, by = bg.x_train, bg.y_train
+    stream = cfsl(make_glyphs(num_classes=10, per_class=20, seed=0), classes=10, ways=5, shots=5, seed=0)
+    tune = make_learner("cfsl", {**SMALL, "pretrain_epochs": 5}, seed=0)
+    tune.prepare(stream[0].input_shape, stream.num_classes)
+    head0 = tune.model.head.weight.clone()
+    w0 = tune.model.backbone.net[1].weight.clone()
+    losses = tune.pretrain(bx, by)
+    assert losses[-1] < losses[0] and not torch.equal(w0, tune.model.backbone.net[1].weight)
+    assert torch.equal(head0, tune.model.head.weight)  # the stream's head is not touched
+    proto = make_learner("cfsl", {"learner": "protonet", **SMALL, "meta_episodes": 60, "meta_shots": 2}, seed=0)
+    proto.prepare(stream[0].input_shape, stream.num_classes)
+    losses = proto.pretrain(bx, by)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    for e in stream:
+        proto.learn(e)
+    assert proto.proto_sum.shape == (10, 64)  # prototypes live in the meta-trained embedding
+    x, _ = stream[0].test_tensors()
+    assert proto.predict(x).shape == (len(x), 10)
+    with pytest.raises(ConfigError, match="before the first"):
+        proto.pretrain(bx, by)
+    with pytest.raises(ConfigError, match="prepare"):
+        make_learner("cfsl", SMALL).pretrain(bx, by)

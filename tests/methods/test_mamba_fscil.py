@@ -112,3 +112,34 @@ def test_base_memory_class_means_or_examples():
     assert sorted(set(torch.bincount(examples.mem_y)[examples.mem_y.unique()].tolist())) == [4]
     examples.learn(stream[1])  # novel shots are kept whole
     assert (examples.mem_y == stream[1].classes[0]).sum().item() == 5
+
+
+def test_separation_reads_both_scan_directions():
+    from lifelong.methods.mamba_fscil import DualSSMNeck
+
+    torch.manual_seed(0)
+    neck = DualSSMNeck(8, tokens=4, mid=4, d_state=3)
+    with torch.no_grad():  # open the dynamic branch's gate so its scan parameters are all in play
+        neck.inc.block.in_proj.weight.normal_()
+    f = torch.randn(6, 8)
+    _, _, params = neck(f)
+    dt_rank = neck.inc.block.dt_rank
+    assert params["dt"].shape == (6, 2, 4, dt_rank) and params["B"].shape == (6, 2, 4, 3)
+    # the backward scan's parameters differ from the forward scan's (the causal conv runs the other way)
+    assert not torch.allclose(params["B"][:, 0], params["B"][:, 1])
+    is_base = torch.tensor([True, True, True, False, False, False])
+    both = separation_loss(params["B"], is_base)
+    fwd = separation_loss(params["B"][:, :1], is_base)
+    assert not torch.isclose(both, fwd)
+    # the incremental loss reads both directions by default, the forward scan alone with sep_directions="forward"
+    losses = {}
+    for dirs in ("both", "forward"):
+        cfg = {"tokens": 4, "d_state": 3, "mixup_prob": 0.0, "supp_weight": 0.0, "sep_weight": 1.0}
+        learner = make_learner("mamba-fscil", {**cfg, "sep_directions": dirs}, seed=0)
+        learner.prepare((8,), 4)
+        learner.neck.load_state_dict(neck.state_dict())
+        learner.base_mask[:2] = True
+        losses[dirs] = learner._inc_loss(f, torch.tensor([0, 1, 0, 2, 3, 2])).item()
+    assert losses["both"] != pytest.approx(losses["forward"], abs=1e-6)
+    with pytest.raises(ConfigError, match="sep_directions"):
+        make_learner("mamba-fscil", {"sep_directions": "up"})

@@ -76,3 +76,24 @@ def test_bad_input_raises(digits):
 
 def test_query_accuracy_weights_by_test_size():
     assert query_accuracy([[1.0, 0.0], [0.5, 1.0]], [10, 30]) == pytest.approx((5 + 30) / 40)
+
+
+def test_class_repeats_present_each_group_in_consecutive_sets_with_fresh_shots():
+    data = make_blobs(num_classes=6, per_class=30, dim=4, seed=0)
+    once = cfsl(data, classes=6, ways=3, shots=2, seed=0)
+    s = cfsl(data, classes=6, ways=3, shots=2, seed=0, repeats=3)
+    assert len(s) == 6 and s.params["repeats"] == 3 and "repeats" not in once.params
+    assert [e.classes for e in s] == [[0, 1, 2]] * 3 + [[3, 4, 5]] * 3
+    trains = [set(e.train_idx.tolist()) for e in s]
+    assert all(len(t) == 6 for t in trains)
+    assert not (trains[0] & trains[1]) and not (trains[1] & trains[2])  # fresh shots at each repeat
+    tests = [e.test_tensors()[1] for e in s]
+    assert sum(len(t) for t in tests) == sum(len(e.test_tensors()[1]) for e in once)  # a partition of the test set
+    tests_idx = [set(e.test_idx.tolist()) for e in s[:3]]
+    assert not (tests_idx[0] & tests_idx[1])
+    inst = cfsl(load_digits(), classes=4, ways=2, instance=True, queries=4, seed=0, repeats=2)
+    assert len(inst) == 4 and torch.equal(inst[0].train_tensors()[0], inst[1].train_tensors()[0])  # same image
+    with pytest.raises(ConfigError, match="repeats"):
+        cfsl(data, classes=6, repeats=0)
+    with pytest.raises(DataError, match="repeats"):
+        cfsl(load_digits(), classes=4, ways=2, instance=True, queries=2, seed=0, repeats=3)

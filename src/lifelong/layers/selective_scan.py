@@ -5,7 +5,7 @@ Selective scan (Mamba, arXiv 2312.00752, Algorithm 2) for the dual selective SSM
 over the (short) sequence, vectorised over batch, channels and state (no CUDA kernel).
 :class:`SelectiveSSMBlock` wraps it like the Mamba block (input projection to value and gate, short causal
 depthwise convolution, SiLU, scan, gating, optional output projection) and also returns the input-dependent
-``(Δ, B, C)`` that Mamba-FSCIL's separation loss acts on.
+``(dt, B, C)`` (``dt``: the low-rank step-size input) that Mamba-FSCIL's separation loss acts on.
 
 Notes: docs/papers/mamba-fscil.md
 """
@@ -68,7 +68,9 @@ class SelectiveSSMBlock(nn.Module):
         d_conv: width of Mamba's causal depthwise convolution before the scan (0: none).
 
     ``forward`` returns ``(out, params)`` with ``out`` of shape ``(n, L, d_model)`` and
-    ``params = {"dt": Δ, "B": B, "C": C}``.
+    ``params = {"dt": dt, "B": B, "C": C}``, where ``dt`` is the low-rank step-size input ``(n, L, dt_rank)``
+    before ``dt_proj`` and the softplus (what the official Mamba-FSCIL ``Mamba.forward(return_param=True)``
+    returns), and ``B``, ``C`` are ``(n, L, d_state)``.
     """
 
     def __init__(
@@ -122,7 +124,7 @@ class SelectiveSSMBlock(nn.Module):
         out = y * F.silu(z)
         if self.out_proj is not None:
             out = self.out_proj(out)
-        return out, {"dt": delta, "B": B, "C": C}
+        return out, {"dt": dt, "B": B, "C": C}
 
 
 __all__ = ["selective_scan", "SelectiveSSMBlock"]

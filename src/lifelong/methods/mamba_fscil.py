@@ -4,8 +4,9 @@ Mamba-FSCIL: Dynamic Adaptation with Selective State Space Model for Few-Shot Cl
 (arXiv 2407.06136). ``z(f) = f + g_base(f) + g_inc(f)`` is scored by cosine to ETF vertices with the
 dot-regression loss: the static branch ``g_base`` is trained on the base session and frozen; the dynamic
 branch ``g_inc`` (zero at start) is trained in each incremental session with the suppression and separation
-losses. Here the scan runs over the cached feature vector cut into ``tokens`` chunks, and the optimiser,
-suppression weight and base memory were changed from the official recipe after measuring.
+losses (the separation loss averages ``dt``, ``B``, ``C`` over both scan directions). Here the scan runs
+over the cached feature vector cut into ``tokens`` chunks, and the optimiser, suppression weight and base
+memory were changed from the official recipe after measuring.
 
 Notes: docs/papers/mamba-fscil.md
 """
@@ -63,6 +64,11 @@ class MambaFSCILConfig(MethodConfig):
         "1e-5; unbounded below, it diverged on split MNIST, so 0 by default)",
     )
     sep_weight: float = hp(1e-3, "weight of the separation loss on the dynamic branch's dt, B, C (official 1e-3)")
+    sep_directions: str = hp(
+        "both",
+        "scan directions whose dt, B, C the separation loss averages: both (forward and backward, as the "
+        "official SS2D path averages all its directions) | forward (the official 1-D 'ssm' path)",
+    )
     base_memory: int = hp(
         5,
         "base-class memory replayed in incremental sessions: 0 = one class-mean feature per "
@@ -78,6 +84,8 @@ class MambaFSCILConfig(MethodConfig):
             raise ConfigError("inc_steps, mid_channels, d_conv, warmup_steps and base_memory must be >= 0")
         if not (self.lr > 0 and self.inc_lr > 0):
             raise ConfigError("lr and inc_lr must be > 0")
+        if self.sep_directions not in ("both", "forward"):
+            raise ConfigError(f"sep_directions must be 'both' or 'forward', got {self.sep_directions!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not 0 <= self.momentum < 1 or not 0 <= self.mixup_prob <= 1:
@@ -96,7 +104,7 @@ def separation_loss(params: torch.Tensor, is_base: torch.Tensor) -> torch.Tensor
     """Mamba-FSCIL separation loss: ``mean |I - S|`` for the cosine matrix S of the base and novel means.
 
     ``params`` is ``(n, ..., k)``; the means are over samples and every middle axis
-    (positions), leaving ``k`` channels (official ``param_avg_dim``).
+    (scan directions and positions), leaving ``k`` channels (official ``param_avg_dim='0-1-3'``).
     """
     flat = params.reshape(len(params), -1, params.shape[-1])
     means = torch.stack([flat[is_base].mean((0, 1)), flat[~is_base].mean((0, 1))])
@@ -124,10 +132,15 @@ class SSMBranch(nn.Module):
         self.block = SelectiveSSMBlock(dim, dim, d_state, out_proj=False, zero_gate=zero_gate, d_conv=d_conv)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """``(pooled output (n, dim), scan parameters of the forward direction)`` for ``(n, L, chunk)`` tokens."""
+        """``(pooled output (n, dim), scan parameters)`` for ``(n, L, chunk)`` tokens.
+
+        Each scan parameter (``dt``, ``B``, ``C``) is ``(n, 2, L, k)``: direction 0 is the forward
+        scan, direction 1 the backward scan (flipped back to the token order).
+        """
         x = self.mlp(tokens) + self.pos
-        fwd, params = self.block(x)
-        bwd, _ = self.block(x.flip(1))
+        fwd, pf = self.block(x)
+        bwd, pb = self.block(x.flip(1))
+        params = {k: torch.stack([pf[k], pb[k].flip(1)], 1) for k in pf}
         return (fwd + bwd.flip(1)).mean(1), params
 
 
@@ -272,7 +285,8 @@ class MambaFSCIL(LearnerBase):
             dn = d[~is_base]
             loss = loss - c.supp_novel_weight * dn.norm() / dn.numel()
         if c.sep_weight > 0 and is_base.any() and (~is_base).any():
-            loss = loss + c.sep_weight * sum(separation_loss(v, is_base) for v in sp.values())
+            dirs = slice(None) if c.sep_directions == "both" else slice(0, 1)
+            loss = loss + c.sep_weight * sum(separation_loss(v[:, dirs], is_base) for v in sp.values())
         return loss
 
     def _train_inc(self) -> None:

@@ -2,9 +2,10 @@
 
 Expanding continual few-shot learning benchmarks to include recognition of specific instances
 (arXiv 2209.07863), extending the CFSL protocol of Antoniou et al. (2020). Class test (``instance=False``):
-N_C classes in support sets of ``ways`` x ``shots``, one :class:`Experience` each, scored by
-:func:`query_accuracy`. Instance test (``instance=True``): each class is one image, queried under occlusion
-and Gaussian noise. :func:`make_glyphs` generates as many procedural 8x8 classes as wanted.
+N_C classes in support sets of ``ways`` x ``shots``, one :class:`Experience` each (``repeats``: each
+group of classes recurs in that many consecutive sets), scored by :func:`query_accuracy`. Instance test
+(``instance=True``): each class is one image, queried under occlusion and Gaussian noise.
+:func:`make_glyphs` generates as many procedural 8x8 classes as wanted.
 
 Notes: docs/papers/cfsl-instance.md
 """
@@ -127,6 +128,7 @@ def cfsl(
     noise: float = 0.1,
     seed: int = 0,
     class_order: Sequence[int] | None = None,
+    repeats: int = 1,
 ) -> Stream:
     """CFSL stream (Kowadlo et al. 2024): ``classes`` classes in support sets of ``ways`` x ``shots``.
 
@@ -140,9 +142,14 @@ def cfsl(
             instance, fraction of pixels zeroed, Gaussian noise std.
         seed: seed of the class order (``-1``: natural order), the shots and the instances.
         class_order: an explicit class order (class test).
+        repeats: the class-repeat knob (the official ``class_change_interval``): each group of ``ways``
+            classes is presented in this many consecutive support sets, each with fresh shots (class test;
+            drawn without replacement across the repeats) or the same clean image again (instance test).
+            Each class's test examples are split evenly across its repeats, so every test example is
+            scored once and :func:`query_accuracy` stays the accuracy over all classes.
     """
-    if classes < 1 or ways < 1 or shots < 1:
-        raise ConfigError(f"classes, ways and shots must be >= 1, got {classes}, {ways}, {shots}")
+    if classes < 1 or ways < 1 or shots < 1 or repeats < 1:
+        raise ConfigError(f"classes, ways, shots and repeats must be >= 1, got {classes}, {ways}, {shots}, {repeats}")
     if instance:
         data = instance_dataset(data, classes, queries, occlusion, noise, seed)
         shots = 1
@@ -158,15 +165,47 @@ def cfsl(
     rng = np.random.default_rng([abs(int(seed)), 104_723])
     names = [data.class_names[c] for c in order]
     experiences = []
-    for t, start in enumerate(range(0, classes, ways)):
+    for start in range(0, classes, ways):
         ids = list(range(start, min(start + ways, classes)))
-        tr = sample_shots(ytr, ids, shots, rng, names)
-        te = np.flatnonzero(np.isin(yte, ids))
-        experiences.append(Experience(t, data, tr, te, ids, None, classes, label_map))
+        if repeats == 1:
+            trs = [sample_shots(ytr, ids, shots, rng, names)]
+            tes = [np.flatnonzero(np.isin(yte, ids))]
+        else:
+            trs, tes = _repeated_sets(ytr, yte, ids, shots, repeats, rng, names, same_shots=instance)
+        for tr, te in zip(trs, tes):
+            experiences.append(Experience(len(experiences), data, tr, te, ids, None, classes, label_map))
     params = {"classes": classes, "ways": ways, "shots": shots, "instance": bool(instance), "seed": seed}
+    if repeats > 1:
+        params["repeats"] = repeats
     if instance:
         params.update(queries=queries, occlusion=occlusion, noise=noise)
     return Stream("cfsl", experiences, order, names, params)
+
+
+def _repeated_sets(
+    ytr: np.ndarray,
+    yte: np.ndarray,
+    ids: list[int],
+    shots: int,
+    repeats: int,
+    rng: np.random.Generator,
+    names: Sequence[str],
+    same_shots: bool,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Train and test indices of ``repeats`` support sets of the classes ``ids`` (see :func:`cfsl`)."""
+    picks = sample_shots(ytr, ids, shots if same_shots else shots * repeats, rng, names)
+    trs, tes = [[] for _ in range(repeats)], [[] for _ in range(repeats)]
+    for c in ids:
+        pc = picks[ytr[picks] == c]
+        tc = np.flatnonzero(yte == c)
+        if len(tc) < repeats:
+            raise DataError(
+                f"class {names[c]!r} has {len(tc)} test examples, fewer than repeats={repeats}; lower repeats"
+            )
+        for r in range(repeats):
+            trs[r].append(pc if same_shots else pc[r * shots : (r + 1) * shots])
+            tes[r].append(tc[r::repeats])
+    return [np.sort(np.concatenate(t)) for t in trs], [np.sort(np.concatenate(t)) for t in tes]
 
 
 def query_accuracy(accuracy_matrix: np.ndarray | Sequence[Sequence[float]], test_sizes: Sequence[int]) -> float:
