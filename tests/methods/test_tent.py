@@ -87,3 +87,17 @@ def test_learning_again_starts_from_the_source_parameters(blobs):
     learner.before_experience(stream[1])
     assert all(torch.equal(learner._affine()[k].detach(), src[k]) for k in src)
     assert np.isfinite(learner.predict(x).numpy()).all()
+
+
+def test_after_running_scores_follow_the_step_with_the_source_statistics(trained):
+    # fiveai/LAME's TENT: step with batch statistics, then score in eval mode (running statistics)
+    learner, stream = trained
+    x, _ = stream[0].test_tensors()
+    lame_code = make_learner("tent", {**CFG, "score": "after-running"})
+    lame_code.load_state_dict(learner.state_dict())
+    lame_code.reset()
+    out = lame_code.predict(x)
+    assert not torch.equal(lame_code._affine()["weight"].detach(), lame_code.source["weight"])  # it stepped
+    assert torch.equal(out, lame_code.source_predict(x))
+    with pytest.raises(ConfigError):
+        make_learner("tent", {"score": "twice"})

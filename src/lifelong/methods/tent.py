@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from lifelong.scenarios import Experience
 
 
+SCORES = ("step", "after-running")
+
+
 @dataclass
 class TENTConfig(GradientConfig):
     """Training settings of the source classifier and TENT's test-time settings."""
@@ -41,6 +44,12 @@ class TENTConfig(GradientConfig):
     tent_momentum: float = hp(0.9, "momentum of the test-time SGD (the paper's ImageNet setting)")
     tent_steps: int = hp(1, "entropy-minimisation steps per test batch")
     adapt_on_predict: bool = hp(True, "predict() adapts on each batch it is given (False: the source model)")
+    score: str = hp(
+        "step",
+        "scores returned by an adapting predict: step = the forward pass that made the step, with the batch's "
+        "statistics (DequanWang/tent); after-running = a second forward after the step with the running "
+        "(source) statistics (the TENT of fiveai/LAME: BN momentum 0, evaluation in eval mode)",
+    )
 
     def validate(self) -> None:
         """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
@@ -51,6 +60,8 @@ class TENTConfig(GradientConfig):
             )
         if self.tent_steps < 1:
             raise ConfigError(f"tent_steps must be >= 1, got {self.tent_steps}")
+        if self.score not in SCORES:
+            raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
 
 
 class NormalizedClassifier(Classifier):
@@ -133,8 +144,10 @@ class TENT(GradientLearner):
         """TENT on the batch ``x``: ``tent_steps`` entropy steps on the norm's affine parameters.
 
         Returns the masked scores of the forward pass that made the last step (the batch's
-        own statistics, parameters before that step). Batches of one example cannot give
-        batch statistics: they are scored by :meth:`source_predict` without a step.
+        own statistics, parameters before that step; ``score="step"``, the official TENT code)
+        or, with ``score="after-running"``, of a forward after the step with the running
+        (source) statistics (the TENT of LAME's official code). Batches of one example cannot
+        give batch statistics: they are scored by :meth:`source_predict` without a step.
         """
         if self.model is None or not self.classes.seen.any() or len(x) < 2:
             return self.source_predict(x, task_id)
@@ -158,6 +171,8 @@ class TENT(GradientLearner):
                         p.sub_(c.tent_lr * buf)
                 self.last_entropy = float(loss.detach())
         self.model.train(was)
+        if c.score == "after-running":
+            return self.source_predict(x, task_id)
         return self.classes.mask(out.detach(), task_id)
 
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
