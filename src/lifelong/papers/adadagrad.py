@@ -264,6 +264,10 @@ def _check(s: dict, scale: str) -> Claim:
             measured[f"seed{seed}_{name}_reached"] = r["steps"] is not None
             measured[f"seed{seed}_{name}_final_batch"] = r["history"][-1]
             measured[f"seed{seed}_{name}_test_acc"] = round(r["test_acc"], 2)
+    edges = [f"lr_{k}" for k, v in lrs.items() if len(s["lr_grid"]) > 1 and v in (min(s["lr_grid"]), max(s["lr_grid"]))]
+    if s["adaptive"] and len(s["eta_grid"]) > 1 and etas["adaptive"] in (min(s["eta_grid"]), max(s["eta_grid"])):
+        edges.append("eta_adaptive")
+    measured["picks_on_grid_edge"] = edges
     measured["validation_acc_by_lr_or_lr_eta"] = val_scores
     return Claim(
         paper="adadagrad",

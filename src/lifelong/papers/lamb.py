@@ -40,11 +40,12 @@ def _optimizer(name: str, model: torch.nn.Module, lr: float, s: dict) -> torch.o
         if not s["layer_adaptation"]:  # ablation: trust ratio fixed at 1 (LAMB without it is AdamW)
             for g in groups:
                 g["adapt"] = False
-        return Lamb(groups, lr=lr)
+        return Lamb(groups, lr=lr, eps=s["eps"])
     for g in groups:
         g.pop("adapt")
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        # LAMB's eps (TF-Addons default 1e-6), so that AdamW@large is exactly LAMB without its trust ratio
+        return torch.optim.AdamW(groups, lr=lr, eps=s["eps"])
     return torch.optim.SGD(groups, lr=lr, momentum=s["momentum"])
 
 
@@ -260,7 +261,8 @@ def _check(s: dict, scale: str) -> Claim:
         f"TF-Addons). Every arm's lr from {list(s['lr_grid'])} on a validation split (last 1/{s['val_divisor']}) "
         f"of seed {tune_seed}'s training data; the best small-batch arm is the one with the better validation "
         "accuracy. AdamW@large uses LAMB's parameter groups and schedule: it is LAMB without the trust ratio "
-        "(the ablation) up to Adam's eps (1e-8 vs LAMB's 1e-6).",
+        f"(the ablation) with LAMB's eps ({s['eps']:g}); biases are excluded from weight decay and layer "
+        "adaptation (the BERT recipe; TF-Addons' default excludes nothing).",
     )
 
 

@@ -112,30 +112,48 @@ def fit_val_split(data, fraction: float, seed: int):
     return x[perm[:-n_val]], y[perm[:-n_val]], x[perm[-n_val:]], y[perm[-n_val:]]
 
 
-def select_lrs(model_fn, data, grid, steps: int, seed: int, **kw) -> tuple[dict, dict]:
-    """Per schedule, the grid lr with the lowest validation cross-entropy (``data`` = fit and validation
-    parts), via :func:`lifelong.papers.common.pick_on_validation`; refined at lr is built from the linear
-    run at the same lr. Returns ``(lrs, {schedule: {lr: validation loss}})``."""
+#: What :func:`select_lrs` ranks a schedule's lrs by: the final training objective on the tuning split (the
+#: quantity the claim is about) or the cross-entropy on the held-out validation part.
+SELECT_ON = ("train_objective", "val_loss")
+
+
+def select_lrs(model_fn, data, grid, steps: int, seed: int, *, select_on: str = "train_objective", **kw):
+    """Per schedule, the grid lr with the best score on the tuning data ``data`` (fit and validation parts),
+    via :func:`lifelong.papers.common.pick_on_validation`; refined at lr is built from the linear run at the
+    same lr. ``select_on="train_objective"`` ranks by the final regularised training objective on the fit
+    part (the paper's claim is about the optimisation objective), ``"val_loss"`` by the validation
+    cross-entropy. Returns ``(lrs, {schedule: {lr: training objective}}, {schedule: {lr: validation loss}})``.
+    """
     from lifelong.papers.common import pick_on_validation
 
-    linear_runs = {lr: _train(model_fn, data, "linear", lr, steps, seed, **kw) for lr in grid}
+    if select_on not in SELECT_ON:
+        raise ValueError(f"select_on must be one of {', '.join(SELECT_ON)}, got {select_on!r}")
+    key = "loss" if select_on == "train_objective" else "eval_loss"
+    runs: dict = {name: {} for name in SCHEDULES}
+    runs["linear"] = {lr: _train(model_fn, data, "linear", lr, steps, seed, **kw) for lr in grid}
 
     def score(name):
         def f(lr):
-            if name == "linear":
-                r = linear_runs[lr]
-            else:
-                norms = linear_runs[lr]["norms"] if name == "refined" else None
-                r = _train(model_fn, data, name, lr, steps, seed, grad_norms=norms, **kw)
-            return -r["eval_loss"] if np.isfinite(r["eval_loss"]) and np.isfinite(r["loss"]) else -np.inf
+            if lr not in runs[name]:
+                norms = runs["linear"][lr]["norms"] if name == "refined" else None
+                runs[name][lr] = _train(model_fn, data, name, lr, steps, seed, grad_norms=norms, **kw)
+            r = runs[name][lr]
+            return -r[key] if np.isfinite(r["eval_loss"]) and np.isfinite(r["loss"]) else -np.inf
 
         return f
 
-    chosen, table = {}, {}
+    chosen = {}
     for name in SCHEDULES:
-        chosen[name], scores = pick_on_validation(grid, score(name))
-        table[name] = {f"{k:g}": round(-v, 5) for k, v in scores.items()}
-    return chosen, table
+        chosen[name], _ = pick_on_validation(grid, score(name))
+    objective = {n: {f"{lr:g}": round(r["loss"], 5) for lr, r in runs[n].items()} for n in SCHEDULES}
+    val_loss = {n: {f"{lr:g}": round(r["eval_loss"], 5) for lr, r in runs[n].items()} for n in SCHEDULES}
+    return chosen, objective, val_loss
+
+
+def _edge_picks(lrs: dict, grid) -> list[str]:
+    """The schedules whose chosen lr is the smallest or largest grid value."""
+    lo, hi = min(grid), max(grid)
+    return [k for k, v in lrs.items() if v in (lo, hi)]
 
 
 def reproduce(scale: str = "quick") -> Claim:
@@ -159,7 +177,10 @@ def _check(s: dict, scale: str) -> Claim:
     identity_ok = ident["identity_max_abs_err"] <= s["identity_tolerance"] and ident["warmup_argmax_step"] > 0
     tune_seed = s["seeds"][0]
     tune = fit_val_split(digits_split(tune_seed, frac), s["val_fraction"], tune_seed)
-    lrs, val_table = select_lrs(_logreg, tune, s["grid"], s["steps"], tune_seed, l2=l2, batch=batch)
+    sel = s["select_on"]
+    lrs, obj_table, val_table = select_lrs(
+        _logreg, tune, s["grid"], s["steps"], tune_seed, select_on=sel, l2=l2, batch=batch
+    )
     losses = {k: [] for k in SCHEDULES}
     accs = {k: [] for k in SCHEDULES}
     for seed in s["seeds"]:
@@ -193,6 +214,9 @@ def _check(s: dict, scale: str) -> Claim:
         "linear_below_cosine_strict": s_lin_cos["held"],
         "refined_below_linear_strict": s_ref_lin["held"],
         "seeds_refined_le_linear": int(sum(r <= li for r, li in zip(losses["refined"], losses["linear"]))),
+        "lr_selected_on": sel,
+        "lr_picks_on_grid_edge": _edge_picks(lrs, s["grid"]),
+        "tuning_train_objective_by_lr": obj_table,
         "validation_loss_by_lr": val_table,
     }
     mlp = s["mlp"]
@@ -201,7 +225,9 @@ def _check(s: dict, scale: str) -> Claim:
         tune = fit_val_split(
             teacher_student_data(mlp["n_train"], mlp["n_test"], seed=mlp["seeds"][0]), s["val_fraction"], 0
         )
-        mlp_lrs, mlp_val = select_lrs(_mlp, tune, mlp["grid"], mlp["steps"], mlp["seeds"][0], **kw)
+        mlp_lrs, mlp_obj, mlp_val = select_lrs(
+            _mlp, tune, mlp["grid"], mlp["steps"], mlp["seeds"][0], select_on=sel, **kw
+        )
         mlp_loss = {k: [] for k in SCHEDULES}
         mlp_acc = {k: [] for k in SCHEDULES}
         for seed in mlp["seeds"]:
@@ -222,6 +248,8 @@ def _check(s: dict, scale: str) -> Claim:
         measured.update(
             paired_measured("mlp_loss_linear_minus_refined", paired(mlp_loss["linear"], mlp_loss["refined"]), 5)
         )
+        measured["mlp_lr_picks_on_grid_edge"] = _edge_picks(mlp_lrs, mlp["grid"])
+        measured["mlp_tuning_train_objective_by_lr"] = mlp_obj
         measured["mlp_validation_loss_by_lr"] = mlp_val
     return Claim(
         paper="refined-schedules",
@@ -229,17 +257,19 @@ def _check(s: dict, scale: str) -> Claim:
         "refining the schedule from an earlier run's gradient norms keeps the final loss at least as low",
         criterion=f"refined(constant G) equals linear decay to {s['identity_tolerance']:g} and early-large G gives a "
         "warm-up; final training objective of L2 logistic regression on digits, each schedule at its own lr "
-        "(validation split), paired per seed with 95 % intervals above 0: "
+        f"(chosen by {sel.replace('_', ' ')} on a tuning split), paired per seed with 95 % intervals above 0: "
         f"linear <= {tol['linear_over_cosine']:g} x cosine and refined <= {tol['refined_over_linear']:g} x linear "
         "(the catalogue's tolerances)",
         measured=measured,
         held=bool(identity_ok and p_lin_cos["held"] and p_ref_lin["held"]),
         scale="full" if scale == "full" else "quick",
         notes=f"SGD batch {batch}, L2 {l2}; loss = final regularized training objective; per-schedule lr from grid "
-        f"{list(s['grid'])} by validation cross-entropy (a {s['val_fraction']:g} split of seed {tune_seed}'s "
-        "training set, trained on the rest); refined built from the same seed's linear-decay run at refined's lr "
-        "(median-filter smoothing 0.1, weights G^-2). The strict order (no tolerance) is reported as paired "
-        "differences; the MLP teacher task (SGD + momentum, lr per schedule on validation) is reported.",
+        f"{list(s['grid'])} by {sel.replace('_', ' ')} of a tuning run on seed {tune_seed}'s training set less a "
+        f"{s['val_fraction']:g} validation part (the claim is about the optimisation objective, so the lr is "
+        "chosen on it; the validation cross-entropy of every lr is reported); refined built from the same "
+        "seed's linear-decay run at refined's lr (median-filter smoothing 0.1, weights G^-2). The strict order "
+        "(no tolerance) is reported as paired differences; the MLP teacher task (SGD + momentum, lr per "
+        "schedule chosen the same way) is reported.",
     )
 
 
