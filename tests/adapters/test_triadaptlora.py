@@ -119,19 +119,25 @@ def test_bad_input():
         layer_importance(m, "other")
 
 
-def test_quick_reproduction_respects_budget():
+def test_quick_reproduction_verdict_machinery(monkeypatch):
+    import lifelong.adapters
+    from lifelong.adapters import LoRAConfig
     from lifelong.papers import get_paper, reproduce
 
     claim = get_paper("triadaptlora").reproduce("quick")
     m = claim.measured
-    assert m["params_triadaptlora_max"] <= m["params_lora"]
-    # what this quick run gives with any CPU kernel: both adapt well to the new digits, TriAdaptLoRA
-    # 5 points below LoRA (0.894 vs 0.944), so the claim is judged not held
-    assert m["acc_triadaptlora"] > 0.85 and m["acc_lora"] >= m["acc_triadaptlora"] + 0.02
-    assert claim.held is False
-    # the verdict reads the numbers: a LoRA scaled to nothing (head only) falls far below TriAdaptLoRA
-    weak = reproduce("triadaptlora", sets=("arms.lora.alpha=1e-6",))
-    assert weak.measured["acc_triadaptlora"] >= weak.measured["acc_lora"] + 0.2 and weak.held is True
+    assert m["params_tri_max"] <= m["params_lora_max"] and m["params_within_budget"]
+    assert m["tri_minus_lora/n"] == 3 and m["acc_tri"] > 0.85 and m["acc_lora"] > 0.85
+    assert claim.held is (m["held_noninferior"] and m["held_rank_allocation"])
+    # what this quick run gives: TriAdaptLoRA 1.3 points below LoRA over 3 seeds, and the perturbed layer
+    # never ends with the largest rank (0 of 3 seeds), so both parts are judged not held
+    assert m["alloc_tri_fraction"] == 0.0 and not m["held_rank_allocation"] and claim.held is False
+    # the allocation verdict reads the fraction: with no required fraction it passes
+    assert reproduce("triadaptlora", sets=("rank_check.min_fraction=0.0",)).measured["held_rank_allocation"] is True
+    # non-inferiority reads the numbers: a LoRA scaled to nothing (head only) falls far below TriAdaptLoRA
+    monkeypatch.setattr(lifelong.adapters, "LoRAConfig", lambda **kw: LoRAConfig(**{**kw, "alpha": 1e-6}))
+    weak = reproduce("triadaptlora")
+    assert weak.measured["tri_minus_lora/mean"] >= 0.1 and weak.measured["held_noninferior"] is True
 
 
 def test_save_load_peft_format(tmp_path):

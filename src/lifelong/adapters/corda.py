@@ -164,12 +164,18 @@ def collect_covariances(
 
 
 def corda_inject(
-    model: nn.Module, config: CorDAConfig, inputs: torch.Tensor, adapter_name: str = "default", **inject_kwargs
+    model: nn.Module,
+    config: CorDAConfig,
+    inputs: torch.Tensor | None,
+    adapter_name: str = "default",
+    **inject_kwargs,
 ) -> list[str]:
     """Add a CorDA adapter to ``model``: covariances from ``inputs`` (knowledge data for KPA, task data for IPA).
 
     Runs ``model`` on ``inputs`` once with hooks on the targeted linear modules, then
     :func:`inject_adapter` with the ``"corda"`` init. Returns the adapted module names.
+    ``inputs=None`` is the no-context ablation: the covariance is the identity, so the split is
+    the plain SVD of ``W`` (largest ``r``: PiSSA's init; smallest ``r``: MiLoRA's).
     """
     if not isinstance(config, CorDAConfig):
         raise ConfigError(f"corda_inject needs a CorDAConfig, got {type(config).__name__}")
@@ -181,7 +187,12 @@ def corda_inject(
                 f"rank r={config.r} is larger than layer {n!r} allows: min(in={m.in_features}, "
                 f"out={m.out_features}); choose r <= {min(m.in_features, m.out_features)}"
             )
-    covs = collect_covariances(model, names, inputs)
+    if inputs is None:
+        covs = {
+            n: torch.eye(model.get_submodule(n).in_features, dtype=torch.float64) for n in names
+        }  # no context: plain SVD of W
+    else:
+        covs = collect_covariances(model, names, inputs)
     bases = {}
     for n in names:
         m = model.get_submodule(n)

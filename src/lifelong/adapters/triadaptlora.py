@@ -3,7 +3,7 @@
 TriAdaptLoRA: Brain-Inspired Triangular Adaptive Low-Rank Adaptation for Parameter-Efficient Fine-Tuning
 (arXiv 2501.08008), parameterised after a public PEFT-fork implementation (the paper's method section could
 not be read). Triangular mode (default): ``dW = s B (tril L + triu U) A``; the core grows one row and one
-column per rank where the importance (increase of ``||C||_F / k``, :class:`TriangularGrowthController`)
+column per rank where the importance (increase of ``||C - I||_F / k``, :class:`TriangularGrowthController`)
 passes a linear top-n threshold, within a parameter budget. Mask mode (``triangular=False``): rank-one
 components and :class:`RankGrowthController`. Saved as plain LoRA; after ``load_adapter`` call :func:`restore_ranks`.
 
@@ -157,13 +157,19 @@ class TriAdaptLoRALinear(LoRALinear):
         return self.active_parameters(name, k + 1) - self.active_parameters(name, k)
 
     def core_norm(self, name: str) -> float:
-        """``||C||_F / k``: the active core's Frobenius norm over its number of rank blocks (triangular mode)."""
+        """``||C - I_k||_F / k``: what the active core has learned, over its number of rank blocks (triangular mode).
+
+        The paper's code starts the core at ``C = 0`` and scores ``||C||_F / k``; here the core starts
+        at (and every grown block adds) the identity, so the learned part is ``C - I_k``. Scoring ``||C||``
+        itself would count the identity, which falls as ``1 / sqrt(k)`` at every growth and would make
+        each layer that just grew look unimportant.
+        """
         if not self.is_triangular(name):
             raise ConfigError(f"adapter {name!r} has no triangular core; use triangular=True")
         c = self.core(name)
         if not torch.isfinite(c).all():
             raise ConfigError(f"adapter {name!r} holds NaN/inf in its triangular core; training diverged, lower the lr")
-        return float(c.norm()) / max(self.active_rank(name), 1)
+        return float((c - torch.diag(self.rank_scale(name))).norm()) / max(self.active_rank(name), 1)
 
     @torch.no_grad()
     def grow(self, name: str) -> bool:
@@ -215,7 +221,7 @@ def layer_importance(model: nn.Module, name: str) -> dict[str, float]:
 
 @torch.no_grad()
 def core_norms(model: nn.Module, name: str) -> dict[str, float]:
-    """``||C_l||_F / k_l`` per layer (the TriAdaptLoRA code's normalised Frobenius norm of the triangular core)."""
+    """``||C_l - I||_F / k_l`` per layer (the TriAdaptLoRA code's normalised Frobenius norm of the learned core)."""
     return {n: m.core_norm(name) for n, m in _tri_layers(model, name).items()}
 
 
@@ -322,7 +328,7 @@ class RankGrowthController:
 class TriangularGrowthController:
     """TriAdaptLoRA rank growth as in the paper's code: top-``n`` layers by core-norm increase, ``n`` rising in time.
 
-    Importance of layer ``l`` at a check: ``||C_l||_F / k_l`` now minus its value at the
+    Importance of layer ``l`` at a check: ``||C_l - I||_F / k_l`` now minus its value at the
     previous check (the first reference is taken at construction). At steps
     ``t_init < t <= t_final`` with ``(t - t_init) % delta_t == 0`` and while the total rank is
     below ``target_total_rank``: ``n`` = :meth:`n_grow`, the threshold is the ``n``-th largest
@@ -375,7 +381,7 @@ class TriangularGrowthController:
         return min(max(n, 1), len(self.previous))
 
     def importance(self) -> dict[str, float]:
-        """Increase of ``||C||_F / k`` per layer since the previous call (updates the reference)."""
+        """Increase of ``||C - I||_F / k`` per layer since the previous call (updates the reference)."""
         now = core_norms(self.model, self.name)
         score = {n: now[n] - self.previous.get(n, 0.0) for n in now}
         self.previous = now
