@@ -177,7 +177,7 @@ def test_quick_reproduction_verdict_machinery(monkeypatch):
     m = claim.measured
     assert m["recon_max_abs_err"] < 1e-4 and m["held_reconstruction"]
     # rotated new task, lr per arm on validation: KPA keeps the knowledge, IPA trades it for the task
-    assert m["kpa_forgetting"] < m["lora_forgetting"] and m["ipa_forgetting"] >= m["lora_forgetting"] + 0.3
+    assert m["kpa_forgetting"] < m["lora_forgetting"] < m["ipa_forgetting"]
     assert m["b_half_lora_minus_kpa_forgetting_matched/n"] == 2
     assert m["b_half_lora_minus_kpa_forgetting_matched/mean"] > 0  # 0.5 x LoRA's drop - KPA's (0.039 - 0.019)
     assert claim.held is (m["held_reconstruction"] and m["held_kpa_forgetting"] and m["held_ipa_accuracy"])

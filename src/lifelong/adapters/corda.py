@@ -133,12 +133,17 @@ def _init_corda(layer: LoRALinear, name: str, generator: torch.Generator | None)
 def collect_covariances(
     model: nn.Module, names: list[str], inputs: torch.Tensor, batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
-    """``X^T X`` (float64) of the inputs reaching each named linear module when ``model`` runs on ``inputs``."""
+    """``X^T X / n`` (float64) of the ``n`` input rows reaching each named linear module when ``model`` runs on ``inputs``.
+
+    The mean over the calibration rows, as the official CorDA code (``act_aware_utils``) keeps it: a constant
+    factor leaves ``B A`` unchanged but shifts the balance between the factors ``B`` and ``A``.
+    """
     if not isinstance(inputs, torch.Tensor) or inputs.ndim == 0 or inputs.shape[0] == 0:
         raise DataError("CorDA needs at least one calibration sample; got an empty input tensor")
     if not torch.isfinite(inputs).all():
         raise DataError("CorDA calibration inputs contain NaN or inf; clean the data first")
     covs: dict[str, torch.Tensor] = {}
+    rows: dict[str, int] = {}
     handles = []
 
     def make_hook(key: str):
@@ -146,6 +151,7 @@ def collect_covariances(
             x = args[0].detach().double().reshape(-1, args[0].shape[-1])
             c = x.T @ x
             covs[key] = covs[key] + c if key in covs else c
+            rows[key] = rows.get(key, 0) + x.shape[0]
 
         return hook
 
@@ -160,7 +166,7 @@ def collect_covariances(
         for h in handles:
             h.remove()
         model.train(was_training)
-    return covs
+    return {k: c / rows[k] for k, c in covs.items()}
 
 
 def corda_inject(
