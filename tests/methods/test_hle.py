@@ -148,3 +148,31 @@ def test_er_option_gives_the_same_per_level_head():
     assert flat.tree is None
     with pytest.raises(ConfigError):
         build_config(ERConfig, {"parents": (-3,)})
+
+
+def test_parent_targets_off_trains_each_example_at_its_own_level_only():
+    # the official HLE code's ER baseline: the coarse head sees coarse-labelled examples, the fine head fine ones
+    from lifelong.heads import LevelSoftmax
+    from lifelong.methods.er import ER, ERConfig
+
+    F = torch.nn.functional
+    tree = LevelSoftmax([-1, -1, 0, 0, 1, 1], 6)
+    seen = torch.ones(6, dtype=torch.bool)
+    logits = torch.randn(3, 6, requires_grad=True)
+    y = torch.tensor([1, 2, 4])  # coarse-labelled, fine child of 0, fine child of 1
+    loss = tree.loss(logits, y, seen, parent_targets=False)
+    coarse = F.cross_entropy(logits[:1, :2], y[:1], reduction="sum") / 3
+    fine = F.cross_entropy(logits[1:, 2:], torch.tensor([0, 2]), reduction="sum") / 3
+    assert torch.allclose(loss, coarse + fine)
+    loss.backward()
+    assert (logits.grad[1:, :2] == 0).all() and (logits.grad[:1, 2:] == 0).all()  # no parent target, no fine one
+    assert not torch.allclose(tree.loss(logits, y, seen), loss)  # the default adds the parents
+    stream = _stream()
+    cfg = {"optimizer": "adam", "lr": 1e-2, "buffer_size": 30, "parents": tuple(class_parents(stream))}
+    er = ER(build_config(ERConfig, {**cfg, "parent_targets": False}), seed=0)
+    er.prepare(stream[0].input_shape, stream.num_classes)
+    for e in stream[:2]:
+        er.classes.observe(e, e.train_tensors()[1])
+    x1, y1 = stream[1].train_tensors()
+    expected = er.tree.loss(er.model(x1[:20]), y1[:20], er.classes.seen, parent_targets=False)
+    assert torch.allclose(er.loss(x1[:20], y1[:20], stream[1]), expected)

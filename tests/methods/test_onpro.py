@@ -136,11 +136,25 @@ def test_quick_reproduction_verdict_follows_the_paired_criterion():
     assert m["final_acc/onpro"] > 0.3  # OnPro learns the digits stream (chance 0.1)
     assert abs(m["onpro_minus_best_er"] - (m["final_acc/onpro"] - best_er)) <= 2e-4
     assert m["apf_top_pair_rank_per_seed"] not in ("", "None")
+    assert m["apf_top_pair_whole_run_rank_per_seed"] not in ("", "None")  # the whole-stream pair, beside the claim
     ranks_ok = m["apf_top_pair_in_top3_seeds"] == "1/1"
     assert claim.held is (m["onpro_minus_best_er"] >= 0.03 - 1e-4 and ranks_ok)
     # the verdict reads the numbers: a gain over ER above 100 points cannot be met
     impossible = run("onpro", sets=("min_gain=1.01",))
     assert impossible.held is False and "accuracy part NOT held" in impossible.notes
+
+
+def test_every_row_trains_with_the_same_optimizer():
+    # ER must not differ from OnPro in optimizer resets or weight decay (the official code's single Adam)
+    from lifelong.papers.onpro import methods_from
+    from lifelong.papers.spec import load_spec
+
+    for scale in ("quick", "full"):
+        rows = methods_from(load_spec("onpro", scale))
+        cfgs = [build_config(cls.config_class, cfg) for cls, cfg in rows.values()]
+        assert {(c.optimizer, c.reset_optimizer, c.weight_decay) for c in cfgs} == {("adam", False, 1e-4)}, scale
+    grid = load_spec("onpro", "full")["lr_grid"]
+    assert min(grid) <= 5e-4 and max(grid) >= 3e-2  # the earlier picks (1e-3, 3e-3) are interior
 
 
 def test_ocm_rotations_are_the_16_official_transforms():

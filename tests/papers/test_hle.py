@@ -22,6 +22,7 @@ def test_quick_claim_verdict_follows_the_paired_criterion():
     assert "per-level" in claim.criterion and "interval" in claim.criterion
     assert abs(m["fine_gain"] - (m["fine_acc/hle"] - m["fine_acc/er"])) <= 2e-4  # each value rounded to 4 places
     assert m["fine_gain_vs_er/n"] == 1 and m["lr/er"] in (1e-3, 3e-3, 1e-2)  # lr chosen on validation
+    assert m["new_class_weight/hle"] in (1.0, 2.0, 4.0) and "new_class_weight/er" not in m  # HLE's knob, tuned
     assert m["coarse_acc/er"] >= 0.6 and m["fine_acc/er"] >= 0.5  # the tuned per-level ER is a real baseline
     assert claim.held is (m["fine_gain"] >= 0.05 - 1e-4 and m["coarse_gap"] >= -0.01 - 1e-4)
     assert _verdict(claim) == (["HELD"] if claim.held else ["NOT HELD"])

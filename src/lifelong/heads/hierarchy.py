@@ -55,18 +55,26 @@ class LevelSoftmax:
         seen: torch.Tensor,
         fine_targets: torch.Tensor | None = None,
         fine_weights: torch.Tensor | None = None,
+        parent_targets: bool = True,
     ) -> torch.Tensor:
-        """Coarse cross-entropy (mean over the batch) + fine cross-entropy (summed, divided by the batch size).
+        """Coarse cross-entropy + fine cross-entropy, each summed over its examples and divided by the batch size.
 
         Each level's softmax runs over its seen classes only. ``fine_targets`` (default: the
         fine labels, -1 for coarse-labelled examples) lets a method add fine pseudo-targets;
-        ``fine_weights`` weighs each example's fine term (default 1).
+        ``fine_weights`` weighs each example's fine term (default 1). With ``parent_targets``
+        (default) a fine-labelled example also trains its coarse parent, read from the tree;
+        without, each example trains only the level of its own label (the official HLE code's
+        ER baseline, whose two heads see only the examples labelled at their level).
         """
         coarse_t, fine_t = self.targets(y)
         if fine_targets is not None:
             fine_t = fine_targets
         coarse_logits = logits.masked_fill(~(seen & ~self.is_fine), float("-inf"))
-        loss = F.cross_entropy(coarse_logits, coarse_t)
+        if parent_targets:
+            loss = F.cross_entropy(coarse_logits, coarse_t)
+        else:
+            own = ~self.is_fine[y]
+            loss = F.cross_entropy(coarse_logits[own], coarse_t[own], reduction="sum") / len(y) if own.any() else 0.0
         has = fine_t >= 0
         if has.any():
             fine_logits = logits[has].masked_fill(~(seen & self.is_fine), float("-inf"))

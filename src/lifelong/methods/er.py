@@ -36,6 +36,11 @@ class ERConfig(GradientConfig):
     parents: tuple[int, ...] = hp(
         (), "label tree: coarse class id of each class (-1: coarse) for a per-level softmax; () = flat softmax"
     )
+    parent_targets: bool = hp(
+        True,
+        "with parents: a fine label also trains its coarse parent (False: each example trains only its own "
+        "level, as the official HLE code's ER baseline)",
+    )
 
     def validate(self) -> None:
         """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
@@ -71,7 +76,7 @@ class ER(GradientLearner):
             y = torch.cat([y, m["y"]])
             self.samples_seen += len(m["y"])
         if self.tree is not None:
-            return self.tree.loss(self.model(x), y, self.classes.seen)
+            return self.tree.loss(self.model(x), y, self.classes.seen, parent_targets=self.config.parent_targets)
         return F.cross_entropy(self.logits(x), y)
 
     @torch.inference_mode()

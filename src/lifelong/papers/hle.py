@@ -135,23 +135,38 @@ def tune_lrs(data, settings: dict) -> tuple[dict, dict]:
     """Each arm's learning rate from ``lr_grid``, chosen on validation streams (mean of coarse and fine accuracy).
 
     The validation streams hold out ``validation_fraction`` of the training split (seeds
-    ``tune_seeds``); the test split is not used. Returns ``({arm: lr}, {arm: {lr: score}})``.
+    ``tune_seeds``); the test split is not used. An arm listed in ``knob_grid`` gets its key knob
+    chosen jointly with the lr (ties go to the first knob value). Returns ``({arm: lr or (lr,
+    {knob: value})}, {arm: {(lr, value): score}})``.
     """
+    from lifelong.methods import get_method
     from lifelong.papers.common import pick_on_validation
 
     common = _common(settings)
     chosen, scores = {}, {}
+    knobs = settings.get("knob_grid", {})
     for name, arm in settings["arms"].items():
+        # the arm's own key knob (spec ``knob_grid``: {arm: {config key: [values]}}), tuned jointly with lr;
+        # skipped when the arm's method has no such setting or its config fixes it
+        fields = get_method(arm["method"]).config_class.__dataclass_fields__
+        knob = {k: v for k, v in knobs.get(name, {}).items() if k in fields and k not in arm["config"]}
+        if len(knob) > 1:
+            raise ValueError(f"knob_grid of arm {name!r} names more than one knob: {sorted(knob)}")
+        key, values = next(iter(knob.items())) if knob else (None, [None])
+        grid = [(lr, v) for v in values for lr in settings["lr_grid"]]
 
-        def score(lr, arm=arm):
+        def score(point, arm=arm, key=key):
+            lr, value = point
+            run_arm = arm if key is None else {**arm, "config": {**arm["config"], key: value}}
             vals = []
             for seed in settings["tune_seeds"]:
                 val = validation_data(data, settings["validation_fraction"], seed)
-                coarse, fine, _ = _arm_result(val, arm, lr, seed, common)
+                coarse, fine, _ = _arm_result(val, run_arm, lr, seed, common)
                 vals.append((coarse + fine) / 2)
             return float(np.mean(vals))
 
-        chosen[name], scores[name] = pick_on_validation(settings["lr_grid"], score)
+        (lr, value), scores[name] = pick_on_validation(grid, score)
+        chosen[name] = lr if key is None else (lr, {key: value})
     return chosen, scores
 
 
@@ -182,7 +197,11 @@ def check(settings: dict, scale: str) -> Claim:
         if need not in arms:
             raise ValueError(f"the hle spec needs arms 'er' and 'hle', got {sorted(arms)}")
     with torch.random.fork_rng(devices=[]):
-        lrs, val_scores = tune_lrs(data, settings)
+        picked, val_scores = tune_lrs(data, settings)
+        lrs, knobs = {}, {}
+        for name, p in picked.items():
+            lrs[name], knobs[name] = p if isinstance(p, tuple) else (p, {})
+        arms = {name: {**arm, "config": {**arm["config"], **knobs[name]}} for name, arm in arms.items()}
         out = run_comparison(data, seeds, arms=arms, lr=lrs, **_common(settings))
     gain, gap = settings["min_fine_gain"], settings["min_coarse_gap"]
     p_fine = paired(out["hle"]["fine"], out["er"]["fine"], gain)
@@ -194,6 +213,7 @@ def check(settings: dict, scale: str) -> Claim:
         {f"{lv}_acc_per_seed/{m}": ", ".join(f"{a:.3f}" for a in out[m][lv]) for m in out for lv in ("coarse", "fine")}
     )
     measured.update({f"lr/{m}": lrs[m] for m in arms})
+    measured.update({f"{k}/{m}": v for m in arms for k, v in knobs[m].items()})
     measured["fine_gain"] = round(p_fine["mean"], 4)
     measured["coarse_gap"] = round(p_coarse["mean"], 4)
     measured.update(paired_measured("fine_gain_vs_er", p_fine))
@@ -202,6 +222,10 @@ def check(settings: dict, scale: str) -> Claim:
     # reported beside the claim: the head's own effect and the ablations of HLE's components
     for name, a, b, level in (
         ("head_effect_fine", "er", "er_flat", "fine"),
+        ("parent_target_effect_fine", "er", "er_no_parent", "fine"),
+        ("parent_target_effect_coarse", "er", "er_no_parent", "coarse"),
+        ("fine_gain_vs_er_no_parent", "hle", "er_no_parent", "fine"),
+        ("coarse_gap_vs_er_no_parent", "hle", "er_no_parent", "coarse"),
         ("pseudo_label_effect_fine", "hle", "hle_no_pl", "fine"),
         ("fms_effect_fine", "hle", "hle_no_fms", "fine"),
         ("pseudo_label_effect_coarse", "hle", "hle_no_pl", "coarse"),
@@ -232,7 +256,9 @@ def check(settings: dict, scale: str) -> Claim:
             f"per coarse class; online batch {settings['batch_size']}, one pass; memory {learner['buffer_size']}; "
             f"MLP 256-256, {learner['optimizer'].capitalize()}, lr per arm from {settings['lr_grid']} on a "
             f"{settings['validation_fraction']:.0%} validation split of the training data (seeds "
-            f"{settings['tune_seeds']}): {lrs}; seeds {seeds}. fine part {'held' if held_fine else 'NOT held'}, "
+            f"{settings['tune_seeds']}): {lrs}"
+            + (f", knobs tuned with lr: { {m: k for m, k in knobs.items() if k} }" if any(knobs.values()) else "")
+            + f"; seeds {seeds}. fine part {'held' if held_fine else 'NOT held'}, "
             f"coarse part {'held' if held_coarse else 'NOT held'}. "
             + ("Beside the claim (paired, 95 % interval): " + "; ".join(facts) if facts else "")
         ),
