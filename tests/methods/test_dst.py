@@ -39,8 +39,14 @@ def test_without_isolation_old_tasks_change(digits_til):
     x0, _ = digits_til[0].test_tensors()
     learner.learn(digits_til[0])
     before = learner.predict(x0, task_id=0).clone()
+    weights0 = [w.detach().clone() for w in learner.model.weights]
     learner.learn(digits_til[1])
     assert not torch.equal(learner.predict(x0, task_id=0)[:, : before.shape[1]], before)
+    # only the weights the new task trains change (the official merge keeps the rest): task 0's weights
+    # outside task 1's mask keep their values, they are neither re-initialised nor zeroed
+    for w, old, m0, m1 in zip(learner.model.weights, weights0, learner.masks[0], learner.masks[1]):
+        assert torch.equal(w.detach()[m0 & ~m1], old[m0 & ~m1])
+        assert not torch.equal(w.detach()[m0 & m1], old[m0 & m1])
 
 
 def test_run_gives_zero_backward_transfer_and_learns(digits_til):
@@ -238,5 +244,6 @@ def test_quick_reproduction_of_paper_39():
     # (the component behind BWT = 0) is judged not held
     easy = ("lr_grid=0.001", "min_gap=-1.0")
     assert check(load_spec("dst-cl", "quick", sets=easy), "quick").held is True
-    broken = check(load_spec("dst-cl", "quick", sets=(*easy, "dst.isolate=false")), "quick")
-    assert broken.held is False and broken.measured["max |BWT| over DST runs"] > 0.01
+    broken_spec = load_spec("dst-cl", "quick", sets=(*easy, "dst.isolate=false"))
+    broken = check(broken_spec, "quick")
+    assert broken.held is False and broken.measured["max |BWT| over DST runs"] > broken_spec["max_abs_bwt"]

@@ -161,8 +161,10 @@ class DST(GradientLearner):
         # per-experience working state (rebuilt by before_experience)
         self.slot: int | None = None
         self.mask: list[torch.Tensor] = []
+        self.used: list[torch.Tensor] = []
         self.frozen: list[torch.Tensor] = []
-        self.frozen_part: list[torch.Tensor] = []
+        self.used_part: list[torch.Tensor] = []
+        self.kept_part: list[torch.Tensor] = []
         self.not_frozen: list[torch.Tensor] = []
         self.mask_f: list[torch.Tensor] = []
         self.trainable_f: list[torch.Tensor] = []
@@ -195,10 +197,12 @@ class DST(GradientLearner):
             )
         self.slot = slot
         others = [m for s, m in self.masks.items() if s != slot]
-        self.frozen = [torch.zeros(s, dtype=torch.bool) for s in self.model.shapes]
-        if c.isolate:
-            for m in others:
-                self.frozen = [f | mi for f, mi in zip(self.frozen, m)]
+        # weights earlier tasks use: frozen with isolation; without it they are trained where the new mask
+        # covers them and keep their values elsewhere (the official merge restores them after the task)
+        self.used = [torch.zeros(s, dtype=torch.bool) for s in self.model.shapes]
+        for m in others:
+            self.used = [u | mi for u, mi in zip(self.used, m)]
+        self.frozen = [u.clone() if c.isolate else torch.zeros_like(u) for u in self.used]
         self.mask = [m.clone() for m in self.masks[slot]] if slot in self.masks else self._init_mask()
         self.fired = [m.clone() for m in self.mask]
         with torch.no_grad():
@@ -207,9 +211,9 @@ class DST(GradientLearner):
             for i, b in enumerate(self.model.bias):
                 b.copy_(self.model.bank(i)[src])
             if c.fresh_init == "random" and slot not in self.masks:
-                for i, (w, f) in enumerate(zip(self.model.weights, self.frozen)):
-                    w.copy_(torch.where(f, w, self.model.init_weight(i)))
-            self.frozen_part = [w.detach() * f for w, f in zip(self.model.weights, self.frozen)]
+                for i, (w, u) in enumerate(zip(self.model.weights, self.used)):
+                    w.copy_(torch.where(u, w, self.model.init_weight(i)))
+            self.used_part = [w.detach() * u for w, u in zip(self.model.weights, self.used)]
         self.not_frozen = [(~f).float() for f in self.frozen]
         self._refresh_masks()
         self._apply_mask()
@@ -271,13 +275,17 @@ class DST(GradientLearner):
 
     def _refresh_masks(self) -> None:
         self.mask_f = [m.float() for m in self.mask]
-        self.trainable_f = [(m & ~f).float() for m, f in zip(self.mask, self.frozen)]
+        trainable = [m & ~f for m, f in zip(self.mask, self.frozen)]
+        self.trainable_f = [t.float() for t in trainable]
+        # earlier tasks' weights this task does not train keep their values from before the task
+        self.kept_part = [p * (u & ~t).float() for p, u, t in zip(self.used_part, self.used, trainable)]
 
     @torch.no_grad()
     def _apply_mask(self) -> None:
-        """W <- W * (mask & not frozen) + frozen values: frozen weights never move, others outside the mask are 0."""
-        for w, t, fp in zip(self.model.weights, self.trainable_f, self.frozen_part):
-            w.mul_(t).add_(fp)
+        """W <- W * trainable + kept values: weights of earlier tasks that this task does not train (all of
+        them with isolation) keep their values, other weights outside the current mask are 0."""
+        for w, t, kp in zip(self.model.weights, self.trainable_f, self.kept_part):
+            w.mul_(t).add_(kp)
 
     def prune_rate_now(self) -> float:
         """Cosine decay from ``prune_rate`` to ``prune_rate_min`` over the task's steps (official DeathCosineDecay)."""
