@@ -133,7 +133,7 @@ def _init_corda(layer: LoRALinear, name: str, generator: torch.Generator | None)
 def collect_covariances(
     model: nn.Module, names: list[str], inputs: torch.Tensor, batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
-    """``X^T X / n`` (float64) of the ``n`` input rows reaching each named linear module when ``model`` runs on ``inputs``.
+    """``X^T X / n`` (float64) of the ``n`` input rows reaching each named linear module as ``model`` runs.
 
     The mean over the calibration rows, as the official CorDA code (``act_aware_utils``) keeps it: a constant
     factor leaves ``B A`` unchanged but shifts the balance between the factors ``B`` and ``A``.

@@ -289,3 +289,19 @@ def paired_measured(name: str, p: dict, digits: int = 4) -> dict:
 
 
 __all__ += ["paired", "clinc_order", "clinc_pair", "log_row", "pick_on_validation", "paired_measured"]
+
+
+def validation_split(data, fraction: float, seed: int):
+    """``data``'s training split cut into train / validation (stratified ``fraction``, ``seed``).
+
+    The returned dataset's test split is validation data held out of the training examples, so tuning
+    on it never sees the test split.
+    """
+    from lifelong.data.dataset import Dataset
+
+    return Dataset.from_arrays(
+        f"{data.name}-val", data.x_train, data.y_train, data.class_names, test_fraction=fraction, seed=seed
+    )
+
+
+__all__ += ["validation_split"]

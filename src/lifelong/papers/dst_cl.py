@@ -58,21 +58,11 @@ def arms(spec: dict) -> dict[str, tuple[str, dict]]:
 
 
 def validation_data(data, spec: dict):
-    """The training split cut into train / validation (stratified, ``val_fraction``, seed ``tune_seed``).
+    """The training split cut into train / validation (``val_fraction``, seed ``tune_seed``): see
+    :func:`lifelong.papers.common.validation_split`."""
+    from lifelong.papers.common import validation_split
 
-    The returned dataset's test split is validation data held out of the training images: tuning never
-    sees the test split.
-    """
-    from lifelong.data.dataset import Dataset
-
-    return Dataset.from_arrays(
-        f"{data.name}-val",
-        data.x_train,
-        data.y_train,
-        data.class_names,
-        test_fraction=spec["val_fraction"],
-        seed=spec["tune_seed"],
-    )
+    return validation_split(data, spec["val_fraction"], spec["tune_seed"])
 
 
 def tune(spec: dict, data) -> dict:

@@ -40,17 +40,11 @@ def knob_grid(settings: dict, row: str) -> list[dict]:
 
 
 def validation_data(data, settings: dict):
-    """The training split cut into train / validation (stratified, ``val_fraction``, seed ``tune_seed``)."""
-    from lifelong.data.dataset import Dataset
+    """The training split cut into train / validation (``val_fraction``, seed ``tune_seed``): see
+    :func:`lifelong.papers.common.validation_split`."""
+    from lifelong.papers.common import validation_split
 
-    return Dataset.from_arrays(
-        f"{data.name}-val",
-        data.x_train,
-        data.y_train,
-        data.class_names,
-        test_fraction=settings["val_fraction"],
-        seed=settings["tune_seed"],
-    )
+    return validation_split(data, settings["val_fraction"], settings["tune_seed"])
 
 
 def tune(data, settings: dict) -> dict:
