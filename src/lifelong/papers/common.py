@@ -110,9 +110,13 @@ def clinc_stream(data_cfg: dict):
 def fscil_stream(cfg: dict, seed: int):
     """A few-shot class-incremental stream from ``cfg``: ``data`` (loader settings), ``base_classes``,
     ``ways``, ``shots``, ``sessions`` and ``natural_order`` (classes in the dataset's order, else seeded)."""
+    return fscil_stream_of(load_data(cfg["data"]), cfg, seed)
+
+
+def fscil_stream_of(data, cfg: dict, seed: int):
+    """The few-shot class-incremental stream of :func:`fscil_stream` over an already loaded ``data``."""
     from lifelong.scenarios.fewshot import few_shot_incremental
 
-    data = load_data(cfg["data"])
     kw = {"class_order": list(range(data.num_classes))} if cfg["natural_order"] else {}
     return few_shot_incremental(
         data,
@@ -304,4 +308,4 @@ def validation_split(data, fraction: float, seed: int):
     )
 
 
-__all__ += ["validation_split"]
+__all__ += ["validation_split", "fscil_stream_of"]

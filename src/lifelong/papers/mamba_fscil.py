@@ -74,18 +74,9 @@ def _embed(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _stream(data, cfg: dict, seed: int):
-    from lifelong.scenarios.fewshot import few_shot_incremental
+    from lifelong.papers.common import fscil_stream_of
 
-    kw = {"class_order": list(range(data.num_classes))} if cfg["natural_order"] else {}
-    return few_shot_incremental(
-        data,
-        base_classes=cfg["base_classes"],
-        ways=cfg["ways"],
-        shots=cfg["shots"],
-        sessions=cfg["sessions"],
-        seed=seed,
-        **kw,
-    )
+    return fscil_stream_of(data, cfg, seed)
 
 
 def streams(settings: dict, seed: int, validation: bool = False) -> dict:
