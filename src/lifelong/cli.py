@@ -99,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("show", help="show a method's config keys, defaults and help")
     sh.add_argument("method")
+    sh.add_argument(
+        "--data",
+        default=None,
+        help="show the defaults resolved for this data (they follow its kind: pixels, embeddings, tokens)",
+    )
+    sh.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="data.KEY=VALUE",
+        help="a data option that changes its kind, e.g. --set data.representation=tokens",
+    )
 
     rep = sub.add_parser("report", help="re-render the report of a finished run from its JSON files")
     rep.add_argument("run_dir", help="runs/<name> or runs/<name>/<scenario>-<data>")
@@ -259,12 +272,28 @@ def _cmd_list(a) -> int:
 
 
 def _cmd_show(a) -> int:
+    from lifelong.data.kinds import DATA_KINDS
+    from lifelong.errors import ConfigError
     from lifelong.methods import config_fields, get_method
 
     cls = get_method(a.method)
     print(f"{a.method}: {(cls.__doc__ or '').strip().splitlines()[0]}")
-    for f in config_fields(cls.config_class):
-        print(f"  {f['name']:18s} {f['type']:12s} default={f['default']!r:12}  {f['help']}")
+    kind = None
+    if a.data is not None:
+        from lifelong.data import DATASETS, loader_kind
+        from lifelong.errors import unknown_name
+        from lifelong.runner import parse_sets
+
+        if a.data not in DATASETS:
+            raise unknown_name("dataset", a.data, DATASETS)
+        per_method, scen_kw, data_kw = parse_sets(a.sets, [a.method])
+        if per_method.get(a.method) or scen_kw:
+            raise ConfigError("lifelong show takes only data.KEY=VALUE settings (the ones that change the data's kind)")
+        kind = loader_kind(a.data, data_kw)
+        print(f"defaults on {a.data} ({kind}: {DATA_KINDS[kind]}); * = set by the data kind")
+    for f in config_fields(cls.config_class, kind):
+        mark = "*" if f.get("from_data") else " "
+        print(f" {mark}{f['name']:18s} {f['type']:12s} default={f['default']!r:12}  {f['help']}")
     return 0
 
 

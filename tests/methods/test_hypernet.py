@@ -26,7 +26,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def permuted():
-    return domain_incremental(load_digits(), tasks=3, kind="permuted", seed=0, task_labels=True)
+    return domain_incremental(load_digits(), tasks=3, kind="permuted", seed=0, task_labels=True, share="disjoint")
 
 
 def _generated(learner, slot):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from lifelong.data.clinc150 import load_clinc150
 from lifelong.data.dataset import Dataset, check_dataset, stratified_split
 from lifelong.data.embedded import load_digits, load_mnist, make_blobs
+from lifelong.data.kinds import DATA_KINDS, LOADER_KINDS, check_kind, dataset_kind, loader_kind
 from lifelong.data.sampling import cycle_batches
 from lifelong.data.textfile import load_text_file
 from lifelong.errors import unknown_name
@@ -26,8 +27,13 @@ def list_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
-def register_dataset(name: str, loader: Callable[..., Dataset]) -> None:
-    """Make ``loader`` available to :func:`load_dataset` and the CLI as ``name``."""
+def register_dataset(name: str, loader: Callable[..., Dataset], kind: str = "vectors") -> None:
+    """Make ``loader`` available to :func:`load_dataset` and the CLI as ``name``.
+
+    ``kind`` says what its inputs are (``pixels``, ``embeddings``, ``tokens``, ``vectors``:
+    :data:`lifelong.data.kinds.DATA_KINDS`); methods pick their defaults for that kind.
+    """
+    LOADER_KINDS[name] = check_kind(kind)
     DATASETS[name] = loader
 
 
@@ -52,6 +58,9 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "register_dataset",
+    "DATA_KINDS",
+    "dataset_kind",
+    "loader_kind",
     "stratified_split",
     "load_digits",
     "load_mnist",

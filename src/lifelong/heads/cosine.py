@@ -18,5 +18,9 @@ class CosineClassifier(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_classes, dim).uniform_(-stdv, stdv))
         self.sigma = nn.Parameter(torch.ones(1))
 
+    def cosine(self, x: torch.Tensor) -> torch.Tensor:
+        """Unscaled cosine similarities ``cos(x, w_c)`` (LUCIR's margin ranking loss reads these)."""
+        return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).T
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.sigma * F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).T

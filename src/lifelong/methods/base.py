@@ -129,6 +129,11 @@ class GradientConfig(MethodConfig):
     """Shared training settings of gradient methods (Mammoth/Avalanche-style defaults for MLPs on MNIST)."""
 
     adaptive_batch: ClassVar[bool] = True  # the training loop grows the batch when the optimizer spec asks
+    #: defaults per data kind (lifelong.data.kinds), picked on seed 0 of each default stream from lr in
+    #: {0.01, 0.05, 0.1} (pixels) and {0.1, 1, 3} x {MLP, linear} (embeddings): on pixels lr 0.05 (ER on
+    #: split MNIST 79.1 % vs 75.8 % at 0.01; on digits 75.9 % vs 24.7 %); on unit-norm sentence embeddings
+    #: an MLP at lr 0.01 barely moves (ER 4 % on CLINC150): a linear head at lr 1 (ER 71 %, joint 95 %)
+    data_defaults: ClassVar[dict[str, dict]] = {"pixels": {"lr": 0.05}, "embeddings": {"hidden": (), "lr": 1.0}}
 
     epochs: int = hp(3, "passes over each experience's training data (online streams force 1)")
     batch_size: int = hp(32, "mini-batch size (online streams use the stream's batch size)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,9 @@ LOSS_SCOPES = ("seen", "current")
 @dataclass
 class LoRASeqConfig(GradientConfig):
     """lora-seq settings: LoRA's (rank, alpha, dropout, targets) plus the backbone and the per-task mode."""
+
+    #: token ids are read through the pre-trained text encoder (the MLP backbone reads feature vectors)
+    data_defaults: ClassVar[dict[str, dict]] = {**GradientConfig.data_defaults, "tokens": {"backbone": "minilm"}}
 
     backbone: str = hp(
         "mlp",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from lifelong.errors import ConfigError
 from lifelong.values import parse_value, type_name
@@ -25,28 +25,65 @@ def hp(default: Any, help: str) -> Any:
 
 @dataclass
 class MethodConfig:
-    """Base of every method config. Subclasses add fields with :func:`hp`."""
+    """Base of every method config. Subclasses add fields with :func:`hp`.
+
+    ``data_defaults`` maps a data kind (:data:`lifelong.data.kinds.DATA_KINDS`: pixels, embeddings,
+    tokens, vectors) to the defaults that replace the field defaults on that kind of data; explicit
+    overrides still win. :func:`build_config` with ``data_kind`` resolves them.
+    """
+
+    data_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def to_dict(self) -> dict:
         """JSON-able dict of every field (tuples become lists)."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
 
-def config_fields(cls: type[MethodConfig]) -> list[dict]:
-    """Name, type, default and help of each field of ``cls``."""
+def config_fields(cls: type[MethodConfig], data_kind: str | None = None) -> list[dict]:
+    """Name, type, default and help of each field of ``cls``.
+
+    With ``data_kind`` the default is the one resolved for that kind of data, and ``"from_data"`` says
+    whether the data kind changed it.
+    """
     hints = typing.get_type_hints(cls)
+    by_data = defaults_for_data(cls, data_kind)
     out = []
     for f in fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         out.append(
-            {"name": f.name, "type": _type_name(hints[f.name]), "default": default, "help": f.metadata.get("help", "")}
+            {
+                "name": f.name,
+                "type": _type_name(hints[f.name]),
+                "default": by_data.get(f.name, default),
+                "help": f.metadata.get("help", ""),
+                "from_data": f.name in by_data,
+            }
         )
     return out
 
 
-def build_config(cls: type[MethodConfig], overrides: dict | MethodConfig | None = None) -> MethodConfig:
+def defaults_for_data(cls: type[MethodConfig], data_kind: str | None) -> dict[str, Any]:
+    """The defaults ``cls`` uses on data of kind ``data_kind`` in place of its field defaults (``{}`` for None)."""
+    if data_kind is None:
+        return {}
+    from lifelong.data.kinds import check_kind
+
+    check_kind(data_kind)
+    table = cls.data_defaults.get(data_kind, {})
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}.data_defaults[{data_kind!r}] names unknown key(s) {unknown}")
+    return dict(table)
+
+
+def build_config(
+    cls: type[MethodConfig], overrides: dict | MethodConfig | None = None, data_kind: str | None = None
+) -> MethodConfig:
     """Instantiate ``cls`` with ``overrides`` parsed to each field's type.
 
+    With ``data_kind`` (``pixels``, ``embeddings``, ``tokens``, ``vectors``) the class's
+    ``data_defaults`` for that kind replace the field defaults first; ``overrides`` win over both.
     Raises :class:`ConfigError` naming the key for unknown keys and unparsable values
     (booleans are not integers, floats must be finite, temperatures must be > 0).
     """
@@ -54,7 +91,7 @@ def build_config(cls: type[MethodConfig], overrides: dict | MethodConfig | None 
         return overrides
     if isinstance(overrides, MethodConfig):
         raise ConfigError(f"expected a {cls.__name__}, got a {type(overrides).__name__}")
-    overrides = dict(overrides or {})
+    overrides = {**defaults_for_data(cls, data_kind), **dict(overrides or {})}
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls)]
     unknown = sorted(set(overrides) - set(names))

@@ -2,8 +2,8 @@
 
 Each training batch is concatenated with an equal-sized batch drawn uniformly
 from a replay buffer; stream examples enter the buffer by reservoir sampling (or
-class-balanced reservoir sampling) after each step. With ``parents`` (a depth-2 label
-tree, e.g. ``class_parents(stream)`` of a hierarchical stream) the head is a per-level
+class-balanced reservoir sampling, or with equal slots per experience) after each step.
+With ``parents`` (a depth-2 label tree, e.g. ``class_parents(stream)`` of a hierarchical stream) the head is a per-level
 softmax (:class:`lifelong.heads.LevelSoftmax`) instead of one flat softmax.
 """
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from lifelong.errors import ConfigError
 from lifelong.heads.hierarchy import LevelSoftmax
-from lifelong.memory import make_buffer
+from lifelong.memory import BUFFER_KINDS, make_buffer
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
 from lifelong.methods.registry import register
@@ -31,7 +31,7 @@ class ERConfig(GradientConfig):
     """ER settings."""
 
     buffer_size: int = hp(200, "replay buffer capacity in examples")
-    buffer: str = hp("reservoir", "buffer policy: reservoir | class-balanced")
+    buffer: str = hp("reservoir", "buffer policy: reservoir | class-balanced | experience-balanced")
     replay_batch_size: int = hp(0, "examples replayed per step (0: same as the batch size)")
     parents: tuple[int, ...] = hp(
         (), "label tree: coarse class id of each class (-1: coarse) for a per-level softmax; () = flat softmax"
@@ -47,15 +47,15 @@ class ERConfig(GradientConfig):
         super().validate()
         if self.buffer_size < 1:
             raise ConfigError(f"buffer_size must be >= 1, got {self.buffer_size}")
-        if self.buffer not in ("reservoir", "class-balanced"):
-            raise ConfigError(f"buffer must be 'reservoir' or 'class-balanced', got {self.buffer!r}")
+        if self.buffer not in BUFFER_KINDS:
+            raise ConfigError(f"buffer must be one of {', '.join(BUFFER_KINDS)}; got {self.buffer!r}")
         if any(int(p) < -1 for p in self.parents):
             raise ConfigError("parents holds coarse class ids or -1; pass class_parents(stream)")
 
 
 @register("er")
 class ER(GradientLearner):
-    """Experience replay with a reservoir or class-balanced buffer."""
+    """Experience replay with a reservoir, class-balanced or experience-balanced buffer."""
 
     config_class = ERConfig
 
@@ -89,6 +89,10 @@ class ER(GradientLearner):
         s = self.tree.log_probs(self.model(x), self.classes.seen)
         self.model.train(was)
         return self.classes.mask(s, task_id)
+
+    def before_experience(self, experience: Experience) -> None:
+        """Tell the buffer a new experience starts (the experience-balanced policy re-splits its slots)."""
+        self.buffer.new_experience(experience.index, self.generator)
 
     def after_step(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> None:
         self.buffer.add(self.generator, x=x, y=y)

@@ -60,10 +60,16 @@ def get_method(name: str) -> type:
     return METHODS[name]
 
 
-def make_learner(name: str, config: dict | MethodConfig | None = None, seed: int = 0) -> Learner:
-    """Build the learner ``name`` with ``config`` overrides (dict or config object) and ``seed``."""
+def make_learner(
+    name: str, config: dict | MethodConfig | None = None, seed: int = 0, data_kind: str | None = None
+) -> Learner:
+    """Build the learner ``name`` with ``config`` overrides (dict or config object) and ``seed``.
+
+    ``data_kind`` (``pixels``, ``embeddings``, ``tokens``, ``vectors``; see
+    :func:`lifelong.data.kinds.dataset_kind`) picks the method's defaults for that kind of data.
+    """
     cls = get_method(name)
-    return cls(build_config(cls.config_class, config), seed=seed)
+    return cls(build_config(cls.config_class, config, data_kind=data_kind), seed=seed)
 
 
 # ---- what a method reads ------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def stream(seed: int, data=None, tasks: int = 10):
     from lifelong.scenarios import domain_incremental
 
     data = data if data is not None else load_dataset("mnist")
-    return domain_incremental(data, tasks=tasks, kind="permuted", seed=seed, task_labels=True)
+    return domain_incremental(data, tasks=tasks, kind="permuted", seed=seed, task_labels=True, share="disjoint")
 
 
 class Runs(dict):

@@ -20,7 +20,16 @@ import numpy as np
 
 from lifelong.data import DATASETS, load_dataset
 from lifelong.data.dataset import data_input_kind
-from lifelong.errors import CheckpointError, ConfigError, LearnerError, NonFiniteLossError, RunDirError, RunFailedError
+from lifelong.data.kinds import loader_kind
+from lifelong.errors import (
+    CheckpointError,
+    ConfigError,
+    LearnerError,
+    NonFiniteLossError,
+    RunDirError,
+    RunFailedError,
+    unknown_name,
+)
 from lifelong.evaluation.io import atomic_write_json
 from lifelong.evaluation.loop import check_seed, run
 from lifelong.evaluation.result import Result
@@ -107,7 +116,10 @@ def run_experiment(
         twice = sorted({s for s in seeds if seeds.count(s) > 1})
         raise ConfigError(f"seed(s) {', '.join(map(str, twice))} listed twice; list each seed once, like --seeds 0,1,2")
     overrides = overrides or {}
-    configs = {m: build_config(get_method(m).config_class, overrides.get(m)) for m in methods}
+    if data not in DATASETS:
+        raise unknown_name("dataset", data, DATASETS)
+    data_kind = loader_kind(data, data_kwargs)  # the defaults that suit this kind of data are resolved once
+    configs = {m: build_config(get_method(m).config_class, overrides.get(m), data_kind=data_kind) for m in methods}
     for m in methods:
         make_learner(m, configs[m], seed=seeds[0])  # a learner that cannot be built fails before any write
     scenario_kwargs = dict(scenario_kwargs or {})
@@ -120,6 +132,7 @@ def run_experiment(
         "format": EXPERIMENT_FORMAT,
         "scenario": scenario,
         "data": data,
+        "data_kind": data_kind,
         "methods": methods,
         "seeds": seeds,
         "overrides": {m: configs[m].to_dict() for m in methods},
@@ -153,6 +166,7 @@ def run_experiment(
                 "scenario": scenario,
                 "scenario_kwargs": scenario_kwargs,
                 "data": data,
+                "data_kind": data_kind,
                 "data_kwargs": data_kwargs,
                 "stream_fingerprint": stream.fingerprint(),
             }

@@ -98,23 +98,33 @@ def domain_incremental(
     seed: int = 0,
     max_degrees: float = 90.0,
     task_labels: bool = False,
+    share: str = "full",
 ) -> Stream:
     """Same classes in every experience, inputs transformed differently per experience.
 
     ``kind="permuted"``: experience 0 sees the original inputs, each later one a
     fixed random pixel permutation. ``kind="rotated"``: experience t rotates images by
-    ``t * max_degrees / (tasks - 1)`` degrees. Each experience uses a disjoint
-    share of the training examples (as in permuted-MNIST protocols with a fixed
-    budget per task); every experience tests on the whole test split, transformed.
+    ``t * max_degrees / (tasks - 1)`` degrees. ``share="full"`` (default) gives every
+    experience the whole training split under its own transform, as permuted MNIST in
+    most libraries (Avalanche, Mammoth), so results compare with theirs;
+    ``share="disjoint"`` gives each experience a disjoint share of the training
+    examples: a fixed total budget, so the cost does not grow with ``tasks`` but each
+    task gets fewer examples (100 tasks on digits: 14 each, and every method sits at
+    chance). Every experience tests on the whole test split, transformed.
     """
     if tasks < 1:
         raise ConfigError(f"tasks must be >= 1, got {tasks}")
+    if share not in ("full", "disjoint"):
+        raise ConfigError(f"share must be 'full' or 'disjoint', got {share!r}")
     if kind not in ("permuted", "rotated"):
         raise ConfigError(f"domain-incremental kind must be 'permuted' or 'rotated', got {kind!r}")
     if kind == "rotated" and len(data.input_shape) != 3:
         raise ConfigError(f"rotated streams need image data (C, H, W); {data.name} has shape {data.input_shape}")
     rng = np.random.default_rng(seed)
-    shares = np.array_split(rng.permutation(len(data.y_train)), tasks)
+    if share == "disjoint":
+        shares = np.array_split(rng.permutation(len(data.y_train)), tasks)
+    else:
+        shares = [np.arange(len(data.y_train))] * tasks
     label_map = torch.arange(data.num_classes)
     n_features = int(np.prod(data.input_shape))
     all_classes = list(range(data.num_classes))
@@ -139,7 +149,7 @@ def domain_incremental(
                 transform,
             )
         )
-    params = {"tasks": tasks, "kind": kind, "seed": seed, "max_degrees": max_degrees}
+    params = {"tasks": tasks, "kind": kind, "seed": seed, "max_degrees": max_degrees, "share": share}
     return Stream("domain-incremental", experiences, all_classes, list(data.class_names), params)
 
 

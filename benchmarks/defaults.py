@@ -1,0 +1,163 @@
+"""Every registered method with its DEFAULT config on every shipped dataset: the defaults matrix.
+
+What a new user gets from ``lifelong run --data D --methods M`` with no settings: each method is built
+with ``make_learner(name, data_kind=kind)`` (its defaults for the data's kind: pixels, embeddings or
+token ids, as ``lifelong run`` resolves them) and run on one class-incremental stream per dataset, seed 0:
+
+- ``split-mnist``: the 5,000-image MNIST subset, 5 experiences x 2 digits (the default benchmark);
+- ``digits``: scikit-learn's 8x8 digits, 5 experiences x 2 digits;
+- ``clinc150``: CLINC150 as cached all-MiniLM-L6-v2 sentence embeddings, 10 experiences x 15 intents;
+- ``clinc150-tokens``: CLINC150 token ids (3 domains, 45 intents, 20 training sentences per intent,
+  3 experiences), for the methods that read token ids (a MiniLM forward per example: kept small);
+- ``text-file``: HWU64 (64 intents) read by the ``text-file`` loader from its CSV files as embeddings,
+  8 experiences x 8 intents.
+
+A method that cannot read a dataset's inputs gets the library's refusal (its one-line message) in its
+cell; a method that fails otherwise gets its error. Each cell: final average accuracy (mean of the last
+row of R), its ratio to NCM's on the same stream, and wall seconds. Cells are appended to a JSON-lines
+file as they finish (``--resume`` skips the ones there) and the Markdown table is rebuilt from it.
+
+Run: ``LIFELONG_DATA=../shared/data .venv/bin/python benchmarks/defaults.py [--data clinc150,digits]
+[--only er,ncm] [--jsonl benchmarks/defaults_results.jsonl] [--resume]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATASETS = ("split-mnist", "digits", "clinc150", "clinc150-tokens", "text-file")
+
+
+def load(name: str):
+    """(stream, data kind, input kind) of one matrix dataset."""
+    from lifelong.data import load_dataset
+    from lifelong.data.dataset import data_input_kind
+    from lifelong.data.kinds import dataset_kind
+    from lifelong.data.root import default_data_root
+    from lifelong.scenarios import class_incremental
+
+    if name == "split-mnist":
+        data, tasks = load_dataset("mnist"), 5
+    elif name == "digits":
+        data, tasks = load_dataset("digits"), 5
+    elif name == "clinc150":
+        data, tasks = load_dataset("clinc150", progress=False), 10
+    elif name == "clinc150-tokens":
+        data = load_dataset("clinc150", representation="tokens", domains=[0, 1, 2], max_per_class=20, progress=False)
+        tasks = 3
+    elif name == "text-file":
+        root = Path(default_data_root()) / "hwu64"
+        data = load_dataset(
+            "text-file",
+            path=str(root / "train.csv"),
+            test_path=str(root / "test.csv"),
+            label_column="intent",
+            progress=False,
+        )
+        tasks = 8
+    else:
+        raise SystemExit(f"unknown dataset {name!r}; one of {', '.join(DATASETS)}")
+    return class_incremental(data, tasks=tasks, seed=0), dataset_kind(data), data_input_kind(data)
+
+
+def cell(method: str, stream, data_kind: str, input_kind: str) -> dict:
+    """Run one method with its defaults on one stream; a refusal or error is recorded, not raised."""
+    from lifelong.errors import ConfigError, LifelongError
+    from lifelong.evaluation import run
+    from lifelong.methods import check_inputs, get_method, make_learner
+    from lifelong.methods.config import build_config
+
+    cls = get_method(method)
+    try:
+        config = build_config(cls.config_class, data_kind=data_kind)
+        check_inputs(input_kind, {method: config}, data_fix={"features": "load features", "tokens": "load tokens"})
+    except ConfigError as e:
+        return {"status": "refused", "message": str(e).split(";")[0]}
+    t0 = time.perf_counter()
+    try:
+        learner = make_learner(method, config, seed=0)
+        res = run(stream, learner, seed=0, method=method, config=config.to_dict(), progress=False)
+    except LifelongError as e:
+        return {"status": "refused", "message": str(e).splitlines()[0][:200], "seconds": time.perf_counter() - t0}
+    except Exception as e:  # noqa: BLE001 - a crash is a finding of the matrix, recorded in its cell
+        return {"status": "error", "message": f"{type(e).__name__}: {e}"[:200], "seconds": time.perf_counter() - t0}
+    return {
+        "status": "ok",
+        "accuracy": float(res.metrics["final_average_accuracy"]),
+        "seconds": time.perf_counter() - t0,
+        "config": config.to_dict(),
+    }
+
+
+def table(rows: list[dict], datasets: list[str]) -> str:
+    """Markdown: one line per method, one column per dataset (accuracy %, ratio to NCM, seconds)."""
+    by = {(r["method"], r["data"]): r for r in rows}
+    ncm = {d: by[("ncm", d)]["accuracy"] for d in datasets if by.get(("ncm", d), {}).get("status") == "ok"}
+    methods = sorted({r["method"] for r in rows})
+    out = ["| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for m in methods:
+        cells = []
+        for d in datasets:
+            r = by.get((m, d))
+            if r is None:
+                cells.append("not run")
+            elif r["status"] == "ok":
+                ratio = f" ({r['accuracy'] / ncm[d]:.2f}× ncm)" if d in ncm and m != "ncm" else ""
+                cells.append(f"{100 * r['accuracy']:.1f}{ratio}, {r['seconds']:.0f} s")
+            else:
+                cells.append(f"{r['status']}: {r['message']}".replace("|", "/"))
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    """Run the matrix (or the part asked for) and write the table."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=",".join(DATASETS))
+    p.add_argument("--only", default="", help="comma-separated methods (default: every registered method)")
+    p.add_argument("--jsonl", default=str(HERE / "defaults_results.jsonl"))
+    p.add_argument("--out", default=str(HERE / "defaults_results.md"))
+    p.add_argument("--resume", action="store_true", help="skip the cells already in --jsonl")
+    a = p.parse_args()
+    os.environ.setdefault("LIFELONG_THREADS", "1")
+    import torch
+
+    from lifelong.methods import list_methods
+
+    torch.set_num_threads(int(os.environ["LIFELONG_THREADS"]))
+    datasets = [d for d in a.data.split(",") if d]
+    methods = [m for m in a.only.split(",") if m] or list_methods()
+    path = Path(a.jsonl)
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if a.resume and path.exists() else []
+    if not a.resume:
+        path.write_text("")
+    done = {(r["method"], r["data"]) for r in rows}
+    for d in datasets:
+        todo = [m for m in (["ncm"] if "ncm" not in methods else []) + methods if (m, d) not in done]
+        if not todo:
+            continue
+        stream, data_kind, input_kind = load(d)
+        for m in todo:
+            r = {"method": m, "data": d, "data_kind": data_kind, **cell(m, stream, data_kind, input_kind)}
+            rows.append(r)
+            with path.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+            print(m, d, r["status"], round(100 * r.get("accuracy", float("nan")), 1), round(r.get("seconds", 0), 1))
+    all_data = [d for d in DATASETS if any(r["data"] == d for r in rows)]
+    Path(a.out).write_text(
+        "# Defaults matrix: every method with its default config on every shipped dataset\n\n"
+        "Command: `LIFELONG_DATA=../shared/data .venv/bin/python benchmarks/defaults.py` (seed 0, 1 torch thread, "
+        "class-incremental streams described in the script's docstring). Cell: final average accuracy %, its "
+        "ratio to NCM's on the same stream, wall seconds (shared 2-core machine: times are rough); or the "
+        "library's refusal.\n\n" + table(rows, all_data) + "\n"
+    )
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
