@@ -3,7 +3,9 @@
 #: method name -> config overrides used by the conformance tests
 TEST_CONFIGS = {
     "aper": {"epochs": 5, "batch_size": 8, "lr": 0.1},
+    "bic": {"buffer_size": 40, "bias_steps": 100},
     "cfsl": {"epochs": 5, "hidden": (32,)},
+    "coda-prompt": {"epochs": 5, "batch_size": 8, "layers": (0, 1), "pool": 4, "tasks": 2, "length": 4, "lr": 0.01},
     "codyra": {"epochs": 4, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16},
     "dkvb": {
         "epochs": 3,
@@ -14,7 +16,10 @@ TEST_CONFIGS = {
         "batch_size": 32,
     },
     "dst": {"epochs": 3, "batch_size": 16, "hidden": (32,), "update_every": 4, "density": 0.5},
+    "dualprompt": {"epochs": 5, "batch_size": 8, "g_layers": (0,), "e_layers": (1,), "tasks": 2},
+    "ease": {"epochs": 5, "lr": 0.05},
     "fscil-tricks": {"base_epochs": 3, "hidden": 32, "subnet_steps": 2, "batch_size": 32},
+    "gdumb": {"epochs": 16, "buffer_size": 40},
     "hle": {"buffer_size": 40, "epochs": 2},
     "hypernet": {
         "epochs": 5,
@@ -25,8 +30,11 @@ TEST_CONFIGS = {
         "emb_dim": 8,
         "chunk_emb_dim": 8,
     },
+    "icarl": {"buffer_size": 40},
+    "l2p": {"epochs": 5, "batch_size": 8},
     "lame": {"inner": "ncm"},
     "lora-seq": {"epochs": 4, "hidden": (32,), "rank": 4, "lr": 0.01, "batch_size": 16},
+    "lucir": {"buffer_size": 40},
     "mamba-fscil": {
         "tokens": 2,
         "mid_channels": 16,
@@ -36,8 +44,12 @@ TEST_CONFIGS = {
         "lr": 0.01,
         "inc_steps": 5,
     },
+    "mas": {"epochs": 3, "hidden": (32,)},
     "onpro": {"buffer_size": 40, "buffer_batch_size": 16, "epochs": 2, "lr": 0.005},
+    "packnet": {"epochs": 3, "batch_size": 16, "hidden": (32,), "lr": 0.05},
     "prd": {"epochs": 3, "batch_size": 32, "lr": 0.05},
+    "ranpac": {"projection_dim": 256},
+    "si": {"epochs": 3, "hidden": (32,)},
     "slca": {"epochs": 5, "batch_size": 8, "lr": 0.1, "ca_epochs": 2, "ca_samples": 32},
     "tame": {
         "batch_size": 8,
