@@ -96,6 +96,10 @@ def test_default_settings_diverging_point_at_the_lr(blobs):
     from lifelong.evaluation.loop import divergence_hint
 
     assert divergence_hint(make_learner("finetune")) == "lower method.lr (now 0.01)"
+    # the defaults a run resolved for its data are the reference, not the field defaults
+    assert divergence_hint(make_learner("finetune", data_kind="pixels")) == "lower method.lr (now 0.05)"
+    hint = divergence_hint(make_learner("finetune", {"lr": 0.5}, data_kind="pixels"))
+    assert "method.lr=0.5 (default 0.05 on pixels data)" in hint
 
 
 class _BadPredictor:

@@ -78,9 +78,15 @@ def divergence_hint(learner: Learner) -> str:
     config = getattr(learner, "config", None)
     if config is None or not dataclasses.is_dataclass(config):
         return "lower the learning rate or check the inputs"
+    kind = getattr(config, "data_kind", None)
     try:
-        default = type(config)()
-    except TypeError:
+        if kind is None:
+            default = type(config)()
+        else:
+            from lifelong.methods.config import build_config
+
+            default = build_config(type(config), data_kind=kind)
+    except (TypeError, ValueError):
         return "lower the learning rate or check the inputs"
     changed = [
         (f.name, getattr(config, f.name), getattr(default, f.name))
@@ -88,7 +94,8 @@ def divergence_hint(learner: Learner) -> str:
         if getattr(config, f.name) != getattr(default, f.name) and isinstance(getattr(config, f.name), float)
     ]
     if changed:
-        shown = ", ".join(f"method.{k}={v:g} (default {d:g})" for k, v, d in changed)
+        on = f" on {kind} data" if kind else ""
+        shown = ", ".join(f"method.{k}={v:g} (default {d:g}{on})" for k, v, d in changed)
         return f"settings changed from their defaults, the likely cause: {shown}; move them back toward the defaults"
     lr = getattr(config, "lr", None)
     return f"lower method.lr (now {lr:g})" if isinstance(lr, (int, float)) else "check the inputs and settings"

@@ -101,6 +101,9 @@ class LearnerBase:
 
     config_class: type[MethodConfig] = MethodConfig
     name: str = "learner"  # set by @register
+    #: the scenario the method is built for (``lifelong list scenarios``); the defaults matrix
+    #: (benchmarks/defaults.py) and its floor test run it there
+    scenario: str = "class-incremental"
 
     def __init__(self, config: MethodConfig, seed: int = 0):
         self.config = config

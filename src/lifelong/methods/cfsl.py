@@ -69,6 +69,8 @@ class CFSLConfig(GradientConfig):
 class CFSL(GradientLearner):
     """Pretrain+Tune (with or without replay) or ProtoNet on CFSL support sets (Kowadlo et al. 2024)."""
 
+    scenario = "cfsl"
+
     config_class = CFSLConfig
     name = "cfsl"
 

@@ -33,6 +33,7 @@ class MethodConfig:
     """
 
     data_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    data_kind: ClassVar[str | None] = None  # set per instance by build_config
 
     def to_dict(self) -> dict:
         """JSON-able dict of every field (tuples become lists)."""
@@ -99,6 +100,7 @@ def build_config(
         raise ConfigError(f"{cls.__name__} has no key(s) {unknown}; valid keys: {', '.join(names)}")
     values = {k: parse_value(k, v, hints[k]) for k, v in overrides.items()}
     cfg = cls(**values)
+    cfg.data_kind = data_kind  # not a field: which defaults it was resolved against (for error messages)
     _check_field_ranges(cfg)
     validate = getattr(cfg, "validate", None)
     if validate is not None:

@@ -148,6 +148,8 @@ class DSTConfig(GradientConfig):
 class DST(GradientLearner):
     """Per-task sparse masks found by dynamic sparse training, with earlier tasks' weights frozen."""
 
+    scenario = "task-incremental"
+
     config_class = DSTConfig
 
     def __init__(self, config: DSTConfig, seed: int = 0):

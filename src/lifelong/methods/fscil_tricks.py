@@ -137,6 +137,8 @@ class FSCILTricks(LearnerBase):
     the new session's few shots.
     """
 
+    scenario = "few-shot-incremental"
+
     config_class = FSCILTricksConfig
 
     def __init__(self, config: FSCILTricksConfig, seed: int = 0):

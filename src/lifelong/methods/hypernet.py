@@ -91,6 +91,8 @@ class HypernetConfig(GradientConfig):
 class HypernetLearner(GradientLearner):
     """A task-conditioned (LSTM or MLP) hypernetwork generating a target MLP per task."""
 
+    scenario = "task-incremental"
+
     config_class = HypernetConfig
 
     def __init__(self, config: HypernetConfig, seed: int = 0):

@@ -176,6 +176,8 @@ class MambaFSCIL(LearnerBase):
     features, with the suppression and separation losses.
     """
 
+    scenario = "few-shot-incremental"
+
     config_class = MambaFSCILConfig
 
     def __init__(self, config: MambaFSCILConfig, seed: int = 0):
