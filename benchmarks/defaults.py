@@ -12,6 +12,9 @@ token ids, as ``lifelong run`` resolves them) and run on one class-incremental s
 - ``text-file``: HWU64 (64 intents) read by the ``text-file`` loader from its CSV files as embeddings,
   8 experiences x 8 intents.
 
+A method built for another scenario (its class's ``scenario``: task-incremental, few-shot-incremental, cfsl,
+task-free) runs on that scenario over the same data, next to NCM on the same stream (ratio in its cell).
+
 A method that cannot read a dataset's inputs gets the library's refusal (its one-line message) in its
 cell; a method that fails otherwise gets its error. Each cell: final average accuracy (mean of the last
 row of R), its ratio to NCM's on the same stream, and wall seconds. Cells are appended to a JSON-lines
@@ -33,13 +36,24 @@ HERE = Path(__file__).resolve().parent
 DATASETS = ("split-mnist", "digits", "clinc150", "clinc150-tokens", "text-file")
 
 
+def scenario_options(scenario: str, tasks: int, num_classes: int) -> dict:
+    """Options of ``scenario`` on a dataset split into ``tasks`` experiences by default."""
+    ways = max(num_classes // (2 * tasks), 1)
+    return {
+        "class-incremental": {"tasks": tasks},
+        "task-incremental": {"tasks": tasks},
+        "few-shot-incremental": {"ways": ways, "shots": 5},
+        "cfsl": {},
+        "task-free": {"tasks": tasks},
+    }[scenario]
+
+
 def load(name: str):
-    """(stream, data kind, input kind) of one matrix dataset."""
+    """(dataset, default number of experiences, data kind, input kind) of one matrix dataset."""
     from lifelong.data import load_dataset
     from lifelong.data.dataset import data_input_kind
     from lifelong.data.kinds import dataset_kind
     from lifelong.data.root import default_data_root
-    from lifelong.scenarios import class_incremental
 
     if name == "split-mnist":
         data, tasks = load_dataset("mnist"), 5
@@ -62,7 +76,7 @@ def load(name: str):
         tasks = 8
     else:
         raise SystemExit(f"unknown dataset {name!r}; one of {', '.join(DATASETS)}")
-    return class_incremental(data, tasks=tasks, seed=0), dataset_kind(data), data_input_kind(data)
+    return data, tasks, dataset_kind(data), data_input_kind(data)
 
 
 def cell(method: str, stream, data_kind: str, input_kind: str) -> dict:
@@ -96,8 +110,12 @@ def cell(method: str, stream, data_kind: str, input_kind: str) -> dict:
 
 def table(rows: list[dict], datasets: list[str]) -> str:
     """Markdown: one line per method, one column per dataset (accuracy %, ratio to NCM, seconds)."""
-    by = {(r["method"], r["data"]): r for r in rows}
-    ncm = {d: by[("ncm", d)]["accuracy"] for d in datasets if by.get(("ncm", d), {}).get("status") == "ok"}
+    by = {(r["method"], r["data"]): r for r in rows if r["method"] != "ncm" or r.get("scenario") == "class-incremental"}
+    ncm = {
+        (r["data"], r.get("scenario", "class-incremental")): r["accuracy"]
+        for r in rows
+        if r["method"] == "ncm" and r["status"] == "ok"
+    }
     methods = sorted({r["method"] for r in rows})
     out = ["| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
     for m in methods:
@@ -107,8 +125,10 @@ def table(rows: list[dict], datasets: list[str]) -> str:
             if r is None:
                 cells.append("not run")
             elif r["status"] == "ok":
-                ratio = f" ({r['accuracy'] / ncm[d]:.2f}× ncm)" if d in ncm and m != "ncm" else ""
-                cells.append(f"{100 * r['accuracy']:.1f}{ratio}, {r['seconds']:.0f} s")
+                key = (d, r.get("scenario", "class-incremental"))
+                ratio = f" ({r['accuracy'] / ncm[key]:.2f}× ncm)" if key in ncm and m != "ncm" else ""
+                where = "" if key[1] == "class-incremental" else f" [{key[1]}]"
+                cells.append(f"{100 * r['accuracy']:.1f}{ratio}{where}, {r['seconds']:.0f} s")
             else:
                 cells.append(f"{r['status']}: {r['message']}".replace("|", "/"))
         out.append(f"| {m} | " + " | ".join(cells) + " |")
@@ -138,12 +158,29 @@ def main() -> None:
         path.write_text("")
     done = {(r["method"], r["data"]) for r in rows}
     for d in datasets:
-        todo = [m for m in (["ncm"] if "ncm" not in methods else []) + methods if (m, d) not in done]
+        todo = [m for m in ["ncm"] + [m for m in methods if m != "ncm"] if (m, d) not in done]
         if not todo:
             continue
-        stream, data_kind, input_kind = load(d)
+        from lifelong.methods import get_method
+        from lifelong.scenarios import make_scenario
+
+        data, tasks, data_kind, input_kind = load(d)
+        streams: dict = {}
         for m in todo:
-            r = {"method": m, "data": d, "data_kind": data_kind, **cell(m, stream, data_kind, input_kind)}
+            scenario = getattr(get_method(m), "scenario", "class-incremental")
+            if scenario not in streams:
+                opts = scenario_options(scenario, tasks, data.num_classes)
+                streams[scenario] = make_scenario(scenario, data, seed=0, **opts)
+                if m != "ncm" and not any(
+                    r["method"] == "ncm" and r["data"] == d and r.get("scenario") == scenario for r in rows
+                ):
+                    ref = {"method": "ncm", "data": d, "scenario": scenario, "data_kind": data_kind}
+                    ref.update(cell("ncm", streams[scenario], data_kind, input_kind))
+                    rows.append(ref)
+                    with path.open("a") as f:
+                        f.write(json.dumps(ref) + "\n")
+            r = {"method": m, "data": d, "scenario": scenario, "data_kind": data_kind}
+            r.update(cell(m, streams[scenario], data_kind, input_kind))
             rows.append(r)
             with path.open("a") as f:
                 f.write(json.dumps(r) + "\n")

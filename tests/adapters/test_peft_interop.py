@@ -3,8 +3,10 @@
 import copy
 import json
 
+import peft  # requirements.lock, as transformers: a missing package fails, it does not skip
 import pytest
 import torch
+import transformers
 from torch import nn
 
 from lifelong.adapters import (
@@ -21,9 +23,6 @@ from lifelong.adapters import (
 )
 from lifelong.encoders import MLP
 from lifelong.errors import CheckpointError
-
-peft = pytest.importorskip("peft")
-transformers = pytest.importorskip("transformers")
 
 IDS = torch.randint(0, 40, (3, 7), generator=torch.Generator().manual_seed(0))
 

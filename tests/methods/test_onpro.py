@@ -125,7 +125,6 @@ def test_config_errors_name_the_field():
 
 
 def test_quick_reproduction_verdict_follows_the_paired_criterion():
-    from lifelong.papers import reproduce as run
     from lifelong.papers.onpro import reproduce
 
     claim = reproduce("quick")
@@ -133,15 +132,51 @@ def test_quick_reproduction_verdict_follows_the_paired_criterion():
     assert claim.paper == "onpro" and claim.scale == "quick"
     assert "paired" in claim.criterion and "interval" in claim.criterion
     best_er = max(m["final_acc/er"], m["final_acc/er_replay64"])
-    assert m["final_acc/onpro"] > 0.3  # OnPro learns the digits stream (chance 0.1)
     assert abs(m["onpro_minus_best_er"] - (m["final_acc/onpro"] - best_er)) <= 2e-4
-    assert m["apf_top_pair_rank_per_seed"] not in ("", "None")
-    assert m["apf_top_pair_whole_run_rank_per_seed"] not in ("", "None")  # the whole-stream pair, beside the claim
-    ranks_ok = m["apf_top_pair_in_top3_seeds"] == "1/1"
-    assert claim.held is (m["onpro_minus_best_er"] >= 0.03 - 1e-4 and ranks_ok)
-    # the verdict reads the numbers: a gain over ER above 100 points cannot be met
-    impossible = run("onpro", sets=("min_gain=1.01",))
-    assert impossible.held is False and "accuracy part NOT held" in impossible.notes
+    # OnPro's accuracy depends on which vector kernels torch dispatches to (0.67 with this CPU's AVX-512, 0.60
+    # with AVX2, 0.54 with ATEN_CPU_CAPABILITY=default; ER's rows are identical under all three), so only what
+    # holds under every kernel is asserted: OnPro learns the digits (chance 0.1) but, one short pass at this
+    # scale, stays clearly below the better ER (-16 to -29 points): the accuracy part and the claim are not held
+    assert m["final_acc/onpro"] > 0.45 and m["onpro_minus_best_er"] < -0.05
+    assert claim.held is False and "accuracy part NOT held" in claim.notes
+    # APF's effect: the pair it mixes most in the last experience is the most-confused pair of the final
+    # confusion matrix (classes 2 and 4, rank 1 of 45 under every kernel above)
+    assert m["apf_top_pair_rank_per_seed"] == "1" and m["apf_top_pair_in_top3_seeds"] == "1/1"
+
+
+def _fake_comparison(gain, ranks):
+    """A stand-in for ``run_comparison``: ER rows 0.7 + noise per seed, OnPro ``gain`` more, APF ``ranks``."""
+
+    def run_comparison(data, seeds, methods, tasks=5, batch_size=10):
+        er = [0.7 + 0.01 * ((s * 7919) % 5) for s in seeds]
+        acc = {"er": er, "er_replay64": [a - 0.01 for a in er], "onpro": [a + gain for a in er]}
+        apf = [
+            {"seed": s, "top_pair": [0, 1], "rank": r, "rank_whole_run": r, "pair_share": 0.5}
+            for s, r in zip(seeds, ranks)
+        ]
+        return {"accuracy": {k: v for k, v in acc.items() if k in methods}, "apf": apf, "seconds": {}}
+
+    return run_comparison
+
+
+@pytest.mark.parametrize(
+    ("gain", "ranks", "held_acc", "held"),
+    [
+        (0.05, [1, 2, 3, 9], True, True),  # +5 points at every seed, APF's pair in the top 3 at 3 of 4 seeds
+        (0.0, [1, 1, 1, 1], False, False),  # a tie is not held
+        (0.02, [1, 1, 1, 1], False, False),  # below the 3-point margin
+        (0.05, [1, 2, 9, 9], True, False),  # APF's pair in the top 3 at only half the seeds: no majority
+    ],
+)
+def test_verdict_on_known_cases(monkeypatch, gain, ranks, held_acc, held):
+    import lifelong.papers.onpro as paper
+    from lifelong.papers.spec import load_spec
+
+    monkeypatch.setattr(paper, "run_comparison", _fake_comparison(gain, ranks))
+    claim = paper.check(load_spec("onpro", "quick", sets=("seeds=0,1,2,3",)), "quick")
+    assert claim.measured["onpro_minus_best_er"] == pytest.approx(gain, abs=1e-4)
+    assert claim.held is held
+    assert ("accuracy part held" if held_acc else "accuracy part NOT held") in claim.notes
 
 
 def test_every_row_trains_with_the_same_optimizer():

@@ -146,7 +146,8 @@ def test_config_input_and_checkpoint_errors(cfg, token_stream, blobs):
 
 
 @pytest.mark.skipif(not clinc_available(), reason="CLINC150 files not found (set LIFELONG_DATA)")
-def test_quick_reproduction_paper_56():
+def test_quick_reproduction_paper_56(monkeypatch):
+    from lifelong.methods.slca import SLCA
     from lifelong.papers import reproduce
 
     claim = reproduce("slca")
@@ -154,6 +155,16 @@ def test_quick_reproduction_paper_56():
     m = claim.measured
     assert claim.paper == "slca" and claim.scale == "quick" and m["classes"] == 30
     assert m["sl_minus_seqft"]["mean"] == pytest.approx(m["sl"][0] - m["seqft"][0])
-    # the verdict reads the paired gains: margins that no run can meet flip it to not held
-    assert reproduce("slca", sets=("min_ca_gain=1.01",)).held is False
-    assert claim.held == (m["sl_minus_seqft"]["held"] and m["slca_minus_sl"]["held"])
+    # the measured effect of classifier alignment (0.93 vs 0.53 at this scale): the aligned heads recover the
+    # first domain's classes that the stage-1 heads forgot. The slow learner alone does not beat SeqFT at this
+    # scale (2 epochs on 10 sentences per class), so the claim is not held here; the full scale measures it.
+    assert m["slca_minus_sl"]["mean"] >= 0.2 and m["slca"][0] > 0.8
+    assert claim.held is False and m["sl_minus_seqft"]["held"] is False
+    # the verdict on known cases (5 sentences per class, the slow-learner margin waived): with alignment it is
+    # held; with alignment switched off (the aligned heads are the stage-1 heads) SL+CA = SL and it is not
+    small = ("data.max_per_class=5", "min_sl_gain=-1.0")
+    with_ca = reproduce("slca", sets=small)
+    assert with_ca.held is True and with_ca.measured["slca_minus_sl"]["mean"] >= 0.2
+    monkeypatch.setattr(SLCA, "_align", lambda self, index: None)
+    without_ca = reproduce("slca", sets=small)
+    assert without_ca.measured["slca"] == without_ca.measured["sl"] and without_ca.held is False

@@ -95,8 +95,7 @@ def test_adapt_false_is_adamw():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_parity_with_torch_optimizer(dtype):
     ref_cls = load_torch_optimizer_lamb()
-    if ref_cls is None:
-        pytest.skip("torch-optimizer is not installed")
+    assert ref_cls is not None, "torch-optimizer (requirements.lock) is not installed"
     torch.manual_seed(1)
     shapes = [(7, 5), (5,), (3, 2, 2)]
     params0 = [torch.randn(*s, dtype=dtype) for s in shapes]

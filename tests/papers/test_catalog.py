@@ -83,6 +83,19 @@ def test_reproduce_errors():
         reproduce("nope")
 
 
+def test_a_planned_paper_is_refused_even_once_every_paper_has_a_module(monkeypatch):
+    # the loop above runs only while some paper is planned; with no module discovered every entry is the
+    # catalogue's planned one, so the refusal is checked whatever the registry holds
+    monkeypatch.setattr(papers, "_paper_modules", lambda: {})
+    assert get_paper("cl-llm-survey").reproduce is None
+    with pytest.raises(ConfigError, match=r"paper cl-llm-survey is planned: no reproduction yet"):
+        reproduce("cl-llm-survey")
+    with pytest.raises(ConfigError, match="scale"):
+        reproduce("cl-llm-survey", scale="huge")
+    with pytest.raises(ConfigError, match="unknown paper"):
+        reproduce("nope")
+
+
 def test_papers_table_rows():
     rows = papers_table()
     assert len(rows) == 59

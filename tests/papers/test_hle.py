@@ -34,6 +34,11 @@ def test_hle_reduced_to_er_is_not_held():
     m = claim.measured
     assert m["fine_gain"] == 0.0 and m["coarse_gap"] == 0.0
     assert claim.held is False and _verdict(claim) == ["NOT HELD"]
+    # the same run with margins a zero gain meets is HELD: the verdict reads the margins, not a constant
+    loose = reproduce(
+        "hle", "quick", sets=("arms.hle.method=er", "lr_grid=[0.003]", "min_fine_gain=0.0", "min_coarse_gap=0.0")
+    )
+    assert loose.measured["fine_gain"] == 0.0 and loose.held is True and _verdict(loose) == ["HELD"]
 
 
 def test_hle_without_pseudo_labels_is_not_held(monkeypatch):

@@ -5,7 +5,9 @@ smoothed loss on the incoming batches; when the active expert's loss rises above
 is declared, and the first expert that fits is re-activated or a new one is spawned. A selector network
 trained on a reservoir buffer routes test inputs to an expert; experts are pruned when they are left.
 ``observe(x, y)`` is the per-batch entry point (``learn`` only slices an experience into batches);
-``observe(x, y, task=t)`` is the oracle that picks the expert by the true task.
+``observe(x, y, task=t)`` is the oracle that picks the expert by the true task. With ``mask_unseen=False``
+the experts are the official code's k-way heads over task-local labels (the task-free scenario's
+``labels="local"``), where a task change shows only in the inputs; ``detect=False`` is the no-detection ablation.
 
 Notes: docs/papers/tame.md. Longer than most method files (~500 lines) because TAME is one learner with
 five coupled phases (loss tracking, switch detection, expert spawning, selector training, pruning) over one state.
@@ -56,6 +58,14 @@ class TameConfig(MethodConfig):
     window: int = hp(35, "losses kept in an expert's window (official WINDOW_SIZE)")
     threshold_std: float = hp(3.0, "threshold = window mean + threshold_std * max(window std, min_std)")
     min_std: float = hp(0.005, "floor of the window std in the threshold")
+    detect: bool = hp(
+        True, "run the shift test (False: it never fires, so one expert learns the whole stream: the ablation)"
+    )
+    mask_unseen: bool = hp(
+        True,
+        "mask the logits of classes an expert never trained on (global class ids); False: plain "
+        "cross-entropy over the whole head, as the official code's experts over task-local labels",
+    )
     max_experts: int = hp(0, "cap on the number of experts (0: no cap; at the cap the best-fitting one is re-used)")
     buffer_size: int = hp(500, "selector buffer capacity (official cap: 5000 for MNIST's 60k images)")
     selector_hidden: tuple[int, ...] = hp((100, 100), "hidden sizes of the selector MLP")
@@ -229,8 +239,7 @@ class Tame(LearnerBase):
         out, kept = [], None
         for k, e in enumerate(self.experts):
             with torch.set_grad_enabled(k == keep):
-                logits = e.model(x).masked_fill(~(e.seen | batch_classes), float("-inf"))
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(self._masked(e.model(x), e.seen | batch_classes), y)
             if k == keep:
                 kept = loss
             out.append(float(loss.detach()))
@@ -276,7 +285,7 @@ class Tame(LearnerBase):
             a.threshold = self._threshold(a)
             if task is not None:
                 self.active = self._oracle(task)
-            elif a.smoothed > a.threshold:
+            elif c.detect and a.smoothed > a.threshold:
                 self.active = self._reselect(losses)
             if len(losses) < len(self.experts):  # a new expert: measure it too
                 losses.append(self._single_loss(self.experts[-1], x, y, batch_classes))
@@ -318,10 +327,15 @@ class Tame(LearnerBase):
             self.task_experts[task] = self._spawn()
         return self.task_experts[task]
 
-    @staticmethod
-    def _single_loss(e: _Expert, x: torch.Tensor, y: torch.Tensor, batch_classes: torch.Tensor) -> float:
+    def _masked(self, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """``logits`` with the classes outside ``allowed`` at -inf (unchanged when ``mask_unseen`` is off)."""
+        if not self.config.mask_unseen:
+            return logits
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def _single_loss(self, e: _Expert, x: torch.Tensor, y: torch.Tensor, batch_classes: torch.Tensor) -> float:
         with torch.no_grad():
-            return float(F.cross_entropy(e.model(x).masked_fill(~(e.seen | batch_classes), float("-inf")), y))
+            return float(F.cross_entropy(self._masked(e.model(x), e.seen | batch_classes), y))
 
     def _train_step(
         self,
@@ -333,7 +347,7 @@ class Tame(LearnerBase):
     ) -> None:
         e.seen |= batch_classes
         if loss is None:
-            loss = F.cross_entropy(e.model(x).masked_fill(~e.seen, float("-inf")), y)
+            loss = F.cross_entropy(self._masked(e.model(x), e.seen), y)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"tame: the loss of expert {self.active} became {loss.item()} at stream "
@@ -369,7 +383,7 @@ class Tame(LearnerBase):
                 c.selector_batch_size,
                 self.generator,
                 masks=e.masks,
-                seen=e.seen,
+                seen=e.seen if c.mask_unseen else None,
             )
         self.prune_buffer = ReservoirBuffer(c.prune_buffer_size)
         self.prune_seconds += time.perf_counter() - t0
@@ -461,7 +475,9 @@ class Tame(LearnerBase):
         n, C = len(x), self.num_classes
         with torch.no_grad():
             if self.config.routing == "soft":
-                logp = torch.stack([self._expert_logp(e, x) for e in self.experts], 1)  # (n, K, C)
+                logp = torch.stack(
+                    [self._expert_logp(e, x, self.config.mask_unseen) for e in self.experts], 1
+                )  # (n, K, C)
                 scores = torch.logsumexp(probs.clamp_min(1e-12).log()[:, :, None] + logp, 1)
             else:
                 chosen = probs.argmax(1)
@@ -469,15 +485,16 @@ class Tame(LearnerBase):
                 for k, e in enumerate(self.experts):
                     rows = torch.nonzero(chosen == k).flatten()
                     if len(rows):
-                        scores[rows] = self._expert_logp(e, x[rows])
+                        scores[rows] = self._expert_logp(e, x[rows], self.config.mask_unseen)
                 finite = torch.isfinite(scores)
                 floor = scores.masked_fill(~finite, float("inf")).min(1, keepdim=True).values - 1.0
                 scores = torch.where(finite, scores, floor.expand(n, C))
         return self.classes.mask(scores, task_id)
 
     @staticmethod
-    def _expert_logp(e: _Expert, x: torch.Tensor) -> torch.Tensor:
-        return e.model(x).masked_fill(~e.seen, float("-inf")).log_softmax(1)
+    def _expert_logp(e: _Expert, x: torch.Tensor, mask: bool = True) -> torch.Tensor:
+        logits = e.model(x)
+        return (logits.masked_fill(~e.seen, float("-inf")) if mask else logits).log_softmax(1)
 
     # ---- reporting -----------------------------------------------------------------------------
     def detected_boundaries(self) -> list[int]:

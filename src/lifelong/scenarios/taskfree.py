@@ -7,6 +7,10 @@ batch size, and segments of one task may recur; the true boundaries live only in
 (``boundaries``, ``segment_tasks``). A learner for this scenario must treat consecutive ``learn`` calls as
 one continuous stream.
 
+``labels="global"`` (default) labels every example with its stream-wide class id; ``labels="local"`` is
+the official TAME code's split-MNIST setup (its ``scenario='domain'``): each task's classes are relabelled
+``0..k-1`` so every task shares one k-way label space, and a task change shows only in the inputs.
+
 Notes: docs/papers/tame.md
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from lifelong.data import Dataset
 from lifelong.errors import ConfigError
@@ -31,6 +36,7 @@ def task_free(
     order: Sequence[int] | None = None,
     seed: int = 0,
     class_order: Sequence[int] | None = None,
+    labels: str = "global",
 ) -> Stream:
     """A stream of class-group tasks with hidden boundaries (TAME's task-agnostic setting).
 
@@ -46,6 +52,11 @@ def task_free(
             all its training examples again, in a new shuffle.
         seed: class-order seed (``-1``: natural order) and seed of the within-segment shuffles.
         class_order: an explicit class order (overrides ``seed`` for the classes).
+        labels: ``"global"``: each example keeps its stream-wide class id (``num_classes`` = all
+            classes); ``"local"``: the official TAME code's task-local labels, each task's classes
+            relabelled ``0..k-1`` in class order (``num_classes`` = k, the largest task's class
+            count; ``class_order`` / ``class_names`` are then the k local labels, and the
+            original classes of each task are in ``params["task_classes"]``).
 
     Returns a :class:`Stream` named ``"task-free"`` with one online experience per segment
     (``task_id=None``), each tested on its task's test examples, and ``params`` holding
@@ -55,6 +66,8 @@ def task_free(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if passes < 1:
         raise ConfigError(f"passes must be >= 1, got {passes}")
+    if labels not in ("global", "local"):
+        raise ConfigError(f"labels must be 'global' or 'local', got {labels!r}")
     base = class_incremental(data, tasks, seed=seed, class_order=class_order)
     T = len(base)
     order = list(range(T)) if order is None else [int(t) for t in order]
@@ -63,6 +76,14 @@ def task_free(
     bad = sorted({t for t in order if not 0 <= t < T})
     if bad:
         raise ConfigError(f"order has task id(s) {bad} outside 0..{T - 1}; use ids of the {T} tasks")
+    task_classes = [[int(base.class_order[c]) for c in e.classes] for e in base]
+    num_classes, class_names = data.num_classes, base.class_names
+    if labels == "local":  # original label -> its position in its task's class group
+        num_classes = max(len(g) for g in task_classes)
+        local = torch.full((data.num_classes,), -1, dtype=torch.long)
+        for g in task_classes:
+            local[torch.as_tensor(g, dtype=torch.long)] = torch.arange(len(g))
+        class_names = [f"local {i}" for i in range(num_classes)]
     rng = np.random.default_rng(seed + 104729)
     experiences, boundaries, position = [], [], 0
     for s, t in enumerate(order):
@@ -77,10 +98,10 @@ def task_free(
                 data,
                 tr,
                 e.test_idx,
-                list(e.classes),
+                list(e.classes) if labels == "global" else list(range(len(task_classes[t]))),
                 None,
-                data.num_classes,
-                e.label_map,
+                num_classes,
+                e.label_map if labels == "global" else local,
                 online=True,
                 batch_size=batch_size,
             )
@@ -94,8 +115,11 @@ def task_free(
         "boundaries": boundaries,
         "segment_tasks": order,
         "stream_length": position,
+        "labels": labels,
+        "task_classes": task_classes,
     }
-    return Stream("task-free", experiences, base.class_order, base.class_names, params)
+    class_order_ = list(base.class_order) if labels == "global" else list(range(num_classes))
+    return Stream("task-free", experiences, class_order_, list(class_names), params)
 
 
 def true_boundaries(stream: Stream) -> list[int]:
