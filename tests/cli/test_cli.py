@@ -6,7 +6,7 @@ from lifelong.cli import main
 
 
 def test_default_benchmark_er_and_joint_beat_finetune(tmp_path, capsys):
-    """`lifelong run` with no method arguments: the embedded default (split MNIST, 6 methods)."""
+    """`lifelong run` with no method arguments: the embedded default (split MNIST, 9 methods)."""
     assert main(["run", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     group = tmp_path / "default" / "class-incremental-mnist"
@@ -16,10 +16,11 @@ def test_default_benchmark_er_and_joint_beat_finetune(tmp_path, capsys):
 
     acc = {
         m: json.loads((group / m / "seed0" / "results.json").read_text())["metrics"]["final_average_accuracy"]
-        for m in ("finetune", "ewc", "lwf", "er", "ncm", "joint")
+        for m in ("finetune", "ewc", "lwf", "er", "derpp", "icarl", "gdumb", "ncm", "joint")
     }
     assert acc["finetune"] < 0.3  # finetune forgets
     assert acc["er"] > acc["finetune"] + 0.3
+    assert min(acc["derpp"], acc["icarl"], acc["gdumb"]) > acc["finetune"] + 0.3  # the replay baselines keep
     assert acc["joint"] > acc["er"] and acc["joint"] > 0.85
     for m in acc:
         assert m in out

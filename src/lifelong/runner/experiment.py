@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from lifelong.methods import MethodConfig
     from lifelong.scenarios import Stream
 
-DEFAULT_METHODS = ("finetune", "ewc", "lwf", "er", "ncm", "joint")
+DEFAULT_METHODS = ("finetune", "ewc", "lwf", "er", "derpp", "icarl", "gdumb", "ncm", "joint")
 DEFAULT_SCENARIO = "class-incremental"
 DEFAULT_DATA = "mnist"
 
