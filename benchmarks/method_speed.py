@@ -40,6 +40,24 @@ import traceback
 import numpy as np
 
 METHODS = ("er", "finetune", "onpro", "prd", "tame", "hle", "cfsl", "dst", "hypernet", "mamba-fscil")
+#: the baselines users expect (docs/baselines.md), timed with ``--only`` next to er and finetune
+BASELINES = (
+    "ewc",
+    "lwf",
+    "der",
+    "derpp",
+    "agem",
+    "gem",
+    "gdumb",
+    "icarl",
+    "bic",
+    "lucir",
+    "si",
+    "mas",
+    "packnet",
+    "ranpac",
+    "ease",
+)
 CLINC_ROOT = "/work/shared/data/clinc150"
 
 
@@ -197,7 +215,11 @@ def main() -> None:
     parser.add_argument(
         "--clinc-repeats", type=int, default=None, help="repeats for clinc150 only (default: --repeats)"
     )
-    parser.add_argument("--only", default="", help="comma-separated methods (default: all ten)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated methods (default: the ten above; 'baselines': er, finetune + BASELINES)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="smoke check: 2 experiences, small data, 1 repeat")
@@ -227,7 +249,9 @@ def main() -> None:
 
     configure_threads(args.threads)
     torch.set_num_threads(args.threads)
-    methods = [m for m in args.only.split(",") if m] or list(METHODS)
+    methods = (
+        ["er", "finetune", *BASELINES] if args.only == "baselines" else [m for m in args.only.split(",") if m]
+    ) or list(METHODS)
     repeats = 1 if args.quick else args.repeats
     t0 = time.perf_counter()
     load0 = os.getloadavg()

@@ -208,8 +208,8 @@ def test_python_api_names_the_fix(tiny_text_model, tmp_path):
     with pytest.raises(
         DataError,
         match=r"lora-seq \(backbone=mlp\) reads feature vectors.*load the data with "
-        r"representation='features'.*reads token ids: aper, codyra with backbone=minilm, "
-        r"lora-seq with backbone=minilm, slca$",
+        r"representation='features'.*reads token ids: aper, coda-prompt, codyra with backbone=minilm, "
+        r"dualprompt, l2p, lora-seq with backbone=minilm, slca$",
     ):
         run(class_incremental(tokens, tasks=2, seed=0), make_learner("lora-seq", {"epochs": 1}), progress=False)
     tiny = {"backbone": tiny_text_model, "rank": 4, "epochs": 1}

@@ -86,3 +86,27 @@ def test_bad_settings():
         make_learner("bic", {"val_fraction": 1.0})
     with pytest.raises(ConfigError, match="temperature"):
         make_learner("bic", {"temperature": 0.0})
+
+
+def test_no_bias_fit_without_old_classes_in_the_held_out_part(stream):
+    # one exemplar per old class: none can be held out, so the validation part has only new classes;
+    # fitting on it would only raise the new classes' logits (it wiped out CLINC150's old classes)
+    small = class_incremental(make_blobs(num_classes=3, per_class=40, dim=8, seed=2), increments=[2, 1], seed=0)
+    learner = make_learner("bic", {"buffer_size": 3, "epochs": 1}, seed=0)
+    learner.learn(small[0])
+    learner.learn(small[1])
+    assert learner.bias.alpha.tolist() == [1.0] * 3 and learner.bias.beta.tolist() == [0.0] * 3
+    learner = make_learner("bic", {"buffer_size": 40, "epochs": 1}, seed=0)  # old classes held out: it fits
+    learner.learn(stream[0])
+    learner.learn(stream[1])
+    assert learner.bias.alpha[2:4].tolist() != [1.0, 1.0]
+
+
+def test_embeddings_defaults_keep_a_memory_the_validation_split_can_use():
+    from lifelong.methods.bic import BiCConfig
+    from lifelong.methods.config import build_config
+
+    c = build_config(BiCConfig, data_kind="embeddings")
+    # 150 CLINC150 intents: >= 1 / val_fraction exemplars per class, so each class has one to hold out
+    assert c.buffer_size * c.val_fraction >= 150 and c.hidden == () and c.lr == 0.1
+    assert build_config(BiCConfig).buffer_size == 200  # without a data kind (paper-style builds): unchanged

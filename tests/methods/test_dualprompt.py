@@ -62,3 +62,19 @@ def test_too_many_tasks_and_missing_layers_are_refused(cfg, token_stream):
         learner.learn(token_stream[1])
     with pytest.raises(ConfigError, match="do not exist"):
         make_learner("dualprompt", {**cfg, "e_layers": (2, 3)}).learn(token_stream[0])
+
+
+def test_shared_prompt_pool_starts_each_e_prompt_from_the_previous_trained_one(cfg, token_stream):
+    """The PyTorch port's ``shared_prompt_pool``: task t's E-prompt starts as task t-1's trained E-prompt (its
+    key does not); off, it starts from its own uniform draw."""
+    starts = {}
+    for shared in (False, True):
+        learner = make_learner("dualprompt", {**cfg, "shared_prompt_pool": shared})
+        learner.learn(token_stream[0])
+        e0, own1, key1 = learner.prompt.e[0].clone(), learner.prompt.e[1].clone(), learner.prompt.e_keys[1].clone()
+        learner.prompt.begin_task(1)
+        starts[shared] = learner.prompt.e_active.detach().clone()
+        assert torch.equal(learner.prompt.key_active.detach(), key1)  # keys are never shared
+        learner.prompt.end_task()
+        assert torch.equal(starts[shared], e0 if shared else own1)
+    assert not torch.equal(starts[True], starts[False])

@@ -33,8 +33,8 @@ def test_the_message_names_the_misfits_and_the_methods_that_fit():
     msg = str(e.value)
     assert msg.startswith("the data holds token ids, but ncm, er read feature vectors; load features")
     assert msg.endswith(
-        "reads token ids: aper, coda-prompt, codyra with --set method.backbone=minilm, dualprompt, "
-        "... (7 in all, see `lifelong list methods`)"
+        "reads token ids: aper, coda-prompt, codyra with --set method.backbone=minilm, dualprompt, l2p, "
+        "lora-seq with --set method.backbone=minilm, slca"
     )
     with pytest.raises(ConfigError, match=r"aper, slca read token ids; load tokens"):
         check_inputs("features", {"aper": _config("aper"), "slca": _config("slca")}, data_fix=fix)

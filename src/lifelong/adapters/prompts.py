@@ -158,7 +158,9 @@ class DualPrefixes(nn.Module):
     Each prompt holds ``length`` key and ``length`` value prefix positions per layer (the (2, length, d)
     prefixes of the PyTorch port). E-prompts have keys, matched against the query (top-1) at inference; during
     training the current task's E-prompt is used (task identity known in training, as the paper). Uniform
-    [0, 1) init. Earlier tasks' E-prompts and keys are buffers, never changed after their task.
+    [0, 1) init; with ``init_from_previous`` a task's E-prompt (not its key) starts as a copy of the previous
+    task's trained one (``dualprompt-pytorch``'s ``shared_prompt_pool=True``, ``shared_prompt_key=False``).
+    Earlier tasks' E-prompts and keys are buffers, never changed after their task.
     """
 
     def __init__(
@@ -171,9 +173,11 @@ class DualPrefixes(nn.Module):
         dim: int,
         key_dim: int,
         generator: torch.Generator,
+        init_from_previous: bool = False,
     ):
         super().__init__()
         self.g_layers, self.e_layers = tuple(g_layers), tuple(e_layers)
+        self.init_from_previous = bool(init_from_previous)
         self.g = nn.Parameter(torch.rand(len(g_layers), 2, g_length, dim, generator=generator))
         self.register_buffer("e", torch.rand(tasks, len(e_layers), 2, e_length, dim, generator=generator))
         self.register_buffer("e_keys", torch.rand(tasks, key_dim, generator=generator))
@@ -192,7 +196,9 @@ class DualPrefixes(nn.Module):
         if not 0 <= task < self.tasks:
             raise ConfigError(f"DualPrompt has E-prompts for {self.tasks} tasks; task {task} needs method.tasks more")
         self.active = task
-        self.e_active = nn.Parameter(self.e[task].clone())
+        # the PyTorch port's shared_prompt_pool: a new task's E-prompt starts from the previous task's trained one
+        start = task - 1 if self.init_from_previous and 0 < task <= int(self.trained) else task
+        self.e_active = nn.Parameter(self.e[start].clone())
         self.key_active = nn.Parameter(self.e_keys[task].clone())
         return [self.g, self.e_active, self.key_active]
 

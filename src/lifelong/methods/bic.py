@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,17 @@ if TYPE_CHECKING:
 @dataclass
 class BiCConfig(GradientConfig):
     """BiC settings (T = 2, 9:1 train/validation split as in the paper)."""
+
+    #: per data kind (lifelong.data.kinds). On sentence embeddings (150 intents for CLINC150) a memory of 200
+    #: leaves ~1 exemplar per class, too few for the 9:1 validation split the bias layer is fitted on: the
+    #: paper's memory of 2000 is used there (13 per class), with lr 0.1 (the base's lr 1 is too large once the
+    #: T^2-weighted distillation is added). Chosen on CLINC150 seed 0 from memory {200, 1000, 2000} x lr {0.03,
+    #: 0.1, 0.3, 1}: 84.4 % (defaults before: 9.8 %; memory 2000 at lr 1: 79.8 %; memory 200 at best 18 %);
+    #: confirmed on HWU64 (text-file): 77.7 % vs 72.6 % before (NCM 86.3 %).
+    data_defaults: ClassVar[dict[str, dict]] = {
+        "pixels": {"lr": 0.05},
+        "embeddings": {"hidden": (), "lr": 0.1, "buffer_size": 2000},
+    }
 
     buffer_size: int = hp(200, "exemplar memory in examples, shared equally by the classes seen (herding)")
     temperature: float = hp(2.0, "distillation temperature T")
@@ -109,14 +120,25 @@ class BiC(GradientLearner):
         lam = float(old.sum()) / float(self.classes.seen.sum())
         return (1 - lam) * ce + lam * T * T * kd
 
+    def _val_has_both(self, new: torch.Tensor) -> bool:
+        """Whether the held-out part has examples of new AND old classes (else the bias fit is skipped).
+
+        With one exemplar per old class nothing of them can be held out (the hold-out keeps one per
+        class), and a fit on new-class examples alone only learns to raise the new logits: on CLINC150
+        (150 classes, memory 200) it pushed beta to +2 and wiped out every old class (9.1 % at lr 0.1,
+        vs 18.2 % with this check).
+        """
+        is_new = new[self._val[1]]
+        return bool(is_new.any() and (~is_new).any())
+
     def after_experience(self, experience: Experience) -> None:
         was = self.model.training
         self.model.eval()
-        if self._val is not None and self.config.bias_steps > 0:
+        new = None if self.old_classes is None else self.classes.seen & ~self.old_classes
+        if self._val is not None and self.config.bias_steps > 0 and self._val_has_both(new):
             vx, vy = self._val
             with torch.no_grad():
                 logits = self.model(vx)
-            new = self.classes.seen & ~self.old_classes
             self.bias.fit_group(logits, vy, new, self.classes.seen, self.config.bias_steps, self.config.bias_lr)
         self._val = None
         self.old_classes = self.classes.seen.clone()

@@ -7,15 +7,21 @@ labels of a second, independent buffer batch (weight ``beta``). The buffer is a 
 over the stream; class- or experience-balanced policies are selectable. Defaults: ``alpha = 0.2`` and
 DER++'s ``beta = 1.0`` are the paper's best values for Seq-MNIST with a 200-example buffer (its
 hyperparameter table, also the official code's ``best_args``); the paper trains there with plain SGD at
-lr 0.03, batch 10, 1 epoch — here lr, momentum, batch and epochs are the library's shared defaults so that
-DER runs at ER's settings. The replay CE uses the growing head (seen classes) as ER; the logit MSE covers
-every output, as the paper.
+lr 0.03, batch 10, 1 epoch — here lr, momentum and batch are the library's shared defaults so that
+DER runs at ER's settings. The logit MSE covers every output, as the paper. The stream cross-entropy
+(``ce_scope``) covers every output in DER, as the paper's code (Mammoth ``models/der.py``:
+``self.loss(outputs, labels)`` on the whole head): the logits stored for an example then carry low scores
+for the classes not seen yet, and matching them later is what keeps old examples off the new classes.
+Over the seen classes only (the growing head of ER), DER's stored logits say nothing about future classes and
+it forgets (digits, 5 x 2 classes, pixel defaults: 15.8 % final accuracy, 61.5 -> 50.6 % on split MNIST).
+DER++ keeps ``seen`` (its label CE on the buffer already anchors old classes; measured at pixel defaults
+seen 88.6 / 88.9 %, all 87.5 / 87.5 % on digits / split MNIST).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,14 +36,25 @@ if TYPE_CHECKING:
     from lifelong.scenarios import Experience
 
 
+CE_SCOPES = ("all", "seen")
+
+
 @dataclass
 class DERConfig(GradientConfig):
     """DER settings (``alpha`` from the paper's Seq-MNIST, buffer-200 row)."""
+
+    #: PIXELS_NOTE
+    data_defaults: ClassVar[dict[str, dict]] = {**GradientConfig.data_defaults}
 
     buffer_size: int = hp(200, "replay buffer capacity in examples (each stored with its logits)")
     buffer: str = hp("reservoir", "buffer policy: reservoir (the paper's) | class-balanced | experience-balanced")
     replay_batch_size: int = hp(0, "examples replayed per step for each replay term (0: same as the batch size)")
     alpha: float = hp(0.2, "weight of the MSE between current and stored logits on replayed examples")
+    ce_scope: str = hp(
+        "all",
+        "classes in the stream cross-entropy: all (every output, the paper's code: stored logits then "
+        "score unseen classes low) | seen (the classes seen so far, as ER)",
+    )
 
     def validate(self) -> None:
         """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
@@ -46,6 +63,8 @@ class DERConfig(GradientConfig):
             raise ConfigError(f"buffer_size must be >= 1, got {self.buffer_size}")
         if self.buffer not in BUFFER_KINDS:
             raise ConfigError(f"buffer must be one of {', '.join(BUFFER_KINDS)}; got {self.buffer!r}")
+        if self.ce_scope not in CE_SCOPES:
+            raise ConfigError(f"ce_scope must be one of {', '.join(CE_SCOPES)}; got {self.ce_scope!r}")
         if self.replay_batch_size < 0:
             raise ConfigError(f"replay_batch_size must be >= 0 (0: the batch size), got {self.replay_batch_size}")
         if self.alpha < 0 or getattr(self, "beta", 0.0) < 0:
@@ -60,6 +79,11 @@ class DERPPConfig(DERConfig):
     """DER++ settings (``alpha``, ``beta`` from the paper's Seq-MNIST, buffer-200 row)."""
 
     beta: float = hp(1.0, "weight of the cross-entropy on stored labels of a second replayed batch")
+    ce_scope: str = hp(
+        "seen",
+        "classes in the stream cross-entropy: seen (the classes seen so far, as ER) | all (every output, "
+        "the paper's code)",
+    )
 
 
 @register("der")
@@ -82,7 +106,8 @@ class DER(GradientLearner):
     def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         out = self.model(x)
         self._outputs = out.detach()  # stored with the batch after the step, as the paper's Alg. 1
-        loss = F.cross_entropy(out.masked_fill(~self.classes.seen, float("-inf")), y)
+        scored = out if self.config.ce_scope == "all" else out.masked_fill(~self.classes.seen, float("-inf"))
+        loss = F.cross_entropy(scored, y)
         if len(self.buffer):
             loss = loss + self.replay_terms(self.config.replay_batch_size or len(y))
         return loss

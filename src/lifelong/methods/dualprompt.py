@@ -9,11 +9,14 @@ and keys are frozen; the G-prompt and the head keep training, with the logits of
 current experience masked. Reads token ids (``data.representation=tokens``).
 
 Defaults: G-prompt length 5 in layers 0-1, E-prompt length 20 in layers 2-4 (the paper's L_g=5, L_e=20; a
-prompt of length L is L key and L value prefix positions, as the PyTorch port's (2, L, d) prefixes), pull
-coefficient 1.0, Adam lr 0.03 constant, 5 epochs, grad clip 1.0 (``dualprompt-pytorch``'s CIFAR-100 config),
-batch 16 (scaled for 2 CPU cores; official 24 per device x 8). ``tasks`` E-prompts are allocated up front
-(official pool size 10). Departures: per-sentence E-prompt choice at test (no batch-wise vote); matching
-only over the keys of tasks trained so far; no label smoothing.
+prompt of length L is L key and L value prefix positions, as the PyTorch port's (2, L, d) prefixes; the port's
+CIFAR-100 config itself sets ``--length 5``), pull coefficient 1.0, Adam lr 0.03 constant, 5 epochs, grad
+clip 1.0, batch 16 (scaled for 2 CPU cores). The lr is the port's *nominal* value: its ``main.py`` rescales it by
+batch / 256 (``unscale_lr=True``: 0.03 x 24 / 256 = 0.0028 is the lr it trains with), so 0.03 here is ~10x the
+official step size — pick it on validation. ``tasks`` E-prompts are allocated up front (official pool size
+10). Departures: per-sentence E-prompt choice at test (no batch-wise vote); matching only over the keys of
+tasks trained so far; no label smoothing; each task's E-prompt starts from a fresh uniform draw unless
+``shared_prompt_pool`` (the port's default: a copy of the previous task's trained E-prompt).
 
 Notes: docs/baselines/prompting.md
 """
@@ -42,6 +45,10 @@ class DualPromptConfig(PromptConfig):
     e_length: int = hp(20, "E-prompt length (key and value prefix positions per layer)")
     tasks: int = hp(10, "E-prompts allocated: the most experiences it can learn (official pool size 10)")
     pull_coeff: float = hp(1.0, "weight of the key-query matching loss (pull_constraint_coeff)")
+    shared_prompt_pool: bool = hp(
+        False,
+        "start each task's E-prompt from the previous task's trained one (the PyTorch port's CIFAR-100 default True)",
+    )
 
     def validate(self) -> None:
         """Raise :class:`~lifelong.errors.ConfigError` for a setting out of its range."""
@@ -74,7 +81,17 @@ class DualPrompt(PromptLearner):
         c = self.config
         layers_fit(c.g_layers, layers, "g_layers")
         layers_fit(c.e_layers, layers, "e_layers")
-        return DualPrefixes(c.g_layers, c.e_layers, c.g_length, c.e_length, c.tasks, dim, dim, self.generator)
+        return DualPrefixes(
+            c.g_layers,
+            c.e_layers,
+            c.g_length,
+            c.e_length,
+            c.tasks,
+            dim,
+            dim,
+            self.generator,
+            init_from_previous=c.shared_prompt_pool,
+        )
 
     def begin_task(self, task: int) -> list[nn.Parameter]:
         """The G-prompt and this task's E-prompt and key train."""

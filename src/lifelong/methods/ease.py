@@ -15,7 +15,8 @@ Feature-level simplification: the official adapters sit inside the ViT blocks; h
 AdaptFormer bottleneck (:func:`lifelong.adapters.feature.feature_adapter`) on the cached feature vector,
 ``f + s * up(relu(down(f)))``, so the subspaces are re-mappings of one frozen embedding.
 
-Defaults: AdaptFormer bottleneck 16 and scale 0.1, ``alpha = 0.1`` (official), the frozen pre-trained
+Defaults: AdaptFormer bottleneck 16 (the official VTAB config's ``ffn_num``; its other configs use 64) and
+scale 0.1, ``alpha = 0.1`` (official), the frozen pre-trained
 space not used as a subspace (``include_ptm=False``; ``beta`` weighs it when on); SGD with momentum 0.9,
 20 epochs per experience, cosine lr decay and weight decay 5e-4 as the official configs, lr 0.01 (pick it
 on validation; the official ViT lr does not transfer to a feature-level adapter).
@@ -47,10 +48,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class EASEConfig(MethodConfig):
-    """EASE settings (official: AdaptFormer bottleneck 16, alpha 0.1, SGD + cosine schedule)."""
+    """EASE settings (official: AdaptFormer bottleneck 16 on VTAB / 64 elsewhere, alpha 0.1, SGD + cosine)."""
 
     adapter: str = hp("adapter", "adapter kind per experience: adapter (AdaptFormer bottleneck) | ssf | linear")
-    bottleneck: int = hp(16, "AdaptFormer bottleneck width (official ffn_num 16)")
+    bottleneck: int = hp(16, "AdaptFormer bottleneck width (official ffn_num: 16 on VTAB, 64 elsewhere)")
     adapter_scale: float = hp(0.1, "AdaptFormer output scale s (official 0.1)")
     alpha: float = hp(0.1, "weight of the other subspaces' scores, divided by (experiences - 1) (official 0.1)")
     include_ptm: bool = hp(False, "also score in the frozen pre-trained space (official use_init_ptm)")

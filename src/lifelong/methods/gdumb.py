@@ -8,7 +8,11 @@ code's MNIST settings: 128 passes over the memory, batch 16, SGD (momentum 0.9) 
 restarts (T0 = 1 pass, Tmult = 2) from ``lr = 0.05`` to ``min_lr = 0.0005``, weight decay 1e-6,
 gradient-norm clipping at 10; memory 200 (ER's). Departures: the MLP is the library's (no batch norm);
 CutMix, which the paper uses on image CNNs only, is omitted; the model is retrained at each experience's
-end (so every row of the accuracy matrix is GDumb's) rather than only when evaluated.
+end (so every row of the accuracy matrix is GDumb's) rather than only when evaluated; the official
+``main.py`` runs its first pass at ``0.1 * lr`` (warm start) and steps the SGDR schedule once per pass
+(the lr is constant within a pass, cycles restarting at passes 1, 2, 4, 8, ...), where here the cosine is
+followed per step from pass 0; and the official loop reports the best test accuracy over the passes
+(model selection on the test split), which is not reproduced: the model after the last pass is used.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ token ids (``data.representation=tokens``).
 
 Defaults from the official PyTorch port's CIFAR-100 config (``l2p-pytorch/configs/cifar100_l2p.py``): pool
 10, length 5, top-5, uniform init of prompts and keys, pull coefficient 0.1, Adam lr 0.03 constant, 5 epochs,
-grad-norm clip 1.0, batch 16 per device. Departures: the head reads the sentence tokens by default (a sentence
+grad-norm clip 1.0, batch 16 per device. The lr is the port's *nominal* value: its ``main.py`` rescales it by
+batch / 256 (``unscale_lr=True``), so the official run trains at 0.03 x 16 / 256 = 0.0019, 16x below the 0.03
+used here — pick it on validation. Departures: the head reads the sentence tokens by default (a sentence
 of ~10 tokens next to 25 prompt tokens leaves the prompt positions' outputs nearly input-independent; on the
 tiny test BERT ``pool=prompts`` stays at chance); per-sentence prompt choice at training and test
 (the official ``batchwise_prompt`` majority vote over a test batch lets test sentences influence each other);

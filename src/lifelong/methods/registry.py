@@ -129,7 +129,7 @@ def check_inputs(
         setting = method_inputs(METHODS[m]).get(kind)
         if setting is not None:
             fits.append(f"{m} with {set_prefix}{setting}" if setting else m)
-    if len(fits) > 6:  # most methods read feature vectors: name a few
+    if len(fits) > 8:  # most methods read feature vectors: name a few
         fits = fits[:4] + [f"... ({len(fits)} in all, see `lifelong list methods`)"]
     raise error(
         f"the data holds {INPUT_KINDS[kind]}, but {', '.join(named(m) for m in wrong)} {verb} "
