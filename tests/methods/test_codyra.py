@@ -147,3 +147,16 @@ def test_verdict_is_paired_per_seed(monkeypatch, gain, held):
     assert claim.measured["held_score"] is held and claim.held is held  # a tie (gain 0) is not held
     if held:  # the rank part reads the measured rank
         assert paper.check({**settings, "max_rank_fraction": 0.2}, "quick").held is False
+
+
+@pytest.mark.parametrize("kind", ["pixels", "embeddings"])
+def test_data_kind_defaults_learn_the_newest_classes_in_a_class_incremental_stream(stream, kind):
+    """With a data kind (``lifelong run``) codyra scores over the seen classes (loss_scope=seen) at an AdamW lr
+    that suits the kind, and embeddings get a hidden layer to adapt (hidden=() has no Linear). With the official
+    ``current`` scope the newest classes are never trained against the old ones: 0.0 % on the last experience
+    right after learning it on class-incremental digits. Paper reproductions (no kind) keep the fields."""
+    learner = make_learner("codyra", {"rank": 4}, seed=0, data_kind=kind)
+    assert learner.config.loss_scope == "seen" and learner.config.hidden
+    R = np.asarray(run(stream, learner, seed=0, progress=False).accuracy_matrix)
+    assert R[0, 0] > 0.8 and R[1, 1] > 0.8
+    assert make_learner("codyra").config.loss_scope == "current" and make_learner("codyra").config.lr == 5e-4

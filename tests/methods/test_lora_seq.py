@@ -183,3 +183,17 @@ def test_minilm_backbone_matches_the_frozen_sentence_encoder():
         ours = backbone(tokens.x_train)
     reference = TextEncoder("minilm", max_length=32, progress=False).encode(sentences)
     assert torch.allclose(ours, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["pixels", "embeddings"])
+def test_data_kind_defaults_learn_each_experience(stream, kind):
+    """AdamW lrs of their own per kind (the shared ones are SGD's), and on embeddings a hidden layer for the
+    adapter (the shared hidden=() leaves no Linear: 'MLP has no nn.Linear module to adapt'); no data kind keeps
+    the fields (lr 1e-3)."""
+    from lifelong.evaluation import run
+
+    learner = make_learner("lora-seq", seed=0, data_kind=kind)
+    assert learner.config.hidden and learner.config.lr < 0.05
+    R = run(stream, learner, seed=0, progress=False).accuracy_matrix
+    assert R[0, 0] > 0.8 and R[1, 1] > 0.8
+    assert make_learner("lora-seq").config.lr == 1e-3

@@ -110,3 +110,12 @@ def test_quick_reproduction_distillation_helps_without_storing_data():
     assert run("prd", sets=(*short, "min_gain_over_finetune=-1.0", "min_gain_over_no_distill=-1.0")).held is True
     broken = run("prd", sets=(*short, "min_gain_over_finetune=-1.0", "distill_grid=0.0"))
     assert broken.held is False and broken.measured["prd_minus_no_distill/mean"] == 0.0
+
+
+def test_pixel_defaults_train_enough_steps_and_paper_fields_stay():
+    """On pixels PRD runs batch 32 x 20 epochs at lr 0.02 / distill 12 (batch 128 x 10 epochs left the encoder
+    and prototypes near their start: 9.9 % on digits); without a data kind (the reproduction) the fields stay."""
+    c = build_config(PRDConfig, data_kind="pixels")
+    assert (c.batch_size, c.epochs, c.lr, c.distill_coef) == (32, 20, 0.02, 12.0)
+    d = build_config(PRDConfig)
+    assert (d.batch_size, d.epochs, d.distill_coef) == (128, 10, 4.0)

@@ -48,8 +48,20 @@ LOSS_SCOPES = ("seen", "current")
 class LoRASeqConfig(GradientConfig):
     """lora-seq settings: LoRA's (rank, alpha, dropout, targets) plus the backbone and the per-task mode."""
 
-    #: token ids are read through the pre-trained text encoder (the MLP backbone reads feature vectors)
-    data_defaults: ClassVar[dict[str, dict]] = {**GradientConfig.data_defaults, "tokens": {"backbone": "minilm"}}
+    #: token ids are read through the pre-trained text encoder (the MLP backbone reads feature vectors).
+    #: The shared per-kind lrs were picked for SGD; these train with AdamW, and the backbone is frozen, so
+    #: the embeddings' linear backbone (hidden=()) left nothing to adapt. Picked on seed 0 (mean accuracy on
+    #: each experience right after learning it, loss_scope seen): pixels, split MNIST, lr in {1e-3, 3e-3,
+    #: 1e-2, 3e-2, 5e-2}: 1e-2 (96.8 %; the SGD default 5e-2: 88.9 %), confirmed on digits; embeddings,
+    #: CLINC150, hidden (256,), lr in {1e-3, 3e-3, 1e-2, 3e-2}: 3e-3 (98.1 %; before: 0.7 % final, 23.8 %
+    #: on the last experience), confirmed on HWU64 (text-file). No replay: final accuracy stays that of
+    #: sequential fine-tuning.
+    data_defaults: ClassVar[dict[str, dict]] = {
+        **GradientConfig.data_defaults,
+        "pixels": {"lr": 1e-2},
+        "embeddings": {"hidden": (256,), "lr": 3e-3},
+        "tokens": {"backbone": "minilm"},
+    }
 
     backbone: str = hp(
         "mlp",

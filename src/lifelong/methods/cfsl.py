@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 @dataclass
 class CFSLConfig(GradientConfig):
     """CFSL baseline settings (few-shot support sets: many passes over tiny sets)."""
+
+    #: defaults per data kind: Pretrain+Tune WITH replay (the paper's replay baseline). Without it, tuning on
+    #: each support set in turn keeps only the last one (CFSL digits stream, seed 0: 10.4 % final accuracy,
+    #: NCM 80.3 %); the buffer (2,000) holds every support example of a default stream. Picked on digits
+    #: (replay 63.6 %; learner=protonet, which without pre-training is NCM on the raw input, 80.3 %), confirmed
+    #: on CLINC150 embeddings (20.0 % -> 96.7 %). Paper reproductions (no data kind) keep replay=False.
+    data_defaults: ClassVar[dict[str, dict]] = {
+        kind: {**values, "replay": True} for kind, values in GradientConfig.data_defaults.items()
+    }
 
     learner: str = hp("tune", "baseline: tune (Pretrain+Tune) | protonet")
     replay: bool = hp(False, "interleave stored past support examples with each new set (tune only)")

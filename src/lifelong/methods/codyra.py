@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +41,22 @@ if TYPE_CHECKING:
 @dataclass
 class CoDyRAMethodConfig(GradientConfig):
     """codyra settings: rank budget, gate init, sparsity schedule, backbone and the paper's LoRA training defaults."""
+
+    #: defaults per data kind (library streams: a trained linear head, no task id at test). ``loss_scope``
+    #: ``current`` (the official code's) relies on CLIP's text classifier, whose scores are comparable across
+    #: tasks; with a linear head the new classes' logits are never trained against the old ones, so the
+    #: classes just learned are not predicted (class-incremental digits: 0.0 % on the last experience right
+    #: after learning it), hence ``seen``. The backbone is frozen: the embeddings need a hidden layer to adapt
+    #: (hidden=() refused), and AdamW needs its own lr (the shared ones are SGD's). Picked on seed 0, mean
+    #: accuracy on each experience right after learning it: pixels, split MNIST, lr in {1e-3, 3e-3, 1e-2,
+    #: 3e-2, 5e-2}: 1e-2 (96.6 %), confirmed on digits; embeddings, CLINC150, hidden (256,), lr in
+    #: {1e-3, 3e-3, 1e-2, 3e-2}: 1e-2 (95.5 %), confirmed on HWU64. No replay: final accuracy stays that of
+    #: sequential fine-tuning. Paper reproductions (no data kind) keep the fields' defaults.
+    data_defaults: ClassVar[dict[str, dict]] = {
+        **GradientConfig.data_defaults,
+        "pixels": {"lr": 1e-2, "loss_scope": "seen"},
+        "embeddings": {"hidden": (256,), "lr": 1e-2, "loss_scope": "seen"},
+    }
 
     backbone: str = hp(
         "mlp",
