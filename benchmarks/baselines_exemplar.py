@@ -1,4 +1,4 @@
-"""Exemplar-memory baselines (group B of issue 21: iCaRL, BiC, LUCIR) next to ER and fine-tuning, tuned alike.
+"""Exemplar-memory baselines (iCaRL, BiC, LUCIR) next to ER and fine-tuning, tuned alike.
 
     LIFELONG_DATA=../shared/data .venv/bin/python benchmarks/baselines_exemplar.py \
         [--seeds 0,1,2] [--lr-grid 0.003,0.01,0.03,0.1,0.3] [--out benchmarks/baselines_exemplar_results.md]
@@ -122,7 +122,7 @@ def main() -> None:
     acc = {a: np.asarray([r["acc"] for r in runs[a]]) for a in ARMS}
     er_secs = np.nanmean([r["seconds"] for r in runs["er"]])
     lines = [
-        "# Exemplar-memory baselines (issue 21, group B) on split MNIST",
+        "# Exemplar-memory baselines on split MNIST",
         "",
         f"Command: `LIFELONG_DATA=../shared/data .venv/bin/python benchmarks/baselines_exemplar.py --seeds "
         f"{args.seeds} --lr-grid {args.lr_grid}` (1 thread; {platform.processor() or platform.machine()}, "

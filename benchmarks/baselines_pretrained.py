@@ -1,4 +1,4 @@
-"""Baselines (issue 21, group C): RanPAC and EASE next to SimpleCIL on CLINC150's frozen MiniLM features.
+"""Baselines: RanPAC and EASE next to SimpleCIL on CLINC150's frozen MiniLM features.
 
 CLINC150 over the cached 384-d all-MiniLM-L6-v2 sentence features (the feature cache), 150 intents in 10
 experiences of one domain (15 intents) each; seed ``s`` rotates the domain order by ``s``

@@ -1,6 +1,6 @@
 """Prompting baselines (L2P, DualPrompt, CODA-Prompt) inside all-MiniLM-L6-v2 vs SimpleCIL and a linear head.
 
-Small CPU scale of CLINC150 (issue 21, group D): ``--domains`` domains (15 intents each) as experiences, at most
+Small CPU scale of CLINC150: ``--domains`` domains (15 intents each) as experiences, at most
 ``--per-class`` sentences per intent and split, class order = the chosen domains rotated by the seed
 (``lifelong.papers.common.clinc_pair``, ``order='domains'``), seeds ``--seeds``. Arms:
 

