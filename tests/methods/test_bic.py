@@ -102,11 +102,12 @@ def test_no_bias_fit_without_old_classes_in_the_held_out_part(stream):
     assert learner.bias.alpha[2:4].tolist() != [1.0, 1.0]
 
 
-def test_embeddings_defaults_keep_a_memory_the_validation_split_can_use():
+def test_embeddings_defaults_keep_the_shared_memory_budget():
     from lifelong.methods.bic import BiCConfig
     from lifelong.methods.config import build_config
+    from lifelong.methods.er import ERConfig
 
     c = build_config(BiCConfig, data_kind="embeddings")
-    # 150 CLINC150 intents: >= 1 / val_fraction exemplars per class, so each class has one to hold out
-    assert c.buffer_size * c.val_fraction >= 150 and c.hidden == () and c.lr == 0.1
-    assert build_config(BiCConfig).buffer_size == 200  # without a data kind (paper-style builds): unchanged
+    assert c.hidden == () and c.lr == 0.1
+    # equal memory with the other replay methods under `lifelong run` (a larger one is the user's choice)
+    assert c.buffer_size == build_config(ERConfig, data_kind="embeddings").buffer_size

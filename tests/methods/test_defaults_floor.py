@@ -47,8 +47,6 @@ FORGETS = {
 #: defaults measured below the floor on digits (final accuracy / NCM's): open defects, not exceptions
 KNOWN_BELOW = {
     "prd": "35.2 % vs NCM 88.3 % with the pixel defaults (batch 32, 20 epochs): a replay-free MLP at this budget",
-    "tame": "10.1 % vs 88.3 %: in a class-incremental stream its experts never switch at the defaults",
-    "packnet": "24.1 % vs 88.3 %: a task-incremental method scored without task ids",
 }
 
 

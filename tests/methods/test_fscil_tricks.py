@@ -179,3 +179,14 @@ def test_quick_reproduction_returns_a_well_formed_claim():
     off = ("ladder.all.supcon=false", "ladder.all.etf=false", "ladder.all.pseudo_classes=0")
     same = reproduce("fscil-tricks", sets=(*off, "ladder.all.subnet_tuning=false", "margin=-1.0"))
     assert same.measured["all-head/last/mean"] == 0 and same.held is False
+
+
+@pytest.mark.parametrize("kind", ["pixels", "embeddings"])
+def test_data_kind_defaults_predict_the_novel_classes(kind, fscil_stream):
+    """With a data kind, novel classes are scored by prototype: the field default (every class by its ETF
+    vertex, which SubNet tuning's few steps do not bring the shots to) never predicts them."""
+    learner = make_learner("fscil-tricks", {"base_epochs": 3, "hidden": 32}, seed=0, data_kind=kind)
+    for e in fscil_stream.experiences:
+        learner.learn(e)
+    x, y = fscil_stream[1].test_tensors()  # the novel classes' test examples
+    assert (learner.predict(x).argmax(1) == y).float().mean() > 0.5

@@ -105,3 +105,18 @@ def test_a_task_seen_twice_and_bad_settings_raise(stream):
         make_learner("packnet", {"prune": 1.0})
     with pytest.raises(ConfigError, match="hidden"):
         make_learner("packnet", {"hidden": ()})
+
+
+def test_built_for_task_incremental_streams_and_embeddings_defaults_have_a_layer_to_pack():
+    from lifelong.methods import get_method
+    from lifelong.methods.config import build_config
+    from lifelong.methods.packnet import PackNetConfig
+
+    assert get_method("packnet").scenario == "task-incremental"  # the defaults matrix / floor give it task ids
+    # the library's embeddings defaults are a linear head (hidden=()), which PackNet refuses: its own keep one layer
+    assert build_config(PackNetConfig, data_kind="embeddings").hidden == (256,)
+    stream = task_incremental(make_blobs(num_classes=4, per_class=30, dim=8, seed=0), tasks=2, seed=0)
+    learner = make_learner("packnet", {"epochs": 1}, seed=0, data_kind="embeddings")
+    for e in stream:
+        learner.learn(e)
+    assert learner.predict(stream[0].test_tensors()[0], task_id=stream[0].task_id).shape[1] > 0

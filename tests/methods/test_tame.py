@@ -229,3 +229,20 @@ def test_detector_switched_off_keeps_one_expert(local_stream):
     for e in local_stream:
         learner.learn(e)
     assert len(learner.experts) == 1 and learner.switches == []
+
+
+def test_pixel_defaults_detect_the_experiences_of_a_class_incremental_stream():
+    """With its pixel defaults, offline experiences are streamed long enough for the shift test to fire.
+
+    At the official batch 128 and one pass each digits experience is 3 steps and the detector never
+    fires (one expert, 10 % accuracy): the regression this guards.
+    """
+    from lifelong.data import load_digits
+    from lifelong.evaluation import run
+
+    stream = class_incremental(load_digits(), tasks=5, seed=0)
+    fast = {"selector_epochs": 40, "selector_prune_epochs": 10, "prune_epochs": 10}
+    learner = make_learner("tame", fast, seed=0, data_kind="pixels")
+    res = run(stream, learner, seed=0, method="tame", progress=False)
+    assert len(learner.experts) == 5 and len(learner.switches) == 4
+    assert res.metrics["final_average_accuracy"] > 0.7

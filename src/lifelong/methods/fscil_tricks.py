@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,25 @@ ETF_PREDICT = ("auto", "base", "all", "none")
 
 @dataclass
 class FSCILTricksConfig(MethodConfig):
-    """Switches of the tricks (all on = the paper's full bag that applies here) and their settings."""
+    """Switches of the tricks (all on = the paper's full bag that applies here) and their settings.
+
+    Per data kind (``lifelong run``; builds without a kind, e.g. the paper reproduction, keep the field
+    defaults): ``etf_predict="auto"`` with SubNet tuning scores every class by its ETF vertex, but 10 SGD
+    steps at lr 1e-3 on 5 % of the head do not bring a novel class's few shots to its vertex, so novel
+    classes are never predicted (few-shot digits, ways 2, shots 5: 42.2 %; CLINC150 features: 10.8 %,
+    NCM 83.2 % on both). On sentence embeddings the base classes keep their vertex and novel classes are
+    scored by prototype (``base``); on pixels the base head also gets more steps (batch 32, lr 0.01: 30
+    Adam steps at batch 256 and lr 1e-3 leave it undertrained) and every class is scored by prototype.
+    Chosen on few-shot CLINC150 (ways 7) from etf_predict {auto, base, none} / etf off: base 84.6 % (none
+    79.4 %, etf off 76.8 %); on few-shot digits (ways 2) from etf_predict x {batch 256 lr 1e-3, batch 32
+    lr 1e-3, batch 32 lr 0.01}: none at batch 32, lr 0.01: 76.8 % (base 73.6 %); confirmed on few-shot
+    split MNIST (ways 1): 56.8 % vs 25.9 % (NCM 61.7 %).
+    """
+
+    data_defaults: ClassVar[dict[str, dict]] = {
+        "pixels": {"etf_predict": "none", "batch_size": 32, "lr": 0.01},
+        "embeddings": {"etf_predict": "base"},
+    }
 
     project: bool = hp(True, "train a residual projection head on the base session, then freeze it")
     supcon: bool = hp(True, "stability: add the supervised contrastive loss in base training")

@@ -22,7 +22,7 @@ weights freed by pruning start the next task at 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,15 @@ TASK_INFERENCE = ("max-logit", "error")
 
 @dataclass
 class PackNetConfig(GradientConfig):
-    """PackNet settings (paper: prune 50 % of each task's weights, then retrain briefly)."""
+    """PackNet settings (paper: prune 50 % of each task's weights, then retrain briefly).
+
+    Per data kind: pixels keep the library's lr 0.05; on sentence embeddings the library's linear head
+    (``hidden=()``) leaves nothing to pack, so one hidden layer of 256 at lr 1 (the embeddings lr).
+    Chosen on CLINC150 seed 0, task-incremental, from {256 at lr 1, 256 at lr 0.1, 256-256 at lr 0.1}:
+    97.5 % (NCM 98.5 %; the others 96.9 %, 91.5 %); confirmed on HWU64 (text-file): 94.6 % (NCM 96.5 %).
+    """
+
+    data_defaults: ClassVar[dict[str, dict]] = {"pixels": {"lr": 0.05}, "embeddings": {"hidden": (256,), "lr": 1.0}}
 
     prune: float = hp(0.5, "fraction of the weights trained on a task that are pruned (freed) after it (paper 0.5)")
     retrain_epochs: int = hp(1, "epochs of retraining the kept weights after pruning (0 = none)")
@@ -71,6 +79,10 @@ class PackNet(GradientLearner):
     """Iterative pruning: each task keeps a frozen share of the hidden weights and its own classifier rows."""
 
     config_class = PackNetConfig
+    #: task-incremental (the paper's per-task classifiers): the defaults matrix and floor test give it task
+    #: ids. In a class-incremental stream ``task_inference="max-logit"`` still answers (24 % on digits vs
+    #: NCM's 88 %: the sub-networks' largest logits are not calibrated across tasks); "error" refuses.
+    scenario = "task-incremental"
 
     def __init__(self, config: PackNetConfig, seed: int = 0):
         super().__init__(config, seed)

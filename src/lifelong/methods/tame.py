@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,24 @@ if TYPE_CHECKING:
 
 @dataclass
 class TameConfig(MethodConfig):
-    """TAME settings; defaults are the official code's split-MNIST settings where it has them."""
+    """TAME settings; defaults are the official code's split-MNIST settings where it has them.
+
+    With a data kind (``lifelong run``, ``make_learner(..., data_kind=)``) an OFFLINE experience (a
+    class-incremental stream: TAME is still told nothing but the data) is streamed in batches of 10 for 3
+    shuffled passes at lr 0.03. With the official batch 128 and one pass, an experience of ~300 digits is
+    3 steps: the experts barely learn and the shift test, whose window starts at ``log C`` and still holds
+    the falling learning curve, never fires (one expert: 10.1 % on digits, 35.3 % on split MNIST, 0.7 % on
+    CLINC150). Chosen on split MNIST seed 0 from lr {0.01, 0.03} x batch {10, 32} x passes {1, 3}: 84.7 %
+    (NCM 80.4 %; batch 10, 1 pass: 45.6 %); confirmed on digits: 93.1 % (NCM 88.3 %). On CLINC150 features
+    the same (lr 0.03 vs 0.1 / 0.3) gives 54.7 % (NCM 92.0 %). Online streams (the task-free scenario, the
+    paper reproduction) use the stream's batch size and one pass, so only ``lr`` applies there.
+    """
+
+    #: offline experiences: batch 10, 3 passes, lr 0.03 (see the class docstring)
+    data_defaults: ClassVar[dict[str, dict]] = {
+        "pixels": {"lr": 0.03, "batch_size": 10, "epochs": 3},
+        "embeddings": {"lr": 0.03, "batch_size": 10, "epochs": 3},
+    }
 
     lr: float = hp(
         0.1,
