@@ -27,6 +27,7 @@ SCENARIO_OPTIONS = {
     "class-incremental": {"tasks": 5},
     "task-incremental": {"tasks": 5},
     "few-shot-incremental": {"ways": 2, "shots": 5},
+    "cfsl": {},
     "task-free": {"tasks": 5},
 }
 
