@@ -81,7 +81,7 @@ def load(name: str):
 
 def cell(method: str, stream, data_kind: str, input_kind: str) -> dict:
     """Run one method with its defaults on one stream; a refusal or error is recorded, not raised."""
-    from lifelong.errors import ConfigError, LifelongError
+    from lifelong.errors import ConfigError, LifelongError, NonFiniteLossError
     from lifelong.evaluation import run
     from lifelong.methods import check_inputs, get_method, make_learner
     from lifelong.methods.config import build_config
@@ -96,6 +96,8 @@ def cell(method: str, stream, data_kind: str, input_kind: str) -> dict:
     try:
         learner = make_learner(method, config, seed=0)
         res = run(stream, learner, seed=0, method=method, config=config.to_dict(), progress=False)
+    except NonFiniteLossError as e:
+        return {"status": "diverged", "message": str(e).splitlines()[0][:200], "seconds": time.perf_counter() - t0}
     except LifelongError as e:
         return {"status": "refused", "message": str(e).splitlines()[0][:200], "seconds": time.perf_counter() - t0}
     except Exception as e:  # noqa: BLE001 - a crash is a finding of the matrix, recorded in its cell
