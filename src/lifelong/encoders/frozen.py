@@ -25,3 +25,13 @@ def frozen_encoder(encoder: Callable | nn.Module | None) -> Callable[[torch.Tens
     elif not callable(encoder):
         raise ConfigError(f"encoder must be a callable or an nn.Module, got {type(encoder).__name__}")
     return encoder
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` in eval mode with every parameter frozen (a distillation teacher)."""
+    import copy
+
+    out = copy.deepcopy(module).eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out

@@ -12,13 +12,13 @@ lr 0.01 for 500 steps (official: Adam lr 1e-3, mini-batches, 250 epochs); memory
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from lifelong.encoders.frozen import frozen_copy
 from lifelong.errors import ConfigError
 from lifelong.heads.bias_correction import BiasCorrection
 from lifelong.memory.herding import HerdingMemory, stratified_holdout
@@ -103,9 +103,7 @@ class BiC(GradientLearner):
     def before_experience(self, experience: Experience) -> None:
         self.teacher = None
         if self.old_classes is not None and self.old_classes.any():
-            self.teacher = copy.deepcopy(self.model).eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+            self.teacher = frozen_copy(self.model)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         out = self.bias(self.model(x))

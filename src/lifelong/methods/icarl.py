@@ -12,13 +12,13 @@ and the cross-entropy methods.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from lifelong.encoders.frozen import frozen_copy
 from lifelong.errors import ConfigError
 from lifelong.memory.herding import HerdingMemory, exemplar_means
 from lifelong.methods.base import GradientConfig, GradientLearner
@@ -70,9 +70,7 @@ class ICaRL(GradientLearner):
     def before_experience(self, experience: Experience) -> None:
         self.teacher = None
         if self.old_classes is not None and self.old_classes.any():
-            self.teacher = copy.deepcopy(self.model).eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+            self.teacher = frozen_copy(self.model)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, experience: Experience) -> torch.Tensor:
         out = self.model(x)

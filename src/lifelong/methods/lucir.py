@@ -12,7 +12,6 @@ Adapted: a fixed memory of 200 exemplars shared by the classes seen (the paper k
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.encoders import MLP
+from lifelong.encoders.frozen import frozen_copy
 from lifelong.errors import ConfigError
 from lifelong.heads import Classifier
 from lifelong.heads.cosine import CosineClassifier
@@ -94,9 +94,7 @@ class LUCIR(GradientLearner):
         self.teacher = self._frozen = None
         if self.old_classes is None or not self.old_classes.any():
             return
-        self.teacher = copy.deepcopy(self.model).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = frozen_copy(self.model)
         w = self.model.head.weight
         new = self.classes.seen & ~self.old_classes
         if self.config.imprint and new.any():

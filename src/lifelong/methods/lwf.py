@@ -9,13 +9,13 @@ new data only. No examples are stored.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from lifelong.encoders.frozen import frozen_copy
 from lifelong.errors import ConfigError
 from lifelong.methods.base import GradientConfig, GradientLearner
 from lifelong.methods.config import hp
@@ -52,9 +52,7 @@ class LwF(GradientLearner):
 
     def before_experience(self, experience: Experience) -> None:
         if experience.index > 0 and self.old_classes is not None and self.old_classes.any():
-            self.teacher = copy.deepcopy(self.model).eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+            self.teacher = frozen_copy(self.model)
 
     def after_experience(self, experience: Experience) -> None:
         self.old_classes = self.classes.seen.clone()
@@ -88,7 +86,5 @@ class LwF(GradientLearner):
         if "old_classes" in state:
             self.old_classes = state["old_classes"].to(torch.bool)
         if state["has_teacher"]:
-            self.teacher = copy.deepcopy(self.model).eval()
+            self.teacher = frozen_copy(self.model)
             self.teacher.load_state_dict(state["teacher"])
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
