@@ -127,7 +127,12 @@ def run_tame(stream, config: dict, seed: int, max_delay: int) -> dict:
         tame.learn(e)
     match = match_boundaries(true_boundaries(stream), tame.detected_boundaries(), bs, max_delay)
     owners = segment_experts(tame.switches, [len(e) for e in stream])
+    # the boundaries into a task's first segment (the catalogue's "true boundaries"; the return to a
+    # recurring task is judged through the expert it is given)
+    new = [i - 1 for i in range(1, len(order)) if order[i] not in order[:i]]
     return {
+        "new_found": sum(match["delays"][i] is not None for i in new),
+        "new_boundaries": len(new),
         "found": match["found"],
         "boundaries": len(match["delays"]),
         "false_alarms": match["false_alarms"],
@@ -299,6 +304,8 @@ def _measured(result: dict, cfg: dict, prefix: str = "") -> tuple[dict, dict]:
     for r in runs:
         t, s = r["tame"], r["seed"]
         m[f"{prefix}seed{s}_boundaries_found"] = f"{t['found']}/{t['boundaries']}"
+        if "new_found" in t:
+            m[f"{prefix}seed{s}_new_task_boundaries_found"] = f"{t['new_found']}/{t['new_boundaries']}"
         m[f"{prefix}seed{s}_max_delay_batches"] = t["max_delay"]
         m[f"{prefix}seed{s}_false_alarms"] = t["false_alarms"]
         m[f"{prefix}seed{s}_recurring_task_to_old_expert"] = t["recurring_same_expert"]
