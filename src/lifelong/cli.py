@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set seeds=0,1; repeatable; --show-spec lists the keys",
     )
     rp.add_argument("--show-spec", action="store_true", help="print the resolved settings and exit (runs nothing)")
+    _add_merge_parser(sub)
     return p
 
 
@@ -348,6 +349,98 @@ def _cmd_reproduce(a) -> int:
     return 0
 
 
+def _show_lifelong_warnings() -> None:
+    """Print the library's own warnings as one ``lifelong: warning: ...`` line (others as Python does)."""
+    import warnings
+
+    from lifelong.errors import LifelongWarning
+
+    default = warnings.showwarning
+    if getattr(default, "_lifelong", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, LifelongWarning):
+            print(f"lifelong: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show._lifelong = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
+def _add_merge_parser(sub) -> None:
+    """The ``merge`` subcommand: merge safetensors state dicts fine-tuned from one base model."""
+    m = sub.add_parser("merge", help="merge fine-tuned models of one base model (safetensors in and out)")
+    m.add_argument("--method", default="task-arithmetic", help="merge method (default task-arithmetic; --list)")
+    m.add_argument("--base", help="the base (pre-trained) model's .safetensors state dict")
+    m.add_argument("--experts", type=_csv, help="comma-separated .safetensors state dicts fine-tuned from --base")
+    m.add_argument("--out", help="the merged .safetensors file to write")
+    m.add_argument("--weights", type=_csv, default=None, help="one weight per expert, comma-separated (default 1)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the random masks (dare-*)")
+    m.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="a method setting, repeatable"
+    )
+    m.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    m.add_argument("--list", action="store_true", help="list the merge methods with their settings and exit")
+
+
+def _cmd_merge(a) -> int:
+    from lifelong.errors import ConfigError
+    from lifelong.merging import (
+        config_help,
+        get_merge_method,
+        load_state_dict,
+        merge,
+        merge_config,
+        merge_methods,
+        save_state_dict,
+    )
+
+    if a.list:
+        for name in merge_methods():
+            print(f"{name}: {get_merge_method(name).summary}")
+            for f in config_help(name):
+                print(f"    {f['name']} = {f['default']!r}  ({f['type']}) {f['help']}")
+        return 0
+    missing = [flag for flag, value in (("--base", a.base), ("--experts", a.experts), ("--out", a.out)) if not value]
+    if missing:
+        raise ConfigError(
+            f"lifelong merge needs {', '.join(missing)}; e.g. lifelong merge --method breadcrumbs "
+            "--base base.safetensors --experts a.safetensors,b.safetensors --out merged.safetensors"
+        )
+    out = Path(a.out)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"--out must name a .safetensors file, got {out}")
+    if out.exists() and not a.overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    overrides = {}
+    for item in a.sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    method = get_merge_method(a.method).name
+    config = merge_config(method, overrides)
+    weights = None
+    if a.weights is not None:
+        try:
+            weights = [float(w) for w in a.weights]
+        except ValueError:
+            raise ConfigError(f"--weights must be numbers separated by commas, got {','.join(a.weights)}") from None
+    base = load_state_dict(a.base)
+    experts = [load_state_dict(p) for p in a.experts]
+    merged = merge(base, experts, method, config, weights=weights, seed=a.seed, names=a.experts)
+    meta = {"method": method, "config": config.to_dict(), "experts": a.experts, "weights": weights, "seed": a.seed}
+    save_state_dict(merged, out, {"format": "pt", "lifelong_merge": meta})
+    floats = sum(v.is_floating_point() for v in base.values())
+    print(
+        f"merged {len(experts)} experts with {method} ({', '.join(f'{k}={v}' for k, v in config.to_dict().items())})"
+        f": {floats} tensors merged, {len(base) - floats} copied from the base -> {out}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lifelong`` command; returns the exit status."""
     args = None
@@ -355,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         from lifelong.runtime import configure_wait_policy
 
         configure_wait_policy()  # must precede the first torch import (see lifelong.runtime)
+        _show_lifelong_warnings()
         args = build_parser().parse_args(argv)
         handlers = {
             "run": _cmd_run,
@@ -363,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             "report": _cmd_report,
             "papers": _cmd_papers,
             "reproduce": _cmd_reproduce,
+            "merge": _cmd_merge,
         }
         return handlers[args.command](args)
     except LifelongError as e:

@@ -41,6 +41,15 @@ class CheckpointError(LifelongError):
     """A checkpoint is missing, corrupt, or does not match the learner."""
 
 
+class LifelongWarning(UserWarning):
+    """Base class of every warning `lifelong` gives: the run goes on, but probably not as the user meant."""
+
+
+class ScenarioMismatchWarning(LifelongWarning):
+    """A method runs on a scenario other than the one it is built for (e.g. a task-incremental method on a
+    class-incremental stream, where no task id reaches it at test time)."""
+
+
 class RunDirError(LifelongError):
     """An output folder already holds a different run, is locked by another process, or cannot be written."""
 
