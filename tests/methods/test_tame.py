@@ -246,3 +246,23 @@ def test_pixel_defaults_detect_the_experiences_of_a_class_incremental_stream():
     res = run(stream, learner, seed=0, method="tame", progress=False)
     assert len(learner.experts) == 5 and len(learner.switches) == 4
     assert res.metrics["final_average_accuracy"] > 0.7
+
+
+@pytest.mark.parametrize("policy", ["balanced", "reservoir"])
+def test_selector_buffer_policy(stream, in_one_go, policy):
+    """Balanced: every expert keeps about the same share of the selector buffer, although task 0 streams
+    twice as long (it recurs); reservoir: shares follow the stream, so expert 0 holds about a third."""
+    learner = in_one_go
+    if policy == "reservoir":
+        learner = make_learner("tame", {**CFG, "selector_buffer": "reservoir"}, seed=0)
+        learner.prepare(stream[0].input_shape, stream.num_classes)
+        for e in stream:
+            learner.learn(e)
+    assert learner.config.selector_buffer == policy
+    e = learner.buffer.all()["e"]
+    share = torch.bincount(e, minlength=len(learner.experts)).float() / len(e)
+    assert len(e) == CFG["buffer_size"]
+    if policy == "balanced":
+        assert share.max() - share.min() <= 0.02, share
+    else:
+        assert share[0] > 0.25 and share[1:].max() < 0.25, share

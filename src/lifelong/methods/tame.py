@@ -27,7 +27,7 @@ from lifelong.encoders import MLP
 from lifelong.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from lifelong.heads import Classifier
 from lifelong.layers.sparse import global_magnitude_masks
-from lifelong.memory import ReservoirBuffer
+from lifelong.memory import ClassBalancedBuffer, ReservoirBuffer
 from lifelong.methods.base import LearnerBase
 from lifelong.methods.config import MethodConfig, hp
 from lifelong.methods.registry import register
@@ -85,6 +85,11 @@ class TameConfig(MethodConfig):
     )
     max_experts: int = hp(0, "cap on the number of experts (0: no cap; at the cap the best-fitting one is re-used)")
     buffer_size: int = hp(500, "selector buffer capacity (official cap: 5000 for MNIST's 60k images)")
+    selector_buffer: str = hp(
+        "balanced",
+        "selector buffer policy: balanced (class-balanced reservoir over expert ids: each expert the same "
+        "share, as the official per-class sample) | reservoir (one uniform reservoir over the stream)",
+    )
     selector_hidden: tuple[int, ...] = hp((100, 100), "hidden sizes of the selector MLP")
     selector_epochs: int = hp(200, "selector training epochs (official SELECTOR_EPOCHS)")
     selector_lr: float = hp(0.1, "selector learning rate (official SELECTOR_LEARNING_RATE)")
@@ -114,6 +119,8 @@ class TameConfig(MethodConfig):
             raise ConfigError(f"window must be >= 2, got {self.window}")
         if not self.threshold_std > 0 or self.min_std < 0:
             raise ConfigError(f"threshold_std must be > 0 and min_std >= 0, got {self.threshold_std}, {self.min_std}")
+        if self.selector_buffer not in ("balanced", "reservoir"):
+            raise ConfigError(f"selector_buffer must be 'balanced' or 'reservoir', got {self.selector_buffer!r}")
         for name in ("expert_prune", "selector_prune"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
@@ -184,13 +191,22 @@ class Tame(LearnerBase):
         self.batches = 0
         self.input_shape: tuple[int, ...] | None = None
         self.num_classes: int | None = None
-        self.buffer = ReservoirBuffer(config.buffer_size)
+        self.buffer = (
+            ClassBalancedBuffer(config.buffer_size)
+            if config.selector_buffer == "balanced"
+            else ReservoirBuffer(config.buffer_size)
+        )
         self.prune_buffer = ReservoirBuffer(config.prune_buffer_size)
         self.selector: nn.Module | None = None
         self.selector_masks: list[torch.Tensor] | None = None
         self.selector_key: list[int] | None = None  # (buffer.seen, experts) the selector was trained for
         self.selector_seconds = 0.0
         self.prune_seconds = 0.0
+
+    def _buffer_seen(self) -> int:
+        """Examples offered to the selector buffer so far."""
+        b = self.buffer
+        return b.seen if isinstance(b, ReservoirBuffer) else sum(b.class_seen.values())
 
     # ---- construction ---------------------------------------------------------------
     def prepare(self, input_shape: tuple[int, ...], num_classes: int) -> None:
@@ -212,7 +228,7 @@ class Tame(LearnerBase):
 
     def _build_selector(self, outputs: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 1_000_003 + 104_729 + self.buffer.seen)
+            torch.manual_seed(self.seed * 1_000_003 + 104_729 + self._buffer_seen())
             backbone = MLP(self.input_shape, self.config.selector_hidden)
             return Classifier(backbone, backbone.out_dim, outputs).apply(_xavier)
 
@@ -321,7 +337,11 @@ class Tame(LearnerBase):
         e.window = (e.window + [losses[self.active]])[-c.window :]
         e.smoothed_active = _ema(e.smoothed_active, losses[self.active], c.smoothing)
         self._train_step(e, x, y, batch_classes, kept if previous in (None, self.active) else None)
-        self.buffer.add(self.generator, x=x, e=torch.full((len(y),), self.active, dtype=torch.long))
+        ids = torch.full((len(y),), self.active, dtype=torch.long)
+        if self.config.selector_buffer == "balanced":
+            self.buffer.add(self.generator, x=x, y=ids, e=ids)  # balanced over expert ids, never true labels
+        else:
+            self.buffer.add(self.generator, x=x, e=ids)
         self.prune_buffer.add(self.generator, x=x, y=y)
         self.position += len(y)
         self.batches += 1
@@ -441,13 +461,13 @@ class Tame(LearnerBase):
         """(Re)train the selector from scratch on the buffer if it changed since the last training."""
         import time
 
-        key = [self.buffer.seen, len(self.experts)]
+        key = [self._buffer_seen(), len(self.experts)]
         if len(self.experts) < 2 or self.selector_key == key:
             return
         t0 = time.perf_counter()
         c = self.config
         data = self.buffer.all()
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + 3 + self.buffer.seen)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + 3 + self._buffer_seen())
         model = self._build_selector(len(self.experts))
         opt = torch.optim.SGD(model.parameters(), lr=c.selector_lr, momentum=c.momentum, weight_decay=c.weight_decay)
         with torch.enable_grad():
