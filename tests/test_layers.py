@@ -18,6 +18,7 @@ RANK = {
     "cli": 0,
     "papers": 1,
     "runner": 2,
+    "incontext": 2.5,  # in-context studies: own training loop on evaluation's checkpoints; used by papers and cli
     "evaluation": 3,
     "methods": 4,
     "scenarios": 5,

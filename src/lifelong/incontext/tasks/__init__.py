@@ -1,0 +1,1 @@
+"""Prompt samplers, one module each; every sampler has ``sample(batch, generator) -> Prompts``."""
