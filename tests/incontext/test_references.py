@@ -119,3 +119,27 @@ def test_sparse_parity_vote_learns_the_parity_from_the_prompt():
     pred = R.sparse_parity_vote(p, 2)
     acc = (pred == p.ys).float().mean(0)
     assert acc[-10:].mean() > 0.97 and acc[0] < 0.7  # version space collapses onto the true pair
+
+
+def test_sparse_parity_prior_is_the_no_context_bayes_rule():
+    """The rule that ignores the prompt: +1 iff (sum x)^2 < n for k = 2. Its accuracy on sparse-parity prompts is
+    the exact Bayes accuracy without context, E[max(p, 1 - p)] with p = P(y = +1 | x) = m (n - m) / C(n, 2) for m
+    ones among n uniform bits; on conjunctions it is no better than chance."""
+    import math
+
+    n = 10
+    g = torch.Generator().manual_seed(5)
+    p = BooleanFunctions("sparse_parity", n_dims=n, n_points=30).sample(4000, g)
+    prior = R.sparse_parity_prior(p, 2)
+    s = p.xs.float().sum(-1)
+    torch.testing.assert_close(prior, torch.sign(n - s**2))  # the closed form for k = 2
+    assert prior.shape == p.ys.shape
+    exact = sum(math.comb(n, m) / 2**n * max(q, 1 - q) for m in range(n + 1) for q in [m * (n - m) / math.comb(n, 2)])
+    acc = (prior == p.ys).float().mean()
+    assert abs(float(acc) - exact) < 0.01  # 120,000 predictions: standard error ~0.0015
+    vote = (R.sparse_parity_vote(p, 2) == p.ys).float().mean(0)
+    assert vote[-10:].mean() > acc + 0.4  # the in-context learner far above the no-context rule
+    c = BooleanFunctions("conjunction", n_dims=n, n_points=30).sample(2000, g)
+    on_conj = (torch.where(R.sparse_parity_prior(c, 2) > 0, 1.0, -1.0) == c.ys).float().mean()
+    majority = (R.majority_label(c) == c.ys).float().mean()
+    assert on_conj < 0.52 and on_conj < majority

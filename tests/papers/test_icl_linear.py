@@ -14,15 +14,16 @@ from lifelong.papers.icl_linear import verdict
 
 @pytest.fixture(scope="module")
 def claim():
-    return reproduce("icl-linear", "quick", sets=["arms.transformer.steps=300"])
+    return reproduce("icl-linear", "quick")  # 1,500 steps: at 300 the model has not moved from its initial plateau
 
 
 def test_quick_reproduction_runs_and_the_untrained_control_fails(claim):
     m = claim.measured
     assert claim.paper == "icl-linear" and claim.scale == "quick"
     assert m["noise0.5 untrained held"] is False
-    # an untrained model is far from least squares: its SPD to OLS exceeds its SPD to the tuned 1-step GD
-    assert m["noise0.5 untrained spd_ols"] > m["noise0.5 untrained spd_gd1"]
+    # training did something: the trained model is closer to ridge (the Bayes predictor) than the same model at
+    # initialisation, by a factor (at quick scale it is only starting to leave the plateau, hence 0.8)
+    assert m["noise0.5 transformer spd_ridge"] < 0.8 * m["noise0.5 untrained spd_ridge"]
     for key in ("spd_ols", "spd_ridge", "spd_gd1", "spd_online_sgd", "spd_knn", "mse_model", "mse_bayes"):
         assert math.isfinite(m[f"noise0.5 transformer {key}"])
     json.dumps(claim.to_dict())
