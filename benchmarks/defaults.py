@@ -34,6 +34,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATASETS = ("split-mnist", "digits", "clinc150", "clinc150-tokens", "text-file")
+FLOOR = 0.45  # the floor test's fraction of NCM's accuracy (tests/methods/test_defaults_floor.py)
+
+#: no replay and no protected head: in a class-incremental stream they keep the last experience's classes
+#: (the floor test's FORGETS: there they must only learn that last experience)
+FORGETS = ("finetune", "ewc", "lwf", "si", "mas", "agem", "lora-seq", "codyra", "tent")
+
+#: (method, dataset) -> why its defaults stay below FLOOR x NCM there (a principled limit, not a tuning gap)
+BELOW = {
+    ("bic", "clinc150"): "the memory of 200 that every replay method gets by default leaves ~1 exemplar per "
+    "intent over 150 intents: nothing can be held out per class, so the bias layer (BiC's component) is never "
+    "fitted and the newest classes win (84.4 % with the paper's memory of 2,000: `--set bic.buffer_size=2000`)",
+}
 
 
 def scenario_options(scenario: str, tasks: int, num_classes: int) -> dict:
@@ -137,6 +149,63 @@ def table(rows: list[dict], datasets: list[str]) -> str:
     return "\n".join(out)
 
 
+#: what limits a cell above the floor, or what a method's defaults on a data kind amount to (measured when
+#: the per-kind defaults were set; the numbers behind each are in the method's ``data_defaults`` comment)
+NOTES = (
+    "prd, hypernet, onpro, tame, mamba-fscil and lame were re-run after their per-kind defaults changed (their "
+    "rows dropped from the JSON-lines file, then `--resume --only prd,hypernet,onpro,tame,mamba-fscil,lame`); "
+    "the other rows are from the earlier full run.",
+    "onpro on clinc150: limited by its memory, not its settings: its classifier learns later classes only "
+    "from the 200-example replay batch (~1.3 stored sentences per intent); on validation (seed 100) memory "
+    "1,000 / 2,000 gives 87.8 / 88.7 % against 61.9 % at 200.",
+    "tame on clinc150 and text-file: limited by its selector, trained on 500 stored sentences (~3 per intent): "
+    "the shift test finds every boundary and an expert routed by the true expert scores 99 %, but the "
+    "selector routes ~60 % of the test sentences right (memory 1,500: 75 %). On sentence embeddings its "
+    "experts are linear at the official lr 0.1 with soft routing (hard routing: 59.5 % vs 66.6 % on "
+    "validation).",
+    "prd on sentence embeddings: the linear default leaves the encoder the identity, so SupCon and the "
+    "relation distillation have nothing to train and PRD amounts to cosine prototypes learned without stored "
+    "data (prototypes at lr 0.1); with a trainable encoder it forgets the earlier experiences (11-12 % on "
+    "validation).",
+    "prd on pixels: 50 epochs and prototype weight 4 (towards the paper's 100 epochs and the official sweep's "
+    "{4, 8}) were picked on validation of both pixel datasets (digits 38.0 -> 46.3 %, split MNIST 52.9 -> "
+    "47.6 %, within its seed spread); on these test streams digits gains 15 points (35.2 -> 50.3 %) and "
+    "split MNIST loses 8 (46.8 -> 38.9 %).",
+    "mamba-fscil: the official base memory (one class-mean feature per base class) on every data kind; with "
+    "the field default of 5 random features per class the base features outnumber the novel shots and each "
+    "new session is barely learned (0.29-0.57x NCM before). Its selective scan is a Python loop: 80-140 s on "
+    "the larger streams.",
+)
+
+
+def below(rows: list[dict]) -> str:
+    """Markdown: every cell under ``FLOOR`` x NCM's accuracy on the same stream, with the reason when known."""
+    ncm = {(r["data"], r.get("scenario")): r["accuracy"] for r in rows if r["method"] == "ncm" and r["status"] == "ok"}
+    forget: dict[str, list[float]] = {}
+    other = []
+    for r in sorted(rows, key=lambda r: (r["method"], DATASETS.index(r["data"]))):
+        ref = ncm.get((r["data"], r.get("scenario")))
+        if r["method"] == "ncm" or r["status"] != "ok" or ref is None or r["accuracy"] >= FLOOR * ref:
+            continue
+        cell = f"{r['method']} on {r['data']} ({r['accuracy'] / ref:.2f}× ncm)"
+        if r["method"] in FORGETS and r.get("scenario") == "class-incremental":
+            forget.setdefault(r["method"], []).append(r["accuracy"] / ref)
+            continue
+        why = BELOW.get((r["method"], r["data"]), "no principled reason recorded: an open defect of its defaults")
+        other.append(f"- {cell}: {why}")
+    out = [f"## Cells below {FLOOR} × NCM", ""]
+    if forget:
+        cells = [f"{m} ({len(v)} cells, {min(v):.2f}–{max(v):.2f}× ncm)" for m, v in forget.items()]
+        out += [
+            "Expected to forget in a class-incremental stream (no replay, no protected head; the floor test "
+            "asks them only to learn the last experience): " + ", ".join(cells) + ".",
+            "",
+        ]
+    out += other or ["No other cell."]
+    out += ["", "## Notes", ""] + [f"- {n}" for n in NOTES]
+    return "\n".join(out)
+
+
 def main() -> None:
     """Run the matrix (or the part asked for) and write the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -193,7 +262,7 @@ def main() -> None:
         "Command: `LIFELONG_DATA=../shared/data .venv/bin/python benchmarks/defaults.py` (seed 0, 1 torch thread, "
         "class-incremental streams described in the script's docstring). Cell: final average accuracy %, its "
         "ratio to NCM's on the same stream, wall seconds (shared 2-core machine: times are rough); or the "
-        "library's refusal.\n\n" + table(rows, all_data) + "\n"
+        "library's refusal.\n\n" + table(rows, all_data) + "\n\n" + below(rows) + "\n"
     )
     print(f"wrote {a.out}")
 

@@ -139,9 +139,10 @@ def test_quick_reproduction_verdict_follows_the_paired_criterion():
     # scale, stays clearly below the better ER (-16 to -29 points): the accuracy part and the claim are not held
     assert m["final_acc/onpro"] > 0.45 and m["onpro_minus_best_er"] < -0.05
     assert claim.held is False and "accuracy part NOT held" in claim.notes
-    # APF's effect: the pair it mixes most in the last experience is the most-confused pair of the final
-    # confusion matrix (classes 2 and 4, rank 1 of 45 under every kernel above)
-    assert m["apf_top_pair_rank_per_seed"] == "1" and m["apf_top_pair_in_top3_seeds"] == "1/1"
+    # APF's effect: the pair it mixes most in the last experience is among the 3 most-confused pairs of the
+    # final confusion matrix (rank 1 of 45 under the default and AVX2 kernels and on AMD AVX-512, rank 3 on an
+    # Intel AVX-512 + AMX machine; a sampler that mixes the farthest pairs gives rank 32, see the fake runs)
+    assert int(m["apf_top_pair_rank_per_seed"]) <= 3 and m["apf_top_pair_in_top3_seeds"] == "1/1"
 
 
 def _fake_comparison(gain, ranks):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,13 @@ ENTROPY_TEMPERATURE = 0.01
 @dataclass
 class HypernetConfig(GradientConfig):
     """Hypernetwork settings (HNET defaults where DPHN gives none: Adam 1e-3, beta 0.01)."""
+
+    #: per data kind: HNET's Adam lr 1e-3 on every kind (the base's 0.05 and 1.0 are SGD steps: with Adam at
+    #: lr 1 on CLINC150 features task-incremental accuracy is 24.4 %) and a linear generated target on
+    #: sentence embeddings. Validation (20 % of the training data held out, class order of seed 100):
+    #: CLINC150 Adam lr 1 / 0.1 / 0.01 / 3e-3 / 1e-3: 25.2 / 65.1 / 98.1 / 98.4 / 98.1 % (NCM 98.5 %), a
+    #: generated hidden layer of 100 at 1e-3: 95.5 %; digits (seeds 100-102) lr 0.05 / 1e-3: 96.1 / 99.4 %.
+    data_defaults: ClassVar[dict[str, dict]] = {"pixels": {}, "embeddings": {"hidden": ()}}
 
     optimizer: str = hp("adam", "optimizer name (HNET: adam)")
     lr: float = hp(0.001, "learning rate (HNET: 1e-3)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,14 @@ AFFINITIES = ("rbf", "knn", "linear")
 @dataclass
 class LAMEConfig(MethodConfig):
     """LAME settings (official-code defaults) and the wrapped learner."""
+
+    #: per data kind. Sentence embeddings: the binary 5-NN affinity (the official code's other choice) instead
+    #: of the RBF, whose bandwidth (mean distance to the 5th neighbour) gives almost every pair of a batch's
+    #: sentences a large affinity, so the Laplacian term outweighs the classifier and whole evaluation batches
+    #: collapse onto one intent (1/15 right on experiences of 15 intents). Validation (20 % of the training
+    #: sentences held out, class order of seed 100), RBF vs 5-NN: CLINC150 70.6 vs 96.3 %, HWU64 (text-file)
+    #: 14.2 vs 93.0 %; on digits both 98.6 %, so pixels keep the official RBF.
+    data_defaults: ClassVar[dict[str, dict]] = {"embeddings": {"affinity": "knn"}}
 
     inner: str = hp("ncm", "registered method whose outputs LAME corrects")
     inner_config: str = hp("{}", "JSON object of config overrides for the inner method")

@@ -48,14 +48,25 @@ class TameConfig(MethodConfig):
     the falling learning curve, never fires (one expert: 10.1 % on digits, 35.3 % on split MNIST, 0.7 % on
     CLINC150). Chosen on split MNIST seed 0 from lr {0.01, 0.03} x batch {10, 32} x passes {1, 3}: 84.7 %
     (NCM 80.4 %; batch 10, 1 pass: 45.6 %); confirmed on digits: 93.1 % (NCM 88.3 %). On CLINC150 features
-    the same (lr 0.03 vs 0.1 / 0.3) gives 54.7 % (NCM 92.0 %). Online streams (the task-free scenario, the
-    paper reproduction) use the stream's batch size and one pass, so only ``lr`` applies there.
+    the same (lr 0.03 vs 0.1 / 0.3) gave 54.7 % (NCM 92.0 %); on sentence embeddings the experts are now
+    linear at the official lr 0.1 with soft routing (see ``data_defaults``). Online streams (the task-free
+    scenario) use the stream's batch size and one pass, so only ``lr`` (and on embeddings ``hidden`` and
+    ``routing``) applies there.
     """
 
     #: offline experiences: batch 10, 3 passes, lr 0.03 (see the class docstring)
     data_defaults: ClassVar[dict[str, dict]] = {
         "pixels": {"lr": 0.03, "batch_size": 10, "epochs": 3},
-        "embeddings": {"lr": 0.03, "batch_size": 10, "epochs": 3},
+        # sentence embeddings: the shift test finds all 9 boundaries of CLINC150 (10 experts) and an expert
+        # routed by the true expert scores 94.7 %, but the selector, trained on 500 stored sentences (~3 per
+        # intent), routes 60 % of the test sentences right. Validation (CLINC150, 20 % of the training
+        # sentences held out, class orders of seeds 100 and 101): MLP experts, hard routing: 57.6 %; linear
+        # experts (as every gradient method on embeddings) at lr 0.3: 59.5 % (routed by the truth: 99.1 %);
+        # + soft routing (the mixture log sum_k p(k|x) p_k(c|x), so a confident expert can outvote an unsure
+        # selector): 66.6 %, at the official lr 0.1: 66.5 %. A larger selector MLP (256), no selector pruning
+        # or selector lr 0.03 leave routing at 59-61 %; a memory of 1,500 lifts it to 75 % (75.0 % final):
+        # TAME on CLINC150 is limited by its stored examples per intent, which stay at 500.
+        "embeddings": {"lr": 0.1, "hidden": (), "batch_size": 10, "epochs": 3, "routing": "soft"},
     }
 
     lr: float = hp(
