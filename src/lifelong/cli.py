@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--show-spec", action="store_true", help="print the resolved settings and exit (runs nothing)")
     _add_merge_parser(sub)
+    _add_incontext_parser(sub)
     return p
 
 
@@ -385,6 +386,64 @@ def _add_merge_parser(sub) -> None:
     m.add_argument("--list", action="store_true", help="list the merge methods with their settings and exit")
 
 
+def _add_incontext_parser(sub) -> None:
+    """The ``incontext`` subcommand: train / evaluate an in-context learning study (lifelong.incontext.report)."""
+    ic = sub.add_parser("incontext", help="train or evaluate an in-context learning study (docs/incontext.md)")
+    isub = ic.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    names = "linear, boolean, bursty, dual-process, projection"  # lifelong.incontext.STUDIES (not imported: torch)
+    t = isub.add_parser("train", help="train a study; writes a checkpoint, metrics.json and plots into --out")
+    t.add_argument("study", help=f"the task family: {names}")
+    t.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the study's)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the study's)")
+    t.add_argument("--batch", type=int, default=None, help="prompts per step (default: the study's)")
+    t.add_argument("--seed", type=int, default=None, help="seed of the model, the prompts and the task world (0)")
+    t.add_argument("--out", default=None, help="output folder (default runs/incontext/STUDY)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a study setting, repeatable: function=sparse_parity, model=lstm, noise=0.1, eval_every=50 "
+        "(an unknown key lists the valid ones)",
+    )
+    t.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    e = isub.add_parser("eval", help="re-evaluate a saved run and redraw its plots")
+    e.add_argument("target", help="the run folder (--out of train), or the STUDY name with --checkpoint DIR")
+    e.add_argument("--checkpoint", default=None, metavar="DIR", help="the run folder, when the first argument is STUDY")
+    e.add_argument("--out", default=None, help="where metrics.json and the plots go (default: the run folder)")
+    e.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1)")
+
+
+def _cmd_incontext(a) -> int:
+    from lifelong.incontext.report import evaluate_study, summary_line, train_study
+    from lifelong.runtime import configure_threads
+
+    configure_threads(a.threads)
+    if a.action == "train":
+        out = a.out if a.out is not None else str(Path("runs") / "incontext" / a.study)
+        run = train_study(
+            a.study,
+            steps=a.steps,
+            lr=a.lr,
+            batch=a.batch,
+            seed=a.seed,
+            settings=a.sets,
+            out=out,
+            resume=a.resume,
+            progress=not a.quiet,
+        )
+    elif a.checkpoint is not None:
+        run = evaluate_study(a.checkpoint, study=a.target, out=a.out)
+    else:
+        run = evaluate_study(a.target, out=a.out)
+    print(summary_line(run))
+    print(f"wrote: {', '.join(str(f) for f in run.files)}")
+    return 0
+
+
 def _cmd_merge(a) -> int:
     from lifelong.errors import ConfigError
     from lifelong.merging import (
@@ -458,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             "papers": _cmd_papers,
             "reproduce": _cmd_reproduce,
             "merge": _cmd_merge,
+            "incontext": _cmd_incontext,
         }
         return handlers[args.command](args)
     except LifelongError as e:
