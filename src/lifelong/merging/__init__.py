@@ -6,6 +6,7 @@ Example::
     merged = merge(base_sd, [expert_a_sd, expert_b_sd], "breadcrumbs", density=0.15, gamma=0.006, alpha=0.3)
 
 Methods: task arithmetic, TIES, DARE (linear and TIES), Model Breadcrumbs (and Breadcrumbs + TIES);
+Sparse fine-tuning (LT-SFT, :mod:`lifelong.merging.sparse_ft`) learns composable sparse differences.
 ``merge_methods()`` lists them, ``merge_config(name, {...})`` builds a validated config. The
 command ``lifelong merge`` merges safetensors files. Guide: ``docs/merging.md``.
 """
@@ -30,6 +31,7 @@ from lifelong.merging.methods import (
     merge_methods,
     register_merge,
 )
+from lifelong.merging.sparse_ft import SparseFineTuning, compose, load_sft, lottery_ticket_sft, save_sft
 from lifelong.merging.sparsify import breadcrumbs_mask, magnitude_mask, random_mask, rescale
 from lifelong.merging.task_vector import TaskVector, check_compatible
 
@@ -58,4 +60,9 @@ __all__ = [
     "rescale",
     "load_state_dict",
     "save_state_dict",
+    "SparseFineTuning",
+    "lottery_ticket_sft",
+    "compose",
+    "save_sft",
+    "load_sft",
 ]
