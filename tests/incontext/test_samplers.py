@@ -89,3 +89,53 @@ def test_projection_tasks_pool_fresh_and_bias():
     del lab
     assert math.isclose(q.extra["biased"].float().mean().item(), 1.0)
     assert set(q.ys.unique().tolist()) <= set(perm.tolist())
+
+
+def test_projection_tasks_ways_subsets():
+    """``ways=k``: labels in ``0..k-1``, each label one class (the task permutation's subset and order), pool and
+    biased prompts use their own permutation's subset, labels drawn uniformly."""
+    y = torch.arange(400) % 10
+    x = torch.eye(10)[y]  # class c -> e_c, so a projected input is column c of the task's A
+    sampler = ProjectionTasks(x, y, n_points=30, d_proj=10, ways=3, num_tasks=1, bias_fraction=0.5, standardise=False)
+    p = sampler.sample(16, g(11))
+    assert p.num_labels == 3 and p.ys.min() >= 0 and p.ys.max() <= 2
+    a, perm = sampler._task(0)
+    cls = torch.cdist(p.xs, a.T.expand(16, -1, -1)).argmin(-1)  # the class of every point
+    for b in range(16):
+        order = (sampler._fixed_perm if p.extra["biased"][b] else perm).argsort()[:3]
+        assert torch.equal(cls[b], order[p.ys[b]])
+    assert p.extra["biased"].sum() == 8 and not torch.equal(sampler._fixed_perm, perm)
+    fresh = ProjectionTasks(x, y, n_points=30, ways=4, standardise=False).sample(500, g(12))
+    counts = torch.bincount(fresh.ys.flatten(), minlength=4).float() / fresh.ys.numel()
+    assert torch.allclose(counts, torch.full((4,), 0.25), atol=0.02)
+    # a fresh prompt uses at most `ways` distinct inputs here (one per class) and one input per label
+    for b in range(20):
+        for lab in range(4):
+            pts = fresh.xs[b][fresh.ys[b] == lab]
+            assert len(pts) == 0 or torch.allclose(pts, pts[:1].expand_as(pts))
+    for bad in (1, 11):
+        with pytest.raises(ConfigError):
+            ProjectionTasks(x, y, ways=bad)
+    with pytest.raises(ConfigError):
+        ProjectionTasks(x[y < 9], y[y < 9], num_classes=10, ways=3)  # class 9 has no example
+
+
+def test_projection_tasks_draw_without_replacement_within_a_prompt():
+    """No example repeats within a prompt (every example distinct without ``ways``; distinct per class with
+    ``ways``), and a sampler whose data cannot supply ``n_points`` distinct examples raises."""
+    n = 60
+    y = torch.arange(n) % 10
+    x = torch.eye(n)  # example i -> e_i: the projected input identifies the example
+    for ways, n_points in ((None, n), (None, 25), (3, 6)):
+        s = ProjectionTasks(x, y, n_points=n_points, num_classes=10, ways=ways, standardise=False)
+        p = s.sample(40, g(21))
+        for b in range(40):
+            d = torch.cdist(p.xs[b], p.xs[b]) + torch.eye(n_points) * 1e3
+            assert float(d.min()) > 1e-4  # no two points of a prompt are the same example
+        if ways:
+            # the labels still follow the class of each example; with 6 points over 3 labels some label repeats
+            assert bool((torch.stack([torch.bincount(r, minlength=3) for r in p.ys]).max(1).values > 1).any())
+    with pytest.raises(ConfigError):
+        ProjectionTasks(x, y, n_points=n + 1)
+    with pytest.raises(ConfigError):
+        ProjectionTasks(x, y, n_points=7, ways=3)  # each class has 6 examples

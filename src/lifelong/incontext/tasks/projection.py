@@ -10,6 +10,14 @@ tasks from one dataset: task ``t`` maps an input ``x`` to ``A_t x`` with ``A_t[i
 - ``bias_fraction=p``: the biased training distribution: a fraction ``p`` of each batch uses one fixed label
   permutation (projections stay random), as in the paper's intervention on the loss plateau.
 - ``scale="variance"``: ``A ~ N(0, 1/d)`` (variance); ``"std"``: std ``1/d`` (the public replication's choice).
+- ``ways=k``: ``k``-way tasks over class subsets: a task's label permutation ``pi`` keeps the classes it maps to
+  ``0..k-1`` (so a task is a projection plus an ordered subset of ``k`` classes); each point's label is drawn
+  uniformly from ``0..k-1`` and its example from that label's class. Prompts then have ``k`` labels.
+  A biased prompt uses the fixed permutation's subset and order.
+- Examples are drawn **without replacement within a prompt** (as the public replication draws each sequence), so a
+  late query never repeats an earlier example of its prompt: without ``ways`` the ``n_points`` examples are distinct;
+  with ``ways`` the examples of each class are distinct. A sampler whose data cannot supply that (``n_points`` above
+  the example count, or with ``ways`` above the smallest class's count) raises :class:`ConfigError` at construction.
 
 Tags: ``extra["task_id"]`` (pool index, -1 for a fresh task), ``extra["biased"]`` (bool).
 """
@@ -40,6 +48,7 @@ class ProjectionTasks:
         scale: ``"variance"`` (``A ~ N(0, 1/d)``) or ``"std"`` (std ``1/d``).
         pool_seed: seeds the pool's tasks (task ``t`` uses seed ``pool_seed * 1_000_003 + t``).
         cache_floats: pool tasks are cached while the cache holds at most this many floats.
+        ways: ``None`` (every class, labels permuted) or ``k`` for ``k``-way tasks over class subsets.
     """
 
     x: torch.Tensor
@@ -55,6 +64,7 @@ class ProjectionTasks:
     pool_seed: int = 0
     bias_seed: int = 12345
     cache_floats: int = 1 << 24
+    ways: int | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +83,21 @@ class ProjectionTasks:
             raise ConfigError("bias_fraction must be in [0, 1], scale 'variance' or 'std', n_points >= 1")
         if self.y.min() < 0 or self.y.max() >= self.num_classes:
             raise ConfigError(f"labels must lie in [0, {self.num_classes})")
+        if self.ways is not None:
+            if not 2 <= self.ways <= self.num_classes:
+                raise ConfigError(f"ways must be in [2, num_classes={self.num_classes}] or None, got {self.ways}")
+            counts = torch.bincount(self.y, minlength=self.num_classes)
+            if bool((counts == 0).any()):
+                raise ConfigError("ways=k needs at least one example of every class in [0, num_classes)")
+            self._count = counts
+            self._start = torch.cumsum(counts, 0) - counts
+            if self.n_points > int(counts.min()):
+                raise ConfigError(
+                    f"n_points={self.n_points} exceeds the smallest class's {int(counts.min())} examples: a prompt "
+                    "could not draw its points without replacement"
+                )
+        elif self.n_points > self.x.shape[0]:
+            raise ConfigError(f"n_points={self.n_points} exceeds the {self.x.shape[0]} examples (no replacement)")
         self._std = 1.0 / math.sqrt(self.d_in) if self.scale == "variance" else 1.0 / self.d_in
         g = torch.Generator().manual_seed(self.bias_seed)
         self._fixed_perm = torch.randperm(self.num_classes, generator=g)
@@ -89,9 +114,14 @@ class ProjectionTasks:
         return a, perm
 
     def sample(self, batch: int, generator: torch.Generator) -> Prompts:
-        """``batch`` prompts; the first ``round(bias_fraction * batch)`` use the fixed label permutation."""
+        """``batch`` prompts; the first ``round(bias_fraction * batch)`` use the fixed label permutation.
+
+        With ``ways`` the prompts have ``ways`` labels (see the module docstring)."""
         g = generator
-        idx = torch.randint(0, self.x.shape[0], (batch, self.n_points), generator=g)
+        n = self.x.shape[0]
+        # a random order of all examples per prompt: its first n_points are distinct examples (no replacement)
+        order = torch.rand(batch, n, generator=g).argsort(-1)
+        idx = None if self.ways else order[:, : self.n_points]
         if self.num_tasks is None:
             task_id = torch.full((batch,), -1, dtype=torch.long)
             a = torch.randn(batch, self.d_proj, self.d_in, generator=g) * self._std
@@ -108,6 +138,18 @@ class ProjectionTasks:
             perm = torch.stack([p for _, p in tasks])[inv]
         biased = torch.arange(batch) < round(self.bias_fraction * batch)
         perm = torch.where(biased.unsqueeze(-1), self._fixed_perm.expand(batch, -1), perm)
+        if self.ways:
+            # label j of a task is the class its permutation maps to j; draw labels, then an example of that class
+            subset = perm.argsort(-1)[:, : self.ways]
+            ys = torch.randint(0, self.ways, (batch, self.n_points), generator=g)
+            cls = torch.gather(subset, 1, ys)
+            # per prompt, the random order grouped by class (stable): class c's examples in random order at
+            # _start[c] .. _start[c] + _count[c] - 1; the r-th point of label j takes the r-th of its class
+            by_class = torch.gather(order, 1, torch.sort(self.y[order], dim=-1, stable=True).indices)
+            rank = (torch.nn.functional.one_hot(ys, self.ways).cumsum(1) - 1).gather(2, ys.unsqueeze(-1)).squeeze(-1)
+            idx = torch.gather(by_class, 1, self._start[cls] + rank)
+        else:
+            ys = torch.gather(perm, 1, self.y[idx])
         xs = torch.einsum("bpd,bnd->bnp", a, self.x[idx])
-        ys = torch.gather(perm, 1, self.y[idx])
-        return Prompts(xs, ys, "classes", self.num_classes, {"task_id": task_id, "biased": biased})
+        labels = self.ways or self.num_classes
+        return Prompts(xs, ys, "classes", labels, {"task_id": task_id, "biased": biased})
