@@ -292,7 +292,19 @@ def paired_measured(name: str, p: dict, digits: int = 4) -> dict:
     }
 
 
-__all__ += ["paired", "clinc_order", "clinc_pair", "log_row", "pick_on_validation", "paired_measured"]
+def gates_measured(verdicts: dict, controls: dict | None = None) -> dict:
+    """A claim's ``measured`` entries for its paired gates (``verdicts``: gate -> :func:`paired` result, plus a
+    ``"held"`` flag that is skipped) and for its controls (name -> whether the control was judged held)."""
+    out: dict = {}
+    for key, p in verdicts.items():
+        if key != "held":
+            out.update(paired_measured(key, p))
+    for name, held in (controls or {}).items():
+        out[f"control held: {name} (must be False)"] = held
+    return out
+
+
+__all__ += ["paired", "clinc_order", "clinc_pair", "log_row", "pick_on_validation", "paired_measured", "gates_measured"]
 
 
 def validation_split(data, fraction: float, seed: int):

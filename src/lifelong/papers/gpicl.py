@@ -274,7 +274,7 @@ def _mean(runs: list[dict], *keys) -> float:
 
 def check(cfg: dict, scale: str) -> Claim:
     """Measure, judge both regimes and the controls (which must not hold)."""
-    from lifelong.papers.common import paired, paired_measured
+    from lifelong.papers.common import gates_measured, paired, paired_measured
 
     runs = measure(cfg)["runs"]
     v = verdict(runs, cfg)
@@ -316,11 +316,7 @@ def check(cfg: dict, scale: str) -> Claim:
                 m[f"{arm} unseen {late} during training (seed {r['seed']})"] = " ".join(
                     f"{s}:{a:.2f}" for s, a in r[key]
                 )
-    for key, p in v.items():
-        if key != "held":
-            m.update(paired_measured(key, p))
-    for name, held in controls.items():
-        m[f"control held: {name} (must be False)"] = held
+    m.update(gates_measured(v, controls))
     return Claim(
         paper=PAPER.short_name,
         statement=(

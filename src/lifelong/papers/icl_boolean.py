@@ -179,7 +179,7 @@ def reproduce(scale: str = "quick") -> Claim:
 
 def check(cfg: dict, scale: str) -> Claim:
     """Measure, judge the trained models and the controls (which must not hold)."""
-    from lifelong.papers.common import paired_measured
+    from lifelong.papers.common import gates_measured
 
     runs = measure(cfg)["runs"]
     v = verdict(runs, cfg)
@@ -205,11 +205,7 @@ def check(cfg: dict, scale: str) -> Claim:
     for name in ("model", "elimination"):
         curve = runs[0]["conjunction"][f"{name}_curve"]
         m[f"conjunction {name} acc by position (seed 0)"] = " ".join(f"{a:.2f}" for a in curve)
-    for key, p in v.items():
-        if key != "held":
-            m.update(paired_measured(key, p))
-    for name, held in controls.items():
-        m[f"control held: {name} (must be False)"] = held
+    m.update(gates_measured(v, controls))
     return Claim(
         paper=PAPER.short_name,
         statement=(
