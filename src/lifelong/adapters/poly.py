@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from lifelong.adapters.lora.layer import WrappedLinear
 from lifelong.adapters.lora.model import find_targets
 from lifelong.errors import ConfigError
 
@@ -72,7 +73,7 @@ class PolyConfig:
             raise ConfigError(f"PolyConfig.temperature must be > 0, got {self.temperature}")
 
 
-class PolyLinear(nn.Module):
+class PolyLinear(WrappedLinear):
     """A stock ``nn.Linear`` plus a routed inventory of LoRA skills (see the module docstring for the maths)."""
 
     def __init__(self, base_layer: nn.Linear, config: PolyConfig, generator: torch.Generator | None = None):
@@ -97,16 +98,6 @@ class PolyLinear(nn.Module):
         self.task_ids: torch.Tensor | None = None
         with torch.no_grad():
             self.reset_parameters(generator)
-
-    @property
-    def in_features(self) -> int:
-        """Input size of the wrapped layer."""
-        return self.base_layer.in_features
-
-    @property
-    def out_features(self) -> int:
-        """Output size of the wrapped layer."""
-        return self.base_layer.out_features
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """A per (split, skill) as ``nn.Linear`` (Kaiming-uniform, a = √5, on an (r, d) matrix, as mttl and PEFT);

@@ -71,7 +71,23 @@ class SeededDropout(nn.Module):
         return f"p={self.p}"
 
 
-class LoRALinear(nn.Module):
+class WrappedLinear(nn.Module):
+    """Base of the adapter layers that wrap a stock ``nn.Linear`` as ``self.base_layer``: its sizes read through."""
+
+    base_layer: nn.Linear
+
+    @property
+    def in_features(self) -> int:
+        """Input size of the wrapped layer."""
+        return self.base_layer.in_features
+
+    @property
+    def out_features(self) -> int:
+        """Output size of the wrapped layer."""
+        return self.base_layer.out_features
+
+
+class LoRALinear(WrappedLinear):
     """An ``nn.Linear`` plus any number of named LoRA adapters (Hu et al. 2022, arXiv:2106.09685).
 
     ``forward(x) = base_layer(x) + sum over active, unmerged adapters of lora_delta(x, name)``.
@@ -96,16 +112,6 @@ class LoRALinear(nn.Module):
         self._weight_backup: torch.Tensor | None = None
 
     # ---- the wrapped layer's attributes (code that reads .weight / .in_features keeps working) ----
-    @property
-    def in_features(self) -> int:
-        """Input size of the wrapped layer."""
-        return self.base_layer.in_features
-
-    @property
-    def out_features(self) -> int:
-        """Output size of the wrapped layer."""
-        return self.base_layer.out_features
-
     @property
     def weight(self) -> torch.Tensor:
         """The wrapped layer's weight (holds the merged adapters)."""
